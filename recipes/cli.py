@@ -1,0 +1,46 @@
+"""The ``imagepref`` command line.
+
+Each group of commands lives in its own module under ``recipes/commands`` so that the parts can
+grow apart; this file only assembles them and turns user errors into one line and exit status 2.
+Heavy imports (torch, transformers) happen inside the commands, so ``imagepref label ...`` stays
+light.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from imagepref.errors import ImagePrefError
+from recipes.commands import align, evaluate, label, policy, reward, run
+
+app = typer.Typer(
+    name="imagepref",
+    help="Align token-predicting image generators with human preferences.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+policy.register(app)
+run.register(app)
+app.add_typer(label.app, name="label", help="Label Studio: server, projects, push, pull, agreement, simulated annotators.")
+app.add_typer(reward.app, name="reward", help="Multi-head reward models: train, eval, score.")
+app.add_typer(align.app, name="align", help="Move the generator toward preferences: dpo, grpo, ppo, merge.")
+evaluate.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; an ``ImagePrefError`` becomes one line on stderr and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except ImagePrefError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
