@@ -1,0 +1,203 @@
+"""Pull what annotators submitted and write the preference data of the contract.
+
+The export comes from Label Studio's snapshot export (which also serves projects too large for
+the quick export, and names each annotator by e-mail), or from a saved export file. Every
+annotation is checked against the project's labeling config, because the server stores whatever
+the API sends: unknown axes, bogus values and empty results go to `quarantine.jsonl` with the
+reason, skipped (cancelled) annotations are counted, an annotator's older versions of the same
+judgment are superseded by the latest, and gold pairs are written apart (`gold.parquet`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from imagepref.errors import BadInputError
+from labeling.agreement import agreement_report
+from labeling.config import CHOICES, COMMENT_FIELD
+from labeling.connection import LabelStudioConnection
+from labeling.export import axes_of, fetch_snapshot_export, read_export_file
+from labeling.preferences import annotation_frame, pair_frame, to_ab, write_parquet
+
+SIMULATED_DOMAIN = "@simulated.imagepref.test"
+
+
+@dataclass
+class PullReport:
+    """Counts of what a pull found and wrote."""
+
+    tasks: int = 0
+    annotations: int = 0
+    written: int = 0
+    gold: int = 0
+    skipped: int = 0
+    superseded: int = 0
+    partial: int = 0
+    quarantined: int = 0
+    pairs: int = 0
+    seconds: float = 0.0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def annotator_name(completed_by: object) -> str:
+    """The annotator's e-mail from an export (an id when the export carries only ids)."""
+    if isinstance(completed_by, dict):
+        return str(completed_by.get("email") or completed_by.get("id"))
+    return f"user-{completed_by}"
+
+
+def check_result(result: object, axes: list[str], validator) -> tuple[dict[str, str | None], str | None, str | None]:
+    """Axis choices, comment, and the reason the result is invalid (None when it is valid)."""
+    if not isinstance(result, list):
+        return {}, None, "result is not a list"
+    choices: dict[str, str | None] = {axis: None for axis in axes}
+    comment = None
+    for region in result:
+        if not isinstance(region, dict):
+            return {}, None, "a result entry is not an object"
+        name, value = region.get("from_name"), region.get("value") or {}
+        if name == COMMENT_FIELD:
+            text = value.get("text")
+            comment = " ".join(text) if isinstance(text, list) else (str(text) if text is not None else None)
+            continue
+        if name not in axes:
+            return {}, None, f"unknown axis {name!r}"
+        picked = value.get("choices")
+        if not isinstance(picked, list) or len(picked) != 1 or picked[0] not in CHOICES:
+            return {}, None, f"{name}: {picked!r} is not exactly one of left/right/tie"
+        if choices[name] is not None:
+            return {}, None, f"{name} answered twice"
+        choices[name] = picked[0]
+    if validator is not None and not validator.validate_annotation({"result": result}):
+        return {}, None, "does not match the labeling config"
+    if all(value is None for value in choices.values()):
+        return {}, None, "no axis answered"
+    return choices, comment, None
+
+
+def parse_export(tasks: list, axes: list[str], label_config: str | None) -> tuple[list[dict], list[dict], list[dict], list[dict], PullReport]:
+    """Split an export into regular rows, gold rows, comments and quarantined entries."""
+    validator = None
+    if label_config:
+        from label_studio_sdk.label_interface import LabelInterface
+
+        validator = LabelInterface(label_config)
+    report = PullReport(tasks=len(tasks))
+    rows, gold_rows, comments, quarantine = [], [], [], []
+    for task in tasks:
+        data = task.get("data") or {}
+        missing = [key for key in ("pair_id", "candidate_left", "candidate_right", "candidate_a", "candidate_b") if key not in data]
+        annotations = task.get("annotations") or []
+        report.annotations += len(annotations)
+        if missing:
+            for annotation in annotations:
+                quarantine.append({"task": task.get("id"), "annotation": annotation.get("id"),
+                                   "reason": f"task lacks {', '.join(missing)} (not pushed by imagepref)", "raw": annotation})
+            continue
+        latest: dict[str, dict] = {}
+        for annotation in annotations:
+            who = annotator_name(annotation.get("completed_by"))
+            stamp = annotation.get("updated_at") or annotation.get("created_at") or ""
+            if who in latest:
+                report.superseded += 1
+                if stamp <= (latest[who].get("updated_at") or latest[who].get("created_at") or ""):
+                    continue
+            latest[who] = annotation
+        for who, annotation in latest.items():
+            if annotation.get("was_cancelled"):
+                report.skipped += 1
+                continue
+            choices, comment, problem = check_result(annotation.get("result"), axes, validator)
+            if problem:
+                quarantine.append({"task": task.get("id"), "annotation": annotation.get("id"), "pair_id": data["pair_id"],
+                                   "annotator": who, "reason": problem, "raw": annotation.get("result")})
+                continue
+            report.partial += any(value is None for value in choices.values())
+            row = {"pair_id": data["pair_id"], "prompt": data.get("prompt"),
+                   "candidate_left": data["candidate_left"], "candidate_right": data["candidate_right"],
+                   "candidate_a": data["candidate_a"], "candidate_b": data["candidate_b"],
+                   "annotator": who, "source": "simulated" if who.endswith(SIMULATED_DOMAIN) else "human",
+                   **choices, "lead_time": annotation.get("lead_time"), "created_at": annotation.get("created_at")}
+            if comment:
+                comments.append({"pair_id": data["pair_id"], "annotator": who, "comment": comment})
+            if data.get("is_gold"):
+                gold = data.get("gold") or {}
+                gold_rows.append({**row, **{f"{axis}_gold": gold.get(axis) for axis in axes}})
+            else:
+                rows.append(row)
+    report.quarantined = len(quarantine)
+    for entry in quarantine:
+        key = entry["reason"].split(":")[0]
+        report.quarantine_reasons[key] = report.quarantine_reasons.get(key, 0) + 1
+    report.written, report.gold = len(rows), len(gold_rows)
+    return rows, gold_rows, comments, quarantine, report
+
+
+def pull(
+    out_dir: Path,
+    axes: list[str] | None = None,
+    connection: LabelStudioConnection | None = None,
+    title: str | None = None,
+    from_file: Path | None = None,
+) -> PullReport:
+    """Write the preference data (annotations.parquet, pairs.parquet, gold.parquet, comments,
+    quarantine.jsonl, agreement.json, pull_report.json, export.json) into `out_dir`.
+
+    Reads the live project `title` through `connection`, or a saved export `from_file` (then
+    `axes` says which axes to expect). Everything is written into a temporary sibling folder
+    first and renamed into place, so a failed pull leaves no half-written output.
+    """
+    started = time.monotonic()
+    if from_file is not None:
+        tasks, label_config = read_export_file(Path(from_file)), None
+        axes = axes or axes_of(None)
+    else:
+        if connection is None or title is None:
+            raise BadInputError("pull needs a server connection and a project title, or --from-file")
+        tasks, label_config = fetch_snapshot_export(connection, title)
+        axes = axes_of(label_config)
+    rows, gold_rows, comments, quarantine, report = parse_export(tasks, axes, label_config)
+    annotations = annotation_frame(rows, axes)
+    pairs = pair_frame(rows, axes)
+    report.pairs = len(pairs)
+    gold = annotation_frame(gold_rows, axes, extra=["candidate_a", "candidate_b", *(f"{axis}_gold" for axis in axes)])
+    agreement = agreement_report(to_ab(rows, axes), to_ab(gold_rows, axes), axes)
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write_parquet(annotations, staging / "annotations.parquet")
+        write_parquet(pairs, staging / "pairs.parquet")
+        write_parquet(gold, staging / "gold.parquet")
+        write_parquet(pd.DataFrame(comments, columns=["pair_id", "annotator", "comment"]), staging / "comments.parquet")
+        with open(staging / "quarantine.jsonl", "w", encoding="utf-8") as handle:
+            for entry in quarantine:
+                handle.write(json.dumps(entry, default=str) + "\n")
+        (staging / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
+        (staging / "agreement.json").write_text(json.dumps(agreement, indent=1), encoding="utf-8")
+        report.seconds = round(time.monotonic() - started, 3)
+        (staging / "pull_report.json").write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
+        _replace_folder(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
+    # The old output is moved aside before the new one is renamed in, so one of them is always whole.
+    previous = None
+    if target.exists():
+        previous = target.with_name(f".{target.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        target.rename(previous)
+    staging.rename(target)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
