@@ -66,7 +66,7 @@ def push(
     connection: LabelStudioConnection,
     candidate_dir: Path,
     config: LabelingConfig,
-    document_root: Path,
+    document_root: Path | None,
     pre_annotate: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> PushReport:
@@ -79,15 +79,18 @@ def push(
     """
     started = time.monotonic()
     candidates = load_candidate_set(Path(candidate_dir))
-    document_root = Path(document_root).resolve()
-    if document_root not in candidates.images_dir.parents:
-        raise BadInputError(f"candidate set {candidates.root} is outside the folder Label Studio serves ({document_root}); "
-                            "move it there or restart the server with --files-root")
     scores = load_pair_scores(config.scores_file, config.axes) if config.scores_file else None
     if pre_annotate and scores is None:
         raise BadInputError("pre-annotations need a scores file (scores_file / --scores) with per-axis probabilities or scores")
     regular = plan_pairs(candidates, config, scores)
     planned = regular + plan_gold_pairs(candidates, config, len(regular))
+    if document_root is None:
+        raise BadInputError("the folder Label Studio serves images from is unknown: start the managed server "
+                            "(`imagepref label server start`) or, with --url, pass --document-root")
+    document_root = Path(document_root).resolve()
+    if document_root not in candidates.images_dir.parents:
+        raise BadInputError(f"candidate set {candidates.root} is outside the folder Label Studio serves ({document_root}); "
+                            "move it there or restart the server with --files-root")
     project = require_project(connection, config.title)
     ensure_image_storage(connection, project.id, candidates.images_dir)
     present = existing_pair_ids(connection, project.id)

@@ -26,11 +26,12 @@ ConfigFile = typer.Option(None, "--config", help="Labeling config YAML (axes, ov
 Title = typer.Option(None, "--title", help="Project title (overrides the config).")
 
 
-def _connect(url: Optional[str], token_env: str, state_dir: Path):
+def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = True):
     from labeling.connection import connect
 
     connection = connect(url, token_env, state_dir)
-    connection.check()
+    if check:
+        connection.check()
     return connection
 
 
@@ -116,9 +117,8 @@ def push_command(
     settings = _config(config, title=title, pairing=pairing, scores_file=scores, gold_file=gold_file,
                        gold_rate=gold_rate, max_pairs=max_pairs)
     root = document_root or (None if url else managed_files_root(state_dir))
-    if root is None:
-        raise BadInputError("with --url, pass --document-root: the folder that server serves local files from")
-    report = push(_connect(url, token_env, state_dir), candidates, settings, root, pre_annotate=pre_annotate)
+    # The connection is not checked up front: push validates the candidate set before its first call.
+    report = push(_connect(url, token_env, state_dir, check=False), candidates, settings, root, pre_annotate=pre_annotate)
     console.print(f"pushed {report.added} new pair(s) ({report.gold_added} gold), {report.already_present} already there, "
                   f"in {report.seconds:.1f} s")
 
