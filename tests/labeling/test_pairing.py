@@ -1,0 +1,93 @@
+"""Pair planning, candidate-set checks, scores files and the labeling config, without a server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from label_studio_sdk.label_interface import LabelInterface
+
+from imagepref.errors import BadInputError
+from labeling.candidates import load_candidate_set, load_pair_scores
+from labeling.config import LabelingConfig, label_config_xml
+from labeling.pairing import plan_gold_pairs, plan_pairs, prediction_result
+from labeling.pull import check_result
+
+
+def test_strategies_are_deterministic_and_stay_within_a_prompt(tmp_path, candidate_set):
+    candidates = load_candidate_set(candidate_set(tmp_path / "set"))
+    every = plan_pairs(candidates, LabelingConfig(pairing="all"))
+    assert len(every) == 3 * 6 and len({pair.pair_id for pair in every}) == 18
+    random_pairs = plan_pairs(candidates, LabelingConfig(pairing="random", seed=3))
+    assert len(random_pairs) == 3 * 2
+    assert random_pairs == plan_pairs(candidates, LabelingConfig(pairing="random", seed=3))
+    for pair in every:
+        assert pair.candidate_a.split("-")[0] == pair.candidate_b.split("-")[0]  # same prompt
+        assert pair.candidate_a < pair.candidate_b
+        assert {pair.candidate_left, pair.candidate_right} == {pair.candidate_a, pair.candidate_b}
+    assert 0 < sum(pair.candidate_left == pair.candidate_a for pair in every) < len(every)
+    assert len(plan_pairs(candidates, LabelingConfig(pairing="all", max_pairs=5))) == 5
+
+
+def test_uncertainty_ranking_and_pre_annotations_from_per_candidate_scores(tmp_path, candidate_set):
+    candidates = load_candidate_set(candidate_set(tmp_path / "set", prompts=1))
+    scores_path = tmp_path / "scores.csv"
+    pd.DataFrame({"candidate_id": ["c0-red", "c0-green", "c0-blue", "c0-grey"], "aesthetics": [3.0, 0.0, 0.1, -3.0]}).to_csv(scores_path)
+    scores = load_pair_scores(scores_path, ["aesthetics"])
+    pairs = plan_pairs(candidates, LabelingConfig(pairing="uncertainty", max_pairs=2), scores)
+    assert {(pair.candidate_a, pair.candidate_b) for pair in pairs[:1]} == {("c0-blue", "c0-green")}  # closest scores first
+    assert pairs[0].uncertainty > pairs[1].uncertainty
+    top = plan_pairs(candidates, LabelingConfig(pairing="all"), scores)
+    red_grey = next(pair for pair in top if {pair.candidate_a, pair.candidate_b} == {"c0-red", "c0-grey"})
+    expected = "left" if red_grey.candidate_left == "c0-red" else "right"
+    assert prediction_result(red_grey)[0]["value"]["choices"] == [expected]
+    with pytest.raises(BadInputError, match="scores file"):
+        plan_pairs(candidates, LabelingConfig(pairing="uncertainty"))
+
+
+def test_per_pair_scores_are_turned_into_a_b_order(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    pd.DataFrame({"candidate_a": ["z"], "candidate_b": ["y"], "uncertainty": [0.4], "safety_p_a": [0.9]}).to_parquet(path)
+    score = load_pair_scores(path, ["safety"]).get("y", "z")
+    assert score.uncertainty == 0.4 and score.p_a["safety"] == pytest.approx(0.1)
+
+
+def test_gold_pairs_come_at_the_configured_rate(tmp_path, candidate_set):
+    candidates = load_candidate_set(candidate_set(tmp_path / "set"))
+    gold = tmp_path / "gold.csv"
+    pd.DataFrame([{"candidate_a": f"c{p}-red", "candidate_b": f"c{p}-blue", "aesthetics": "a"} for p in range(3)]).to_csv(gold)
+    picked = plan_gold_pairs(candidates, LabelingConfig(gold_rate=0.2, gold_file=gold), regular_count=10)
+    assert len(picked) == 2 and all(pair.is_gold and pair.gold == {"aesthetics": "b"} for pair in picked)
+    assert all(pair.pair_id.startswith("g-") for pair in picked)
+
+
+def test_bad_candidate_sets_are_refused_with_the_fix(tmp_path, candidate_set):
+    folder = candidate_set(tmp_path / "one", colours=("red",))
+    with pytest.raises(BadInputError, match="one image per prompt"):
+        plan_pairs(load_candidate_set(folder), LabelingConfig())
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    pd.DataFrame(columns=["candidate_id", "prompt_id", "prompt", "image_path"]).to_parquet(empty / "candidates.parquet")
+    with pytest.raises(BadInputError, match="empty"):
+        load_candidate_set(empty)
+    gone = candidate_set(tmp_path / "gone")
+    (gone / "images" / "c1-blue.png").unlink()
+    with pytest.raises(BadInputError, match="missing on disk"):
+        load_candidate_set(gone)
+
+
+def test_label_config_has_one_required_left_right_tie_group_per_axis():
+    config = LabelingConfig(axes=["aesthetics", "prompt_fidelity", "safety"])
+    xml = label_config_xml(config)
+    assert xml.count('choice="single-radio" required="true"') == 3
+    assert 'alias="tie" hotkey="e"' in xml and '<TextArea name="comment"' in xml
+    validator = LabelInterface(xml)
+
+    def region(axis, values):
+        return {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": values}}
+
+    assert check_result([region("safety", ["tie"])], config.axes, validator)[2] is None
+    assert check_result([region("safety", ["left", "right"])], config.axes, validator)[2] is not None
+    assert check_result([region("style", ["left"])], config.axes, validator)[2] == "unknown axis 'style'"
+    assert check_result([], config.axes, validator)[2] == "no axis answered"
+    with pytest.raises(BadInputError):
+        LabelingConfig.load(None, axes=["Bad Axis"])
