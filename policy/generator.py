@@ -1,0 +1,225 @@
+"""The generator interface every family implements, and the loader that picks the family.
+
+A generator is a causal language model that writes an image as a block of image tokens after a
+prompt, plus a codec that turns the block's codes into pixels. A family (the built-in glyph
+model, Emu3, Janus-Pro, any causal LM with a VQ codec) fits in one file by subclassing
+``Generator`` and filling in a few methods; the sampler, the trainers and the evaluation only
+talk to this interface.
+
+On disk a generator is a folder that its family's ``from_pretrained`` loads, plus
+``imagepref.json`` (``GeneratorConfig``): family, codec folder, image-token id range, grid,
+image size and prompt template.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from imagepref.errors import BadInputError, UnknownNameError
+
+CONFIG_NAME = "imagepref.json"
+
+
+class GeneratorConfig(BaseModel):
+    """The imagepref part of a generator folder (``imagepref.json``)."""
+
+    family: str = Field(description="Generator family: glyph, emu3, janus, causal-vq.")
+    codec: str = Field("codec", description="Codec folder, relative to the generator folder.")
+    image_token_start: int = Field(description="Vocabulary id of image code 0.")
+    num_image_tokens: int = Field(description="How many image codes the vocabulary holds (the codec's code count).")
+    grid: tuple[int, int] = Field(description="Rows and columns of codes in one image.")
+    image_size: tuple[int, int] = Field(description="Height and width of a decoded image in pixels.")
+    prompt_template: str = Field("{prompt}", description="How a prompt is written before the image begins.")
+    extra: dict = Field(default_factory=dict, description="Family-specific settings.")
+
+    @property
+    def image_token_range(self) -> tuple[int, int]:
+        """[start, end) of the image-token ids in the vocabulary."""
+        return self.image_token_start, self.image_token_start + self.num_image_tokens
+
+
+@dataclasses.dataclass
+class Samples:
+    """What the sampler returns for a batch of prompts."""
+
+    prompts: list[str]
+    prompt_ids: list[list[int]]
+    codes: torch.Tensor  # (batch, num_codes) image codes in [0, num_image_tokens)
+    logprobs: torch.Tensor  # (batch, num_codes) raw policy log-probs of the sampled tokens
+    images: list[Image.Image]
+    completion_ids: torch.Tensor  # (batch, block length) vocabulary ids of the whole image block
+
+
+class Generator(abc.ABC):
+    """One family's adapter: the model, its tokenizer and codec, and the few family-specific steps."""
+
+    family: ClassVar[str]
+    config: GeneratorConfig
+    model: torch.nn.Module  # the causal LM the trainers update
+    codec: object
+
+    # ----- loading and saving -------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, device: str | None = None,
+                        trust_remote_code: bool = False) -> "Generator":
+        """Load the generator from a local folder."""
+
+    @abc.abstractmethod
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save model, tokenizer, codec and ``imagepref.json`` into ``path`` (safetensors)."""
+
+    # ----- prompts and tokens -------------------------------------------------------------
+    @abc.abstractmethod
+    def encode_prompts(self, prompts: list[str], unconditional: bool = False) -> list[list[int]]:
+        """Prompts to the token ids that come before the first image token.
+
+        With ``unconditional=True``, the family's unconditional context for guidance instead.
+        """
+
+    @property
+    def num_codes(self) -> int:
+        """Image codes per image."""
+        rows, columns = self.config.grid
+        return rows * columns
+
+    def block_layout(self) -> list[int | None]:
+        """The image block position by position: None where a code is sampled, a token id where
+        the family forces a token (Emu3's end-of-row markers). Default: codes only."""
+        return [None] * self.num_codes
+
+    def codes_to_block(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (batch, num_codes) to the vocabulary ids of the whole image block."""
+        layout = self.block_layout()
+        block = torch.empty(codes.shape[0], len(layout), dtype=torch.long, device=codes.device)
+        slots = torch.tensor([i for i, t in enumerate(layout) if t is None], device=codes.device)
+        block[:, slots] = codes.long() + self.config.image_token_start
+        for i, token in enumerate(layout):
+            if token is not None:
+                block[:, i] = token
+        return block
+
+    def block_to_codes(self, block: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``codes_to_block``; refuses ids outside the image-token range."""
+        layout = self.block_layout()
+        slots = [i for i, t in enumerate(layout) if t is None]
+        codes = block[:, slots] - self.config.image_token_start
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.num_image_tokens):
+            start, end = self.config.image_token_range
+            raise BadInputError(f"image tokens must lie in the generator's image range [{start}, {end}); "
+                                "were these tokens made by another generator?")
+        return codes
+
+    # ----- pixels ---------------------------------------------------------------------------
+    def decode(self, codes: torch.Tensor) -> list[Image.Image]:
+        """Image codes (batch, num_codes) to pixels."""
+        return self.codec.decode(codes.reshape(codes.shape[0], *self.config.grid).cpu())
+
+    def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """Pixels to image codes (batch, num_codes)."""
+        return self.codec.encode(images).reshape(len(images), -1)
+
+    # ----- the model's next-code distribution -------------------------------------------
+    @property
+    def pad_token_id(self) -> int:
+        """The id used to left-pad prompts (always masked out)."""
+        return self.tokenizer.pad_token_id
+
+    def embed_block(self, block: torch.Tensor) -> torch.Tensor | None:
+        """Input embeddings for block tokens, or None when ids go straight into the model."""
+        return None
+
+    def prompt_embeds(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """Input embeddings for (padded) prompt ids, or None when ids go straight into the model."""
+        return None
+
+    def sequence_embeds(self, input_ids: torch.Tensor, block_length: int) -> torch.Tensor | None:
+        """Input embeddings for prompt-plus-block rows whose last ``block_length`` tokens are the
+        image block, or None when ids go straight into the model (families with separate image
+        embeddings, such as Janus, override this)."""
+        return None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                cache=None, inputs_embeds: torch.Tensor | None = None):
+        """One forward pass; returns (hidden-state logits source, cache). Families override
+        ``code_logprobs`` to turn the output into log-probs over image codes."""
+        if inputs_embeds is not None:
+            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                             cache=cache, use_cache=True)
+        else:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             cache=cache, use_cache=True)
+        return out.logits, out.cache
+
+    def code_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Raw log-probs of every image code: a log-softmax over the *whole* vocabulary (no mask,
+        no temperature), read at the image-token columns. RL ratios and KL need exactly this."""
+        start, end = self.config.image_token_range
+        return torch.log_softmax(logits.float(), dim=-1)[..., start:end]
+
+    # ----- the policy ---------------------------------------------------------------------
+    def image_logprobs(self, prompt_ids: list[list[int]], codes: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probs (batch, num_codes) of given image codes under the policy."""
+        from policy.sampler import teacher_forced_logprobs
+
+        return teacher_forced_logprobs(self, prompt_ids, codes)
+
+    def sample(self, prompts: list[str], **settings) -> Samples:
+        """Sample one image per prompt with the shared sampler (see ``policy.sampler.sample``)."""
+        from policy.sampler import sample
+
+        return sample(self, prompts, **settings)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+FAMILIES: dict[str, str] = {
+    "glyph": "policy.families.glyph:GlyphGenerator",
+}
+
+
+def generator_class(family: str) -> type[Generator]:
+    """The class that implements ``family``."""
+    if family not in FAMILIES:
+        raise UnknownNameError(f"unknown generator family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    module_name, class_name = FAMILIES[family].split(":")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def read_config(path: str | Path) -> GeneratorConfig:
+    """Read ``imagepref.json`` from a generator folder, with one-line errors for a wrong folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInputError(f"model folder {path} does not exist: pass a folder made by `imagepref pretrain` or a family's save")
+    config_file = path / CONFIG_NAME
+    if not config_file.is_file():
+        raise BadInputError(f"{path} is not an imagepref generator folder (no {CONFIG_NAME}); "
+                            "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter")
+    try:
+        return GeneratorConfig.model_validate(json.loads(config_file.read_text()))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise BadInputError(f"{config_file} is malformed: {str(error).splitlines()[0]}") from None
+
+
+def load_generator(path: str | Path, dtype: torch.dtype | None = None, device: str | None = None,
+                   trust_remote_code: bool = False) -> Generator:
+    """Load any generator folder; the family comes from its ``imagepref.json``."""
+    config = read_config(path)
+    generator = generator_class(config.family).from_pretrained(path, dtype=dtype, device=device,
+                                                               trust_remote_code=trust_remote_code)
+    if generator.codec.num_codes != config.num_image_tokens:
+        raise BadInputError(f"the codec has {generator.codec.num_codes} codes but the model's image-token range holds "
+                            f"{config.num_image_tokens}: pair the model with the codec it was trained with")
+    return generator
