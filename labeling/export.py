@@ -55,7 +55,7 @@ def read_export_file(path: Path) -> list[dict]:
     except (ValueError, UnicodeDecodeError):
         raise BadInputError(f"{path} is not Label Studio JSON (not JSON at all); export the project as JSON") from None
     if not isinstance(tasks, list) or not all(isinstance(task, dict) and "data" in task for task in tasks):
-        raise BadInputError(f"{path} is not a Label Studio JSON export (expected a list of tasks with 'data'); export the project as JSON")
+        raise BadInputError(f"{path} is not Label Studio JSON (expected a list of tasks with 'data'); export the project as JSON")
     return tasks
 
 

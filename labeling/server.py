@@ -162,6 +162,8 @@ def _ensure_secrets(paths: StatePaths) -> dict:
 def port_is_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:`port` (Label Studio would silently move on)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like the server itself, ignore connections of a stopped server lingering in TIME_WAIT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

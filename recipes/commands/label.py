@@ -127,6 +127,7 @@ def push_command(
 def pull_command(
     out: Path = typer.Option(..., "--out", help="Folder for the preference data."),
     from_file: Optional[Path] = typer.Option(None, "--from-file", help="Read a saved Label Studio JSON export instead of the server."),
+    allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help="Exit 0 even when some annotations were quarantined."),
     config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
@@ -143,6 +144,10 @@ def pull_command(
                   f"{report.partial} partial, {report.superseded} superseded, {report.quarantined} quarantined "
                   f"({out / 'quarantine.jsonl'}), in {report.seconds:.1f} s")
     console.print(format_agreement_table(json.loads((out / "agreement.json").read_text())))
+    if report.quarantined and not allow_quarantine:
+        reasons = "; ".join(f"{count} {reason}" for reason, count in report.quarantine_reasons.items())
+        raise BadInputError(f"{report.quarantined} annotation(s) had unknown axes or bogus values ({reasons}); everything else is "
+                            f"written and they are kept in {out / 'quarantine.jsonl'} (--allow-quarantine to accept)")
 
 
 @app.command("stats")

@@ -116,3 +116,9 @@ def candidate_set():
 def judge():
     """The red/green judge as a fixture."""
     return red_judge
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
