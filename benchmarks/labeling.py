@@ -1,0 +1,111 @@
+"""Push and pull rates against a real Label Studio, next to what a user would do instead.
+
+Push: 1,000 pairs through `labeling.push` (batched import, one server read for idempotency)
+versus one import request per task (the plain SDK loop), timed on 50 tasks and extrapolated.
+Pull: 2,000 annotations through `labeling.pull` (snapshot export, validation, parquet, agreement)
+versus the quick export endpoint alone (download only, no checking).
+
+    .venv/bin/python benchmarks/labeling.py            # fresh server state (first start migrates, ~70 s)
+    IMAGEPREF_TEST_LS_TEMPLATE=DIR .venv/bin/python benchmarks/labeling.py   # reuse a migrated template
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file's name would shadow the labeling package when run as a script.
+sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+import pandas as pd
+from PIL import Image
+
+from labeling.config import LabelingConfig
+from labeling.connection import connect
+from labeling.project import create_project
+from labeling.pull import pull
+from labeling.push import push, task_payload
+from labeling.candidates import load_candidate_set
+from labeling.pairing import plan_pairs
+from labeling.server import start_server, stop_server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def candidate_set(folder: Path, prompts: int) -> Path:
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for prompt in range(prompts):
+        for index in range(4):
+            candidate = f"c{prompt:04d}-{index}"
+            Image.new("RGB", (8, 8), (index * 60, 0, 0)).save(folder / "images" / f"{candidate}.png")
+            rows.append({"candidate_id": candidate, "prompt_id": f"p{prompt}", "prompt": f"prompt {prompt}",
+                         "image_path": f"images/{candidate}.png"})
+    pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
+    return folder
+
+
+def main() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="imagepref-bench-"))
+    state, files = scratch / "state", scratch / "files"
+    template = os.environ.get("IMAGEPREF_TEST_LS_TEMPLATE")
+    if template:
+        shutil.copytree(template, state)
+    try:
+        start_server(state, free_port(), files)
+        connection = connect(state_dir=state)
+        candidates = candidate_set(files / "bench", prompts=167)  # 167 prompts x C(4,2) = 1,002 pairs
+        config = LabelingConfig(title="benchmark", pairing="all", overlap=2)
+        project = create_project(connection, config)
+        started = time.monotonic()
+        report = push(connection, candidates, config, files)
+        push_seconds = time.monotonic() - started
+        loop_config = LabelingConfig(title="benchmark-loop", pairing="all")
+        loop_project = create_project(connection, loop_config)
+        pairs = plan_pairs(load_candidate_set(candidates), loop_config)[:50]
+        loaded = load_candidate_set(candidates)
+        started = time.monotonic()
+        for pair in pairs:
+            connection.request("POST", f"/api/projects/{loop_project.id}/import", json=[task_payload(pair, loaded, files, False, "")])
+        loop_seconds = (time.monotonic() - started) / len(pairs) * report.added
+        print(f"push: {report.added} pairs in {push_seconds:.1f} s ({report.added / push_seconds:.0f} pairs/s); "
+              f"one request per task: ~{loop_seconds:.1f} s; ratio {loop_seconds / push_seconds:.1f}x")
+        # Seed 2,000 annotations: the same pairs again, imported with two annotations each.
+        pull_config = LabelingConfig(title="benchmark-pull", pairing="all", overlap=2)
+        pull_project = create_project(connection, pull_config)
+        admin = connection.check()["id"]
+        seeded = []
+        for pair in plan_pairs(loaded, pull_config):
+            task = task_payload(pair, loaded, files, False, "")
+            task["annotations"] = [{"completed_by": admin, "lead_time": 1.0, "result": [
+                {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
+                for axis in config.axes]} for answer in ("left", "right")]
+            seeded.append(task)
+        connection.request("POST", f"/api/projects/{pull_project.id}/import", json=seeded)
+        project = pull_project
+        config = pull_config
+        started = time.monotonic()
+        pulled = pull(scratch / "out", connection=connection, title=config.title)
+        pull_seconds = time.monotonic() - started
+        started = time.monotonic()
+        connection.request("GET", f"/api/projects/{project.id}/export", params={"exportType": "JSON"})
+        quick_seconds = time.monotonic() - started
+        total = pulled.annotations
+        print(f"pull: {total} annotations in {pull_seconds:.1f} s ({total / pull_seconds:.0f} annotations/s, validated and written); "
+              f"quick export download alone: {quick_seconds:.1f} s; ratio {pull_seconds / quick_seconds:.1f}x")
+    finally:
+        stop_server(state)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
