@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    per_cell = max(1, args.images // 18)
+    per_cell = max(1, -(-args.images // 18))  # ceil: 3 sizes x 6 degradations per round
     images = [item.image for item in truth_set(per_cell=per_cell, blanks=0, seed=7)][: args.images]
     print(f"{args.engine}: {len(images)} truth-set images (64/128/256 px), {available_cores()} cores available")
 

@@ -2,8 +2,75 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from imagepref.errors import ImagePrefError
+
+
+def _reward_scorer(path: Path):
+    """The reward package's scorer for ``path`` as ``(images, prompts) -> {axis: scores}``.
+
+    Imported lazily: the reward models live in ``reward/`` and are optional in a report.
+    """
+    try:
+        from reward import load_reward_model  # type: ignore[attr-defined]
+    except ImportError:
+        raise ImagePrefError(
+            "--reward-model needs reward.load_reward_model, which this installation of imagepref does not have yet; "
+            "leave --reward-model out (the report then shows OCR and glyph-world rule figures)"
+        ) from None
+    model = load_reward_model(path)
+
+    def score(images, prompts):
+        return {axis: [float(v) for v in values] for axis, values in model.score(images, prompts).items()}
+
+    return score
 
 
 def register(app: typer.Typer) -> None:
     """Add the eval command to the root app."""
+
+    @app.command(
+        "eval",
+        context_settings={"allow_extra_args": True},
+        help="Score checkpoints on text rendering (OCR) and every axis; write results.json, summary.md and report.html.",
+    )
+    def eval_command(
+        context: typer.Context,
+        checkpoints: list[Path] = typer.Option(..., "--checkpoints", help="Checkpoint folders: --checkpoints A B C."),
+        prompts: str = typer.Option("text-rendering", "--prompts", help="text-rendering, glyphworld-heldout, or a JSONL/text file."),
+        out: Path = typer.Option(..., "--out", help="Output folder (images are cached here and reused)."),
+        samples: int = typer.Option(2, help="Images per prompt (2 or more gives a diversity figure)."),
+        seed: int = typer.Option(0, help="Sampling seed; same seed, checkpoint and prompts reuse cached images."),
+        guidance_scale: float = typer.Option(3.0, help="Classifier-free guidance scale of the sampler."),
+        temperature: float = typer.Option(1.0, help="Sampling temperature."),
+        limit: int = typer.Option(0, help="Evaluate only the first N prompts (0: all)."),
+        ocr_engine: str = typer.Option("rapidocr", help="OCR engine: rapidocr (default) or tesseract."),
+        workers: int = typer.Option(0, help="OCR processes (0: one per core)."),
+        baseline: str = typer.Option(None, help="Checkpoint to compute win rates against (default: the first)."),
+        reward_model: Path = typer.Option(None, help="Reward model folder for per-axis scores (optional)."),
+        grid_prompts: int = typer.Option(40, help="Prompts shown in the report's image grid."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        from eval.prompts import load_prompts
+        from eval.runner import EvalSettings, evaluate
+
+        extra = [Path(arg) for arg in context.args]
+        unknown = [str(arg) for arg in extra if str(arg).startswith("-")]
+        if unknown:
+            raise ImagePrefError(f"unknown option {unknown[0]}; see imagepref eval --help")
+        prompt_list = load_prompts(prompts)
+        if limit > 0:
+            prompt_list = prompt_list[:limit]
+        settings = EvalSettings(
+            samples=samples, seed=seed, guidance_scale=guidance_scale, temperature=temperature,
+            ocr_engine=ocr_engine, workers=workers or None, baseline=baseline, grid_prompts=grid_prompts,
+        )
+        scorer = _reward_scorer(reward_model) if reward_model is not None else None
+        results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,
+                           reward_scorer=scorer, progress=not quiet)
+        typer.echo((out / "summary.md").read_text())
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'} and {out / 'report.html'}"
+                   f" ({len(results['checkpoints'])} checkpoints)")

@@ -1,0 +1,122 @@
+"""The figures of one checkpoint, computed from its scored images, and which checkpoint is best.
+
+Every figure comes with a 95 % bootstrap interval over prompts (``eval.statistics``) and a
+direction, so the report can mark the best value of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eval.statistics import clustered_ratio, token_diversity, win_rate
+
+
+@dataclass(frozen=True)
+class Figure:
+    """How one figure is named, shown and compared."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    percent: bool = True
+
+
+TEXT_FIGURES = (
+    Figure("exact_match", "Exact match", True),
+    Figure("word_accuracy", "Word accuracy", True),
+    Figure("cer", "Character error rate", False),
+    Figure("ned", "NED (AnyText)", True),
+    Figure("word_precision", "Word precision (MARIO)", True),
+    Figure("word_recall", "Word recall (MARIO)", True),
+    Figure("word_f1", "Word F1 (MARIO)", True),
+    Figure("flow_grpo_score", "Flow-GRPO OCR score", True),
+)
+OTHER_FIGURES = (
+    Figure("safety_violation_rate", "Safety violation rate (rule)", False),
+    Figure("diversity", "Diversity (token distance)", True),
+    Figure("seconds_per_image", "Time per image (s)", False, percent=False),
+)
+# Rule tie margins as in policy.glyphworld.rules.TIE_MARGINS; reward scores have no margin.
+RULE_TIE_MARGIN = 0.1
+
+
+def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Text-rendering figures over the images that have a target: means of per-image figures,
+    and CER and MARIO-Eval's word figures from summed counts, each with its interval."""
+    scored = [i for i in images if i["text"]["has_target"]]
+    clusters = [i["prompt_id"] for i in scored]
+    text = [i["text"] for i in scored]
+    figures = {
+        key: clustered_ratio(clusters, [float(t[key]) for t in text], seed=seed)
+        for key in ("exact_match", "word_accuracy", "ned", "flow_grpo_score")
+    }
+    figures["cer"] = clustered_ratio(clusters, [sum(p["edits"] for p in t["pieces"]) for t in text], [t["target_chars"] for t in text], seed=seed)
+    figures["word_precision"] = clustered_ratio(clusters, [t["matched_words"] for t in text], [t["read_words"] for t in text], seed=seed)
+    figures["word_recall"] = clustered_ratio(clusters, [t["matched_words"] for t in text], [t["target_words"] for t in text], seed=seed)
+    figures["word_f1"] = _f1_with_interval(clusters, text, seed)
+    return figures
+
+
+def _f1_with_interval(clusters: list[str], text: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    # F1 of summed counts is 2 * matched / (read + target): one more ratio of sums.
+    return clustered_ratio(
+        clusters, [2 * t["matched_words"] for t in text], [t["read_words"] + t["target_words"] for t in text], seed=seed
+    )
+
+
+def axis_figures(images: list[dict[str, Any]], source: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Mean and interval of each axis score from ``source`` ("rules" or "reward")."""
+    axes = sorted({axis for i in images for axis in (i.get(source) or {})})
+    return {
+        axis: clustered_ratio(
+            [i["prompt_id"] for i in images if i.get(source)], [i[source][axis] for i in images if i.get(source)], seed=seed
+        )
+        for axis in axes
+    }
+
+
+def safety_violation_rate(images: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Share of images the glyph world's safety rule flags (score 0), where the rule applies."""
+    judged = [i for i in images if i.get("rules")]
+    return clustered_ratio([i["prompt_id"] for i in judged], [float(i["rules"]["safety"] < 0.5) for i in judged], seed=seed)
+
+
+def diversity(images: list[dict[str, Any]], tokens: list[list[int]], seed: int = 0) -> dict[str, Any]:
+    """Mean pairwise token distance between each prompt's images (see ``token_diversity``)."""
+    return token_diversity([i["prompt_id"] for i in images], tokens, seed=seed)
+
+
+def win_rates(
+    images: list[dict[str, Any]], baseline_images: list[dict[str, Any]], source: str, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Per axis, the rate at which these images beat the baseline's for the same prompt and
+    sample, ties counting half, with a bootstrap interval over prompts."""
+    margin = RULE_TIE_MARGIN if source == "rules" else 0.0
+    axes = sorted({axis for i in images for axis in (i.get(source) or {})})
+    rates = {}
+    for axis in axes:
+        baseline = {(i["prompt_id"], i["sample"]): (i.get(source) or {}).get(axis) for i in baseline_images}
+        keys = [(i["prompt_id"], i["sample"]) for i in images]
+        scores = [(i.get(source) or {}).get(axis) for i in images]
+        rates[axis] = win_rate(keys, scores, baseline, tie_margin=margin, seed=seed)
+    return rates
+
+
+def best_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """For every figure in the summaries, the name(s) of the checkpoint(s) with the best value."""
+    directions = {f.key: f.higher_is_better for f in TEXT_FIGURES + OTHER_FIGURES}
+    best: dict[str, list[str]] = {}
+    keys = {key for c in checkpoints for key in c["summary"]}
+    for key in sorted(keys):
+        values = {c["name"]: c["summary"][key]["value"] for c in checkpoints if c["summary"].get(key, {}).get("value") is not None}
+        # Nothing to mark when fewer than two checkpoints have the figure or all are equal.
+        if len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))):
+            continue
+        # Axis scores (rules/..., reward/...) are better when higher.
+        higher = directions.get(key, not key.endswith("violation_rate"))
+        target = max(values.values()) if higher else min(values.values())
+        best[key] = [name for name, value in values.items() if np.isclose(value, target)]
+    return best

@@ -1,0 +1,151 @@
+"""Generate a checkpoint's images for a prompt set, or reuse the ones generated before.
+
+Each (checkpoint, prompts, seed, sampler settings) gets one folder under ``<out>/images/``, a
+candidate set in the design's contract (``candidates.parquet`` plus ``images/``) with a
+``manifest.json`` recording what made it. A later evaluation with the same inputs reuses the
+folder instead of sampling again; a checkpoint whose files changed gets a new folder. Folders are
+written under a temporary name and renamed when complete, so an interrupted run leaves nothing
+that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from eval.ocr import load_image
+from eval.prompts import EvalPrompt
+from imagepref.errors import BadInputError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class ImageSet:
+    """A checkpoint's images for a prompt set: the candidate rows, where they live, and timing."""
+
+    folder: Path
+    candidates: pd.DataFrame
+    seconds_per_image: float
+    reused: bool
+
+    def image_paths(self) -> list[Path]:
+        """Absolute paths of the images, in candidate order."""
+        return [self.folder / p for p in self.candidates["image_path"]]
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    """A short hash of a checkpoint folder's file names, sizes and modification times: it changes
+    when the weights change, without reading gigabytes of weights."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def image_set_key(checkpoint: Path, prompts: list[EvalPrompt], samples: int, seed: int, sampler: dict[str, Any]) -> str:
+    """The cache key of an image set: checkpoint contents, prompts, samples per prompt, seed and
+    sampler settings."""
+    record = {
+        "checkpoint": checkpoint_fingerprint(checkpoint),
+        "prompts": [(p.prompt_id, p.prompt) for p in prompts],
+        "samples": samples,
+        "seed": seed,
+        "sampler": sampler,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_cached(folder: Path) -> ImageSet:
+    """Open a finished image set and check that every image is there and readable."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    try:
+        candidates = pd.read_parquet(folder / "candidates.parquet")
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"cached image set {folder} is damaged ({error}); delete that folder to regenerate it") from None
+    for relative in candidates["image_path"]:
+        try:
+            load_image(folder / relative)
+        except BadInputError as error:
+            raise BadInputError(f"{error} (cached set {folder}: delete that folder to regenerate it)") from None
+    return ImageSet(folder, candidates, manifest["seconds_per_image"], reused=True)
+
+
+def generate_image_set(
+    checkpoint: Path,
+    prompts: list[EvalPrompt],
+    cache_root: Path,
+    samples: int = 2,
+    seed: int = 0,
+    sampler: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImageSet:
+    """Sample ``samples`` images per prompt from ``checkpoint`` (or reuse the cached set).
+
+    ``sampler`` holds the sampler's settings (guidance_scale, temperature, top_k, top_p); every
+    image gets a seeded, reproducible draw. ``on_progress(done, total)`` follows the sampling.
+    """
+    from policy.generator import load_generator
+
+    sampler = dict(sampler or {})
+    key = image_set_key(checkpoint, prompts, samples, seed, sampler)
+    folder = cache_root / f"{checkpoint.name}-{key}"
+    if (folder / MANIFEST).is_file():
+        return load_cached(folder)
+    if folder.exists():
+        raise BadInputError(f"cached image set {folder} has no {MANIFEST}; delete that folder to regenerate it")
+    generator = load_generator(checkpoint)
+    rows = [(p, s) for p in prompts for s in range(samples)]
+    staging = cache_root / f".{folder.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "images").mkdir(parents=True)
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        result = generator.sample([p.prompt for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler)
+        for (prompt, sample_index), image, codes in zip(chunk, result.images, result.codes):
+            candidate_id = f"{checkpoint.name}-{key}-{prompt.prompt_id}-{sample_index}"
+            relative = f"images/{prompt.prompt_id}-{sample_index}.png"
+            image.save(staging / relative)
+            records.append(
+                {
+                    "candidate_id": candidate_id,
+                    "prompt_id": prompt.prompt_id,
+                    "prompt": prompt.prompt,
+                    "sample": sample_index,
+                    "image_path": relative,
+                    "image_tokens": [int(c) for c in codes],
+                    "generator": f"{generator.family}:{checkpoint}",
+                    "seed": seed + start,
+                    **{f"sampler_{k}": v for k, v in sampler.items()},
+                }
+            )
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(rows)), len(rows))
+    seconds_per_image = (time.perf_counter() - started) / len(rows)
+    candidates = pd.DataFrame.from_records(records)
+    candidates.to_parquet(staging / "candidates.parquet", index=False)
+    manifest = {
+        "checkpoint": str(checkpoint),
+        "family": generator.family,
+        "fingerprint": checkpoint_fingerprint(checkpoint),
+        "samples": samples,
+        "seed": seed,
+        "sampler": sampler,
+        "seconds_per_image": seconds_per_image,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    staging.rename(folder)
+    return ImageSet(folder, candidates, seconds_per_image, reused=False)

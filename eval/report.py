@@ -1,0 +1,202 @@
+"""Write an evaluation's ``results.json``, ``summary.md`` and a self-contained ``report.html``.
+
+The HTML opens from disk with no server and no network: the plots (matplotlib) and the images are
+embedded as base64 ``data:`` URIs, and the styles are inline.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from eval.metrics import DEFAULT_NORMALIZATION
+
+PLOTTED = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "cer")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per figure in any checkpoint's summary, in a stable reading order, with its cells
+    (value, interval, best) per checkpoint."""
+    known = results["figures"]
+    keys: list[str] = [k for k in known if any(k in c["summary"] for c in results["checkpoints"])]
+    extra = sorted({k for c in results["checkpoints"] for k in c["summary"]} - set(keys))
+    keys = keys[:8] + extra + keys[8:]  # text figures, then axis scores, then the rest
+    rows = []
+    for key in keys:
+        meta = known.get(key, {"label": key.replace("/", ": ").replace("_", " "), "higher_is_better": True, "percent": False})
+        cells = []
+        for checkpoint in results["checkpoints"]:
+            figure = checkpoint["summary"].get(key, {"value": None, "ci": [None, None]})
+            cells.append({
+                "text": format_value(figure["value"], meta["percent"]),
+                "ci": format_interval(figure["ci"], meta["percent"]),
+                "best": checkpoint["name"] in results["best"].get(key, []),
+            })
+        arrow = "↑" if meta["higher_is_better"] else "↓"
+        rows.append({"key": key, "label": f"{meta['label']} {arrow}", "cells": cells})
+    return rows
+
+
+def format_value(value: float | None, percent: bool) -> str:
+    """A figure for people: percent with one decimal, or three significant digits; "–" if none."""
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3g}"
+
+
+def format_interval(ci: list[float | None], percent: bool) -> str:
+    """An interval as "[low, high]", or "" when there is none."""
+    if ci is None or ci[0] is None:
+        return ""
+    low, high = (100 * v for v in ci) if percent else ci
+    return f"[{low:.1f}, {high:.1f}]" if percent else f"[{low:.3g}, {high:.3g}]"
+
+
+def marked_reading(reading: str, targets: list[str]) -> list[dict[str, Any]]:
+    """The OCR reading as words, each marked as matching a target word or not (a multiset match
+    after the metrics' normalisation, so a word read twice but asked once is marked once)."""
+    wanted = Counter(w for t in targets for w in DEFAULT_NORMALIZATION.words(t))
+    words = []
+    for word in reading.split():
+        normalised = DEFAULT_NORMALIZATION.words(word)
+        key = normalised[0] if normalised else ""
+        ok = bool(targets) and wanted[key] > 0
+        if ok:
+            wanted[key] -= 1
+        words.append({"word": word, "ok": ok})
+    return words
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _plot_uri(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plots(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Matplotlib plots as data URIs: text figures per checkpoint with their intervals, and the
+    same along training steps when every checkpoint has a distinct step (one run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checkpoints = results["checkpoints"]
+    names = [c["name"] for c in checkpoints]
+    out = []
+    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(3.2 * len(PLOTTED), 3.2), squeeze=False)
+    for axis, key in zip(axes[0], PLOTTED):
+        values = [c["summary"][key]["value"] or 0.0 for c in checkpoints]
+        lows = [v - (c["summary"][key]["ci"][0] if c["summary"][key]["ci"][0] is not None else v) for v, c in zip(values, checkpoints)]
+        highs = [(c["summary"][key]["ci"][1] if c["summary"][key]["ci"][1] is not None else v) - v for v, c in zip(values, checkpoints)]
+        axis.bar(range(len(names)), values, yerr=[lows, highs], capsize=4, color="#4c78a8")
+        axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        axis.set_title(results["figures"][key]["label"], fontsize=9)
+        axis.set_ylim(0, 1)
+    figure.tight_layout()
+    out.append({"title": "Text rendering per checkpoint (95 % bootstrap intervals over prompts)", "uri": _plot_uri(figure)})
+    plt.close(figure)
+    steps = [c["step"] for c in checkpoints]
+    if len(checkpoints) >= 2 and all(s is not None for s in steps) and len(set(steps)) == len(steps):
+        order = sorted(range(len(steps)), key=lambda i: steps[i])
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        for key in PLOTTED:
+            axis.plot([steps[i] for i in order], [checkpoints[i]["summary"][key]["value"] for i in order], marker="o",
+                      label=results["figures"][key]["label"])
+        axis.set_xlabel("training step")
+        axis.set_ylim(0, 1)
+        axis.legend(fontsize=7)
+        out.append({"title": "Along training steps", "uri": _plot_uri(figure)})
+        plt.close(figure)
+    return out
+
+
+def image_grid(results: dict[str, Any], out: Path, limit: int) -> list[dict[str, Any]]:
+    """Rows of the per-prompt grid: each prompt with every checkpoint's images and readings."""
+    rows = []
+    for prompt in results["prompts"][:limit]:
+        cells = []
+        for checkpoint in results["checkpoints"]:
+            images = [i for i in checkpoint["images"] if i["prompt_id"] == prompt["prompt_id"]]
+            cells.append([
+                {
+                    "uri": _data_uri(out / image["image"]),
+                    "words": marked_reading(image["reading"], prompt["targets"]),
+                    "exact": image["text"]["exact_match"],
+                }
+                for image in images
+            ])
+        rows.append({"prompt": prompt, "cells": cells})
+    return rows
+
+
+def markdown_summary(results: dict[str, Any]) -> str:
+    """The summary table as markdown, the best value of each figure in bold."""
+    names = [c["name"] for c in results["checkpoints"]]
+    lines = [
+        f"# Evaluation: {', '.join(names)}",
+        "",
+        f"Prompt set `{results['prompt_set']['name']}`: {results['prompt_set']['prompts']} prompts "
+        f"({results['prompt_set']['with_target']} with a target), {results['settings']['samples']} images each, "
+        f"seed {results['settings']['seed']}. OCR: {_engine_line(results['ocr'])}. Intervals: 95 % bootstrap over prompts.",
+        "",
+        "| figure | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for row in figure_rows(results):
+        cells = [f"**{c['text']}** {c['ci']}" if c["best"] else f"{c['text']} {c['ci']}" for c in row["cells"]]
+        lines.append(f"| {row['label']} | " + " | ".join(cell.strip() for cell in cells) + " |")
+    baseline = results["settings"]["baseline"]
+    lines.append("")
+    for checkpoint in results["checkpoints"]:
+        for axis, rate in checkpoint["win_rates"].items():
+            lines.append(
+                f"- {checkpoint['name']} vs {baseline}, {axis} ({checkpoint['win_rate_source']}): win rate "
+                f"{format_value(rate['value'], True)} {format_interval(rate['ci'], True)} "
+                f"({rate['wins']} wins, {rate['ties']} ties, {rate['losses']} losses)"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _engine_line(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def write_reports(results: dict[str, Any], out: Path) -> None:
+    """Write ``results.json``, ``summary.md`` and ``report.html`` into ``out``."""
+    environment = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: resources.files("eval").joinpath(name).read_text(encoding="utf-8")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    html = environment.get_template("report.html.j2").render(
+        results=results,
+        rows=figure_rows(results),
+        plots=plots(results),
+        grid=image_grid(results, out, results["settings"]["grid_prompts"]),
+        engine=_engine_line(results["ocr"]),
+        format_value=format_value,
+        format_interval=format_interval,
+    )
+    write_atomically(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    write_atomically(out / "summary.md", markdown_summary(results))
+    write_atomically(out / "report.html", html)

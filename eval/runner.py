@@ -1,0 +1,228 @@
+"""``imagepref eval``: generate (or reuse) each checkpoint's images, read them, score them, compare
+the checkpoints, and write ``results.json``, ``summary.md`` and ``report.html``.
+
+Everything a user can get wrong is checked before the first image is sampled: the checkpoint
+folders, the OCR engine and its packages, the prompts, the baseline. Outputs are written under a
+temporary name and renamed, so a failed run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from eval.figures import (
+    OTHER_FIGURES,
+    TEXT_FIGURES,
+    axis_figures,
+    best_checkpoints,
+    diversity,
+    safety_violation_rate,
+    text_figures,
+    win_rates,
+)
+from eval.generation import ImageSet, generate_image_set
+from eval.metrics import score_text
+from eval.ocr import OCRPool, drop_noise, get_engine
+from eval.prompts import EvalPrompt
+from imagepref.errors import BadInputError
+
+# A reward scorer: (images, prompts) -> {axis: one score per image}. ``reward/`` provides one.
+RewardScorer = Callable[[list[Any], list[str]], dict[str, list[float]]]
+
+
+@dataclass
+class EvalSettings:
+    """Settings of one evaluation; all of them are recorded in ``results.json``."""
+
+    samples: int = 2
+    seed: int = 0
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    batch_size: int = 32
+    ocr_engine: str = "rapidocr"
+    workers: int | None = None
+    baseline: str | None = None
+    grid_prompts: int = 40
+    bootstrap_seed: int = 0
+
+    def sampler(self) -> dict[str, Any]:
+        """The sampler's settings, as ``Generator.sample`` takes them."""
+        return {"guidance_scale": self.guidance_scale, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The training step of a checkpoint: ``trainer_state.json``'s ``global_step`` (TRL and
+    transformers write it), else a number ending the folder name (``checkpoint-200``)."""
+    state = path / "trainer_state.json"
+    if state.is_file():
+        try:
+            return int(json.loads(state.read_text())["global_step"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    match = re.search(r"(\d+)$", path.name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_names(paths: list[Path]) -> list[str]:
+    """Short unique names: the folder names, or parent/folder where folder names repeat."""
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    if len(set(names)) < len(names):
+        raise BadInputError("the same checkpoint is given twice; pass each checkpoint folder once")
+    return names
+
+
+def check_inputs(checkpoints: list[Path], prompts: list[EvalPrompt], settings: EvalSettings) -> list[str]:
+    """Everything checked before any work: returns the checkpoint names, or raises one error."""
+    from policy.generator import read_config
+
+    if not checkpoints:
+        raise BadInputError("no checkpoints given: pass --checkpoints DIR [DIR ...]")
+    for path in checkpoints:
+        if not path.is_dir():
+            raise BadInputError(f"checkpoint folder {path} does not exist; pass folders made by `imagepref pretrain` or an aligner")
+        read_config(path)
+    if not prompts:
+        raise BadInputError("the prompt set is empty; pass a file with at least one prompt")
+    if settings.samples < 1:
+        raise BadInputError(f"--samples must be at least 1, not {settings.samples}")
+    names = checkpoint_names(checkpoints)
+    if settings.baseline is not None and settings.baseline not in names:
+        baseline = Path(settings.baseline)
+        if baseline in checkpoints:
+            settings.baseline = names[checkpoints.index(baseline)]
+        else:
+            raise BadInputError(f"baseline {settings.baseline!r} is not one of the checkpoints ({', '.join(names)})")
+    get_engine(settings.ocr_engine)  # an unknown engine or a missing package fails here, not after sampling
+    return names
+
+
+def _score_images(
+    image_set: ImageSet, readings: list[list[Any]], prompts: dict[str, EvalPrompt], family: str, out: Path,
+    reward_scorer: RewardScorer | None,
+) -> list[dict[str, Any]]:
+    from eval.ocr import load_image
+
+    rows = image_set.candidates.to_dict("records")
+    rule_judge = None
+    if family == "glyph":
+        from policy.glyphworld.rules import judge_image as rule_judge
+    rewards: dict[str, list[float]] = {}
+    if reward_scorer is not None:
+        images = [load_image(p) for p in image_set.image_paths()]
+        rewards = {axis: [float(v) for v in values] for axis, values in reward_scorer(images, [r["prompt"] for r in rows]).items()}
+    scored = []
+    for index, (row, words) in enumerate(zip(rows, readings)):
+        words = drop_noise(words)
+        reading = " ".join(w.text for w in words)
+        prompt = prompts[row["prompt_id"]]
+        record: dict[str, Any] = {
+            "candidate_id": row["candidate_id"],
+            "prompt_id": row["prompt_id"],
+            "sample": int(row["sample"]),
+            "image": str((image_set.folder / row["image_path"]).relative_to(out)),
+            "reading": reading,
+            "ocr_words": [[w.text, round(w.confidence, 4), list(w.box)] for w in words],
+            "text": score_text(prompt.targets, reading).to_dict(),
+        }
+        if rule_judge is not None:
+            with Image.open(image_set.folder / row["image_path"]) as image:
+                record["rules"] = rule_judge(image, prompt.prompt, lambda _image, text=reading: text)
+        if rewards:
+            record["reward"] = {axis: values[index] for axis, values in rewards.items()}
+        scored.append(record)
+    return scored
+
+
+def _summary(images: list[dict[str, Any]], tokens: list[list[int]], seconds: float, seed: int) -> dict[str, Any]:
+    summary = text_figures(images, seed=seed)
+    for source in ("rules", "reward"):
+        for axis, figure in axis_figures(images, source, seed=seed).items():
+            summary[f"{source}/{axis}"] = figure
+    if any(i.get("rules") for i in images):
+        summary["safety_violation_rate"] = safety_violation_rate(images, seed=seed)
+    summary["diversity"] = diversity(images, tokens, seed=seed)
+    summary["seconds_per_image"] = {"value": seconds, "ci": [None, None], "n": len(images)}
+    return summary
+
+
+def evaluate(
+    checkpoints: list[Path],
+    prompts: list[EvalPrompt],
+    out: Path,
+    settings: EvalSettings | None = None,
+    prompt_set: str = "custom",
+    reward_scorer: RewardScorer | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoints`` on ``prompts`` into ``out``; returns what ``results.json`` holds."""
+    from rich.progress import Progress
+
+    from eval.report import write_reports
+    from policy.generator import read_config
+
+    settings = settings or EvalSettings()
+    checkpoints = [Path(c) for c in checkpoints]
+    names = check_inputs(checkpoints, prompts, settings)
+    baseline = settings.baseline or names[0]
+    engine = get_engine(settings.ocr_engine)
+    out.mkdir(parents=True, exist_ok=True)
+    image_sets: list[ImageSet] = []
+    with Progress(disable=not progress, transient=False) as bar:
+        for name, path in zip(names, checkpoints):
+            task = bar.add_task(f"images {name}", total=len(prompts) * settings.samples)
+            image_sets.append(
+                generate_image_set(
+                    path, prompts, out / "images", settings.samples, settings.seed, settings.sampler(),
+                    settings.batch_size, on_progress=lambda done, _total, task=task: bar.update(task, completed=done),
+                )
+            )
+            bar.update(task, completed=len(prompts) * settings.samples)
+    paths = [p for s in image_sets for p in s.image_paths()]
+    with OCRPool(engine, workers=settings.workers) as pool:
+        readings = pool.read_many(paths, progress=f"OCR ({pool.workers} processes)" if progress else None)
+    by_id = {p.prompt_id: p for p in prompts}
+    results_checkpoints = []
+    offset = 0
+    for name, path, image_set in zip(names, checkpoints, image_sets):
+        count = len(image_set.candidates)
+        family = read_config(path).family
+        images = _score_images(image_set, readings[offset : offset + count], by_id, family, out, reward_scorer)
+        offset += count
+        tokens = [list(t) for t in image_set.candidates["image_tokens"]]
+        results_checkpoints.append({
+            "name": name, "path": str(path), "step": checkpoint_step(path), "family": family,
+            "images_reused": image_set.reused,
+            "no_target_images": sum(not i["text"]["has_target"] for i in images), "image_folder": str(image_set.folder.relative_to(out)),
+            "summary": _summary(images, tokens, image_set.seconds_per_image, settings.bootstrap_seed),
+            "images": images,
+        })
+    base = next(c for c in results_checkpoints if c["name"] == baseline)
+    for checkpoint in results_checkpoints:
+        source = "reward" if reward_scorer is not None else "rules"
+        checkpoint["win_rates"] = {} if checkpoint is base else win_rates(checkpoint["images"], base["images"], source, settings.bootstrap_seed)
+        checkpoint["win_rate_source"] = source
+    results = {
+        "format": "imagepref-eval/1",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "prompt_set": {"name": prompt_set, "prompts": len(prompts), "with_target": sum(p.has_target for p in prompts)},
+        "ocr": engine.settings,
+        "settings": asdict(settings) | {"baseline": baseline},
+        "figures": {f.key: {"label": f.label, "higher_is_better": f.higher_is_better, "percent": f.percent} for f in TEXT_FIGURES + OTHER_FIGURES},
+        "best": best_checkpoints(results_checkpoints),
+        "prompts": [{"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets} for p in prompts],
+        "checkpoints": results_checkpoints,
+    }
+    write_reports(results, out)
+    return results

@@ -1,0 +1,136 @@
+"""`imagepref eval` end to end on two micro checkpoints, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+IMAGEPREF = str(Path(sys.executable).parent / "imagepref")
+
+
+def run_eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(
+        [IMAGEPREF, "eval", "--quiet", "--workers", "2", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated(micro_run, prompts_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
+                      "--samples", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_writes_three_outputs_with_consistent_numbers(evaluated):
+    out, result = evaluated
+    results = json.loads((out / "results.json").read_text())
+    summary = (out / "summary.md").read_text()
+    html = (out / "report.html").read_text()
+    assert [c["name"] for c in results["checkpoints"]] == ["checkpoint-0", "checkpoint-10"]
+    assert [c["step"] for c in results["checkpoints"]] == [0, 10]
+    assert results["ocr"]["engine"] == "rapidocr" and results["settings"]["baseline"] == "checkpoint-0"
+    for checkpoint in results["checkpoints"]:
+        images = checkpoint["images"]
+        assert len(images) == 5 * 2 and all((out / i["image"]).is_file() for i in images)
+        # The prompt without quotes is "no target": no figures, and left out of every mean.
+        assert checkpoint["no_target_images"] == 2
+        assert all(i["text"]["exact_match"] is None for i in images if not i["text"]["has_target"])
+        assert {len(i["text"]["pieces"]) for i in images if i["text"]["has_target"]} == {1, 2}
+        summary_figures = checkpoint["summary"]
+        exact = [float(i["text"]["exact_match"]) for i in images if i["text"]["has_target"]]
+        assert summary_figures["exact_match"]["value"] == pytest.approx(sum(exact) / len(exact))
+        edits = sum(p["edits"] for i in images for p in i["text"]["pieces"])
+        chars = sum(i["text"]["target_chars"] for i in images)
+        assert summary_figures["cer"]["value"] == pytest.approx(edits / chars)
+        aesthetics = [i["rules"]["aesthetics"] for i in images]
+        assert summary_figures["rules/aesthetics"]["value"] == pytest.approx(sum(aesthetics) / len(aesthetics))
+        low, high = summary_figures["rules/aesthetics"]["ci"]
+        assert low <= summary_figures["rules/aesthetics"]["value"] <= high
+        assert 0.0 <= summary_figures["diversity"]["value"] <= 1.0
+        assert summary_figures["seconds_per_image"]["value"] > 0
+        # The same figure, formatted, in the markdown and in the HTML.
+        cer_text = f"{100 * summary_figures['cer']['value']:.1f} %"
+        assert cer_text in summary and cer_text in html
+    second = results["checkpoints"][1]
+    assert set(second["win_rates"]) == {"aesthetics", "prompt_fidelity", "safety"}
+    rate = second["win_rates"]["aesthetics"]
+    assert rate["wins"] + rate["ties"] + rate["losses"] == 10
+    assert rate["value"] == pytest.approx((rate["wins"] + 0.5 * rate["ties"]) / 10)
+    assert results["checkpoints"][0]["win_rates"] == {}
+    assert "summary.md" in result.stdout and "| Exact match" in result.stdout
+
+
+def test_second_run_reuses_cached_images(evaluated, micro_run, prompts_file):
+    out, _ = evaluated
+    before = json.loads((out / "results.json").read_text())
+    result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
+                      "--samples", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    after = json.loads((out / "results.json").read_text())
+    assert all(c["images_reused"] for c in after["checkpoints"])
+    assert [i["reading"] for c in after["checkpoints"] for i in c["images"]] == [
+        i["reading"] for c in before["checkpoints"] for i in c["images"]
+    ]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_checkpoint_folder(tmp_path, micro_run):
+    result = run_eval("--checkpoints", str(micro_run[0]), str(tmp_path / "nope"), "--limit", "2", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "nope", "does not exist")
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_unknown_ocr_engine(tmp_path, micro_run):
+    result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "easyocr", "--limit", "2", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "unknown OCR engine 'easyocr'", "rapidocr, tesseract")
+
+
+def test_engine_models_missing_names_what_to_install(tmp_path, micro_run):
+    result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "tesseract", "--limit", "2",
+                      "--out", str(tmp_path / "o"), env={"TESSDATA_PREFIX": str(tmp_path)})
+    assert_one_line_error(result, "eng.traineddata", "apt-get install tesseract-ocr tesseract-ocr-eng")
+
+
+def test_prompts_file_without_a_usable_line(tmp_path, micro_run):
+    prompts = tmp_path / "empty.jsonl"
+    prompts.write_text("\n# nothing here\n")
+    result = run_eval("--checkpoints", str(micro_run[0]), "--prompts", str(prompts), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "empty.jsonl has no usable line")
+
+
+def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_run, prompts_file):
+    out, _ = evaluated
+    before = (out / "results.json").read_bytes()
+    folder = out / json.loads(before)["checkpoints"][1]["image_folder"]
+    victim = sorted((folder / "images").iterdir())[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original[:40])
+    try:
+        result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
+                          "--samples", "2", "--out", str(out))
+        assert_one_line_error(result, victim.name, "cannot be read", "delete that folder")
+        assert (out / "results.json").read_bytes() == before
+        victim.unlink()
+        result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
+                          "--samples", "2", "--out", str(out))
+        assert_one_line_error(result, victim.name, "does not exist")
+    finally:
+        victim.write_bytes(original)
