@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.ocr import OCRPool, available_cores, get_engine  # noqa: E402
+from eval.ocr import get_engine  # noqa: E402
+from eval.ocr_pool import OCRPool, available_cores  # noqa: E402
 from eval.ocr_truth import truth_set  # noqa: E402
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from eval.metrics import score_text
-from eval.ocr import OCREngine, OCRPool, OCRWord, drop_noise
+from eval.ocr import OCREngine, OCRWord, drop_noise
+from eval.ocr_pool import OCRPool
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = (

@@ -30,7 +30,8 @@ from eval.figures import (
 )
 from eval.generation import ImageSet, generate_image_set
 from eval.metrics import score_text
-from eval.ocr import OCRPool, drop_noise, get_engine
+from eval.ocr import drop_noise, get_engine
+from eval.ocr_pool import OCRPool
 from eval.prompts import EvalPrompt
 from imagepref.errors import BadInputError
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from eval.ocr import OCRWord, RapidOCREngine, drop_noise, get_engine, read_many
+from eval.ocr import OCRWord, RapidOCREngine, drop_noise, get_engine
+from eval.ocr_pool import read_many
 from eval.ocr_truth import FONT_DIR
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 

@@ -67,3 +67,13 @@ def test_unknown_set_and_missing_file(tmp_path):
         load_prompts("text-rendring")
     with pytest.raises(BadInputError, match="does not exist"):
         load_prompts(tmp_path / "nope.jsonl")
+
+
+def test_glyphworld_heldout_set_comes_from_the_glyph_world():
+    from policy.glyphworld import heldout_prompts
+
+    records = heldout_prompts()
+    prompts = load_prompts("glyphworld-heldout")
+    assert len(prompts) == len(records) > 0
+    assert [p.targets for p in prompts] == [[r["target"]] for r in records]
+    assert all(p.has_target for p in prompts)
