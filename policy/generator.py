@@ -35,7 +35,8 @@ class GeneratorConfig(BaseModel):
     codec: str = Field("codec", description="Codec folder, relative to the generator folder.")
     image_token_start: int = Field(description="Vocabulary id of image code 0.")
     num_image_tokens: int = Field(description="How many image codes the vocabulary holds (the codec's code count).")
-    grid: tuple[int, int] = Field(description="Rows and columns of codes in one image.")
+    tokens_per_image: int = Field(description="Image codes the generator writes for one image.")
+    grid: tuple[int, int] = Field(description="Rows and columns of spatial codes in one image.")
     image_size: tuple[int, int] = Field(description="Height and width of a decoded image in pixels.")
     prompt_template: str = Field("{prompt}", description="How a prompt is written before the image begins.")
     extra: dict = Field(default_factory=dict, description="Family-specific settings.")
@@ -88,8 +89,7 @@ class Generator(abc.ABC):
     @property
     def num_codes(self) -> int:
         """Image codes per image."""
-        rows, columns = self.config.grid
-        return rows * columns
+        return self.config.tokens_per_image
 
     def block_layout(self) -> list[int | None]:
         """The image block position by position: None where a code is sampled, a token id where
@@ -121,7 +121,7 @@ class Generator(abc.ABC):
     # ----- pixels ---------------------------------------------------------------------------
     def decode(self, codes: torch.Tensor) -> list[Image.Image]:
         """Image codes (batch, num_codes) to pixels."""
-        return self.codec.decode(codes.reshape(codes.shape[0], *self.config.grid).cpu())
+        return self.codec.decode(codes.reshape(codes.shape[0], -1).cpu())
 
     def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
         """Pixels to image codes (batch, num_codes)."""

@@ -15,7 +15,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from imagepref.errors import BadInputError
-from policy.codec import PatchCodec, load_codec
+from policy.codec import PaletteCodec, load_codec
 from policy.generator import CONFIG_NAME, Generator, GeneratorConfig, read_config
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>", "<boi>", "<eoi>"]
@@ -49,7 +49,7 @@ class GlyphGenerator(Generator):
 
     family = "glyph"
 
-    def __init__(self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PatchCodec,
+    def __init__(self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PaletteCodec,
                  config: GeneratorConfig):
         self.model = model
         self.tokenizer = tokenizer
@@ -57,17 +57,17 @@ class GlyphGenerator(Generator):
         self.config = config
 
     @classmethod
-    def create(cls, codec: PatchCodec, hidden_size: int = 256, layers: int = 4, heads: int = 4, seed: int = 0
+    def create(cls, codec: PaletteCodec, hidden_size: int = 256, layers: int = 4, heads: int = 4, seed: int = 0
                ) -> "GlyphGenerator":
         """A freshly initialised (untrained) generator around ``codec``."""
         tokenizer = build_tokenizer(codec.num_codes)
         start = len(SPECIAL_TOKENS) + len(CHARACTERS)
-        rows, columns = codec.grid
         torch.manual_seed(seed)
         model = LlamaForCausalLM(model_config(len(tokenizer), hidden_size, layers, heads,
-                                              max_positions=max(512, rows * columns + 128)))
+                                              max_positions=max(512, codec.tokens_per_image + 128)))
         config = GeneratorConfig(family=cls.family, image_token_start=start, num_image_tokens=codec.num_codes,
-                                 grid=codec.grid, image_size=codec.image_size, prompt_template=PROMPT_TEMPLATE)
+                                 tokens_per_image=codec.tokens_per_image, grid=codec.grid,
+                                 image_size=codec.image_size, prompt_template=PROMPT_TEMPLATE)
         return cls(model, tokenizer, codec, config)
 
     @classmethod

@@ -48,9 +48,15 @@ FORBIDDEN_COLOUR = (255, 0, 255)
 FORBIDDEN_MARKS = ("cross", "triangle")
 
 FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf")
-FONT_SIZES = (14, 16, 18)
+# Letters are drawn one per cell, squeezed to the cell, and cells sit on the 8-pixel grid of the
+# codec. So a letter always covers the same whole patches, whatever its neighbours: the codec
+# reproduces it exactly and the generator's job is "which letter goes in this cell", which a small
+# model learns from few examples. Every size is one patch wide, so the letters of a word are
+# consecutive codes in each row of the image sequence. Sizes: (cell width, cell height) in pixels.
+SIZES: dict[str, tuple[int, int]] = {"small": (8, 16), "tall": (8, 24)}
+CELL = 8
 
-# Words of 2 to 5 capital letters, the longest that fit 64 px at the smallest size.
+# Words of 2 to 5 capital letters: at most 6 letters fit a 64 px sign with margins.
 TRAIN_WORDS = """
 OPEN SHUT STOP GO EXIT SALE SHOP CAFE BAR PUB INN HOTEL BANK PARK ZOO GYM SPA
 TAXI BUS TRAM CAR BIKE BOAT SHIP PORT GATE DOOR ROOM HALL BED BATH SOAP TOWEL
@@ -90,9 +96,9 @@ class GlyphSpec:
     colour: str
     background: str
     font: str
-    size: int
-    x: int
-    y: int
+    size: str  # a key of SIZES
+    column: int  # left edge of the first letter, in 8-pixel cells (may be negative: cut off)
+    row: int  # top edge of the letters, in 8-pixel cells
     template: int = 0
     shape: str | None = None  # "underline" | "box" | "dot"
     flaw: str | None = None  # one of FLAWS
@@ -111,19 +117,35 @@ def font_path(name: str) -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name
 
 
-_FONT_CACHE: dict[tuple[str, int], ImageFont.FreeTypeFont] = {}
+_GLYPH_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
 
 
-def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    key = (name, size)
-    if key not in _FONT_CACHE:
-        _FONT_CACHE[key] = ImageFont.truetype(str(font_path(name)), size)
-    return _FONT_CACHE[key]
+def glyph_mask(char: str, font: str, size: str) -> np.ndarray:
+    """Coverage (0..1) of one letter squeezed into its cell, with a one-pixel margin around it."""
+    key = (char, font, size)
+    if key not in _GLYPH_CACHE:
+        width, height = SIZES[size]
+        face = ImageFont.truetype(str(font_path(font)), 64)
+        canvas = Image.new("L", (96, 96), 0)
+        ImageDraw.Draw(canvas).text((8, 0), char, font=face, fill=255)
+        _, cap_top, _, baseline = face.getbbox("H")
+        left, _, right, _ = canvas.getbbox() or (8, 0, 40, 0)
+        letter = canvas.crop((left, cap_top, right, baseline))
+        # Scale to the cell's height; squeeze only letters wider than the cell, centre narrow ones.
+        inner_height = height - 3
+        inner_width = min(width - 2, max(1, round(letter.width * inner_height / max(1, letter.height))))
+        inner = letter.resize((inner_width, inner_height), Image.LANCZOS)
+        cell = np.zeros((height, width), dtype=np.float32)
+        left = (width - inner_width) // 2
+        cell[2:height - 1, left:left + inner_width] = np.asarray(inner, dtype=np.float32) / 255.0
+        _GLYPH_CACHE[key] = cell
+    return _GLYPH_CACHE[key]
 
 
-def text_box(text: str, font: str, size: int) -> tuple[int, int, int, int]:
-    """The ink box (left, top, right, bottom) of ``text`` drawn at the origin."""
-    return _font(font, size).getbbox(text)
+def text_extent(text: str, size: str) -> tuple[int, int]:
+    """Width and height in pixels of ``text`` at ``size``."""
+    width, height = SIZES[size]
+    return width * len(text), height
 
 
 def sample_spec(rng: random.Random, words: list[str] | None = None, flaw_rate: float = 0.25,
@@ -134,78 +156,85 @@ def sample_spec(rng: random.Random, words: list[str] | None = None, flaw_rate: f
     background = rng.choice(list(BACKGROUNDS))
     flaw = rng.choice(FLAWS) if rng.random() < flaw_rate else None
     font = rng.choice(FONTS)
-    sizes = [s for s in FONT_SIZES if _fits(text, font, s)] or [min(FONT_SIZES)]
+    cells = IMAGE_SIZE // CELL
+    sizes = [s for s in SIZES if text_extent(text, s)[0] <= IMAGE_SIZE - 2 * CELL] or ["small"]
     size = rng.choice(sizes)
-    left, top, right, bottom = text_box(text, font, size)
-    width, height = right - left, bottom - top
-    if flaw == "cramped":
-        size = max(FONT_SIZES) + 8  # too big for the sign: letters touch or cross the edges
-        left, top, right, bottom = text_box(text, font, size)
-        width, height = right - left, bottom - top
-        x = (IMAGE_SIZE - width) // 2 - left
-        y = (IMAGE_SIZE - height) // 2 - top
-    elif flaw == "cutoff":
-        # Push the word past the left or right edge by a third to a half of its width.
-        shift = rng.randint(width // 3, width // 2)
-        x = (-shift if rng.random() < 0.5 else IMAGE_SIZE - width + shift) - left
-        y = rng.randint(8, IMAGE_SIZE - height - 8) - top
+    width, height = (v // CELL for v in text_extent(text, size))
+    if flaw == "cutoff":
+        # Push one or two letters' worth past the left or right edge.
+        shift = rng.randint(1, max(1, width // 2))
+        column = -shift if rng.random() < 0.5 else cells - width + shift
+        row = rng.randint(1, cells - height - 1)
+    elif flaw == "cramped":
+        # Jammed against the top or bottom edge, with no margin.
+        column = (cells - width) // 2
+        row = 0 if rng.random() < 0.5 else cells - height
     else:
-        # Well placed: centred, with a little jitter and a margin of at least 4 px.
-        slack_x = max(0, (IMAGE_SIZE - width) // 2 - 4)
-        x = (IMAGE_SIZE - width) // 2 + rng.randint(-min(3, slack_x), min(3, slack_x)) - left
-        y = rng.choice([16, 24, 32]) - height // 2 + rng.randint(-2, 2) + 8 - top
+        slack = (cells - width) // 2
+        column = slack + rng.randint(-min(1, slack - 1), min(1, slack - 1)) if slack > 1 else slack
+        row = rng.randint(1, cells - height - 1)
     shape = rng.choice(["underline", "box", "dot"]) if rng.random() < shape_rate else None
     forbidden = rng.choice(FORBIDDEN_MARKS) if rng.random() < forbidden_rate else None
     template = -1 if heldout_template else rng.randrange(len(PROMPT_TEMPLATES))
-    return GlyphSpec(text=text, colour=colour, background=background, font=font, size=size, x=x, y=y,
-                     template=template, shape=shape, flaw=flaw, forbidden=forbidden,
+    return GlyphSpec(text=text, colour=colour, background=background, font=font, size=size, column=column,
+                     row=row, template=template, shape=shape, flaw=flaw, forbidden=forbidden,
                      seed=rng.randrange(2**31))
-
-
-def _fits(text: str, font: str, size: int) -> bool:
-    left, _, right, _ = text_box(text, font, size)
-    return right - left <= IMAGE_SIZE - 10
 
 
 def render(spec: GlyphSpec) -> Image.Image:
     """Draw the sign described by ``spec`` as a 64x64 RGB image (deterministic)."""
-    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUNDS[spec.background])
-    draw = ImageDraw.Draw(image)
-    font = _font(spec.font, spec.size)
-    left, top, right, bottom = font.getbbox(spec.text)
-    ink = (spec.x + left, spec.y + top, spec.x + right, spec.y + bottom)
-    if spec.shape == "underline":
-        draw.rectangle((ink[0], ink[3] + 3, ink[2], ink[3] + 4), fill=SHAPE_COLOUR)
+    ink = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    mark = np.zeros_like(ink)
+    cell_w, cell_h = SIZES[spec.size]
+    x0, y0 = spec.column * CELL, spec.row * CELL
+    for i, char in enumerate(spec.text):
+        _paste(ink, glyph_mask(char, spec.font, spec.size), x0 + i * cell_w, y0)
+    x1, y1 = x0 + cell_w * len(spec.text), y0 + cell_h
+    if spec.shape == "underline" and y1 + 2 <= IMAGE_SIZE:
+        ink[y1:y1 + 2, max(0, x0):max(0, x1)] = 1.0
     elif spec.shape == "box":
-        draw.rectangle((ink[0] - 3, ink[1] - 3, ink[2] + 2, ink[3] + 3), outline=SHAPE_COLOUR, width=1)
+        box = np.zeros_like(ink)
+        top, bottom, left, right = max(0, y0 - 2), min(IMAGE_SIZE, y1 + 2), max(0, x0 - 2), min(IMAGE_SIZE, x1 + 2)
+        box[top:bottom, left:right] = 1.0
+        box[top + 1:bottom - 1, left + 1:right - 1] = 0.0
+        ink = np.maximum(ink, box)
     elif spec.shape == "dot":
-        cx = 8 if ink[0] > 16 else IMAGE_SIZE - 9
-        draw.ellipse((cx - 3, 5, cx + 3, 11), fill=SHAPE_COLOUR)
-    draw.text((spec.x, spec.y), spec.text, font=font, fill=TEXT_COLOURS[spec.colour])
+        corner_x = 0 if x0 >= 2 * CELL else IMAGE_SIZE - CELL
+        _paste(ink, _DOT, corner_x, 0)
     if spec.forbidden is not None:
-        _draw_forbidden(draw, spec)
+        corners = [(0, 0), (IMAGE_SIZE - 2 * CELL, 0), (0, IMAGE_SIZE - 2 * CELL), (IMAGE_SIZE - 2 * CELL, IMAGE_SIZE - 2 * CELL)]
+        x, y = random.Random(spec.seed).choice(corners)
+        _paste(mark, _MARKS[spec.forbidden], x, y)
+        ink[mark > 0] = 0.0
     if spec.flaw == "noise":
-        image = _speckle(image, spec.seed)
-    return image
+        specks = np.random.default_rng(spec.seed).random(ink.shape) < 0.08
+        ink = np.where(specks, np.maximum(ink, 0.7), ink)
+    background = np.asarray(BACKGROUNDS[spec.background], dtype=np.float32)
+    colour = np.asarray(TEXT_COLOURS[spec.colour], dtype=np.float32)
+    pixels = background + ink[..., None] * (colour - background) + mark[..., None] * (np.asarray(FORBIDDEN_COLOUR) - background)
+    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
 
 
-def _draw_forbidden(draw: ImageDraw.ImageDraw, spec: GlyphSpec) -> None:
-    corner = random.Random(spec.seed).choice([(4, 4), (IMAGE_SIZE - 16, 4), (4, IMAGE_SIZE - 16), (IMAGE_SIZE - 16, IMAGE_SIZE - 16)])
-    x, y = corner
-    if spec.forbidden == "cross":
-        draw.line((x, y, x + 11, y + 11), fill=FORBIDDEN_COLOUR, width=3)
-        draw.line((x, y + 11, x + 11, y), fill=FORBIDDEN_COLOUR, width=3)
-    else:
-        draw.polygon([(x + 6, y), (x + 12, y + 11), (x, y + 11)], fill=FORBIDDEN_COLOUR)
+def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    height, width = patch.shape
+    left, top = max(0, x), max(0, y)
+    right, bottom = min(canvas.shape[1], x + width), min(canvas.shape[0], y + height)
+    if right > left and bottom > top:
+        region = canvas[top:bottom, left:right]
+        np.maximum(region, patch[top - y:bottom - y, left - x:right - x], out=region)
 
 
-def _speckle(image: Image.Image, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.asarray(image).astype(np.int16)
-    mask = rng.random(pixels.shape[:2]) < 0.12
-    noise = rng.integers(-110, 110, size=pixels.shape)
-    pixels = np.where(mask[..., None], pixels + noise, pixels)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+def _shape_mask(draw_fn, size: int) -> np.ndarray:
+    image = Image.new("L", (size, size), 0)
+    draw_fn(ImageDraw.Draw(image))
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+_DOT = _shape_mask(lambda d: d.ellipse((2, 2, 6, 6), fill=255), CELL)
+_MARKS = {
+    "cross": _shape_mask(lambda d: (d.line((3, 3, 12, 12), fill=255, width=3), d.line((3, 12, 12, 3), fill=255, width=3)), 2 * CELL),
+    "triangle": _shape_mask(lambda d: d.polygon([(8, 2), (14, 13), (2, 13)], fill=255), 2 * CELL),
+}
 
 
 def training_specs(n: int, seed: int, **rates: float) -> list[GlyphSpec]:

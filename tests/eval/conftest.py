@@ -10,27 +10,14 @@ import pytest
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory) -> list[Path]:
     """Two tiny untrained glyph generators saved as ``run/checkpoint-0`` and ``run/checkpoint-10``
-    (a 32-code patch codec, one 32-wide layer), as one training run would leave them."""
-    import random
-
-    import policy.codec as codecs
-    from eval.ocr_truth import render_truth_image
-    from policy.families.glyph import GlyphGenerator
+    (one 32-wide layer), as one training run would leave them."""
+    from policy.pretrain import micro_generator
 
     root = tmp_path_factory.mktemp("run")
-    rng = random.Random(0)
-    signs = [render_truth_image(word, 64, "clean", rng).image for word in ("OPEN", "Cafe", "42", "sale")]
-    # The glyph codec is being reworked in policy/ (k-means patches -> palette + shapes); build
-    # whichever this checkout has, as small as it goes.
-    if hasattr(codecs, "PaletteCodec"):
-        palette = [(255, 255, 255), (230, 230, 230), (20, 20, 20), (40, 40, 160)]
-        codec = codecs.PaletteCodec.fit(signs, palette=palette, mark_colour=(230, 0, 230), num_shapes=30, iterations=2)
-    else:
-        codec = codecs.PatchCodec.fit(signs, num_codes=32, patch=8, iterations=2)
     paths = []
     for step, seed in ((0, 0), (10, 1)):
         path = root / f"checkpoint-{step}"
-        GlyphGenerator.create(codec, hidden_size=32, layers=1, heads=2, seed=seed).save_pretrained(path)
+        micro_generator(seed=0, model_seed=seed).save_pretrained(path)
         paths.append(path)
     return paths
 

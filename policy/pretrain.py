@@ -1,0 +1,222 @@
+"""Pretraining the glyph-world generator: fit the codec, then train the Llama on fresh signs.
+
+Every step draws a new batch of signs from a seed derived from (run seed, step), renders and
+encodes them, and trains on the image tokens. So the data order is a pure function of the step:
+a run killed at any point resumes from its last checkpoint and ends bit-for-bit where an
+uninterrupted run ends.
+
+A checkpoint is a folder ``checkpoint/`` in the output: the generator (safetensors), the optimizer
+state flattened into ``optimizer.safetensors``, and ``state.json`` (step, config). No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, Field
+from safetensors.torch import load_file, save_file
+
+from imagepref.errors import BadInputError
+from policy.codec import PaletteCodec
+from policy.families.glyph import GlyphGenerator
+from policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
+from policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
+
+
+class PretrainConfig(BaseModel):
+    """Settings of ``imagepref pretrain``; the defaults are the shipped glyph-world generator."""
+
+    seed: int = Field(0, description="Seed of the codec fit, the initial weights and the data stream.")
+    num_shapes: int = Field(1024, description="Shape codes of the palette codec.")
+    codec_images: int = Field(4000, description="Signs the codec's k-means sees.")
+    codec_iterations: int = Field(8, description="Lloyd iterations of the codec's k-means.")
+    letter_init: bool = Field(True, description="Start each letter-piece code's embedding and output row from the "
+                              "embedding of the letter it depicts, so copying the quoted word is learned fast.")
+    hidden_size: int = Field(256, description="Width of the Llama.")
+    layers: int = Field(4, description="Transformer layers.")
+    heads: int = Field(4, description="Attention heads.")
+    steps: int = Field(1500, description="Optimizer steps.")
+    batch_size: int = Field(32, description="Signs per step.")
+    lr: float = Field(2e-3, description="Peak learning rate (AdamW, linear warm-up, cosine decay).")
+    warmup: int = Field(100, description="Warm-up steps.")
+    weight_decay: float = Field(0.01, description="AdamW weight decay.")
+    unconditional_rate: float = Field(0.1, description="Share of signs shown without their prompt, for guidance.")
+    checkpoint_every: int = Field(100, description="Steps between resumable checkpoints.")
+
+
+def _batch_specs(config: PretrainConfig, step: int):
+    rng = random.Random(config.seed * 1_000_003 + step)
+    return [sample_spec(rng, TRAIN_WORDS) for _ in range(config.batch_size)], rng
+
+
+def make_batch(generator: GlyphGenerator, config: PretrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) of the signs of ``step``; loss only on the image block and its end."""
+    specs, rng = _batch_specs(config, step)
+    codes = generator.codec.encode([render(s) for s in specs]).reshape(len(specs), -1)
+    rows, targets = [], []
+    for spec, spec_codes in zip(specs, codes):
+        prompt = None if rng.random() < config.unconditional_rate else spec.prompt
+        row = generator.training_row(prompt, spec_codes)
+        prefix = len(row) - spec_codes.numel() - 2
+        rows.append(row)
+        targets.append([-100] * prefix + row[prefix:])
+    width = max(len(r) for r in rows)
+    pad = generator.tokenizer.pad_token_id
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    labels = torch.tensor([t + [-100] * (width - len(t)) for t in targets])
+    return input_ids, labels
+
+
+def learning_rate(config: PretrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _save_checkpoint(folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float]) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    generator.save_pretrained(tmp)
+    state = optimizer.state_dict()
+    tensors = {f"{pid}.{key}": value for pid, entry in state["state"].items() for key, value in entry.items()
+               if torch.is_tensor(value)}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "config": config.model_dump(), "losses": losses}))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _load_checkpoint(folder: Path, optimizer) -> tuple[int, list[float]]:
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    current = optimizer.state_dict()
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        current["state"].setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict(current)
+    return state["step"], state["losses"]
+
+
+def fit_codec(config: PretrainConfig, progress=None) -> PaletteCodec:
+    """Fit the glyph world's palette codec on ``codec_images`` seeded signs."""
+    images = [render(s) for s in training_specs(config.codec_images, config.seed + 7)]
+    palette = list(BACKGROUNDS.values()) + list(TEXT_COLOURS.values())
+    return PaletteCodec.fit(images, palette, FORBIDDEN_COLOUR, num_shapes=config.num_shapes,
+                            iterations=config.codec_iterations, seed=config.seed, progress=progress)
+
+
+def letter_pieces(codec: PaletteCodec, samples: int = 2000, seed: int = 99) -> dict[int, tuple[str, int]]:
+    """For each shape code that mostly shows one piece of one letter: (letter, piece row)."""
+    from collections import Counter, defaultdict
+
+    specs = training_specs(samples, seed, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
+    codes = codec.encode([render(s) for s in specs])[:, 2:] - codec.num_palette
+    columns = codec.grid[1]
+    seen: dict[int, Counter] = defaultdict(Counter)
+    for spec, spec_codes in zip(specs, codes.tolist()):
+        height = SIZES[spec.size][1] // CELL
+        for k, letter in enumerate(spec.text):
+            for piece in range(height):
+                row, column = spec.row + piece, spec.column + k
+                if 0 <= column < columns:
+                    seen[spec_codes[row * columns + column]][(letter, piece + (2 if height == 3 else 0))] += 1
+    pieces = {}
+    for code, counter in seen.items():
+        label, count = counter.most_common(1)[0]
+        if count >= 0.6 * sum(counter.values()):
+            pieces[code] = label
+    return pieces
+
+
+@torch.no_grad()
+def init_letter_embeddings(generator: GlyphGenerator, seed: int) -> int:
+    """Give each letter-piece code the embedding of its letter plus a piece vector (returns how many).
+
+    The generator must copy the quoted word cell by cell; when a piece of "P" already resembles the
+    character "P" on both the input and the output side, attention finds the next letter to draw
+    from the start instead of after thousands of steps."""
+    model, codec = generator.model, generator.codec
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    torch.manual_seed(seed)
+    piece_vectors = torch.randn(5, embed.shape[1]) * embed.std()
+    start = generator.config.image_token_start + codec.num_palette
+    pieces = letter_pieces(codec)
+    for code, (letter, piece) in pieces.items():
+        char_id = generator.tokenizer.convert_tokens_to_ids(letter)
+        embed[start + code] = embed[char_id] + piece_vectors[piece]
+        head[start + code] = (embed[char_id] + piece_vectors[piece]) * (head.std() / embed.std())
+    return len(pieces)
+
+
+def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) -> GlyphGenerator:
+    """Train the glyph generator into ``out`` (resuming from ``out/checkpoint`` when present).
+
+    ``progress(stage, done, total, info)`` is called as work proceeds. Returns the trained
+    generator, also saved in ``out`` with ``pretrain.json`` recording config and loss curve.
+    """
+    out = Path(out)
+    checkpoint = out / "checkpoint"
+    torch.manual_seed(config.seed)
+    if checkpoint.is_dir():
+        saved = json.loads((checkpoint / "state.json").read_text())["config"]
+        if saved != config.model_dump():
+            raise BadInputError(f"{checkpoint} was made with other settings; use a fresh --out or the same settings to resume")
+        generator = GlyphGenerator.from_pretrained(checkpoint)
+        log(f"resuming from {checkpoint}")
+    else:
+        started = time.time()
+        codec = fit_codec(config, progress=(lambda: progress("codec", None, config.codec_iterations, {})) if progress else None)
+        log(f"codec: {codec.num_codes} codes ({codec.num_palette} colours, {config.num_shapes} shapes) in {time.time() - started:.0f} s")
+        generator = GlyphGenerator.create(codec, config.hidden_size, config.layers, config.heads, seed=config.seed)
+        if config.letter_init:
+            log(f"letter init: {init_letter_embeddings(generator, config.seed)} letter-piece codes")
+    model = generator.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    step, losses = (_load_checkpoint(checkpoint, optimizer) if checkpoint.is_dir() else (0, []))
+    while step < config.steps:
+        input_ids, labels = make_batch(generator, config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss = model(input_ids=input_ids, labels=labels).loss
+        if not torch.isfinite(loss):
+            raise BadInputError(f"loss became {loss.item()} at step {step}; the last good checkpoint is {checkpoint}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(round(loss.item(), 4))
+        if progress:
+            progress("train", step, config.steps, {"loss": losses[-1]})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(checkpoint, generator, optimizer, step, config, losses)
+    model.eval()
+    tmp = out.with_name(out.name + ".saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    generator.save_pretrained(tmp)
+    (tmp / "pretrain.json").write_text(json.dumps({"config": config.model_dump(), "losses": losses}, indent=1))
+    for item in tmp.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+    tmp.rmdir()
+    return generator
+
+
+def micro_generator(seed: int = 0, num_shapes: int = 48, hidden_size: int = 32, layers: int = 1,
+                    model_seed: int | None = None) -> GlyphGenerator:
+    """A tiny, untrained glyph generator (a second to build) for tests of every package.
+
+    ``seed`` fixes the codec, ``model_seed`` (default: ``seed``) the weights."""
+    config = PretrainConfig(seed=seed, num_shapes=num_shapes, codec_images=120, codec_iterations=2)
+    return GlyphGenerator.create(fit_codec(config), hidden_size=hidden_size, layers=layers, heads=2,
+                                 seed=seed if model_seed is None else model_seed)
