@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +93,7 @@ def generate_image_set(
     ``sampler`` holds the sampler's settings (guidance_scale, temperature, top_k, top_p); every
     image gets a seeded, reproducible draw. ``on_progress(done, total)`` follows the sampling.
     """
+    from policy.candidates import write_candidate_set
     from policy.generator import load_generator
 
     sampler = dict(sampler or {})
@@ -105,47 +104,12 @@ def generate_image_set(
     if folder.exists():
         raise BadInputError(f"cached image set {folder} has no {MANIFEST}; delete that folder to regenerate it")
     generator = load_generator(checkpoint)
-    rows = [(p, s) for p in prompts for s in range(samples)]
-    staging = cache_root / f".{folder.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
-    records: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        result = generator.sample([p.prompt for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler)
-        for (prompt, sample_index), image, codes in zip(chunk, result.images, result.codes):
-            candidate_id = f"{checkpoint.name}-{key}-{prompt.prompt_id}-{sample_index}"
-            relative = f"images/{prompt.prompt_id}-{sample_index}.png"
-            image.save(staging / relative)
-            records.append(
-                {
-                    "candidate_id": candidate_id,
-                    "prompt_id": prompt.prompt_id,
-                    "prompt": prompt.prompt,
-                    "sample": sample_index,
-                    "image_path": relative,
-                    "image_tokens": [int(c) for c in codes],
-                    "generator": f"{generator.family}:{checkpoint}",
-                    "seed": seed + start,
-                    **{f"sampler_{k}": v for k, v in sampler.items()},
-                }
-            )
-        if on_progress is not None:
-            on_progress(min(start + batch_size, len(rows)), len(rows))
-    seconds_per_image = (time.perf_counter() - started) / len(rows)
-    candidates = pd.DataFrame.from_records(records)
-    candidates.to_parquet(staging / "candidates.parquet", index=False)
-    manifest = {
-        "checkpoint": str(checkpoint),
-        "family": generator.family,
-        "fingerprint": checkpoint_fingerprint(checkpoint),
-        "samples": samples,
-        "seed": seed,
-        "sampler": sampler,
-        "seconds_per_image": seconds_per_image,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    staging.rename(folder)
+    candidates = write_candidate_set(
+        generator, [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts], folder,
+        images_per_prompt=samples, seed=seed, sampler=sampler, batch_size=batch_size,
+        generator_name=f"{generator.family}:{checkpoint}", on_progress=on_progress, id_prefix=f"{checkpoint.name}-{key}-",
+        extra={"checkpoint": str(checkpoint), "family": generator.family, "fingerprint": checkpoint_fingerprint(checkpoint),
+               "samples": samples},
+    )
+    seconds_per_image = json.loads((folder / MANIFEST).read_text())["seconds_per_image"]
     return ImageSet(folder, candidates, seconds_per_image, reused=False)

@@ -1,0 +1,115 @@
+"""Candidate sets: a generator's images for a list of prompts, in the design's contract.
+
+A candidate set is a folder with ``candidates.parquet`` (one row per image: ``candidate_id``,
+``prompt_id``, ``prompt``, ``image_path`` relative to the folder, ``image_tokens``, ``generator``,
+``seed`` and the sampler settings) and ``images/``. It is written under a temporary name and
+renamed when complete, so a failed run leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imagepref.errors import BadInputError
+from policy.generator import Generator
+
+CANDIDATES_FILE = "candidates.parquet"
+
+
+def read_prompts(path: str | Path) -> list[dict[str, str]]:
+    """Prompts from a JSONL file (``{"prompt": ..., "prompt_id"?: ...}`` per line) or a text file
+    (one prompt a line); each gets a ``prompt_id`` (given, or ``p<line number>``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"prompts file {path} does not exist")
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if path.suffix == ".jsonl" or line.startswith("{"):
+            try:
+                record = json.loads(line)
+                text = record["prompt"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise BadInputError(f"{path}:{number} is not a JSON object with a \"prompt\" field; "
+                                    "write one {\"prompt\": \"...\"} per line, or use a .txt file") from None
+            if not isinstance(text, str) or not text.strip():
+                raise BadInputError(f"{path}:{number} has an empty prompt")
+            prompts.append({"prompt_id": str(record.get("prompt_id", f"p{number}")), "prompt": text.strip()})
+        else:
+            prompts.append({"prompt_id": f"p{number}", "prompt": line})
+    if not prompts:
+        raise BadInputError(f"prompts file {path} has no prompts: write one prompt per line")
+    return prompts
+
+
+def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]], out: str | Path,
+                        images_per_prompt: int = 2, seed: int = 0, sampler: dict[str, Any] | None = None,
+                        batch_size: int = 32, generator_name: str | None = None,
+                        on_progress: Callable[[int, int], None] | None = None,
+                        extra: dict[str, Any] | None = None, id_prefix: str = "") -> pd.DataFrame:
+    """Sample ``images_per_prompt`` images per prompt and write the candidate set to ``out``.
+
+    Every image is a seeded, reproducible draw; ``sampler`` holds the sampler settings
+    (guidance_scale, temperature, top_k, top_p). ``extra`` is written to ``manifest.json``;
+    ``id_prefix`` makes candidate ids unique across sets (for example the checkpoint's name).
+    Returns the candidate rows.
+    """
+    if images_per_prompt <= 0:
+        raise BadInputError(f"images per prompt must be at least 1; got {images_per_prompt}")
+    if not prompts:
+        raise BadInputError("no prompts to generate from")
+    out = Path(out)
+    if (out / CANDIDATES_FILE).exists():
+        raise BadInputError(f"{out} already holds a candidate set; choose another --out or delete it")
+    sampler = dict(sampler or {})
+    name = generator_name or generator.family
+    rows = [(p, s) for p in prompts for s in range(images_per_prompt)]
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "images").mkdir(parents=True)
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            result = generator.sample([p["prompt"] for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler)
+            for (prompt, index), image, codes in zip(chunk, result.images, result.codes):
+                relative = f"images/{prompt['prompt_id']}-{index}.png"
+                image.save(staging / relative)
+                records.append({
+                    "candidate_id": f"{id_prefix}{prompt['prompt_id']}-{index}-s{seed}",
+                    "prompt_id": prompt["prompt_id"],
+                    "prompt": prompt["prompt"],
+                    "sample": index,
+                    "image_path": relative,
+                    "image_tokens": [int(c) for c in codes],
+                    "generator": name,
+                    "seed": seed + start,
+                    **{f"sampler_{k}": v for k, v in sampler.items()},
+                })
+            if on_progress is not None:
+                on_progress(min(start + batch_size, len(rows)), len(rows))
+        candidates = pd.DataFrame.from_records(records)
+        candidates.to_parquet(staging / CANDIDATES_FILE, index=False)
+        manifest = {"generator": name, "images_per_prompt": images_per_prompt, "seed": seed, "sampler": sampler,
+                    "seconds_per_image": (time.perf_counter() - started) / len(rows),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            if any(out.iterdir()):
+                raise BadInputError(f"{out} exists and is not empty; choose another --out")
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return candidates
