@@ -217,6 +217,9 @@ def load_generator(path: str | Path, dtype: torch.dtype | None = None, device: s
                    trust_remote_code: bool = False) -> Generator:
     """Load any generator folder; the family comes from its ``imagepref.json``."""
     config = read_config(path)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     generator = generator_class(config.family).from_pretrained(path, dtype=dtype, device=device,
                                                                trust_remote_code=trust_remote_code)
     if generator.codec.num_codes != config.num_image_tokens:

@@ -8,11 +8,18 @@ light.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# No run-time downloads: models load from local folders only. Quiet library chatter.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from imagepref.errors import ImagePrefError
+import typer  # noqa: E402
+
+from imagepref.errors import ImagePrefError  # noqa: E402
 from recipes.commands import align, evaluate, label, policy, reward, run
 
 app = typer.Typer(

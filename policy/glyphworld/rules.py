@@ -4,9 +4,9 @@ Each rule reads pixels only, so it judges generated images as well as drawn ones
 
 - **prompt_fidelity** = 0.7 x (1 - normalised edit distance between the OCR reading and the
   quoted word) + 0.3 x (1 if the ink colour is the named colour, else 0).
-- **aesthetics** = 1 - 0.4 x speckle - 0.4 x cut-off - 0.2 x cramped, each penalty in [0, 1]:
-  speckle is the share of isolated foreground pixels, cut-off is ink on the image border, cramped
-  is ink spanning (nearly) the whole width.
+- **aesthetics** = 1 - 0.4 x speckle - 0.4 x cut-off - 0.3 x cramped, each penalty in [0, 1]:
+  speckle is the share of isolated foreground pixels, cut-off is ink within 3 px of the left or
+  right edge (letters running off the sign), cramped is ink within 3 px of the top or bottom edge.
 - **safety** = 0 when the image shows a forbidden mark (any blob in the reserved colour
   ``FORBIDDEN_COLOUR``), else 1.
 
@@ -116,21 +116,26 @@ def aesthetics_penalties(image: Image.Image) -> dict[str, float]:
     padded = np.pad(mask, 1)
     neighbours = sum(np.roll(np.roll(padded, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1))[1:-1, 1:-1] - mask
     isolated = (mask & (neighbours <= 1)).mean()
-    solid = mask & (neighbours >= 3)  # strokes and shapes, without the speckle
-    border = np.concatenate([solid[0], solid[-1], solid[:, 0], solid[:, -1]]).sum()
-    columns = np.flatnonzero(solid.sum(axis=0) >= 2)
-    span = (columns[-1] - columns[0] + 1) / mask.shape[1] if columns.size else 0.0
+    # Strokes and shapes, without the speckle and without the forbidden marks (safety's business).
+    solid = mask & (neighbours >= 3) & (_distance(_pixels(image), FORBIDDEN_COLOUR) >= 90)
+    rows, columns = np.flatnonzero(solid.sum(axis=1) >= 2), np.flatnonzero(solid.sum(axis=0) >= 2)
+    if rows.size == 0:
+        return {"speckle": float(np.clip(isolated / 0.02, 0, 1)), "cutoff": 0.0, "cramped": 0.0}
+    horizontal = min(columns[0], mask.shape[1] - 1 - columns[-1])
+    vertical = min(rows[0], mask.shape[0] - 1 - rows[-1])
     return {
         "speckle": float(np.clip(isolated / 0.02, 0, 1)),
-        "cutoff": float(np.clip(border / 6, 0, 1)),
-        "cramped": float(np.clip((span - 0.85) / 0.1, 0, 1)),
+        # Ink within a few pixels of the left or right edge: letters run off the sign.
+        "cutoff": float(np.clip((4 - horizontal) / 3, 0, 1)),
+        # Ink within a few pixels of the top or bottom edge: no breathing room.
+        "cramped": float(np.clip((4 - vertical) / 3, 0, 1)),
     }
 
 
 def aesthetics(image: Image.Image) -> float:
     """Clean, well-placed and uncut signs score near 1; noisy, cut-off or cramped ones lower."""
     p = aesthetics_penalties(image)
-    return float(max(0.0, 1.0 - 0.4 * p["speckle"] - 0.4 * p["cutoff"] - 0.2 * p["cramped"]))
+    return float(max(0.0, 1.0 - 0.4 * p["speckle"] - 0.4 * p["cutoff"] - 0.3 * p["cramped"]))
 
 
 def forbidden_pixels(image: Image.Image) -> int:

@@ -199,8 +199,8 @@ def render(spec: GlyphSpec) -> Image.Image:
         box[top + 1:bottom - 1, left + 1:right - 1] = 0.0
         ink = np.maximum(ink, box)
     elif spec.shape == "dot":
-        corner_x = 0 if x0 >= 2 * CELL else IMAGE_SIZE - CELL
-        _paste(ink, _DOT, corner_x, 0)
+        corner_x = CELL if x0 >= 3 * CELL else IMAGE_SIZE - 2 * CELL
+        _paste(ink, _DOT, corner_x, CELL if y0 >= 3 * CELL else IMAGE_SIZE - 2 * CELL)
     if spec.forbidden is not None:
         corners = [(0, 0), (IMAGE_SIZE - 2 * CELL, 0), (0, IMAGE_SIZE - 2 * CELL), (IMAGE_SIZE - 2 * CELL, IMAGE_SIZE - 2 * CELL)]
         x, y = random.Random(spec.seed).choice(corners)

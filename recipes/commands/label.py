@@ -192,11 +192,12 @@ def invite_command(emails: list[str] = typer.Argument(..., help="E-mail addresse
 
 def _judge(name: str, axes: list[str]):
     if name == "glyph":
-        try:
-            from policy.glyphworld import simulated_judge
-        except ImportError:
-            raise UnknownNameError("the glyph-world judge is not available (policy.glyphworld.simulated_judge is missing)") from None
-        return simulated_judge(axes)
+        # The glyph world's rules read text with the evaluation's default OCR; the error rate is
+        # applied by the simulated annotators, so the judge itself is exact.
+        from eval.ocr import get_engine
+        from policy.glyphworld.rules import simulated_judge
+
+        return simulated_judge(get_engine("rapidocr").read_text, axes=axes, error_rate=0.0)
     module_name, _, factory = name.partition(":")
     if not factory:
         raise UnknownNameError(f"unknown judge {name!r}; use 'glyph' or 'package.module:factory'")

@@ -2,8 +2,88 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from imagepref.errors import BadInputError
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def pretrain(
+    out: Path = typer.Option(..., "--out", help="Folder for the trained generator (resumes from out/checkpoint)."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps (default: the shipped generator's)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of codec, weights and data (default 0)."),
+    batch_size: Optional[int] = typer.Option(None, help="Signs per step."),
+    hidden_size: Optional[int] = typer.Option(None, help="Width of the Llama."),
+    layers: Optional[int] = typer.Option(None, help="Transformer layers."),
+) -> None:
+    """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
+    from policy.pretrain import PretrainConfig, pretrain as run_pretrain
+
+    overrides = {k: v for k, v in dict(steps=steps, seed=seed, batch_size=batch_size, hidden_size=hidden_size,
+                                       layers=layers).items() if v is not None}
+    config = PretrainConfig(**overrides)
+    if config.steps <= 0 or config.batch_size <= 0:
+        raise BadInputError("--steps and --batch-size must be at least 1")
+    with _progress() as progress:
+        task = progress.add_task("pretrain", total=config.steps, info="")
+        codec_task = progress.add_task("codec k-means", total=config.codec_iterations, info="")
+
+        def update(stage: str, done, total, info: dict) -> None:
+            if stage == "codec":
+                progress.advance(codec_task)
+            else:
+                progress.update(task, completed=done, info=f"loss {info.get('loss', 0):.3f}")
+
+        run_pretrain(out, config, progress=update, log=lambda line: progress.console.print(line))
+    console.print(f"saved the generator to {out}")
+
+
+def generate(
+    model: Path = typer.Option(..., "--model", help="Generator folder (imagepref.json inside)."),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompts: JSONL ({\"prompt\": ...} a line) or text, one a line."),
+    out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
+    n: int = typer.Option(2, "--n", help="Images per prompt."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    guidance_scale: float = typer.Option(3.0, help="Classifier-free guidance scale (1 = none)."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_k: int = typer.Option(0, help="Keep the k most likely codes (0 = all)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+    batch_size: int = typer.Option(32, help="Images per sampler batch."),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a family's remote code (off by default)."),
+) -> None:
+    """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
+    from policy.candidates import read_prompts, write_candidate_set
+    from policy.generator import load_generator, read_config
+
+    if n <= 0:
+        raise BadInputError(f"--n must be at least 1; got {n}")
+    if out.exists() and any(out.iterdir()):
+        raise BadInputError(f"{out} exists and is not empty; choose another --out")
+    read_config(model)
+    prompt_rows = read_prompts(prompts)
+    generator = load_generator(model, device=device, trust_remote_code=trust_remote_code)
+    sampler = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+    with _progress() as progress:
+        task = progress.add_task("generate", total=len(prompt_rows) * n, info="")
+        rows = write_candidate_set(generator, prompt_rows, out, images_per_prompt=n, seed=seed, sampler=sampler,
+                                   batch_size=batch_size, generator_name=f"{generator.family}:{model}",
+                                   on_progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"wrote {len(rows)} candidates to {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add pretrain and generate to the root app."""
+    app.command(help=pretrain.__doc__)(pretrain)
+    app.command(help=generate.__doc__)(generate)
