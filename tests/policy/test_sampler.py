@@ -1,0 +1,60 @@
+"""The shared sampler on the glyph family: image tokens only, seeded, raw log-probs, guidance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from policy.pretrain import micro_generator
+from policy.sampler import filter_scores
+
+PROMPTS = ['a red sign that says "OPEN"', 'the word "SALE" in blue', '"HI" written in green']
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return micro_generator(seed=0)
+
+
+def test_only_image_tokens_are_sampled(generator):
+    samples = generator.sample(PROMPTS, seed=1, guidance_scale=3.0)
+    start, end = generator.config.image_token_range
+    assert samples.codes.shape == (3, generator.num_codes)
+    assert (samples.completion_ids >= start).all() and (samples.completion_ids < end).all()
+    assert len(samples.images) == 3 and samples.images[0].size == (64, 64)
+
+
+def test_same_seed_same_images_and_other_seed_differs(generator):
+    a = generator.sample(PROMPTS, seed=7)
+    b = generator.sample(PROMPTS, seed=7)
+    c = generator.sample(PROMPTS, seed=8)
+    assert torch.equal(a.codes, b.codes)
+    assert [i.tobytes() for i in a.images] == [i.tobytes() for i in b.images]
+    assert not torch.equal(a.codes, c.codes)
+
+
+@pytest.mark.parametrize("settings", [dict(guidance_scale=3.0), dict(guidance_scale=1.0),
+                                      dict(guidance_scale=2.0, temperature=0.7, top_k=20, top_p=0.9)])
+def test_reported_logprobs_equal_teacher_forcing(generator, settings):
+    samples = generator.sample(PROMPTS, seed=3, **settings)
+    forced = generator.image_logprobs(samples.prompt_ids, samples.codes)
+    torch.testing.assert_close(forced, samples.logprobs, atol=1e-4, rtol=0)
+    # Raw log-probs are over the whole vocabulary: never above 0, and not renormalised by the mask.
+    assert (samples.logprobs <= 0).all()
+
+
+def test_guidance_scale_one_equals_the_unconditional_path_off(generator):
+    plain = generator.sample(PROMPTS, seed=5, guidance_scale=1.0)
+    batched = generator.sample(PROMPTS, seed=5, guidance_scale=1.0, batch_unconditional=True)
+    assert torch.equal(plain.codes, batched.codes)
+    torch.testing.assert_close(plain.logprobs, batched.logprobs, atol=1e-5, rtol=0)
+    guided = generator.sample(PROMPTS, seed=5, guidance_scale=4.0)
+    assert not torch.equal(plain.codes, guided.codes)
+
+
+def test_filter_scores_top_k_and_top_p():
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_scores(scores, 1.0, 2, 1.0)[0, 2:]).all()
+    kept = ~torch.isinf(filter_scores(scores, 1.0, 0, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, the token crossing p is kept
+    torch.testing.assert_close(filter_scores(scores, 2.0, 0, 1.0), scores / 2)
