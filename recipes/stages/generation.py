@@ -1,0 +1,135 @@
+"""The pretrain and generate stages: a base generator, then each round's candidate set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from imagepref.errors import BadInputError
+from recipes.runner import StageContext
+
+SHIPPED_GENERATOR = Path(__file__).resolve().parents[2] / "policy" / "glyphworld" / "pretrained"
+
+
+def shipped_generator() -> Path | None:
+    """The pretrained glyph generator shipped in the package, when it is there."""
+    return SHIPPED_GENERATOR if (SHIPPED_GENERATOR / "imagepref.json").is_file() else None
+
+
+def torch_dtype(name: str):
+    """The torch dtype named in a recipe."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_policy(context: StageContext, path: Path):
+    """Load the generator at ``path`` with the recipe's dtype, device and remote-code setting."""
+    from policy.generator import load_generator
+
+    section = context.recipe.generator
+    return load_generator(path, dtype=torch_dtype(section.dtype), device=section.device,
+                          trust_remote_code=section.trust_remote_code)
+
+
+def base_generator(context: StageContext) -> Path:
+    """The generator the loop starts from: the pretrain stage's output, else the recipe's path,
+    else the shipped one; an error when none exists."""
+    found = context.output("pretrain", "generator")
+    if found is not None:
+        return found
+    if context.recipe.generator.path:
+        return Path(context.recipe.generator.path)
+    if context.recipe.pretrain.reuse_shipped and shipped_generator() is not None:
+        return shipped_generator()
+    raise BadInputError("no generator to start from: add pretrain to stages, set generator.path=DIR, "
+                        "or install imagepref with its shipped glyph generator")
+
+
+def round_generator(context: StageContext) -> Path:
+    """The generator of this stage's round: the previous round's aligned one, else the base."""
+    if context.stage.round and context.stage.round > 1:
+        aligned = context.output("align", "generator", context.stage.round - 1)
+        if aligned is not None:
+            return aligned
+    return base_generator(context)
+
+
+def pretrain_inputs(recipe) -> dict[str, Any]:
+    """What the pretrain stage reads besides the recipe: whether the shipped generator is there
+    (it arriving or leaving changes the stage), and the given generator's config file."""
+    given = Path(recipe.generator.path) / "imagepref.json" if recipe.generator.path else None
+    return {"shipped": shipped_generator() is not None and recipe.pretrain.reuse_shipped,
+            "given": given.read_text() if given is not None and given.is_file() else None}
+
+
+def run_pretrain(context: StageContext) -> dict[str, Any]:
+    """Use the given or shipped generator, else pretrain a glyph generator (resuming from its checkpoint)."""
+    from pydantic import ValidationError
+
+    from policy.generator import read_config
+    from policy.pretrain import PretrainConfig, pretrain
+
+    recipe = context.recipe
+    if recipe.generator.path:
+        read_config(recipe.generator.path)
+        context.log(f"using the given generator {recipe.generator.path}")
+        return {"generator": str(Path(recipe.generator.path).resolve()), "source": "given"}
+    if recipe.pretrain.reuse_shipped and shipped_generator() is not None:
+        context.log(f"using the shipped pretrained generator {shipped_generator()}")
+        return {"generator": str(shipped_generator()), "source": "shipped"}
+    try:
+        config = PretrainConfig(**recipe.pretrain.settings)
+    except (ValidationError, TypeError) as error:
+        first = error.errors()[0] if isinstance(error, ValidationError) else {"loc": ("settings",), "msg": str(error)}
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInputError(f"pretrain.settings.{where}: {first['msg']}") from None
+    out = context.out / "generator"
+    context.log(f"pretraining the glyph generator for {config.steps} steps into {context.relative(out)}")
+
+    def progress(phase: str, done, total, info: dict) -> None:
+        context.step(done, total, {"phase": phase, **info})
+
+    pretrain(out, config, progress=progress, log=context.log)
+    return {"generator": context.relative(out), "source": "pretrained"}
+
+
+def round_prompts(context: StageContext) -> list[dict[str, str]]:
+    """This round's prompts: fresh seeded glyph-world signs (training words only), or a file's."""
+    section = context.recipe.generate
+    round_ = context.stage.round or 1
+    if section.prompts == "glyphworld":
+        from policy.glyphworld import training_specs
+
+        specs = training_specs(section.num_prompts, seed=context.recipe.seed * 1000 + round_)
+        return [{"prompt_id": f"r{round_}p{i}", "prompt": spec.prompt} for i, spec in enumerate(specs)]
+    from policy.candidates import read_prompts
+
+    return read_prompts(section.prompts)[: section.num_prompts]
+
+
+def run_generate(context: StageContext) -> dict[str, Any]:
+    """Sample this round's candidate set with the round's generator."""
+    from policy.candidates import CANDIDATES_FILE, write_candidate_set
+
+    section = context.recipe.generate
+    out = context.out / "candidates"
+    source = round_generator(context)
+    if (out / CANDIDATES_FILE).is_file():
+        # The set is renamed into place only when complete, so finding it means it is whole.
+        context.log("candidate set already complete")
+    else:
+        prompts = round_prompts(context)
+        generator = load_policy(context, source)
+        sampler = {"guidance_scale": section.guidance_scale, "temperature": section.temperature,
+                   "top_k": section.top_k, "top_p": section.top_p}
+        context.log(f"sampling {len(prompts)} prompts x {section.images_per_prompt} images from {source}")
+        write_candidate_set(generator, prompts, out, images_per_prompt=section.images_per_prompt,
+                            seed=context.recipe.seed * 100_000 + (context.stage.round or 1) * 1000, sampler=sampler,
+                            batch_size=section.batch_size, generator_name=str(source),
+                            on_progress=lambda done, total: context.step(done, total, {"images": done}),
+                            id_prefix=f"r{context.stage.round}-")
+    import pandas as pd
+
+    count = len(pd.read_parquet(out / CANDIDATES_FILE, columns=["candidate_id"]))
+    return {"candidates": context.relative(out), "images": count, "generator": str(source)}

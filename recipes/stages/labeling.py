@@ -1,0 +1,204 @@
+"""The label stage: push the round's pairs to Label Studio, get them labeled (simulated annotators,
+or people the run waits for), pull the preference data.
+
+The run's managed server keeps its state in ``<run>/label-studio`` and serves images from
+``<run>/stages``, where every candidate set lies; it is started on first use and stopped when the
+run ends. From round 2 on (``label.flywheel``) the previous round's reward model scores the new
+candidates, its choices go in as pre-annotations and the pairs it is least sure of come first.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imagepref.errors import BadInputError
+from recipes.runner import StageContext
+
+AXES = ("aesthetics", "prompt_fidelity", "safety")
+
+
+class Services:
+    """Long-lived helpers of one run: the Label Studio connection (started lazily, stopped at the end)."""
+
+    def __init__(self, run, recipe, echo) -> None:
+        self.run, self.recipe, self.echo = run, recipe, echo
+        self._connection = None
+        self._started = False
+        self.document_root: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label_studio": self}
+
+    def connection(self):
+        """A checked connection to the recipe's Label Studio (the managed one is started here)."""
+        if self._connection is not None:
+            return self._connection
+        from labeling import connect, start_server
+
+        section = self.recipe.label
+        if section.url:
+            self._connection = connect(section.url, section.token_env)
+            if not section.document_root:
+                raise BadInputError("label.url needs label.document_root: the folder that server serves local files from, "
+                                    f"which must contain {self.run.files_root}")
+            self.document_root = Path(section.document_root).resolve()
+        else:
+            self.run.files_root.mkdir(parents=True, exist_ok=True)
+            status = start_server(self.run.label_studio_dir, section.port, self.run.files_root)
+            self._started = True
+            self.run.log("label-studio", f"running at {status.url} (pid {status.pid}); admin login and API token in "
+                         f"{self.run.label_studio_dir / 'secrets.json'} (0600)")
+            self._connection = connect(state_dir=self.run.label_studio_dir)
+            self.document_root = self.run.files_root.resolve()
+        self._connection.check()
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection and stop the server this run started."""
+        if self._connection is not None:
+            self._connection.close()
+        if self._started and self.recipe.label.mode == "human":
+            # People may still be labeling: leave their server up.
+            self.run.log("label-studio", "left running for the annotators; stop it with `imagepref label server stop "
+                         f"--state-dir {self.run.label_studio_dir}`")
+        elif self._started:
+            from labeling import stop_server
+
+            stop_server(self.run.label_studio_dir)
+            self.run.log("label-studio", "stopped", console=False)
+
+
+def project_title(context: StageContext) -> str:
+    """One project per recipe, run folder and round."""
+    return f"{context.recipe.name} {context.run.root.name} round {context.stage.round}"
+
+
+def _reward_scores(context: StageContext, candidates: Path) -> Path | None:
+    """Per-candidate head scores of the previous round's reward model (the labeling scores format)."""
+    model_dir = context.output("reward", "model", (context.stage.round or 1) - 1)
+    if model_dir is None:
+        return None
+    from eval.ocr import load_image
+    from reward import load_reward_model
+
+    frame = pd.read_parquet(candidates / "candidates.parquet")
+    model = load_reward_model(model_dir)
+    images = [load_image(candidates / path) for path in frame["image_path"]]
+    scores = model.score(images, list(frame["prompt"]))
+    table = pd.DataFrame({"candidate_id": frame["candidate_id"], **{axis: [float(v) for v in scores[axis]] for axis in scores}})
+    path = context.out / "reward_scores.parquet"
+    table.to_parquet(path, index=False)
+    context.log(f"reward model {context.relative(model_dir)} scored {len(table)} candidates for pre-annotation")
+    return path
+
+
+def _judge(section):
+    if section.judge == "glyph":
+        from eval.ocr import get_engine
+        from policy.glyphworld.rules import simulated_judge
+
+        # The simulated annotators add their own error rate, so the judge itself is exact.
+        return simulated_judge(get_engine(section.ocr_engine).read_text, axes=AXES, error_rate=0.0)
+    import importlib
+
+    module_name, _, factory = section.judge.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), factory)(list(AXES))
+    except (ImportError, AttributeError, ValueError):
+        raise BadInputError(f"label.judge {section.judge!r} cannot be imported; use 'glyph' or 'package.module:factory'") from None
+
+
+def run_label(context: StageContext) -> dict[str, Any]:
+    """Push, label (simulated or human), pull; returns the preference data folder."""
+    from labeling import LabelingConfig, create_project, pull, push, simulate
+
+    section = context.recipe.label
+    service: Services = context.services["label_studio"]
+    candidates = context.output("generate", "candidates")
+    if candidates is None:
+        raise BadInputError(f"stage {context.stage.key} has no candidate set; run generate first")
+    connection = service.connection()
+    title = project_title(context)
+    scores = _reward_scores(context, candidates) if section.flywheel and (context.stage.round or 1) > 1 else None
+    settings = LabelingConfig(title=title, overlap=section.overlap, seed=context.recipe.seed + (context.stage.round or 1),
+                              pairing="uncertainty" if scores is not None else section.pairing,
+                              pairs_per_prompt=section.pairs_per_prompt, max_pairs=section.max_pairs,
+                              scores_file=scores, instructions=Path(section.instructions) if section.instructions else None)
+    project = create_project(connection, settings)
+    pushed = push(connection, candidates, settings, service.document_root, pre_annotate=scores is not None)
+    context.log(f"project {title!r} (id {project.id}): pushed {pushed.added} new pairs, {pushed.already_present} already there"
+                + (" with reward-model pre-annotations, least certain first" if scores is not None else ""))
+    pairs_total = pushed.added + pushed.already_present
+    credentials = context.run.label_studio_dir / "annotators.json"
+    if section.mode == "simulated":
+        judge = _judge(section)
+        counted = {"done": 0}
+
+        def judge_and_log(prompt, left, right):
+            answers = judge(prompt, left, right)
+            counted["done"] += 1
+            context.step(counted["done"], pairs_total * min(section.overlap, section.annotators), {"judgment": counted["done"]})
+            return answers
+
+        report = simulate(connection, title, judge_and_log, credentials, annotators=section.annotators,
+                          error_rate=section.error_rate, seed=context.recipe.seed + (context.stage.round or 1))
+        context.log(f"{section.annotators} simulated annotators submitted {report.submitted} judgments "
+                    f"({report.already_done} already there)")
+    else:
+        waiting = _wait_for_people(context, connection, title, credentials, pairs_total * section.overlap)
+        if waiting:
+            return {"waiting": True, "project": title}
+    out = context.out / "preferences"
+    report = pull(out, connection=connection, title=title)
+    if report.written == 0:
+        raise BadInputError(f"project {title!r} has no usable judgments yet; label some pairs, then rerun with --continue")
+    context.log(f"pulled {report.written} judgments on {report.pairs} pairs ({report.quarantined} quarantined)")
+    return {"preferences": context.relative(out), "candidates": context.relative(candidates), "project": title,
+            "judgments": report.written, "pairs": report.pairs}
+
+
+def labeling_progress(agreement: dict, needed: int) -> str:
+    """One line: done / needed per axis and the live agreement (Krippendorff's alpha)."""
+    parts = []
+    for axis, figures in agreement.get("axes", {}).items():
+        alpha = figures.get("krippendorff_alpha")
+        parts.append(f"{axis} {figures.get('answers', 0)}/{needed}" + (f" (alpha {alpha:.2f})" if alpha is not None else ""))
+    return ", ".join(parts) or f"0/{needed} on every axis"
+
+
+def _wait_for_people(context: StageContext, connection, title: str, credentials: Path, default_quota: int) -> bool:
+    """Invite people, print where to label, show progress until the quota is met or --continue.
+    Returns True when the run should stop and wait (interrupted before the quota)."""
+    import json
+    import tempfile
+
+    from labeling import invite, pull
+
+    section = context.recipe.label
+    for person in invite(connection, section.invite, credentials):
+        how = f"password in {person.password_file} (0600; hand it over privately)" if person.created else "existing account"
+        context.log(f"invited {person.email}: {person.login_url}, {how}")
+    quota = section.quota or default_quota
+    context.log(f"label at {connection.url}/projects/ (project {title!r}); the run goes on at {quota} judgments per axis, "
+                "or when you run the same command with --continue")
+    if context.continue_labeling:
+        return False
+    try:
+        while True:
+            with tempfile.TemporaryDirectory(dir=context.out) as scratch:
+                pull(Path(scratch) / "live", connection=connection, title=title)
+                agreement = json.loads((Path(scratch) / "live" / "agreement.json").read_text())
+            context.log(f"progress: {labeling_progress(agreement, quota)}")
+            if all(figures.get("answers", 0) >= quota for figures in agreement.get("axes", {}).values()) and agreement.get("axes"):
+                return False
+            if context.run.continue_file.exists():
+                context.log("continuing with the labels so far (--continue)")
+                return False
+            time.sleep(section.poll_seconds)
+    except KeyboardInterrupt:
+        context.log("stopped waiting; the labels stay in Label Studio. Rerun with --continue to go on with them")
+        return True
