@@ -182,10 +182,28 @@ class Generator(abc.ABC):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    # ----- what trainers may ask of a family -----------------------------------------------
+    def lora_target_modules(self, names: list[str]) -> list[str] | str:
+        """peft ``target_modules`` for LoRA on the language model given module ``names``; families
+        whose vision encoder or VQ model reuse those names (Emu3, Janus) narrow it to the LM."""
+        return names
+
+    def vocabulary_model(self) -> torch.nn.Module:
+        """The causal LM whose vocabulary rows are the image codes, for code that needs a plain
+        ``lm_head`` over text and image tokens (stock TRL paths). Families with a separate image
+        head (Janus) raise; every family's log-probs come from ``teacher_forced_logprobs``."""
+        return self.model
+
 
 FAMILIES: dict[str, str] = {
     "glyph": "policy.families.glyph:GlyphGenerator",
+    "emu3": "policy.families.emu3:Emu3Generator",
+    "janus": "policy.families.janus:JanusGenerator",
+    "causal-vq": "policy.families.causal_vq:CausalVQGenerator",
 }
+# transformers checkpoints (``model_type`` in config.json) that load without an imagepref.json: the
+# family derives the imagepref config from the checkpoint (``config_from_checkpoint``).
+CHECKPOINT_FAMILIES: dict[str, str] = {"emu3": "emu3", "janus": "janus"}
 
 
 def generator_class(family: str) -> type[Generator]:
@@ -204,6 +222,8 @@ def read_config(path: str | Path) -> GeneratorConfig:
     if not path.is_dir():
         raise BadInputError(f"model folder {path} does not exist: pass a folder made by `imagepref pretrain` or a family's save")
     config_file = path / CONFIG_NAME
+    if not config_file.is_file() and (path / "config.json").is_file():
+        return _checkpoint_config(path)
     if not config_file.is_file():
         raise BadInputError(f"{path} is not an imagepref generator folder (no {CONFIG_NAME}); "
                             "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter")
@@ -211,6 +231,21 @@ def read_config(path: str | Path) -> GeneratorConfig:
         return GeneratorConfig.model_validate(json.loads(config_file.read_text()))
     except (ValueError, json.JSONDecodeError) as error:
         raise BadInputError(f"{config_file} is malformed: {str(error).splitlines()[0]}") from None
+
+
+def _checkpoint_config(path: Path) -> GeneratorConfig:
+    """The imagepref config of a plain transformers checkpoint of a known family, else one line saying
+    which folders are known."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except json.JSONDecodeError:
+        model_type = None
+    if model_type not in CHECKPOINT_FAMILIES:
+        raise UnknownNameError(f"{path} holds a {model_type or 'unrecognised'!s} checkpoint, no known generator family "
+                               f"(plain folders load for model types {', '.join(sorted(CHECKPOINT_FAMILIES))}); "
+                               "for a causal LM with image tokens and a VQ codec write its imagepref.json with "
+                               "policy.families.causal_vq.CausalVQGenerator")
+    return generator_class(CHECKPOINT_FAMILIES[model_type]).config_from_checkpoint(path)
 
 
 def load_generator(path: str | Path, dtype: torch.dtype | None = None, device: str | None = None,
