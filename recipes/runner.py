@@ -209,6 +209,7 @@ def run_recipe(
                 how = f"resuming (last status: {entry.get('status')})"
             out.mkdir(parents=True, exist_ok=True)
             run.set_stage(stage.key, status="running", input_hash=stage.input_hash, kind=stage.kind, round=stage.round,
+                          attempts=entry.get("attempts", 0) + 1,
                           started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), outputs={}, error=None)
             run.log(stage.key, how)
             inputs = {key: run.stage(key).get("outputs", {}) for key in stage.needs if run.stage(key).get("status") == "done"}

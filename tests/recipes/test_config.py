@@ -1,0 +1,111 @@
+"""Recipe parsing, overrides and the command line's one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from imagepref.errors import BadInputError, UnknownNameError
+from recipes.config import RECIPES_DIR, Recipe, apply_overrides, field_paths, load_recipe, nearest_key, validate_recipe
+
+
+def test_every_field_has_a_default_and_a_help_text():
+    recipe = Recipe()
+    assert recipe.stages[0] == "pretrain" and recipe.rounds == 1
+    missing = [key for key, text in field_paths().items() if not text]
+    assert missing == []
+
+
+def test_shipped_recipes_validate():
+    names = {path.stem for path in RECIPES_DIR.glob("*.yaml")}
+    assert "quickstart" in names
+    for path in RECIPES_DIR.glob("*.yaml"):
+        assert load_recipe(path).name
+
+
+def test_overrides_parse_values_as_yaml_and_nest(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nlabel: {annotators: 2}\n")
+    recipe = load_recipe(path, ["rounds=3", "label.annotators=5", "align.methods=[dpo]", "align.dpo.beta=0.2",
+                                "generator.path=/models/x"])
+    assert recipe.rounds == 3 and recipe.label.annotators == 5 and recipe.align.methods == ["dpo"]
+    assert recipe.align.dpo == {"beta": 0.2} and recipe.generator.path == "/models/x"
+
+
+def test_misspelled_override_suggests_the_nearest_key():
+    with pytest.raises(BadInputError, match=r"unknown key label\.anotators; did you mean label\.annotators\?"):
+        apply_overrides({}, ["label.anotators=3"])
+    assert nearest_key("rouns") == "rounds"
+    assert nearest_key("eval.sampels") == "eval.samples"
+
+
+def test_misspelled_key_in_the_file_suggests_the_nearest_key():
+    with pytest.raises(BadInputError, match=r"unknown key generate\.num_promts; did you mean generate\.num_prompts\?"):
+        validate_recipe({"generate": {"num_promts": 4}})
+
+
+def test_bad_values_and_unknown_stages():
+    with pytest.raises(BadInputError, match=r"rounds: Input should be greater than or equal to 1"):
+        validate_recipe({"rounds": 0})
+    with pytest.raises(UnknownNameError, match=r"unknown stage 'algin'; did you mean align\?"):
+        validate_recipe({"stages": ["generate", "algin"]})
+    with pytest.raises(BadInputError, match="is not key.path=value"):
+        apply_overrides({}, ["rounds"])
+
+
+def _one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0]
+
+
+def test_cli_refuses_a_file_that_is_not_yaml(cli, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n  stages: {\n")
+    _one_line_error(*cli("run", path)[::2], "not valid YAML")
+    path.write_text("- just\n- a list\n")
+    _one_line_error(*cli("run", path)[::2], "must be a YAML mapping")
+    _one_line_error(*cli("run", tmp_path / "absent.yaml")[::2], "does not exist")
+
+
+def test_cli_refuses_unknown_stage_key_and_from(cli, micro_recipe):
+    path = micro_recipe()
+    _one_line_error(*cli("run", path, "stages=[generate,lable]")[::2], "unknown stage 'lable'", "did you mean label")
+    _one_line_error(*cli("run", path, "label.anotators=3")[::2], "did you mean label.annotators")
+    _one_line_error(*cli("run", path, "--from", "align")[::2], "no stage 'align'", "pretrain, r1/generate")
+
+
+def test_cli_refuses_a_stage_whose_input_cannot_be_produced(cli, micro_recipe, tmp_path):
+    path = micro_recipe(stages=["reward"])
+    _one_line_error(*cli("run", path)[::2], "r1/reward needs the output of r1/generate", "add generate to stages")
+    path = micro_recipe(stages=["eval"], pretrain={"reuse_shipped": False})
+    code, _, err = cli("run", path)
+    _one_line_error(code, err, "no generator to start from")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["eval"]["status"] == "failed"
+
+
+def test_cli_refuses_a_run_folder_of_another_recipe_unless_forced(cli, micro_recipe, tmp_path):
+    first = micro_recipe("first", stages=["pretrain"])
+    assert cli("run", first)[0] == 0
+    second = micro_recipe("second", stages=["pretrain"])
+    _one_line_error(*cli("run", second)[::2], "was made by recipe 'first'", "--force")
+    code, out, err = cli("run", second, "--force")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["recipe"] == "second"
+    resolved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
+    assert resolved["name"] == "second" and resolved["pretrain"]["settings"]["steps"] == 4
+
+
+def test_recipes_list_and_show(cli):
+    code, out, _ = cli("recipes", "list")
+    assert code == 0 and "recipes/quickstart.yaml" in out
+    code, out, _ = cli("recipes", "show")
+    assert code == 0 and "label.annotators" in out and "Simulated annotators." in out
+    code, out, _ = cli("run", "--help")
+    assert code == 0 and "quickstart.yaml" in out and "pretrain, generate, label" in out
