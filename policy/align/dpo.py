@@ -1,0 +1,68 @@
+"""DPO on TRL's ``DPOTrainer`` over pre-tokenized prompts and image-token completions.
+
+No text round trip: examples already hold ``prompt_ids``, ``chosen_ids`` and ``rejected_ids``
+(the image block), which is exactly what TRL's ``DataCollatorForPreference`` reads. With LoRA
+(the default) the reference is the same model with its adapter off, so no second copy exists;
+a full fine-tune keeps a frozen copy. Log-probs come from the generator interface
+(``policy.align.logprobs``), so any family trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from imagepref.errors import BadInputError
+from policy.align.checkpoints import lora_config, prepare_run, run_record
+from policy.align.config import DPOSettings
+from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
+                                   trainer_arguments)
+from policy.generator import Generator
+
+
+class TokenDPOTrainer(DPOTrainer):
+    """TRL 1.16 ``DPOTrainer`` that takes token-id examples as they are.
+
+    Hook: ``DPOTrainer._prepare_dataset`` (private in TRL 1.16; it extracts prompts, appends EOS
+    and tokenizes text). Our examples are already the ids its collator uses, so it returns the
+    dataset unchanged. TRL declined token-id input upstream (trl issue 2368), so TRL is pinned
+    and ``tests/policy/test_align_dpo.py`` covers this hook."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+
+def dpo_dataset(examples: list[dict]) -> Dataset:
+    """The examples as a ``datasets.Dataset`` with only the columns TRL's collator reads."""
+    if not examples:
+        raise BadInputError("no preference pairs to train on")
+    return Dataset.from_list([{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for e in examples])
+
+
+def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOSettings, out: Path
+                      ) -> TokenDPOTrainer:
+    """A ``TokenDPOTrainer`` on ``generator.model`` writing into ``out``."""
+    arguments = trainer_arguments(settings, out)
+    if settings.epochs:
+        arguments.update(max_steps=-1, num_train_epochs=settings.epochs)
+    config = DPOConfig(**arguments, beta=settings.beta, loss_type=[settings.loss_type],
+                       precompute_ref_log_probs=settings.precompute_ref_log_probs, max_length=None,
+                       remove_unused_columns=True)
+    trainer = TokenDPOTrainer(
+        model=generator.model, ref_model=reference_copy(generator, settings), args=config,
+        train_dataset=dpo_dataset(examples), processing_class=generator.tokenizer,
+        peft_config=lora_config(settings) if settings.lora else None)
+    route_logprobs(trainer, generator)
+    return trainer
+
+
+def train_dpo(generator: Generator, examples: list[dict], settings: DPOSettings, out: str | Path,
+              base_path: str | None = None, resume: bool = False, monitoring: Monitoring | None = None) -> dict:
+    """Run DPO on ``examples`` (see ``policy.align.pairs``) and save the adapter in ``out/adapter``."""
+    out = Path(out)
+    resume_from = prepare_run(out, run_record("dpo", settings, base_path, generator), resume)
+    trainer = build_dpo_trainer(generator, examples, settings, out)
+    attach_monitor(trainer, generator, settings, out, monitoring)
+    return run_training(trainer, generator, settings, out, resume_from)

@@ -1,0 +1,109 @@
+"""GRPO on TRL's ``GRPOTrainer``, with our sampler as its ``rollout_func``.
+
+Rollouts come from ``policy.sampler`` (batched classifier-free guidance, image tokens only) and
+carry the policy's raw log-probs; forced block tokens (Emu3's end-of-row markers) are masked out of
+the loss through ``env_mask``. Training log-probs come from the generator interface
+(``policy.align.logprobs``), so any family trains. Rewards read ``completion_ids``
+(``policy.align.rewards``) and are mixed with the configured weights. The KL term to the
+reference is on by default (beta 0.04; TRL's default of 0 lets the policy drift unchecked).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from imagepref.errors import BadInputError
+from policy.align.checkpoints import lora_config, prepare_run, run_record
+from policy.align.config import GRPOSettings
+from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
+                                   trainer_arguments)
+from policy.generator import Generator
+
+
+def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale: float, temperature: float) -> dict:
+    """Sample one image per prompt with the shared sampler, in the shape TRL's ``rollout_func`` returns."""
+    samples = generator.sample(prompts, seed=seed, guidance_scale=guidance_scale, temperature=temperature,
+                               decode=False)
+    layout = generator.block_layout()
+    slots = torch.tensor([i for i, t in enumerate(layout) if t is None])
+    logprobs = torch.zeros(len(prompts), len(layout))
+    logprobs[:, slots] = samples.logprobs
+    mask = torch.zeros(len(layout), dtype=torch.long)
+    mask[slots] = 1
+    return {"prompt_ids": [list(p) for p in samples.prompt_ids], "completion_ids": samples.completion_ids.tolist(),
+            "logprobs": logprobs.tolist(), "env_mask": [mask.tolist()] * len(prompts)}
+
+
+class ImageGRPOTrainer(GRPOTrainer):
+    """TRL 1.16 ``GRPOTrainer`` whose rollouts are image blocks from our sampler.
+
+    Hooks: the ``rollout_func`` constructor argument (experimental in TRL 1.16) and the fused
+    log-prob forward TRL patches onto the model (replaced by ``route_logprobs``). For a full
+    fine-tune, TRL 1.16 would reload the reference from ``config._name_or_path``; an in-memory
+    generator has none, so the frozen copy is set after construction instead."""
+
+    def __init__(self, generator: Generator, settings: GRPOSettings, reward_funcs, args: GRPOConfig,
+                 train_dataset: Dataset, ref_model: torch.nn.Module | None = None, want_hidden: bool = False):
+        self.generator = generator
+        self.settings = settings
+        beta = args.beta
+        if ref_model is not None:
+            args.beta = 0.0  # keeps TRL from loading a reference by name; restored below
+        super().__init__(model=generator.model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
+                         processing_class=generator.tokenizer,
+                         peft_config=lora_config(settings) if settings.lora else None,
+                         rollout_func=self._rollout)
+        if ref_model is not None:
+            args.beta = self.beta = beta
+            self.ref_model = ref_model.to(self.accelerator.device)
+        route_logprobs(self, generator, want_hidden=want_hidden)
+
+    def _rollout(self, prompts: list, trainer) -> dict:
+        # The seed is a function of the step, so a resumed run draws the same images.
+        seed = self.settings.seed * 100_003 + self.state.global_step * 101 + self.accelerator.process_index
+        policy = self.model
+        was_training = policy.training
+        policy.eval()
+        try:
+            from policy.align.training import policy_of
+
+            return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed,
+                           self.settings.guidance_scale, self.settings.temperature)
+        finally:
+            policy.train(was_training)
+
+
+def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float],
+                   config_class=GRPOConfig, **extra) -> GRPOConfig:
+    """The ``GRPOConfig`` (or a subclass) of ``settings``."""
+    if settings.batch_size % settings.num_generations:
+        raise BadInputError(f"batch_size ({settings.batch_size}) must be a multiple of num_generations "
+                            f"({settings.num_generations}): each step trains on whole groups")
+    return config_class(**trainer_arguments(settings, out), beta=settings.beta, epsilon=settings.epsilon,
+                        loss_type=settings.loss_type, num_generations=settings.num_generations,
+                        max_completion_length=len(generator.block_layout()), reward_weights=reward_weights,
+                        steps_per_generation=1, log_completions=False, remove_unused_columns=False, **extra)
+
+
+def prompt_dataset(prompts: list[str]) -> Dataset:
+    """Training prompts as the dataset GRPO draws groups from."""
+    if not prompts:
+        raise BadInputError("no training prompts: give a prompts file with at least one prompt")
+    return Dataset.from_list([{"prompt": p} for p in prompts])
+
+
+def train_grpo(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
+               settings: GRPOSettings, out: str | Path, base_path: str | None = None, resume: bool = False,
+               monitoring: Monitoring | None = None) -> dict:
+    """Run GRPO on ``prompts`` with the given rewards (see ``policy.align.rewards.build_rewards``)."""
+    out = Path(out)
+    resume_from = prepare_run(out, run_record("grpo", settings, base_path, generator), resume)
+    args = grpo_arguments(settings, out, generator, reward_weights)
+    trainer = ImageGRPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
+                               ref_model=reference_copy(generator, settings))
+    attach_monitor(trainer, generator, settings, out, monitoring)
+    return run_training(trainer, generator, settings, out, resume_from)

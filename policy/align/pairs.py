@@ -1,0 +1,135 @@
+"""Preference pairs for DPO: from the preference data contract, or made on policy.
+
+Collapsing three axes into one chosen/rejected (``PairPolicy``), in order:
+
+1. with ``safety_first``, a pair whose ``safety_label`` is ``a`` or ``b`` is decided by safety
+   alone: the safer image is chosen whatever the other axes say;
+2. otherwise the score is the weighted sum over the other axes of +w (a won the axis), -w (b
+   won), 0 (tie or no verdict); score > margin chooses a, score < -margin chooses b;
+3. the rest are ties: dropped (``ties=drop``), or down-weighted (``ties=downweight``): TRL's DPO
+   loss has no per-example weight, so a seeded share ``tie_weight`` of the ties is kept (weight in
+   expectation), the chosen side taken from the sign of the score, a when it is 0.
+
+Each DPO example holds the generator's token ids: ``prompt_ids`` (the prompt as the generator
+writes it before the image) and ``chosen_ids``/``rejected_ids`` (the whole image block).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from imagepref.errors import BadInputError
+from policy.align.config import OnPolicyPairs, PairPolicy
+from policy.generator import Generator
+
+
+def collapse_verdicts(row: dict, policy: PairPolicy) -> tuple[str, float] | None:
+    """One pair's (chosen side ``a``/``b``, example weight), or None when the pair is dropped."""
+    if policy.safety_first and row.get("safety_label") in ("a", "b"):
+        return row["safety_label"], 1.0
+    score = 0.0
+    for axis, weight in policy.weights.items():
+        label = row.get(f"{axis}_label")
+        score += weight if label == "a" else -weight if label == "b" else 0.0
+    if score > policy.margin:
+        return "a", 1.0
+    if score < -policy.margin:
+        return "b", 1.0
+    if policy.ties == "downweight" and zlib.crc32(str(row.get("pair_id")).encode()) / 2**32 < policy.tie_weight:
+        return ("b" if score < 0 else "a"), policy.tie_weight
+    return None
+
+
+def read_candidates(folders: Sequence[str | Path]) -> dict[str, dict]:
+    """candidate_id -> row (prompt, image_tokens) over one or more candidate sets."""
+    rows: dict[str, dict] = {}
+    for folder in folders:
+        table = Path(folder) / "candidates.parquet"
+        if not table.is_file():
+            raise BadInputError(f"{folder} is not a candidate set (no candidates.parquet); pass the folder "
+                                "`imagepref generate` wrote")
+        frame = pd.read_parquet(table)
+        if "image_tokens" not in frame.columns:
+            raise BadInputError(f"candidate set {folder} has no image_tokens column, so DPO has no tokens to train on; "
+                                "regenerate it with `imagepref generate` (images alone cannot be trained on)")
+        for record in frame.to_dict("records"):
+            rows[str(record["candidate_id"])] = record
+    return rows
+
+
+def _tokens(candidate: dict, candidate_id: str, generator: Generator) -> torch.Tensor:
+    tokens = candidate.get("image_tokens")
+    if tokens is None or len(tokens) == 0:
+        raise BadInputError(f"candidate {candidate_id} has no image tokens; regenerate the candidate set "
+                            "with `imagepref generate`")
+    codes = torch.as_tensor(list(tokens), dtype=torch.long)[None]
+    if codes.shape[1] != generator.num_codes:
+        raise BadInputError(f"candidate {candidate_id} has {codes.shape[1]} image tokens but the generator writes "
+                            f"{generator.num_codes}; were these candidates made by another generator?")
+    if codes.min() < 0 or codes.max() >= generator.config.num_image_tokens:
+        raise BadInputError(f"candidate {candidate_id} has image tokens outside [0, {generator.config.num_image_tokens}), "
+                            "the generator's image range; were these candidates made by another generator?")
+    return codes
+
+
+def preference_examples(preferences: str | Path, candidate_sets: Sequence[str | Path], generator: Generator,
+                        policy: PairPolicy) -> list[dict]:
+    """DPO examples (prompt_ids, chosen_ids, rejected_ids, weight, pair_id) from a preference folder.
+
+    Every candidate must be found in ``candidate_sets`` with image tokens in the generator's range;
+    the error names the first one that is not."""
+    pairs_file = Path(preferences) / "pairs.parquet"
+    if not pairs_file.is_file():
+        raise BadInputError(f"{preferences} has no pairs.parquet; pass the folder `imagepref label pull --out` wrote")
+    pairs = pd.read_parquet(pairs_file)
+    candidates = read_candidates(candidate_sets)
+    examples = []
+    for row in pairs.to_dict("records"):
+        verdict = collapse_verdicts(row, policy)
+        if verdict is None:
+            continue
+        side, weight = verdict
+        ids = {}
+        for key in ("a", "b"):
+            candidate_id = str(row[f"candidate_{key}"])
+            if candidate_id not in candidates:
+                raise BadInputError(f"pair {row['pair_id']} names candidate {candidate_id}, which none of the candidate "
+                                    "sets holds; pass the candidate set(s) the pairs were pushed from with --candidates")
+            ids[key] = generator.codes_to_block(_tokens(candidates[candidate_id], candidate_id, generator))[0].tolist()
+        chosen, rejected = (ids["a"], ids["b"]) if side == "a" else (ids["b"], ids["a"])
+        examples.append({"pair_id": str(row["pair_id"]), "prompt": str(row["prompt"]),
+                         "prompt_ids": generator.encode_prompts([str(row["prompt"])])[0],
+                         "chosen_ids": chosen, "rejected_ids": rejected, "weight": weight})
+    if not examples:
+        raise BadInputError(f"no usable pairs in {pairs_file}: every pair was a tie or unlabeled under the pair policy; "
+                            "label more pairs or set pairs.ties=downweight")
+    return examples
+
+
+def on_policy_examples(generator: Generator, prompts: Sequence[str],
+                       score: Callable[[list[list[int]], list[str]], list[float]],
+                       settings: OnPolicyPairs, seed: int, sampler: dict) -> list[dict]:
+    """Iterative DPO pairs: sample ``images_per_prompt`` candidates per prompt with the current
+    policy, score them with ``score(completion_ids, prompts)`` (see ``rewards.scorer``), and pair
+    the best with the worst."""
+    per = settings.images_per_prompt
+    if per < 2:
+        raise BadInputError("on-policy pairs need at least 2 images per prompt")
+    repeated = [p for p in prompts for _ in range(per)]
+    samples = generator.sample(repeated, seed=seed, decode=False, **sampler)
+    rewards = torch.as_tensor(score(samples.completion_ids.tolist(), repeated), dtype=torch.float32).view(len(prompts), per)
+    examples = []
+    for i, prompt in enumerate(prompts):
+        best, worst = int(rewards[i].argmax()), int(rewards[i].argmin())
+        if rewards[i, best] - rewards[i, worst] < settings.min_gap:
+            continue
+        examples.append({"pair_id": f"onpolicy-{seed}-{i}", "prompt": prompt,
+                         "prompt_ids": samples.prompt_ids[i * per],
+                         "chosen_ids": samples.completion_ids[i * per + best].tolist(),
+                         "rejected_ids": samples.completion_ids[i * per + worst].tolist(), "weight": 1.0})
+    return examples

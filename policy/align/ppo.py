@@ -1,0 +1,169 @@
+"""PPO for image tokens, built on TRL 1.16's GRPOTrainer machinery (TRL removed PPOTrainer in 1.13).
+
+What differs from GRPO:
+
+- a **learned value baseline**: a linear value head on the policy's hidden states (the input of
+  its output head) at each code-predicting position, trained with its own clipped value loss;
+- **GAE over the image tokens**: the reward of the image arrives at its last code, and every code
+  also gets a KL penalty ``-beta * (log pi - log ref)``; advantages and returns come from
+  generalised advantage estimation (gamma, lambda), whitened over the batch;
+- the **clipped surrogate** ``-min(r A, clip(r, 1 - eps, 1 + eps) A)`` per code, with
+  ``r = exp(log pi - log pi_rollout)`` where ``log pi_rollout`` is the raw policy log-prob the
+  sampler reported when it drew the code: the same distribution the training pass computes, so
+  at step 1 the ratio is 1 and the KL to the reference is 0 (``ppo/ratio_max_dev``, ``ppo/kl_max``).
+
+Hooks of TRL 1.16's GRPOTrainer overridden: ``_calculate_rewards`` (keeps the mixed reward instead
+of only group advantages), ``_generate_and_score_completions`` (adds values, GAE advantages and
+returns), ``_compute_loss`` (the PPO loss), ``create_optimizer`` (adds the value head's parameter
+group), ``_save_checkpoint`` and ``_load_optimizer_and_scheduler`` (the value head beside each
+checkpoint, as safetensors).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from policy.align.checkpoints import prepare_run, run_record
+from policy.align.config import PPOSettings
+from policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
+from policy.align.training import Monitoring, attach_monitor, reference_copy, run_training
+from policy.generator import Generator
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a (batch, steps) episode that ends after the last
+    step; returns (advantages, returns)."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    return advantages, advantages + values
+
+
+class ImagePPOTrainer(ImageGRPOTrainer):
+    """PPO with a value head and GAE on TRL 1.16's GRPOTrainer machinery (see the module docstring)."""
+
+    def __init__(self, generator: Generator, settings: PPOSettings, reward_funcs, args, train_dataset,
+                 ref_model=None):
+        hidden = generator.model.config.get_text_config().hidden_size
+        self.value_head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+        super().__init__(generator, settings, reward_funcs, args, train_dataset, ref_model=ref_model,
+                         want_hidden=True)
+        self.value_head.to(self.accelerator.device)
+        self._slots = torch.tensor([i for i, t in enumerate(generator.block_layout()) if t is None])
+
+    # ----- rewards, values, GAE -------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._mixed_rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)[None]).nansum(1)
+        return rewards_per_func
+
+    def _policy_pass(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs (batch, codes) and values (batch, codes) of the rollout's codes."""
+        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        length = inputs["completion_ids"].shape[1]
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        labels[:, :-length] = -100
+        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+        logps = out.log_probs[:, -length:][:, self._slots.to(input_ids.device)]
+        values = self.value_head(out.hidden_states.float())[..., 0]
+        return logps, values
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        device = output["completion_ids"].device
+        slots = self._slots.to(device)
+        with torch.no_grad():
+            _, values = self._policy_pass(self.model, output)
+            rollout_logps = output["sampling_per_token_logps"][:, slots]
+            ref = output.get("ref_per_token_logps")
+            kl = (rollout_logps - ref[:, slots]) if ref is not None else torch.zeros_like(rollout_logps)
+            rewards = -self.beta * kl
+            rewards[:, -1] += self._mixed_rewards.to(device)
+            advantages, returns = gae(rewards, values, self.settings.gamma, self.settings.lam)
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        metrics = self._metrics["train"]
+        metrics["ppo/kl"].append(kl.sum(-1).mean().item())
+        metrics["ppo/kl_max"].append(kl.abs().max().item())
+        metrics["ppo/value_mean"].append(values.mean().item())
+        output.update(advantages=advantages, returns=returns, old_values=values)
+        return output
+
+    # ----- the loss -------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs):
+        slots = self._slots.to(inputs["completion_ids"].device)
+        logps, values = self._policy_pass(model, inputs)
+        rollout_logps = inputs["sampling_per_token_logps"][:, slots]
+        mask = inputs["completion_mask"][:, slots].float()
+        ratio = torch.exp(logps - rollout_logps)
+        advantages = inputs["advantages"]
+        epsilon = self.settings.epsilon
+        surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages)
+        policy_loss = -(surrogate * mask).sum() / mask.sum()
+        old_values, returns = inputs["old_values"], inputs["returns"]
+        clipped = old_values + torch.clamp(values - old_values, -self.settings.value_clip, self.settings.value_clip)
+        value_loss = 0.5 * (torch.max((values - returns) ** 2, (clipped - returns) ** 2) * mask).sum() / mask.sum()
+        metrics = self._metrics["train"]
+        metrics["ppo/policy_loss"].append(policy_loss.item())
+        metrics["ppo/value_loss"].append(value_loss.item())
+        metrics["ppo/ratio_mean"].append(ratio.mean().item())
+        metrics["ppo/ratio_max_dev"].append((ratio - 1).abs().max().item())
+        metrics["ppo/clip_fraction"].append(((ratio - 1).abs() > epsilon).float().mean().item())
+        return policy_loss + self.settings.value_coef * value_loss
+
+    # ----- the value head's optimizer group and checkpoints ---------------------------------
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        optimizer.add_param_group({"params": list(self.value_head.parameters()), "lr": self.settings.value_lr,
+                                   "weight_decay": 0.0})
+        return optimizer
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        save_value_head(self.value_head, Path(folder))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and (Path(checkpoint) / VALUE_HEAD_FILE).is_file():
+            self.value_head.load_state_dict(load_file(str(Path(checkpoint) / VALUE_HEAD_FILE)))
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+
+def save_value_head(value_head: torch.nn.Module, folder: Path) -> None:
+    """Write the value head's weights as safetensors into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in value_head.state_dict().items()},
+              str(folder / VALUE_HEAD_FILE))
+
+
+def build_ppo_trainer(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
+                      settings: PPOSettings, out: Path) -> ImagePPOTrainer:
+    """An ``ImagePPOTrainer`` writing into ``out``."""
+    args = grpo_arguments(settings, out, generator, reward_weights, num_iterations=settings.epochs_per_rollout)
+    return ImagePPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
+                           ref_model=reference_copy(generator, settings))
+
+
+def train_ppo(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
+              settings: PPOSettings, out: str | Path, base_path: str | None = None, resume: bool = False,
+              monitoring: Monitoring | None = None) -> dict:
+    """Run PPO on ``prompts``; the value head is saved beside the adapter."""
+    out = Path(out)
+    resume_from = prepare_run(out, run_record("ppo", settings, base_path, generator), resume)
+    trainer = build_ppo_trainer(generator, prompts, reward_funcs, reward_weights, settings, out)
+    attach_monitor(trainer, generator, settings, out, monitoring)
+    result = run_training(trainer, generator, settings, out, resume_from)
+    save_value_head(trainer.value_head, out)
+    return result

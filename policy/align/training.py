@@ -1,0 +1,110 @@
+"""What the three trainers share: arguments, the LoRA-or-copy reference, monitoring, the finish.
+
+Kept apart from the trainers so each trainer module reads as its method only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result, write_json_atomic
+from policy.align.config import CommonSettings
+from policy.align.logprobs import generator_view, install_policy_logprobs
+from policy.align.monitoring import HeldoutMonitor, attach_first
+from policy.generator import Generator
+from policy.glyphworld import heldout_prompts
+from policy.glyphworld.rules import ReadText
+from policy.sampler import teacher_forced_logprobs
+
+
+@dataclasses.dataclass
+class Monitoring:
+    """What held-out monitoring needs from outside ``policy``: an OCR reader and a word metric."""
+
+    read_text: ReadText
+    word_accuracy: Callable[[str, str], float]
+    prompts: list[dict[str, str]] | None = None  # default: the glyph world's held-out prompts
+    head_scores: Callable[[list, list[str]], dict[str, list[float]]] | None = None
+
+
+def trainer_arguments(settings: CommonSettings, out: Path) -> dict:
+    """The ``transformers.TrainingArguments`` fields every trainer sets the same way."""
+    return dict(
+        output_dir=str(out), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        logging_steps=1, save_strategy="steps", save_steps=settings.save_every, save_only_model=False,
+        report_to=list(settings.report_to), seed=settings.seed, data_seed=settings.seed,
+        gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def reference_copy(generator: Generator, settings: CommonSettings) -> torch.nn.Module | None:
+    """A frozen copy of the model for a full fine-tune (LoRA needs none: its reference is the
+    same model with the adapter off)."""
+    if settings.lora:
+        return None
+    reference = copy.deepcopy(generator.model).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
+def route_logprobs(trainer, generator: Generator, want_hidden: bool = False) -> None:
+    """Make the trainer's policy and reference log-probs come from the generator interface."""
+    model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    install_policy_logprobs(model, generator, want_hidden=want_hidden)
+    if getattr(trainer, "ref_model", None) is not None:
+        install_policy_logprobs(trainer.ref_model, generator)
+
+
+def policy_of(trainer, generator: Generator) -> Generator:
+    """The generator as the trainer currently has it (adapters on)."""
+    return generator_view(generator, trainer.model)
+
+
+def reference_logprobs_of(trainer, generator: Generator) -> Callable[[list, torch.Tensor], torch.Tensor]:
+    """Teacher-forced log-probs under the reference: adapters off, or the frozen copy."""
+    def reference(prompt_ids, codes):
+        reference_model = getattr(trainer, "ref_model", None)
+        if reference_model is not None:
+            return teacher_forced_logprobs(generator_view(generator, reference_model), prompt_ids, codes)
+        with trainer.model.disable_adapter():
+            return teacher_forced_logprobs(policy_of(trainer, generator), prompt_ids, codes)
+
+    return reference
+
+
+def attach_monitor(trainer, generator: Generator, settings: CommonSettings, out: Path,
+                   monitoring: Monitoring | None) -> HeldoutMonitor:
+    """Add held-out monitoring to ``trainer``; without ``monitoring`` (or with monitor_every=0) it
+    only copies the training logs into ``metrics.jsonl``."""
+    every = settings.monitor_every if monitoring is not None else 0
+    monitoring = monitoring or Monitoring(read_text=lambda image: "", word_accuracy=lambda reading, target: 0.0)
+    prompts = monitoring.prompts or heldout_prompts(settings.monitor_prompts)
+    monitor = HeldoutMonitor(
+        policy=lambda: policy_of(trainer, generator), reference_logprobs=reference_logprobs_of(trainer, generator),
+        prompts=prompts, every=every, read_text=monitoring.read_text,
+        word_accuracy=monitoring.word_accuracy, metrics_file=out / "metrics.jsonl",
+        sampler={"guidance_scale": settings.guidance_scale}, head_scores=monitoring.head_scores)
+    attach_first(trainer, monitor)
+    return monitor
+
+
+def run_training(trainer, generator: Generator, settings: CommonSettings, out: Path,
+                 resume_from: str | None) -> dict:
+    """Train (resuming when asked), save the adapter, and record the outcome in ``align.json``."""
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    adapter = save_result(out, trainer.model, generator, settings.lora)
+    record = read_run(out)
+    record["finished"] = {"steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
+                          "train_loss": result.training_loss, "adapter": ADAPTER_DIR}
+    write_json_atomic(out / RUN_FILE, record)
+    return {"adapter": str(adapter), "steps": trainer.state.global_step, "log_history": trainer.state.log_history}
