@@ -100,7 +100,8 @@ class RunFolder:
                                     "choose another run_dir=... or pass --force to take it over")
             if owner != recipe_name:
                 self.manifest = {}
-        elif self.root.exists() and any(self.root.iterdir()) and not force:
+        elif self.root.exists() and any(p.name != "label-studio" for p in self.root.iterdir()) and not force:
+            # A prepared Label Studio state alone is welcome (a copied, migrated one starts in seconds).
             raise BadInputError(f"{self.root} exists and is not a run folder; choose another run_dir=... or pass --force")
         self.manifest.setdefault("format", MANIFEST_FORMAT)
         self.manifest["recipe"] = recipe_name
