@@ -75,12 +75,14 @@ def write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def lora_config(settings):
-    """The peft ``LoraConfig`` of ``settings`` (a ``CommonSettings``)."""
+def lora_config(settings, generator: Generator):
+    """The peft ``LoraConfig`` of ``settings`` (a ``CommonSettings``); the family narrows the
+    target names to its language model (``Generator.lora_target_modules``)."""
     from peft import LoraConfig
 
+    targets = generator.lora_target_modules(list(settings.lora_targets))
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                      target_modules=list(settings.lora_targets), bias="none", task_type="CAUSAL_LM")
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
 
 
 def save_result(out: Path, trainer_model: torch.nn.Module, generator: Generator, lora: bool) -> Path:

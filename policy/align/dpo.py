@@ -53,7 +53,7 @@ def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOS
     trainer = TokenDPOTrainer(
         model=generator.model, ref_model=reference_copy(generator, settings), args=config,
         train_dataset=dpo_dataset(examples), processing_class=generator.tokenizer,
-        peft_config=lora_config(settings) if settings.lora else None)
+        peft_config=lora_config(settings, generator) if settings.lora else None)
     route_logprobs(trainer, generator)
     return trainer
 

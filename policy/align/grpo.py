@@ -55,7 +55,7 @@ class ImageGRPOTrainer(GRPOTrainer):
             args.beta = 0.0  # keeps TRL from loading a reference by name; restored below
         super().__init__(model=generator.model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          processing_class=generator.tokenizer,
-                         peft_config=lora_config(settings) if settings.lora else None,
+                         peft_config=lora_config(settings, generator) if settings.lora else None,
                          rollout_func=self._rollout)
         if ref_model is not None:
             args.beta = self.beta = beta

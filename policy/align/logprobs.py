@@ -68,11 +68,18 @@ def policy_logprobs(generator: Generator, input_ids: torch.Tensor, attention_mas
     prompts, block, where = split_rows(input_ids, attention_mask, labels, len(layout))
     codes = generator.block_to_codes(block)
     captured: list[torch.Tensor] = []
+    scored: list[torch.Tensor] = []
     hook = None
     if want_hidden:
-        # The value head reads what the output head reads: capture its input in this same pass.
+        # The value head reads what the output head reads. A plain causal LM computes logits in its
+        # output embeddings (capture their input); a family with its own image head (Janus) hands
+        # hidden states to ``code_logprobs`` (capture its argument instead).
         head = generator.model.get_output_embeddings()
-        hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        if head is not None:
+            hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        family_code_logprobs = generator.code_logprobs
+        generator = copy.copy(generator)
+        generator.code_logprobs = lambda source: (scored.append(source), family_code_logprobs(source))[1]
     try:
         code_lp = teacher_forced_logprobs(generator, prompts, codes, grad=torch.is_grad_enabled())
     finally:
@@ -84,8 +91,7 @@ def policy_logprobs(generator: Generator, input_ids: torch.Tensor, attention_mas
     log_probs.scatter_(1, (where[:, slots] - 1).to(code_lp.device), code_lp)
     hidden = None
     if want_hidden:
-        states = captured[-1]
-        hidden = states[:, -len(layout) - 1:-1][:, slots]
+        hidden = captured[-1][:, -len(layout) - 1:-1][:, slots] if captured else scored[-1]
     unknown = torch.full_like(log_probs, float("nan")).detach()
     return PolicyLogprobOutput(log_probs=log_probs, entropy=unknown, mean_logits=unknown,
                                is_top1=torch.zeros_like(log_probs, dtype=torch.bool), hidden_states=hidden)

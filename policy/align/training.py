@@ -56,11 +56,31 @@ def reference_copy(generator: Generator, settings: CommonSettings) -> torch.nn.M
     return reference
 
 
+def zero_dropout(model: torch.nn.Module) -> None:
+    """Switch off every dropout: ``nn.Dropout`` modules and float ``*dropout*`` attributes of the
+    model's configs and modules.
+
+    The sampler runs in eval mode and the training pass in train mode; any dropout left on (Emu3
+    has ``nn.Dropout(0.1)`` in its layers and a functional attention dropout of 0.1) makes the two
+    differ, so the step-1 ratio would not be 1 and the KL not 0."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for owner in (module, getattr(module, "config", None)):
+            if owner is None:
+                continue
+            for name, value in list(vars(owner).items()):
+                if "dropout" in name and isinstance(value, float) and value > 0:
+                    setattr(owner, name, 0.0)
+
+
 def route_logprobs(trainer, generator: Generator, want_hidden: bool = False) -> None:
     """Make the trainer's policy and reference log-probs come from the generator interface."""
     model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    zero_dropout(model)
     install_policy_logprobs(model, generator, want_hidden=want_hidden)
     if getattr(trainer, "ref_model", None) is not None:
+        zero_dropout(trainer.ref_model)
         install_policy_logprobs(trainer.ref_model, generator)
 
 
