@@ -90,6 +90,12 @@ class AlignSection(Section):
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPO settings (see `imagepref align dpo --help`).")
     grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO settings (see `imagepref align grpo --help`).")
     ppo: dict[str, Any] = Field(default_factory=dict, description="PPO settings (see `imagepref align ppo --help`).")
+    rewards: dict[str, float] = Field({"reward_model": 1.0, "ocr": 1.0}, description="GRPO/PPO reward weights when a "
+                                      "reward model was trained this round (a method's own rewards setting wins).")
+    prompts: str = Field("glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file.")
+    num_prompts: int = Field(256, ge=1, description="GRPO/PPO training prompts drawn.")
+    ocr_engine: str = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
+    monitor: bool = Field(True, description="Held-out monitoring passes during training (reward per head, KL, OCR, safety).")
 
 
 class EvalSection(Section):

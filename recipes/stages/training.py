@@ -33,26 +33,81 @@ def preference_rounds(context: StageContext) -> list[tuple[Path, Path]]:
     return found
 
 
+def combined_preferences(context: StageContext, data: list[tuple[Path, Path]]) -> Path:
+    """One preference-data folder holding every round's pairs and annotations (candidate ids are
+    unique across rounds, so the rows simply stack); a single round is used as it is."""
+    import pandas as pd
+
+    if len(data) == 1:
+        return data[0][0]
+    out = context.out / "preferences-all"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("pairs.parquet", "annotations.parquet"):
+        frames = [pd.read_parquet(folder / name) for folder, _ in data if (folder / name).is_file()]
+        pd.concat(frames, ignore_index=True).to_parquet(out / name, index=False)
+    return out
+
+
 def run_reward(context: StageContext) -> dict[str, Any]:
-    """Train and evaluate the reward model on the preferences of rounds 1..r."""
+    """Train the multi-head reward model on the preferences of rounds 1..r; its held-out figures
+    (per-axis accuracy on prompts it never saw) are the stage's evaluation."""
+    from pydantic import ValidationError
+
     train = require("reward", "train_reward_model", "reward", "the reward issue")
+    from reward.config import RewardConfig
+
+    try:
+        config = RewardConfig.model_validate({"seed": context.recipe.seed, **context.recipe.reward.settings})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ImagePrefError(f"reward.settings.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     data = preference_rounds(context)
+    preferences = combined_preferences(context, data)
+    generator = None
+    if config.backbone == "token":
+        from recipes.stages.generation import base_generator, load_policy
+
+        generator = load_policy(context, base_generator(context))
+    context.log(f"training the {config.backbone} reward model on {len(data)} round(s) of preferences")
     out = context.out / "model"
-    context.log(f"training the reward model on {len(data)} round(s) of preferences")
-    result = train(out, [p for p, _ in data], [c for _, c in data], settings=dict(context.recipe.reward.settings),
-                   log=context.log, progress=context.step)
-    figures = {key: value for key, value in (result or {}).items() if isinstance(value, (int, float, str))}
-    return {"model": context.relative(out), **figures}
+    result = train(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False, log=context.log)
+    for record in result.history:
+        context.step(record["epoch"], config.epochs, {k: round(v, 4) for k, v in record.items() if k not in ("epoch", "step")})
+    report = _evaluate(context, result.model, preferences, [c for _, c in data], config)
+    accuracy = {axis: round(entry["accuracy"], 4) for axis, entry in report["axes"].items()}
+    context.log(f"best epoch {result.best_epoch}: held-out accuracy "
+                + ", ".join(f"{axis} {value:.2f}" for axis, value in accuracy.items())
+                + f" on {report['pairs']} held-out pairs ({result.train_pairs} trained); {context.relative(context.out / 'eval.json')}")
+    return {"model": context.relative(out), "eval": context.relative(context.out / "eval.json"),
+            "val_loss": round(result.best_val_loss, 4), "val_accuracy": accuracy,
+            "train_pairs": result.train_pairs, "val_pairs": result.val_pairs}
+
+
+def _evaluate(context: StageContext, model, preferences: Path, candidates: list[Path], config) -> dict[str, Any]:
+    """The reward package's figures on the prompts held out from training (all pairs when too few)."""
+    import json
+
+    from recipes.run_folder import write_atomic
+    from reward import evaluate_reward_model, read_preferences, split_by_prompt
+
+    prefs = read_preferences(preferences, candidates, axes=config.axes)
+    _, held_out = split_by_prompt(prefs, config.val_fraction, config.seed)
+    report = evaluate_reward_model(model, held_out if len(held_out.pairs) else prefs, seed=config.seed)
+    write_atomic(context.out / "eval.json", json.dumps(report, indent=1, default=float))
+    return report
 
 
 def run_align(context: StageContext) -> dict[str, Any]:
     """Run the configured aligners in order, each from the previous one's merged generator."""
-    align = require("policy.align", "run_aligner", "align", "the align issue")
+    import json
+
+    align = require("recipes.commands.align", "run_aligner", "align", "the align issue")
     source = round_generator(context)
     section = context.recipe.align
     reward_model = context.output("reward", "model", context.stage.round)
-    preferences = [p for p, _ in preference_rounds(context)][-1:]
-    candidates = [c for _, c in preference_rounds(context)][-1:]
+    rounds = preference_rounds(context)
+    preferences = [p for p, _ in rounds][-1:]
+    candidates = [c for _, c in rounds]
     outputs: dict[str, Any] = {}
     for method in section.methods:
         out = context.out / method
@@ -60,11 +115,21 @@ def run_align(context: StageContext) -> dict[str, Any]:
         if (merged / "imagepref.json").is_file():
             context.log(f"{method}: already finished")
         else:
-            settings = dict(getattr(section, method))
-            settings.setdefault("report_to", context.recipe.logging.report_to)
-            context.log(f"{method}: from {context.relative(source)}")
-            align(method, source, out, settings=settings, preferences=preferences, candidates=candidates,
-                  reward_model=reward_model, launch=context.recipe.launch, log=context.log, progress=context.step)
+            settings = {"seed": context.recipe.seed, "report_to": context.recipe.logging.report_to, **getattr(section, method)}
+            if method != "dpo" and reward_model is not None and "rewards" not in getattr(section, method):
+                settings["rewards"] = {"weights": dict(section.rewards), "reward_model": str(reward_model)}
+            context.log(f"{method}: from {source}")
+            result = align(method, source, out, settings=settings, preferences=preferences or None, candidates=candidates,
+                           reward_model=reward_model, prompts=section.prompts, num_prompts=section.num_prompts,
+                           ocr_engine=section.ocr_engine, monitor=section.monitor, merge=True, log=context.log)
+            metrics = out / "metrics.jsonl"
+            lines = metrics.read_text().splitlines() if metrics.is_file() else []
+            for number, line in enumerate(lines, start=1):
+                record = json.loads(line)
+                details = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "step")
+                context.run.log(context.stage.key, f"{method} step {record.get('step', number)}/{result.get('steps')} {details}",
+                                console=False)
+            context.log(f"{method}: {result.get('steps')} steps, merged generator in {context.relative(merged)}")
         outputs[method] = context.relative(out)
         source = merged
     outputs["generator"] = context.relative(source)
