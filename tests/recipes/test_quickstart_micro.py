@@ -11,9 +11,10 @@ import yaml
 
 from recipes.config import RECIPES_DIR
 
-# Stages of the quickstart that this installation can run: reward and align join when their
-# packages land (see the README's recipe section).
-MICRO_STAGES = ["pretrain", "generate", "label", "eval", "report"]
+MICRO_REWARD = {"settings": {"epochs": 2, "width": 32, "layers": 1, "batch_size": 4}}
+MICRO_ALIGN = {"num_prompts": 4, "ocr_engine": "tesseract", "monitor": False,
+               "dpo": {"steps": 2, "batch_size": 2, "save_every": 1, "lora_r": 4, "report_to": []},
+               "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 1, "lora_r": 4, "report_to": []}}
 
 
 @pytest.mark.slow
@@ -21,7 +22,8 @@ MICRO_STAGES = ["pretrain", "generate", "label", "eval", "report"]
 def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_recipe, label_studio_state, unused_port, tmp_path):
     shipped = yaml.safe_load((RECIPES_DIR / "quickstart.yaml").read_text())
     micro = yaml.safe_load(micro_recipe("quickstart").read_text())
-    recipe = {**shipped, **{key: micro[key] for key in ("run_dir", "pretrain", "eval")}, "stages": MICRO_STAGES}
+    recipe = {**shipped, **{key: micro[key] for key in ("run_dir", "pretrain", "eval")}, "rounds": 2,
+              "reward": MICRO_REWARD, "align": {**shipped["align"], **MICRO_ALIGN}}
     recipe["generate"] = {**shipped["generate"], "num_prompts": 3, "images_per_prompt": 2}
     recipe["label"] = {**shipped["label"], "port": unused_port, "ocr_engine": "tesseract"}
     path = tmp_path / "quickstart-micro.yaml"
@@ -32,39 +34,56 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
     code, out, err = cli("run", path)
     assert code == 0, err
     manifest = json.loads((run / "manifest.json").read_text())
+    rounds = [f"r{r}/{kind}" for r in (1, 2) for kind in ("generate", "label", "reward", "align")]
     assert {key: entry["status"] for key, entry in manifest["stages"].items()} == {
-        "pretrain": "done", "r1/generate": "done", "r1/label": "done", "eval": "done", "report": "done"}
+        key: "done" for key in ["pretrain", *rounds, "eval", "report"]}
+    outputs = {key: entry["outputs"] for key, entry in manifest["stages"].items()}
 
-    candidates_dir = run / manifest["stages"]["r1/generate"]["outputs"]["candidates"]
-    candidates = pd.read_parquet(candidates_dir / "candidates.parquet")
-    assert len(candidates) == 6 and candidates["candidate_id"].is_unique
-    assert all((candidates_dir / p).is_file() for p in candidates["image_path"])
-    assert {len(t) for t in candidates["image_tokens"]} == {66}
-
-    label = manifest["stages"]["r1/label"]["outputs"]
-    preferences = run / label["preferences"]
-    annotations = pd.read_parquet(preferences / "annotations.parquet")
-    pairs = pd.read_parquet(preferences / "pairs.parquet")
-    assert len(pairs) == 3 and len(annotations) == 6 == label["judgments"]
-    assert set(annotations["source"]) == {"simulated"} and annotations["annotator"].nunique() == 2
-    ids = set(candidates["candidate_id"])
-    assert set(pairs["candidate_a"]) | set(pairs["candidate_b"]) <= ids
-    for axis in ("aesthetics", "prompt_fidelity", "safety"):
-        assert set(annotations[axis]) <= {"left", "right", "tie"}
-        assert (pairs[f"{axis}_votes_a"] + pairs[f"{axis}_votes_b"] + pairs[f"{axis}_votes_tie"]).eq(2).all()
+    for round_ in (1, 2):
+        candidates_dir = run / outputs[f"r{round_}/generate"]["candidates"]
+        candidates = pd.read_parquet(candidates_dir / "candidates.parquet")
+        assert len(candidates) == 6 and candidates["candidate_id"].str.startswith(f"r{round_}-").all()
+        assert all((candidates_dir / p).is_file() for p in candidates["image_path"])
+        assert {len(t) for t in candidates["image_tokens"]} == {66}
+        label = outputs[f"r{round_}/label"]
+        preferences = run / label["preferences"]
+        annotations = pd.read_parquet(preferences / "annotations.parquet")
+        pairs = pd.read_parquet(preferences / "pairs.parquet")
+        assert len(pairs) == 3 and len(annotations) == 6 == label["judgments"]
+        assert set(annotations["source"]) == {"simulated"} and annotations["annotator"].nunique() == 2
+        assert set(pairs["candidate_a"]) | set(pairs["candidate_b"]) <= set(candidates["candidate_id"])
+        for axis in ("aesthetics", "prompt_fidelity", "safety"):
+            assert set(annotations[axis]) <= {"left", "right", "tie"}
+            assert (pairs[f"{axis}_votes_a"] + pairs[f"{axis}_votes_b"] + pairs[f"{axis}_votes_tie"]).eq(2).all()
+        reward_dir = run / outputs[f"r{round_}/reward"]["model"]
+        assert (reward_dir / "config.json").is_file() and (reward_dir / "model.safetensors").is_file()
+        assert set(outputs[f"r{round_}/reward"]["val_accuracy"]) == {"aesthetics", "prompt_fidelity", "safety"}
+        aligned = outputs[f"r{round_}/align"]
+        assert (run / aligned["generator"] / "imagepref.json").is_file() and aligned["generator"].endswith("grpo/merged")
+        assert (run / aligned["dpo"] / "merged" / "imagepref.json").is_file()
+    # The flywheel: round 2's tasks carry round 1's reward model's choices as pre-annotations,
+    # and round 2 samples from round 1's aligned generator; round 2's reward model learns both rounds.
+    export = json.loads((run / outputs["r2/label"]["preferences"] / "export.json").read_text())
+    assert export and all(task.get("predictions") for task in export)
+    assert (run / "stages" / "r2" / "label" / "reward_scores.parquet").is_file()
+    assert outputs["r2/generate"]["generator"].endswith("r1/align/grpo/merged")
+    assert manifest["stages"]["r2/reward"]["outputs"]["train_pairs"] + manifest["stages"]["r2/reward"]["outputs"]["val_pairs"] == 6
     assert not (run / "label-studio" / "server.json").exists(), "the run's server must be stopped at the end"
 
-    results = json.loads((run / manifest["stages"]["eval"]["outputs"]["results"]).read_text())
-    assert results["checkpoints"][0]["name"] == "base" and results["prompt_set"]["prompts"] == 3
-    assert (run / manifest["stages"]["eval"]["outputs"]["report"]).is_file()
+    results = json.loads((run / outputs["eval"]["results"]).read_text())
+    assert [c["name"] for c in results["checkpoints"]] == ["base", "aligned-round-1", "aligned-round-2"]
+    assert results["prompt_set"]["prompts"] == 3 and "reward/safety" in results["checkpoints"][1]["summary"]
+    assert (run / outputs["eval"]["report"]).is_file()
     summary = (run / "summary.md").read_text()
-    assert "OCR word accuracy" in summary and "r1/label | done" in summary
-    assert "report.html" in out and out.count("points") == 3
+    assert "OCR word accuracy" in summary and "r2/align | done" in summary
+    assert "report.html" in out and out.count("points,") == 3
     log = (run / "run.log").read_text()
-    assert "[r1/label] step 6/6" in log and "[label-studio] stopped" in log
-    assert "secrets" not in summary and json.loads((run / "label-studio" / "secrets.json").read_text())["api_token"] not in log
+    for stage in ("r1/generate] step 6/6", "r1/label] step 6/6", "r1/reward] step 2/2", "r1/align] dpo step 2/2",
+                  "r2/align] grpo step 2/2", "[label-studio] stopped"):
+        assert stage in log, stage
+    assert json.loads((run / "label-studio" / "secrets.json").read_text())["api_token"] not in log + summary
 
     # A second run skips everything, without starting the server.
     code, out, err = cli("run", path)
     assert code == 0, err
-    assert out.count("unchanged, skipped") == 5 and "label-studio" not in out
+    assert out.count("unchanged, skipped") == 11 and "label-studio" not in out
