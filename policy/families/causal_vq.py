@@ -44,10 +44,12 @@ class CausalVQGenerator(Generator):
 
     @classmethod
     def from_text_model(cls, model, tokenizer, codec, prompt_template: str | None = None,
-                        unconditional_prompt: str = "") -> "CausalVQGenerator":
+                        unconditional_prompt: str = "", mean_resizing: bool = True) -> "CausalVQGenerator":
         """Turn a text-only causal LM (a model and tokenizer, or a folder) into an image generator
-        over ``codec``: new tokens for the image codes, embeddings resized (new rows drawn around
-        the mean of the old ones, transformers' ``mean_resizing``)."""
+        over ``codec``: new tokens for the image codes, embeddings resized. New rows are drawn around
+        the mean of the old ones (transformers' ``mean_resizing``), or with ``mean_resizing=False``
+        from the model's own initialisation (what a randomly initialised model needs: its rows
+        are all near the mean, so the codes would start indistinguishable)."""
         if isinstance(model, (str, Path)):
             folder = Path(model)
             check_remote_code(folder, trust_remote_code=False)
@@ -61,7 +63,7 @@ class CausalVQGenerator(Generator):
         tokenizer.add_tokens(images, special_tokens=True)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=mean_resizing)
         start = token_id(tokenizer, images[0])
         if token_id(tokenizer, images[-1]) != start + codec.num_codes - 1:
             raise BadInputError("the image tokens did not get contiguous ids in this tokenizer")
@@ -93,7 +95,7 @@ class CausalVQGenerator(Generator):
                      up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 32, 32), layers_per_block=1,
                      latent_channels=4, num_vq_embeddings=num_codes, vq_embed_dim=4, norm_num_groups=32,
                      sample_size=16, lookup_from_codebook=True)
-        return cls.from_text_model(text_model, tokenizer, VQModelCodec(vq, (16, 16)))
+        return cls.from_text_model(text_model, tokenizer, VQModelCodec(vq, (16, 16)), mean_resizing=False)
 
     def image_rows_peft_config(self, lora_targets: list[str], r: int = 16, alpha: int = 32,
                                full_copies: bool = False) -> LoraConfig:

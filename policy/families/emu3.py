@@ -101,8 +101,8 @@ class Emu3Generator(Generator):
                     num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
                     max_position_embeddings=512, attention_dropout=0.1, pad_token_id=tokenizer.pad_token_id,
                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-        # GroupNorm in the VQ-VAE needs multiples of 32 channels; one down step halves the size.
-        vq = dict(codebook_size=num_codes, embed_dim=4, latent_channels=4, base_channels=32, channel_multiplier=[1, 1],
+        # GroupNorm in the VQ-VAE needs multiples of 32 channels; three down steps: 32x32 pixels to 4x4 codes.
+        vq = dict(codebook_size=num_codes, embed_dim=4, latent_channels=4, base_channels=32, channel_multiplier=[1, 1, 1, 1],
                   num_res_blocks=1, attn_resolutions=[], temporal_downsample_factor=1, hidden_size=32,
                   num_attention_heads=1)
         torch.manual_seed(seed)

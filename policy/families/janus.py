@@ -105,7 +105,7 @@ class JanusGenerator(Generator):
         vision = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=side * 8, patch_size=8,
                       num_image_tokens=side * side, projection_dim=hidden_size, intermediate_size=32)
         vq = dict(embed_dim=4, num_embeddings=num_codes, latent_channels=32, base_channels=32,
-                  channel_multiplier=[1, 1], num_res_blocks=1, projection_dim=hidden_size,
+                  channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, projection_dim=hidden_size,
                   image_token_embed_dim=hidden_size, num_hidden_layers=1)
         torch.manual_seed(seed)
         model = JanusForConditionalGeneration(JanusConfig(

@@ -13,19 +13,12 @@ from policy.families.causal_vq import CausalVQGenerator
 from policy.families.emu3 import Emu3Generator
 from policy.families.janus import JanusGenerator
 from policy.generator import load_generator
-from policy.pretrain import micro_generator
+from policy.families import tiny_generator as tiny
 from policy.sampler import teacher_forced_logprobs
 
 FAMILIES = ["glyph", "emu3", "janus", "causal-vq"]
 PROMPTS = ['a red sign that says "OPEN"', 'the word "HI"', "a plain sign"]
 LORA_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-def tiny(family: str, seed: int = 0):
-    """A tiny random generator of ``family`` (about a second to build)."""
-    if family == "glyph":
-        return micro_generator(seed=seed)
-    return {"emu3": Emu3Generator, "janus": JanusGenerator, "causal-vq": CausalVQGenerator}[family].tiny(seed=seed)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
