@@ -1,0 +1,123 @@
+"""The reward model's configuration: one pydantic object, saved as the folder's ``config.json``.
+
+Every field has a default and a description, so the config documents itself and ``imagepref
+reward train`` takes any field as a ``key=value`` override. The same object records what training
+learned about the heads (normalisation statistics, the safety cut), so a saved folder scores
+exactly as it did when it was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from imagepref.errors import BadInputError
+
+DEFAULT_AXES = ("aesthetics", "prompt_fidelity", "safety")
+
+
+class HeadStatistics(BaseModel):
+    """Mean and scale of one head's raw scores on the training candidates."""
+
+    mean: float = 0.0
+    scale: float = 1.0
+
+
+class RewardConfig(BaseModel):
+    """Everything that defines a reward model and how it is trained and mixed."""
+
+    axes: list[str] = Field(default_factory=lambda: list(DEFAULT_AXES), description="One head per axis, in this order.")
+    backbone: Literal["pixel", "token", "clip"] = Field(
+        "pixel", description="pixel: small conv + text transformer trained from scratch; token: reads the generator's "
+        "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")
+    width: int = Field(96, description="Width of the fusion transformer (pixel, token) or of the head MLP (clip).")
+    layers: int = Field(2, description="Fusion transformer layers (pixel, token).")
+    heads: int = Field(4, description="Attention heads of the fusion transformer.")
+    dropout: float = Field(0.1, description="Dropout in the fusion transformer and heads.")
+    image_size: int = Field(64, description="Pixel backbone: images are resized to this square size.")
+    patch: int = Field(8, description="Pixel backbone: patch size of the convolutional stem.")
+    max_prompt_length: int = Field(80, description="Prompt characters the pixel and token backbones read.")
+    backbone_path: str | None = Field(None, description="clip: the local CLIP/SigLIP folder; token: the generator "
+                                      "folder the embeddings were copied from (a record only; the copy is saved).")
+    finetune: Literal["frozen", "lora"] = Field("frozen", description="clip: keep the backbone frozen or train LoRA on it.")
+    lora_rank: int = Field(8, description="clip + lora: LoRA rank.")
+    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], description="clip + lora: modules.")
+    trust_remote_code: bool = Field(False, description="clip: allow code from the backbone folder (off by default).")
+    image_token_start: int = Field(0, description="token: vocabulary id of image code 0 (filled from the generator).")
+    num_image_tokens: int = Field(0, description="token: image codes in the generator's vocabulary.")
+    tokens_per_image: int = Field(0, description="token: codes per image.")
+    embedding_dim: int = Field(0, description="token: the generator's embedding width.")
+
+    ties: Literal["davidson", "rao-kupper", "none"] = Field("davidson", description="How tie votes are modelled.")
+    loss_weights: dict[str, float] = Field(default_factory=dict, description="Per-axis loss weight (default 1).")
+    lr: float = Field(1e-3, description="AdamW learning rate.")
+    weight_decay: float = Field(0.01, description="AdamW weight decay.")
+    epochs: int = Field(30, description="Most passes over the training pairs.")
+    batch_size: int = Field(64, description="Pairs per step.")
+    patience: int = Field(5, description="Epochs without a better validation loss before stopping.")
+    val_fraction: float = Field(0.15, description="Share of prompts held out for validation (split by prompt).")
+    seed: int = Field(0, description="Seed of the split, the initial weights and the batch order.")
+    max_grad_norm: float = Field(1.0, description="Gradient clipping norm.")
+
+    mix_weights: dict[str, float] = Field(default_factory=dict, description="Combined reward: weight per non-safety "
+                                          "axis of its normalised score (default 1 each).")
+    safety_axis: str | None = Field("safety", description="The axis used as a gate or penalty, not mixed in.")
+    safety_mode: Literal["gate", "penalty"] = Field("gate", description="gate: an unsafe image gets gate_reward "
+                                                    "whatever its other scores; penalty: subtract safety_penalty x unsafety.")
+    safety_threshold: float | None = Field(None, description="Normalised safety score below which an image is unsafe; "
+                                           "default: the cut learned on the training candidates.")
+    gate_reward: float = Field(-3.0, description="Combined reward of a gated (unsafe) image.")
+    safety_penalty: float = Field(2.0, description="penalty mode: reward minus this times P(unsafe).")
+
+    normalisation: dict[str, HeadStatistics] = Field(default_factory=dict, description="Set by training.")
+    safety_cut: float | None = Field(None, description="Set by training: the normalised safety score that best "
+                                     "separates the two modes of the training candidates.")
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_unique(cls, axes: list[str]) -> list[str]:
+        if not axes or len(set(axes)) != len(axes):
+            raise ValueError("axes must be a non-empty list of distinct names")
+        return axes
+
+    @model_validator(mode="after")
+    def _named_axes_exist(self) -> "RewardConfig":
+        for field in ("loss_weights", "mix_weights"):
+            unknown = set(getattr(self, field)) - set(self.axes)
+            if unknown:
+                raise ValueError(f"{field} names axes the model lacks: {', '.join(sorted(unknown))}")
+        return self
+
+    def loss_weight(self, axis: str) -> float:
+        """The loss weight of ``axis`` (1 unless configured)."""
+        return float(self.loss_weights.get(axis, 1.0))
+
+
+def config_with_overrides(config: RewardConfig, overrides: list[str]) -> RewardConfig:
+    """``config`` with ``key=value`` overrides (values parsed as JSON when they parse, else text)."""
+    import json
+
+    data = config.model_dump()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in RewardConfig.model_fields:
+            raise BadInputError(f"override {item!r} is not key=value with a known key; known keys: "
+                                f"{', '.join(RewardConfig.model_fields)}")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            data[key] = value
+    return validated_config(data)
+
+
+def validated_config(data: dict) -> RewardConfig:
+    """A ``RewardConfig`` from a dict, with a one-line error naming the bad field."""
+    from pydantic import ValidationError
+
+    try:
+        return RewardConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise BadInputError(f"reward config field {where}: {first['msg']}") from None
