@@ -1,0 +1,86 @@
+"""DPO on TRL's DPOTrainer over token ids: the margin rises, log-probs are the policy's raw ones,
+LoRA keeps no reference copy, and the precomputed reference and full fine-tune options work."""
+
+from __future__ import annotations
+
+import torch
+
+from policy.align import DPOSettings, train_dpo
+from policy.align.dpo import build_dpo_trainer
+from policy.pretrain import micro_generator
+from policy.sampler import teacher_forced_logprobs
+
+PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"']
+
+
+def pairs(generator, count=4):
+    """Chosen: an image sampled for the prompt; rejected: one sampled for the other prompt."""
+    samples = generator.sample(PROMPTS * count, seed=1, decode=False)
+    return [{"prompt_ids": samples.prompt_ids[2 * i], "chosen_ids": samples.completion_ids[2 * i].tolist(),
+             "rejected_ids": samples.completion_ids[2 * i + 1].tolist()} for i in range(count)]
+
+
+def settings(**changes):
+    base = dict(steps=10, batch_size=4, learning_rate=3e-3, save_every=100, monitor_every=0, report_to=[])
+    return DPOSettings(**{**base, **changes})
+
+
+def margins(result):
+    return [h["rewards/margins"] for h in result["log_history"] if "rewards/margins" in h]
+
+
+def test_dpo_moves_the_chosen_rejected_margin_up(tmp_path):
+    generator = micro_generator()
+    before = {name: p.detach().clone() for name, p in generator.model.named_parameters()}
+    result = train_dpo(generator, pairs(generator), settings(), tmp_path / "run")
+    history = margins(result)
+    assert history[0] == 0.0  # LoRA starts as the reference itself
+    assert history[-1] > 0.3 and history[-1] > max(history[:3])
+    # LoRA: the base weights are untouched; only adapter weights were trained.
+    for name, parameter in generator.model.named_parameters():
+        if "lora_" not in name:
+            clean = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(parameter, before[clean]), name
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_trl_sees_the_policy_raw_log_probs_and_no_reference_copy(tmp_path):
+    generator = micro_generator()
+    examples = pairs(generator, count=2)
+    trainer = build_dpo_trainer(generator, examples, settings(steps=1), tmp_path / "run")
+    assert trainer.ref_model is None  # the reference is the same model with the adapter off
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                            fused_lm_head=True)
+        # Independent computation: log-softmax over the whole vocabulary, read at the next token.
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    mask = batch["completion_mask"][:, 1:].bool()
+    assert torch.allclose(out.log_probs[mask], expected[mask], atol=1e-4)
+    assert torch.all(out.log_probs[~mask] == 0)
+    codes = generator.block_to_codes(torch.tensor(examples[0]["chosen_ids"])[None])
+    direct = teacher_forced_logprobs(generator, [examples[0]["prompt_ids"]], codes).sum()
+    assert torch.allclose(out.log_probs[0].sum(), direct, atol=1e-3)
+
+
+def test_precomputed_reference_gives_the_same_first_losses(tmp_path):
+    generator = micro_generator()
+    examples = pairs(generator)
+    plain = train_dpo(micro_generator(), examples, settings(steps=3), tmp_path / "plain")
+    precomputed = train_dpo(micro_generator(), examples, settings(steps=3, precompute_ref_log_probs=True),
+                            tmp_path / "pre")
+    losses = [[h["loss"] for h in r["log_history"] if "loss" in h] for r in (plain, precomputed)]
+    assert torch.allclose(torch.tensor(losses[0]), torch.tensor(losses[1]), atol=1e-4)
+
+
+def test_full_fine_tune_keeps_a_frozen_reference_copy(tmp_path):
+    generator = micro_generator()
+    examples = pairs(generator)
+    trainer = build_dpo_trainer(generator, examples, settings(steps=4, lora=False, learning_rate=1e-3), tmp_path / "run")
+    reference = {n: p.detach().clone() for n, p in trainer.ref_model.named_parameters()}
+    trainer.train()
+    assert all(torch.equal(p, reference[n]) for n, p in trainer.ref_model.named_parameters())
+    assert any(not torch.equal(p, reference[n]) for n, p in trainer.model.named_parameters())
+    assert margins({"log_history": trainer.state.log_history})[-1] > 0

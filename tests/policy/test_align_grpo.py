@@ -1,0 +1,78 @@
+"""GRPO on TRL's GRPOTrainer with our sampler as rollout: it raises a rule reward in a few steps,
+rollouts carry the raw policy log-probs, rewards read completion_ids, and the KL term is on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imagepref.errors import BadInputError, UnknownNameError
+from policy.align import GRPOSettings, build_rewards, train_grpo
+from policy.align.grpo import rollout
+from policy.glyphworld import rules
+from policy.pretrain import micro_generator
+from policy.sampler import teacher_forced_logprobs
+
+PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"'] * 4
+
+
+@pytest.mark.slow
+def test_grpo_raises_a_simple_rule_reward(tmp_path, rule_reward):
+    generator = micro_generator()
+    reward = rule_reward(generator)
+
+    def measured() -> float:  # the same 32 seeded draws before and after
+        samples = generator.sample(PROMPTS * 4, seed=123, guidance_scale=1.0, decode=False)
+        values = reward(None, None, samples.completion_ids.tolist())
+        return sum(values) / len(values)
+
+    before = measured()
+    # A full fine-tune (with its frozen reference copy): on the one-layer micro model LoRA moves the
+    # output distribution too slowly for a few-step test; LoRA is covered by the DPO and PPO tests.
+    settings = GRPOSettings(steps=6, batch_size=16, num_generations=8, learning_rate=1e-2, guidance_scale=1.0,
+                            lora=False, save_every=100, monitor_every=0, report_to=[])
+    result = train_grpo(generator, PROMPTS, [reward], [1.0], settings, tmp_path / "run")
+    assert len([h for h in result["log_history"] if "reward" in h]) == 6
+    assert measured() > before + 0.05  # generator.model is the trained model itself
+    kl = [h["kl"] for h in result["log_history"] if "kl" in h]
+    assert kl[0] == pytest.approx(0.0, abs=1e-6) and kl[-1] > 0  # the KL term is on by default
+
+
+def test_rollouts_report_the_policys_raw_log_probs():
+    generator = micro_generator()
+    out = rollout(generator, PROMPTS[:4], seed=5, guidance_scale=3.0, temperature=1.0)
+    block = torch.tensor(out["completion_ids"])
+    codes = generator.block_to_codes(block)
+    forced = teacher_forced_logprobs(generator, out["prompt_ids"], codes)
+    assert torch.allclose(torch.tensor(out["logprobs"]), forced, atol=1e-5)
+    assert all(mask == [1] * generator.num_codes for mask in out["env_mask"])
+
+
+def test_rule_rewards_read_completion_ids_and_share_ocr_readings():
+    generator = micro_generator()
+    samples = generator.sample(PROMPTS[:2], seed=2)
+    reads = []
+
+    def read_text(image):
+        reads.append(image)
+        return "CAT"
+
+    functions, weights = build_rewards({"ocr": 2.0, "rule_prompt_fidelity": 1.0, "rule_safety": 0.5}, generator,
+                                       read_text=read_text, text_reward=lambda prompt, reading: float("CAT" in prompt))
+    ids = samples.completion_ids.tolist()
+    values = [f(PROMPTS[:2], None, ids) for f in functions]
+    assert weights == [2.0, 1.0, 0.5]
+    assert values[0] == [1.0, 0.0]
+    expected = [rules.prompt_fidelity(image, prompt, lambda _: "CAT") for image, prompt in zip(samples.images, PROMPTS)]
+    assert values[1] == pytest.approx(expected)
+    assert values[2] == [rules.safety(image) for image in samples.images]
+    assert len(reads) == 2  # one OCR reading per image, shared by both OCR rewards
+
+
+def test_unknown_reward_names_and_foreign_tokens_are_refused():
+    generator = micro_generator()
+    with pytest.raises(UnknownNameError, match="rule_sharpness"):
+        build_rewards({"rule_sharpness": 1.0}, generator)
+    functions, _ = build_rewards({"rule_safety": 1.0}, generator)
+    with pytest.raises(BadInputError, match="image range"):
+        functions[0](["x"], None, [[0] * generator.num_codes])

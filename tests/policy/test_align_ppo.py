@@ -1,0 +1,41 @@
+"""PPO on GRPOTrainer machinery: GAE by hand, and at step 1 the ratio is 1 and the KL is 0."""
+
+from __future__ import annotations
+
+import torch
+
+from policy.align import PPOSettings, train_ppo
+from policy.align.ppo import gae
+from policy.pretrain import micro_generator
+
+PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"'] * 2
+
+
+def test_gae_matches_a_hand_computation():
+    rewards = torch.tensor([[0.0, -0.1, 1.0]])
+    values = torch.tensor([[0.5, 0.2, 0.4]])
+    gamma, lam = 0.9, 0.8
+    d2 = 1.0 - 0.4
+    d1 = -0.1 + 0.9 * 0.4 - 0.2
+    d0 = 0.0 + 0.9 * 0.2 - 0.5
+    a2 = d2
+    a1 = d1 + gamma * lam * a2
+    a0 = d0 + gamma * lam * a1
+    advantages, returns = gae(rewards, values, gamma, lam)
+    assert torch.allclose(advantages, torch.tensor([[a0, a1, a2]]))
+    assert torch.allclose(returns, advantages + values)
+
+
+def test_step_one_ratio_is_one_and_kl_is_zero_then_the_value_head_learns(tmp_path, rule_reward):
+    generator = micro_generator()
+    settings = PPOSettings(steps=3, batch_size=8, num_generations=2, learning_rate=1e-2, save_every=100,
+                           monitor_every=0, report_to=[])
+    result = train_ppo(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
+    logs = [h for h in result["log_history"] if "ppo/ratio_max_dev" in h]
+    assert len(logs) == 3
+    assert logs[0]["ppo/ratio_max_dev"] < 1e-5
+    assert logs[0]["ppo/kl_max"] < 1e-5
+    assert logs[-1]["ppo/kl_max"] > 1e-4  # the policy moved, and the KL to the reference shows it
+    assert all(log["ppo/value_loss"] > 0 for log in logs)
+    assert logs[-1]["ppo/value_mean"] != 0.0  # the value head (zero at start) was trained
+    assert (tmp_path / "run" / "value_head.safetensors").is_file()
