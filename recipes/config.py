@@ -113,6 +113,8 @@ class LaunchSection(Section):
     accelerate_config: str | None = Field(None, description="accelerate config file for the training stages (one GPU, "
                                           "DeepSpeed ZeRO-2/3, FSDP: see recipes/accelerate/); unset: in-process.")
     num_processes: int = Field(1, ge=1, description="Training processes (`accelerate launch --num_processes`).")
+    record_ranks: bool = Field(False, description="Each training process writes what it trained on and its final "
+                               "weights' digest to <align>/<method>/ranks/ (to check a multi-process run).")
 
 
 class LoggingSection(Section):

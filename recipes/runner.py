@@ -117,8 +117,10 @@ def plan(recipe: Recipe) -> list[PlannedStage]:
 
 
 # Inputs a stage can do without: eval without a reward model or an aligned policy (it then
-# compares what it has), label without the previous reward model (no pre-annotations).
-OPTIONAL_NEEDS = {("eval", "reward"), ("eval", "align"), ("label", "reward")}
+# compares what it has), label without the previous reward model (no pre-annotations), align
+# without labels or a reward model (DPO on policy, GRPO on its rule and OCR rewards).
+OPTIONAL_NEEDS = {("eval", "reward"), ("eval", "align"), ("label", "reward"), ("align", "generate"), ("align", "label"),
+                  ("align", "reward")}
 
 
 def _section_record(recipe: Recipe, kind: str) -> dict[str, Any]:

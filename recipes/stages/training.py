@@ -119,9 +119,15 @@ def run_align(context: StageContext) -> dict[str, Any]:
             if method != "dpo" and reward_model is not None and "rewards" not in getattr(section, method):
                 settings["rewards"] = {"weights": dict(section.rewards), "reward_model": str(reward_model)}
             context.log(f"{method}: from {source}")
-            result = align(method, source, out, settings=settings, preferences=preferences or None, candidates=candidates,
-                           reward_model=reward_model, prompts=section.prompts, num_prompts=section.num_prompts,
-                           ocr_engine=section.ocr_engine, monitor=section.monitor, merge=True, log=context.log)
+            spec = {"method": method, "base": str(source), "out": str(out), "settings": settings,
+                    "preferences": [str(p) for p in preferences] or None, "candidates": [str(c) for c in candidates],
+                    "reward_model": str(reward_model) if reward_model else None, "prompts": section.prompts,
+                    "num_prompts": section.num_prompts, "ocr_engine": section.ocr_engine, "monitor": section.monitor}
+            launch = context.recipe.launch
+            if launch.accelerate_config or launch.num_processes > 1:
+                result = launched_aligner(context, spec, merged)
+            else:
+                result = align(**spec, merge=True, log=context.log)
             metrics = out / "metrics.jsonl"
             lines = metrics.read_text().splitlines() if metrics.is_file() else []
             for number, line in enumerate(lines, start=1):
@@ -134,3 +140,44 @@ def run_align(context: StageContext) -> dict[str, Any]:
         source = merged
     outputs["generator"] = context.relative(source)
     return outputs
+
+
+def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) -> dict[str, Any]:
+    """Run one aligner under ``accelerate launch`` (``recipes.launch`` in every process), then
+    merge its adapter here, once."""
+    import json
+    import subprocess
+    import sys
+
+    from policy.align import merge_run
+    from policy.align.checkpoints import read_run
+    from recipes.run_folder import write_atomic
+
+    launch = context.recipe.launch
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    spec_file = out / "launch.json"
+    write_atomic(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks}, indent=1))
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launch.accelerate_config:
+        if not Path(launch.accelerate_config).is_file():
+            raise ImagePrefError(f"launch.accelerate_config {launch.accelerate_config} does not exist; "
+                                 "use one of recipes/accelerate/*.yaml")
+        command += ["--config_file", launch.accelerate_config]
+    if launch.num_processes > 1 or not launch.accelerate_config:
+        command += ["--num_processes", str(launch.num_processes)]
+    command += ["--module", "recipes.launch", str(spec_file)]
+    log_file = out / "launch.log"
+    context.log(f"{spec['method']}: accelerate launch with {launch.num_processes} process(es); output in {context.relative(log_file)}")
+    with open(log_file, "ab") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise ImagePrefError(f"{spec['method']} under accelerate launch failed (status {done.returncode}: {tail[0][:200]}); "
+                             f"see {log_file}")
+    if not (merged / "imagepref.json").is_file():
+        import shutil
+
+        shutil.rmtree(merged, ignore_errors=True)
+        merge_run(out, merged, base=spec["base"])
+    return {"steps": read_run(out).get("finished", {}).get("steps"), "merged": str(merged)}
