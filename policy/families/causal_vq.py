@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from imagepref.errors import BadInputError
 from policy.codec import load_codec
-from policy.families.hf_checkpoint import check_remote_code, resolve_dtype, token_id, write_folder_atomically
-from policy.generator import CONFIG_NAME, Generator, GeneratorConfig, read_config
+from policy.families.hf_checkpoint import check_remote_code, resolve_dtype, token_id, save_generator_folder
+from policy.generator import Generator, GeneratorConfig, read_config
 
 IMAGE_START, IMAGE_END, IMAGE_TOKEN = "<boi>", "<eoi>", "<img_{}>"
 
@@ -132,13 +132,7 @@ class CausalVQGenerator(Generator):
         return generator
 
     def save_pretrained(self, path) -> None:
-        def write(folder: Path) -> None:
-            self.model.save_pretrained(str(folder), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(folder))
-            self.codec.save_pretrained(folder / self.config.codec)
-            (folder / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2))
-
-        write_folder_atomically(path, write)
+        save_generator_folder(self, path, with_codec=True)
 
     def encode_prompts(self, prompts: list[str], unconditional: bool = False) -> list[list[int]]:
         blank = self.config.extra.get("unconditional_prompt", "")
@@ -158,7 +152,8 @@ def check_pairing(model, codec, config: GeneratorConfig) -> None:
     start, end = config.image_token_range
     if start < 0 or end > vocab:
         raise BadInputError(f"the image-token range [{start}, {end}) lies outside the model's {vocab}-token "
-                            "vocabulary: resize the embeddings (CausalVQGenerator.from_text_model) or fix imagepref.json")
+                            "vocabulary: resize the embeddings (CausalVQGenerator.from_text_model) or fix "
+                            "imagepref.json")
 
 
 def module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:

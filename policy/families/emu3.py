@@ -26,7 +26,7 @@ from transformers import AutoTokenizer, Emu3Config, Emu3ForConditionalGeneration
 from imagepref.errors import BadInputError
 from policy.codec import array_to_images, images_to_array
 from policy.families.hf_checkpoint import (character_tokenizer, check_remote_code, language_model_targets,
-                                           read_model_config, resolve_dtype, token_id, write_folder_atomically)
+                                           read_model_config, resolve_dtype, token_id, save_generator_folder)
 from policy.generator import CONFIG_NAME, Generator, GeneratorConfig
 
 BOS, EOS, PAD = "<|extra_203|>", "<|extra_204|>", "<|endoftext|>"
@@ -102,7 +102,8 @@ class Emu3Generator(Generator):
                     max_position_embeddings=512, attention_dropout=0.1, pad_token_id=tokenizer.pad_token_id,
                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         # GroupNorm in the VQ-VAE needs multiples of 32 channels; three down steps: 32x32 pixels to 4x4 codes.
-        vq = dict(codebook_size=num_codes, embed_dim=4, latent_channels=4, base_channels=32, channel_multiplier=[1, 1, 1, 1],
+        vq = dict(codebook_size=num_codes, embed_dim=4, latent_channels=4, base_channels=32,
+                  channel_multiplier=[1, 1, 1, 1],
                   num_res_blocks=1, attn_resolutions=[], temporal_downsample_factor=1, hidden_size=32,
                   num_attention_heads=1)
         torch.manual_seed(seed)
@@ -111,7 +112,8 @@ class Emu3Generator(Generator):
         return cls(model.eval(), tokenizer, cls.config_for(model.config, tokenizer, grid, negative_prompt=""))
 
     @staticmethod
-    def config_for(model_config, tokenizer, grid: tuple[int, int], negative_prompt: str = NEGATIVE_PROMPT) -> GeneratorConfig:
+    def config_for(model_config, tokenizer, grid: tuple[int, int],
+                   negative_prompt: str = NEGATIVE_PROMPT) -> GeneratorConfig:
         """The imagepref config of an Emu3 checkpoint generating ``grid`` codes; checks that the
         visual tokens are one contiguous id range as large as the VQ codebook."""
         vocab = model_config.vocabulary_map or {}
@@ -155,19 +157,15 @@ class Emu3Generator(Generator):
         model = Emu3ForConditionalGeneration.from_pretrained(str(path), dtype=resolve_dtype(dtype),
                                                              use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        checked = cls.config_for(model.config, tokenizer, config.grid, config.extra.get("negative_prompt", NEGATIVE_PROMPT))
+        negative = config.extra.get("negative_prompt", NEGATIVE_PROMPT)
+        checked = cls.config_for(model.config, tokenizer, config.grid, negative)
         generator = cls(model.eval(), tokenizer, config.model_copy(update={"extra": checked.extra | config.extra}))
         if device:
             generator.model.to(device)
         return generator
 
     def save_pretrained(self, path) -> None:
-        def write(folder: Path) -> None:
-            self.model.save_pretrained(str(folder), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(folder))
-            (folder / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2))
-
-        write_folder_atomically(path, write)
+        save_generator_folder(self, path)
 
     # ----- the family's steps -------------------------------------------------------------
     def encode_prompts(self, prompts: list[str], unconditional: bool = False) -> list[list[int]]:

@@ -82,6 +82,21 @@ def write_folder_atomically(path: str | Path, write: Callable[[Path], None]) -> 
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def save_generator_folder(generator, path: str | Path, with_codec: bool = False) -> None:
+    """Write ``generator``'s model (safetensors), tokenizer, codec folder when it has its own, and
+    ``imagepref.json`` into ``path``, atomically (``write_folder_atomically``)."""
+    from policy.generator import CONFIG_NAME
+
+    def write(folder: Path) -> None:
+        generator.model.save_pretrained(str(folder), safe_serialization=True)
+        generator.tokenizer.save_pretrained(str(folder))
+        if with_codec:
+            generator.codec.save_pretrained(folder / generator.config.codec)
+        (folder / CONFIG_NAME).write_text(generator.config.model_dump_json(indent=2))
+
+    write_folder_atomically(path, write)
+
+
 def character_tokenizer(special_tokens: list[str], image_tokens: list[str], bos: str, eos: str, pad: str,
                         unk: str) -> PreTrainedTokenizerFast:
     """A tokenizer with one token per printable ASCII character, then ``special_tokens``, then

@@ -33,7 +33,7 @@ from imagepref.errors import BadInputError
 from policy.codec import array_to_images, images_to_array
 from policy.families.hf_checkpoint import (UnsupportedByFamilyError, character_tokenizer, check_remote_code,
                                            language_model_targets, read_model_config, resolve_dtype, token_id,
-                                           write_folder_atomically)
+                                           save_generator_folder)
 from policy.generator import CONFIG_NAME, Generator, GeneratorConfig
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
@@ -156,12 +156,7 @@ class JanusGenerator(Generator):
         return generator
 
     def save_pretrained(self, path) -> None:
-        def write(folder: Path) -> None:
-            self.model.save_pretrained(str(folder), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(folder))
-            (folder / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2))
-
-        write_folder_atomically(path, write)
+        save_generator_folder(self, path)
 
     # ----- prompts ------------------------------------------------------------------------
     def encode_prompts(self, prompts: list[str], unconditional: bool = False) -> list[list[int]]:

@@ -96,7 +96,8 @@ def test_emu3_matches_transformers_generation_with_forced_tokens_and_guidance():
 
     out = generator.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(layout),
                                    do_sample=False, prefix_allowed_tokens_fn=allowed, guidance_scale=3.0,
-                                   negative_prompt_ids=negative, negative_prompt_attention_mask=torch.ones_like(negative))
+                                   negative_prompt_ids=negative,
+                                   negative_prompt_attention_mask=torch.ones_like(negative))
     assert out[0, ids.shape[1]:].tolist() == samples.completion_ids[0].tolist()
     rows, columns = generator.config.grid
     theirs = generator.model.decode_image_tokens(image_tokens=samples.completion_ids, height=rows, width=columns)

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from policy.align import DPOSettings, GRPOSettings, PPOSettings, build_rewards, load_aligned, train_dpo, train_grpo, train_ppo
+from policy.align import (DPOSettings, GRPOSettings, PPOSettings, build_rewards, load_aligned, train_dpo,
+                          train_grpo, train_ppo)
 from policy.families import tiny_generator
 from policy.generator import load_generator
 from policy.sampler import teacher_forced_logprobs

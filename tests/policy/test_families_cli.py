@@ -50,6 +50,7 @@ def prompts(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_generate_writes_a_candidate_set(family, folders, prompts, tmp_path):
     out = tmp_path / "candidates"
