@@ -1,0 +1,232 @@
+"""The reward model's backbones: each turns (images or image tokens, prompts) into one vector.
+
+- ``PixelBackbone``: a convolutional stem cuts the image into patch features on the codec's grid,
+  prompt characters get their own embeddings, and a small transformer attends across both; trained
+  from scratch in minutes on CPU (the glyph-world default).
+- ``TokenBackbone``: the same fusion transformer, but the image arrives as the generator's image
+  tokens, embedded through a frozen copy of the generator's own input embedding rows. No pixel
+  decoding, so it is cheap inside online RL. Prompt characters start from the generator's own
+  character embeddings when its tokenizer has one token per character (the glyph family).
+- ``ClipBackbone``: a CLIP or SigLIP model from a local folder (frozen, or LoRA through peft); the
+  image and text embeddings and their product feed the heads.
+
+Each backbone has ``prepare(images, prompts, tokens) -> dict of tensors`` (done once per batch, so
+training can cache it) and ``forward(**prepared) -> (batch, width)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from imagepref.errors import BadInputError
+from reward.config import RewardConfig
+
+PAD_BYTE = 256
+
+
+def prompt_bytes(prompts: list[str], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts as UTF-8 byte ids padded to ``length``: (ids, mask of real bytes)."""
+    ids = torch.full((len(prompts), length), PAD_BYTE, dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        data = list(prompt.encode("utf-8"))[:length]
+        ids[i, :len(data)] = torch.tensor(data, dtype=torch.long)
+    return ids, ids != PAD_BYTE
+
+
+class FusionEncoder(nn.Module):
+    """A small transformer over [CLS, prompt tokens, image tokens]; returns the CLS vector."""
+
+    def __init__(self, width: int, layers: int, heads: int, dropout: float, text_length: int, image_length: int):
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.text_position = nn.Parameter(torch.randn(1, text_length, width) * 0.02)
+        self.image_position = nn.Parameter(torch.randn(1, image_length, width) * 0.02)
+        self.kind = nn.Embedding(2, width)  # 0 text, 1 image
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        batch = text.shape[0]
+        # Prompts are padded to max_prompt_length; attention cost grows with it, so drop the
+        # columns that are padding in every row of this batch.
+        length = max(1, int(text_mask.sum(1).max()))
+        text, text_mask = text[:, :length], text_mask[:, :length]
+        text = text + self.text_position[:, :text.shape[1]] + self.kind.weight[0]
+        image = image + self.image_position[:, :image.shape[1]] + self.kind.weight[1]
+        tokens = torch.cat([self.cls.expand(batch, -1, -1), text, image], dim=1)
+        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=text.device), text_mask,
+                          torch.ones(image.shape[:2], dtype=torch.bool, device=text.device)], dim=1)
+        return self.norm(self.encoder(tokens, src_key_padding_mask=~keep)[:, 0])
+
+
+class PixelBackbone(nn.Module):
+    """Conv stem on pixels + prompt bytes, fused by a transformer (trained from scratch)."""
+
+    def __init__(self, config: RewardConfig):
+        super().__init__()
+        self.config = config
+        width, grid = config.width, config.image_size // config.patch
+        # Two strided convolutions (patch/2, then 2) make one feature per codec cell; a
+        # full-resolution first layer cost 20x more on CPU and learned no faster.
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, config.patch // 2, stride=config.patch // 2), nn.GELU(),
+                                  nn.Conv2d(32, width, 2, stride=2))
+        self.text = nn.Embedding(PAD_BYTE + 1, width)
+        self.fusion = FusionEncoder(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
+                                    grid * grid)
+
+    def prepare(self, images: list[Image.Image] | None, prompts: list[str], tokens=None) -> dict[str, torch.Tensor]:
+        if images is None:
+            raise BadInputError("the pixel reward model scores images; pass images (tokens are for the token backbone)")
+        size = (self.config.image_size, self.config.image_size)
+        pixels = np.stack([np.asarray(im.convert("RGB").resize(size, Image.BILINEAR), dtype=np.uint8) for im in images])
+        ids, mask = prompt_bytes(prompts, self.config.max_prompt_length)
+        # uint8 keeps the cached training tensors small; forward scales them.
+        return {"pixels": torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), "text": ids, "text_mask": mask}
+
+    def forward(self, pixels: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        x = pixels.to(self.stem[0].weight.dtype) / 127.5 - 1.0
+        image = self.stem(x).flatten(2).transpose(1, 2)
+        return self.fusion(self.text(text), text_mask, image)
+
+
+class TokenBackbone(nn.Module):
+    """The generator's image tokens through its frozen input embeddings, read against the prompt.
+
+    Lighter than the pixel backbone on purpose: a code already names a letter piece, a colour or
+    a mark, so each image token needs only one cross-attention to the prompt's characters (which
+    piece of which quoted letter am I?) and an MLP; mean and max pooling over the tokens then see
+    "some token is a forbidden mark" or "letters reach the border". No self-attention over
+    prompt + image, no decoding; that is where the speed comes from."""
+
+    def __init__(self, config: RewardConfig):
+        super().__init__()
+        if config.num_image_tokens <= 0 or config.embedding_dim <= 0 or config.tokens_per_image <= 0:
+            raise BadInputError("the token backbone needs the generator's image-token range: build it with "
+                                "RewardModel.create(config, generator=...) or `imagepref reward train --generator DIR`")
+        self.config = config
+        width = config.width
+        self.image_embeddings = nn.Embedding(config.num_image_tokens, config.embedding_dim)
+        self.image_embeddings.weight.requires_grad_(False)
+        self.text = nn.Embedding(PAD_BYTE + 1, config.embedding_dim)
+        self.project = nn.Sequential(nn.LayerNorm(config.embedding_dim), nn.Linear(config.embedding_dim, width))
+        self.image_position = nn.Parameter(torch.randn(1, config.tokens_per_image, width) * 0.02)
+        self.text_position = nn.Parameter(torch.randn(1, config.max_prompt_length, width) * 0.02)
+        self.query_norm = nn.LayerNorm(width)
+        self.cross = nn.MultiheadAttention(width, config.heads, dropout=config.dropout, batch_first=True)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.pool = nn.Sequential(nn.LayerNorm(2 * width), nn.Linear(2 * width, width))
+
+    @torch.no_grad()
+    def copy_generator_embeddings(self, generator) -> None:
+        """Copy the generator's image-token embedding rows (frozen) and, where its tokenizer has a
+        single token for a printable character, that row as the start of the prompt byte embedding
+        (for the glyph family, whose letter pieces start from their letter's embedding, this lets
+        attention match a piece to its quoted letter from the first step)."""
+        table = generator.model.get_input_embeddings().weight.detach().float().cpu()
+        start = generator.config.image_token_start
+        self.image_embeddings.weight.copy_(table[start:start + self.config.num_image_tokens])
+        tokenizer = getattr(generator, "tokenizer", None)
+        if tokenizer is None:
+            return
+        unknown = tokenizer.unk_token_id
+        for byte in range(32, 127):
+            token = tokenizer.convert_tokens_to_ids(chr(byte))
+            if isinstance(token, int) and token != unknown and 0 <= token < table.shape[0]:
+                self.text.weight[byte] = table[token]
+
+    def prepare(self, images=None, prompts: list[str] = (), tokens=None) -> dict[str, torch.Tensor]:
+        if tokens is None:
+            raise BadInputError("the token reward model reads image tokens; pass tokens (the candidate set's "
+                                "image_tokens), or use a pixel reward model for images")
+        codes = tokens.long().cpu() if torch.is_tensor(tokens) else \
+            torch.as_tensor(np.asarray([list(t) for t in tokens], dtype=np.int64))
+        if codes.ndim != 2 or codes.shape[1] != self.config.tokens_per_image:
+            raise BadInputError(f"each image must be {self.config.tokens_per_image} image tokens; got shape "
+                                f"{tuple(codes.shape)}: were they made by the generator this model was trained for?")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.num_image_tokens):
+            raise BadInputError(f"image tokens must lie in [0, {self.config.num_image_tokens}); got "
+                                f"{int(codes.min())}..{int(codes.max())}: were they made by another generator?")
+        ids, mask = prompt_bytes(list(prompts), self.config.max_prompt_length)
+        return {"codes": codes, "text": ids, "text_mask": mask}
+
+    def forward(self, codes: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        length = max(1, int(text_mask.sum(1).max()))
+        text, text_mask = text[:, :length], text_mask[:, :length]
+        # Project the two small tables once, then look rows up: cheaper than projecting every token.
+        image = nn.functional.embedding(codes, self.project(self.image_embeddings.weight)) + self.image_position
+        prompt = nn.functional.embedding(text, self.project(self.text.weight)) + self.text_position[:, :length]
+        attended, _ = self.cross(self.query_norm(image), prompt, prompt, key_padding_mask=~text_mask, need_weights=False)
+        x = image + attended
+        x = x + self.mlp(self.mlp_norm(x))
+        return self.pool(torch.cat([x.mean(1), x.amax(1)], dim=-1))
+
+
+class ClipBackbone(nn.Module):
+    """A CLIP or SigLIP model from a local folder; returns an MLP over [image, text, image x text]."""
+
+    def __init__(self, config: RewardConfig):
+        super().__init__()
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        self.config = config
+        path = config.backbone_path
+        if not path or not Path(path).is_dir():
+            raise BadInputError(f"CLIP/SigLIP backbone folder {path!r} does not exist: pass backbone_path=DIR, a local "
+                                "folder with a CLIPModel or SiglipModel, its tokenizer and image processor")
+        try:
+            model = AutoModel.from_pretrained(path, trust_remote_code=config.trust_remote_code, use_safetensors=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+            self.processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        except (OSError, ValueError, KeyError) as error:
+            raise BadInputError(f"backbone folder {path} does not load as CLIP/SigLIP ({str(error).splitlines()[0]}); "
+                                "it needs config.json, model.safetensors, a tokenizer and preprocessor_config.json") from None
+        if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+            raise BadInputError(f"backbone folder {path} holds a {type(model).__name__}, not a CLIP or SigLIP model")
+        model.requires_grad_(False)
+        if config.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                     target_modules=config.lora_targets, lora_dropout=0.0))
+        self.model = model
+        # SigLIP was trained on max-length padding; CLIP pads to the longest prompt.
+        self.padding = "max_length" if "siglip" in type(self.base_model).__name__.lower() else "longest"
+        dim = self.base_model.config.projection_dim if hasattr(self.base_model.config, "projection_dim") else None
+        dim = dim or self.base_model.config.text_config.hidden_size
+        self.mlp = nn.Sequential(nn.LayerNorm(3 * dim), nn.Linear(3 * dim, config.width), nn.GELU())
+
+    @property
+    def base_model(self):
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def frozen_keys(self) -> set[str]:
+        """State-dict keys of the frozen backbone weights: reloaded from ``backbone_path``, not saved."""
+        return {name for name, p in self.named_parameters() if not p.requires_grad and name.startswith("model.")}
+
+    def prepare(self, images: list[Image.Image] | None, prompts: list[str], tokens=None) -> dict[str, torch.Tensor]:
+        if images is None:
+            raise BadInputError("a CLIP/SigLIP reward model scores images; pass images")
+        pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        text = self.tokenizer(list(prompts), padding=self.padding, truncation=True, return_tensors="pt",
+                              max_length=self.base_model.config.text_config.max_position_embeddings)
+        return {"pixel_values": pixels, "input_ids": text["input_ids"],
+                "attention_mask": text.get("attention_mask", torch.ones_like(text["input_ids"]))}
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        base = self.base_model
+        image = base.get_image_features(pixel_values=pixel_values.to(self.mlp[1].weight.dtype)).pooler_output
+        text = base.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        image = nn.functional.normalize(image, dim=-1)
+        text = nn.functional.normalize(text, dim=-1)
+        return self.mlp(torch.cat([image, text, image * text], dim=-1))
+
+
+BACKBONES = {"pixel": PixelBackbone, "token": TokenBackbone, "clip": ClipBackbone}

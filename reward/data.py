@@ -1,0 +1,157 @@
+"""Reading preference data (shared/design.md contract) and the candidate sets its ids point at.
+
+``pairs.parquet`` gives per pair and axis the a / b / tie vote counts; the candidate ids resolve
+through one or more candidate sets (``candidates.parquet`` + ``images/``) to an image, its prompt
+and its image tokens. Everything a user can get wrong here (axes the model lacks, no decisive
+votes, ids no candidate set holds, images missing on disk) is one ``BadInputError`` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from imagepref.errors import BadInputError
+
+PAIRS_FILE = "pairs.parquet"
+ANNOTATIONS_FILE = "annotations.parquet"
+CANDIDATES_FILE = "candidates.parquet"
+OUTCOMES = ("a", "b", "tie")
+
+
+def data_axes(pairs: pd.DataFrame) -> list[str]:
+    """The axes a pairs table carries (every ``<axis>_votes_a`` column), in column order."""
+    return [c[: -len("_votes_a")] for c in pairs.columns if c.endswith("_votes_a")]
+
+
+@dataclasses.dataclass
+class PreferenceSet:
+    """Pairs with vote counts, and every candidate they name."""
+
+    pairs: pd.DataFrame  # pair_id, prompt, candidate_a, candidate_b, <axis>_votes_{a,b,tie}
+    candidates: pd.DataFrame  # indexed by candidate_id: prompt, image_file (absolute), image_tokens
+    axes: list[str]
+
+    def votes(self, axes: Sequence[str] | None = None) -> torch.Tensor:
+        """(pairs, axes, 3) vote counts (a, b, tie); an axis the data lacks is all zeros (masked)."""
+        axes = list(axes or self.axes)
+        out = np.zeros((len(self.pairs), len(axes), 3), dtype=np.float32)
+        for j, axis in enumerate(axes):
+            for k, outcome in enumerate(OUTCOMES):
+                column = f"{axis}_votes_{outcome}"
+                if column in self.pairs:
+                    out[:, j, k] = self.pairs[column].fillna(0).to_numpy(dtype=np.float32)
+        return torch.from_numpy(out)
+
+    def subset(self, mask: np.ndarray) -> "PreferenceSet":
+        """The pairs where ``mask`` is true (candidates kept whole)."""
+        return PreferenceSet(self.pairs[mask].reset_index(drop=True), self.candidates, self.axes)
+
+    def load_images(self, ids: Sequence[str]) -> list[Image.Image]:
+        """The images of candidates ``ids``, loaded into memory."""
+        images = []
+        for candidate_id in ids:
+            with Image.open(self.candidates.at[candidate_id, "image_file"]) as image:
+                images.append(image.convert("RGB"))
+        return images
+
+    def tokens(self, ids: Sequence[str]) -> list[list[int]]:
+        """The image tokens of candidates ``ids``."""
+        if "image_tokens" not in self.candidates:
+            raise BadInputError("the candidate sets have no image_tokens column, which the token backbone reads; "
+                                "regenerate them with `imagepref generate` or use backbone=pixel")
+        return [list(self.candidates.at[c, "image_tokens"]) for c in ids]
+
+
+def read_candidate_sets(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """Every candidate of the given sets, indexed by ``candidate_id``, with absolute image paths."""
+    frames = []
+    for folder in map(Path, folders):
+        table_path = folder / CANDIDATES_FILE
+        if not table_path.is_file():
+            raise BadInputError(f"{folder} is not a candidate set ({CANDIDATES_FILE} is missing); pass the folder "
+                                "`imagepref generate` wrote with --candidates")
+        table = pd.read_parquet(table_path)
+        missing = {"candidate_id", "prompt", "image_path"} - set(table.columns)
+        if missing:
+            raise BadInputError(f"{table_path} lacks {', '.join(sorted(missing))}, which the candidate-set contract requires")
+        table = table.assign(candidate_id=table["candidate_id"].astype(str),
+                             image_file=[str(folder / p) for p in table["image_path"]])
+        frames.append(table)
+    if not frames:
+        raise BadInputError("no candidate sets given: pass --candidates DIR (the sets the pairs were made from)")
+    table = pd.concat(frames, ignore_index=True)
+    duplicated = table["candidate_id"][table["candidate_id"].duplicated()]
+    if len(duplicated):
+        raise BadInputError(f"candidate id {duplicated.iloc[0]!r} appears in more than one candidate set; pass each set once")
+    return table.set_index("candidate_id", drop=False)
+
+
+def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path] = (), axes: Sequence[str] | None = None,
+                     need_images: bool = True, require_decisive: bool = True) -> PreferenceSet:
+    """Read and check preference data and its candidates.
+
+    ``axes``: the model's axes; data with other axes is refused. With no ``candidates_dirs``,
+    ``<prefs_dir>/candidates`` is used when it exists. ``need_images`` checks every image named by
+    a pair is on disk; ``require_decisive`` refuses data without a single a/b vote.
+    """
+    prefs_dir = Path(prefs_dir)
+    pairs_path = prefs_dir / PAIRS_FILE
+    if not pairs_path.is_file():
+        raise BadInputError(f"{prefs_dir} is not preference data ({PAIRS_FILE} is missing); make it with "
+                            "`imagepref label pull --out DIR`")
+    pairs = pd.read_parquet(pairs_path)
+    missing = {"pair_id", "prompt", "candidate_a", "candidate_b"} - set(pairs.columns)
+    if missing:
+        raise BadInputError(f"{pairs_path} lacks {', '.join(sorted(missing))}, which the preference-data contract requires")
+    found = data_axes(pairs)
+    if axes is not None:
+        extra = [a for a in found if a not in axes]
+        if extra:
+            raise BadInputError(f"preference data has axes the model lacks: {', '.join(extra)} (model axes: "
+                                f"{', '.join(axes)}); train with axes=[...] including them")
+    if not found:
+        raise BadInputError(f"{pairs_path} has no <axis>_votes_a columns: it carries no votes")
+    if len(pairs) == 0:
+        raise BadInputError(f"{pairs_path} is empty: label some pairs first (`imagepref label pull`)")
+    set_set = PreferenceSet(pairs.assign(candidate_a=pairs["candidate_a"].astype(str),
+                                         candidate_b=pairs["candidate_b"].astype(str)).reset_index(drop=True),
+                            pd.DataFrame(), found)
+    votes = set_set.votes()
+    if require_decisive and float(votes[..., :2].sum()) == 0:
+        what = "every vote is a tie" if float(votes.sum()) > 0 else "no pair has a vote"
+        raise BadInputError(f"{pairs_path} has nothing to learn from: {what} across {len(pairs)} pairs")
+    if not candidates_dirs and (prefs_dir / "candidates" / CANDIDATES_FILE).is_file():
+        candidates_dirs = [prefs_dir / "candidates"]
+    candidates = read_candidate_sets(candidates_dirs)
+    named = pd.unique(pd.concat([set_set.pairs["candidate_a"], set_set.pairs["candidate_b"]]))
+    unknown = [c for c in named if c not in candidates.index]
+    if unknown:
+        raise BadInputError(f"{len(unknown)} candidate id(s) of the pairs are in no candidate set given (e.g. "
+                            f"{unknown[0]!r}); pass every set the pairs came from with --candidates")
+    if need_images:
+        absent = [c for c in named if not Path(candidates.at[c, "image_file"]).is_file()]
+        if absent:
+            raise BadInputError(f"{len(absent)} candidate image(s) are missing on disk (e.g. "
+                                f"{candidates.at[absent[0], 'image_file']}); restore the candidate set's images/")
+    set_set.candidates = candidates
+    return set_set
+
+
+def split_by_prompt(prefs: PreferenceSet, fraction: float, seed: int) -> tuple[PreferenceSet, PreferenceSet]:
+    """(train, validation) with no prompt on both sides; ``fraction`` of the prompts validate."""
+    prompts = sorted(prefs.pairs["prompt"].astype(str).unique())
+    random.Random(seed).shuffle(prompts)
+    count = int(round(fraction * len(prompts)))
+    if fraction > 0 and len(prompts) >= 2:
+        count = min(max(1, count), len(prompts) - 1)
+    held = set(prompts[:count])
+    in_val = prefs.pairs["prompt"].astype(str).isin(held).to_numpy()
+    return prefs.subset(~in_val), prefs.subset(in_val)

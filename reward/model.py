@@ -1,0 +1,231 @@
+"""The multi-head reward model: a shared backbone, one head per axis, saved as a folder.
+
+A saved model is ``config.json`` (the ``RewardConfig``, including each head's normalisation
+statistics on the training candidates) and ``model.safetensors``. A CLIP/SigLIP model saves only
+what it trained (heads, LoRA); its frozen backbone is reloaded from ``backbone_path``.
+
+``score`` gives raw per-axis scores; ``combined_reward`` turns them into one number for RL
+(normalised heads mixed by weight, safety as a gate or a penalty); ``pair_probabilities`` and
+``uncertainty`` give P(a beats b) per axis and how unsure the model is about a pair, which
+labeling uses to pick pairs for people.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from imagepref.errors import BadInputError
+from reward.backbones import BACKBONES
+from reward.config import RewardConfig, validated_config
+from reward.losses import outcome_probabilities
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class RewardModel(nn.Module):
+    """Backbone + one MLP head per axis + a learned tie parameter per axis."""
+
+    def __init__(self, config: RewardConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = BACKBONES[config.backbone](config)
+        width = config.width
+        self.heads = nn.ModuleDict({axis: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, width), nn.GELU(),
+                                                        nn.Linear(width, 1)) for axis in config.axes})
+        self.tie_param = nn.Parameter(torch.zeros(len(config.axes)))
+
+    @property
+    def axes(self) -> list[str]:
+        """The axes this model scores, in head order."""
+        return list(self.config.axes)
+
+    @classmethod
+    def create(cls, config: RewardConfig, generator=None) -> "RewardModel":
+        """A freshly initialised model; the token backbone copies ``generator``'s embeddings."""
+        if config.backbone == "token":
+            if generator is None:
+                raise BadInputError("the token backbone needs the generator whose tokens it reads: pass --generator DIR")
+            table = generator.model.get_input_embeddings().weight
+            config = config.model_copy(update={
+                "image_token_start": generator.config.image_token_start,
+                "num_image_tokens": generator.config.num_image_tokens,
+                "tokens_per_image": generator.config.tokens_per_image, "embedding_dim": table.shape[1]})
+        torch.manual_seed(config.seed)
+        model = cls(config)
+        if config.backbone == "token":
+            model.backbone.copy_generator_embeddings(generator)
+        return model
+
+    # ----- scoring -------------------------------------------------------------------------
+    def prepare(self, images: Sequence[Image.Image] | None, prompts: Sequence[str], tokens=None) -> dict[str, torch.Tensor]:
+        """Inputs to the backbone's tensors (CPU); see ``forward``."""
+        count = len(images) if images is not None else len(tokens) if tokens is not None else 0
+        if count != len(prompts):
+            raise BadInputError(f"got {count} images or token rows but {len(prompts)} prompts; pass one prompt per image")
+        return self.backbone.prepare(list(images) if images is not None else None, list(prompts), tokens)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Raw head scores (batch, axes) for prepared inputs."""
+        features = self.backbone(**inputs)
+        return torch.cat([self.heads[axis](features) for axis in self.config.axes], dim=-1).float()
+
+    @property
+    def device(self) -> torch.device:
+        return self.tie_param.device
+
+    @torch.no_grad()
+    def raw_scores(self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256) -> torch.Tensor:
+        """Raw scores (batch, axes) on CPU, computed in batches."""
+        was_training = self.training
+        self.eval()
+        count = len(prompts)
+        out = []
+        for start in range(0, count, batch_size):
+            chunk_images = images[start:start + batch_size] if images is not None else None
+            chunk_tokens = tokens[start:start + batch_size] if tokens is not None else None
+            inputs = self.prepare(chunk_images, prompts[start:start + batch_size], chunk_tokens)
+            out.append(self(**{k: v.to(self.device) for k, v in inputs.items()}).cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, len(self.config.axes))
+
+    def score(self, images: Sequence[Image.Image] | None = None, prompts: Sequence[str] = (), tokens=None,
+              batch_size: int = 256, normalised: bool = False) -> dict[str, torch.Tensor]:
+        """Per-axis scores ``{axis: (batch,) tensor}`` of images (or image tokens) for their prompts.
+
+        Raw head scores by default (differences are BT log-odds); ``normalised=True`` subtracts each
+        head's training mean and divides by its scale, which makes heads comparable and mixable.
+        """
+        scores = self.raw_scores(images, list(prompts), tokens, batch_size)
+        if normalised:
+            scores = self.normalise(scores)
+        return {axis: scores[:, i] for i, axis in enumerate(self.config.axes)}
+
+    def normalise(self, scores: torch.Tensor) -> torch.Tensor:
+        """Raw scores (batch, axes) to normalised ones with the saved per-head statistics."""
+        stats = [self.config.normalisation.get(axis) for axis in self.config.axes]
+        mean = torch.tensor([s.mean if s else 0.0 for s in stats])
+        scale = torch.tensor([s.scale if s else 1.0 for s in stats])
+        return (scores - mean) / scale
+
+    def combined_from_scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """The combined RL reward from raw scores (batch, axes); see ``combined_reward``."""
+        z = self.normalise(raw)
+        axes = self.config.axes
+        safety = self.config.safety_axis if self.config.safety_axis in axes else None
+        mixed_axes = [a for a in axes if a != safety]
+        weights = torch.tensor([self.config.mix_weights.get(a, 1.0) for a in mixed_axes])
+        columns = [axes.index(a) for a in mixed_axes]
+        mixed = (z[:, columns] * weights).sum(-1) / weights.sum().clamp(min=1e-12) if columns else torch.zeros(len(z))
+        if safety is None:
+            return mixed
+        threshold = self.config.safety_threshold
+        if threshold is None:
+            threshold = self.config.safety_cut if self.config.safety_cut is not None else 0.0
+        z_safety = z[:, axes.index(safety)]
+        if self.config.safety_mode == "gate":
+            return torch.where(z_safety < threshold, torch.full_like(mixed, self.config.gate_reward), mixed)
+        # P(unsafe): how far below the cut, as a logistic in normalised units.
+        return mixed - self.config.safety_penalty * torch.sigmoid(4.0 * (threshold - z_safety))
+
+    def combined_reward(self, images: Sequence[Image.Image] | None = None, prompts: Sequence[str] = (), tokens=None,
+                        batch_size: int = 256) -> torch.Tensor:
+        """One reward per image for RL: the normalised non-safety heads mixed with ``mix_weights``,
+        then safety applied as a gate (an unsafe image gets ``gate_reward`` whatever else it scores)
+        or as a penalty (``safety_penalty`` x P(unsafe)), per ``safety_mode``."""
+        return self.combined_from_scores(self.raw_scores(images, list(prompts), tokens, batch_size))
+
+    def pair_probabilities(self, scores_a: torch.Tensor, scores_b: torch.Tensor) -> torch.Tensor:
+        """(pairs, axes, 3): P(a wins), P(b wins), P(tie) under the trained tie model."""
+        with torch.no_grad():
+            return outcome_probabilities(scores_a - scores_b, self.tie_param.detach().cpu(), self.config.ties)
+
+    def uncertainty(self, a: dict, b: dict, ensemble: Sequence["RewardModel"] = ()) -> dict[str, torch.Tensor]:
+        """How unsure the model is about each pair, for choosing pairs to show people.
+
+        ``a`` and ``b`` are keyword arguments of ``score`` for the two sides (``images``/``tokens``
+        and ``prompts``). Returns ``<axis>_p_a`` (P(a preferred), ties shared out) and
+        ``uncertainty`` = mean over axes of 1 - |2p - 1| (1 at p = 0.5). With an ``ensemble`` of
+        other models, ``disagreement`` is the mean over axes of the standard deviation of p."""
+        def p_a(model: "RewardModel") -> torch.Tensor:
+            probs = model.pair_probabilities(model.raw_scores(**a), model.raw_scores(**b))
+            return probs[..., 0] + probs[..., 2] / 2
+
+        p = p_a(self)
+        out = {f"{axis}_p_a": p[:, i] for i, axis in enumerate(self.config.axes)}
+        out["uncertainty"] = (1 - (2 * p - 1).abs()).mean(-1)
+        if ensemble:
+            stack = torch.stack([p] + [p_a(m) for m in ensemble])
+            out["disagreement"] = stack.std(0).mean(-1)
+        return out
+
+    # ----- saving and loading ---------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The weights a saved folder holds (a CLIP backbone's frozen weights are left out)."""
+        skip = {f"backbone.{k}" for k in self.backbone.frozen_keys()} if hasattr(self.backbone, "frozen_keys") else set()
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in skip}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``path`` (created if needed)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        # Each file is written under a temp name and renamed, weights before config, so a reader
+        # never sees half a file; other files in the folder (TensorBoard logs) are left alone.
+        weights_tmp = path / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+        save_file(self.trainable_state(), str(weights_tmp))
+        config_tmp = path / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+        config_tmp.write_text(self.config.model_dump_json(indent=2))
+        os.replace(weights_tmp, path / WEIGHTS_FILE)
+        os.replace(config_tmp, path / CONFIG_FILE)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "RewardModel":
+        """Load a saved reward model folder exactly as it was saved (eval mode)."""
+        path = Path(path)
+        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+        if not config_file.is_file() or not weights_file.is_file():
+            raise BadInputError(f"{path} is not a reward model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                                "train one with `imagepref reward train --prefs DIR --out DIR`")
+        try:
+            data = json.loads(config_file.read_text())
+        except json.JSONDecodeError as error:
+            raise BadInputError(f"{config_file} is not valid JSON ({error.msg}); retrain or restore the folder") from None
+        model = cls(validated_config(data))
+        state = load_file(str(weights_file))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        skip = model.backbone.frozen_keys() if hasattr(model.backbone, "frozen_keys") else set()
+        missing = [k for k in missing if k.removeprefix("backbone.") not in skip]
+        if missing or unexpected:
+            raise BadInputError(f"{weights_file} does not match its config ({len(missing)} missing, {len(unexpected)} "
+                                f"unexpected weights, e.g. {(missing or unexpected)[0]}); the folder is damaged")
+        model.eval()
+        if device is not None or dtype is not None:
+            model.to(device=device, dtype=dtype)
+        return model
+
+
+def load_reward_model(path: str | Path, device: str | torch.device | None = None,
+                      dtype: torch.dtype | None = None) -> RewardModel:
+    """Load a reward model folder (``config.json`` + ``model.safetensors``) for scoring."""
+    return RewardModel.from_pretrained(path, device=device, dtype=dtype)
+
+
+def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256) -> torch.Tensor:
+    """Raw scores (len(ids), axes) of candidates of a ``PreferenceSet``: their image tokens for the
+    token backbone, their images otherwise."""
+    ids = list(ids)
+    prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
+    if model.config.backbone == "token":
+        return model.raw_scores(None, prompts, prefs.tokens(ids), batch_size)
+    chunks = [model.raw_scores(prefs.load_images(ids[i:i + batch_size]), prompts[i:i + batch_size], None, batch_size)
+              for i in range(0, len(ids), batch_size)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, len(model.axes))
