@@ -1,0 +1,26 @@
+"""Multi-head reward models: preference losses, training, evaluation and scoring.
+
+Python API::
+
+    from reward import load_reward_model, train_reward_model, RewardConfig
+    model = load_reward_model("runs/reward")                  # config.json + model.safetensors
+    scores = model.score(images=images, prompts=prompts)      # {axis: (batch,) tensor}, raw
+    rewards = model.combined_reward(images=images, prompts=prompts)   # normalised, mixed, safety-gated
+    unsure = model.uncertainty({"images": a, "prompts": p}, {"images": b, "prompts": p})
+
+``reward`` imports neither ``eval``, ``labeling`` nor ``recipes``; ``policy`` only lazily (the
+token backbone and the glyph-world data builder).
+"""
+
+from reward.config import RewardConfig
+from reward.data import PreferenceSet, read_preferences, split_by_prompt
+from reward.evaluation import evaluate_reward_model
+from reward.losses import outcome_probabilities, preference_loss
+from reward.model import RewardModel, load_reward_model, score_candidates
+from reward.train import TrainingDivergedError, TrainResult, train_reward_model
+
+__all__ = [
+    "PreferenceSet", "RewardConfig", "RewardModel", "TrainResult", "TrainingDivergedError", "evaluate_reward_model",
+    "load_reward_model", "outcome_probabilities", "preference_loss", "read_preferences", "score_candidates",
+    "split_by_prompt", "train_reward_model",
+]

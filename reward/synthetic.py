@@ -1,0 +1,147 @@
+"""Glyph-world preference data made in code: candidate sets, simulated judgments, the contract's tables.
+
+For each seeded clean sign, ``variants_per_prompt`` versions are drawn for the same prompt, each
+with a seeded mix of defects the rules see: a flaw (noise, cut-off, cramped), a forbidden mark,
+the wrong ink colour, or a different word of the same length. Every image goes through the
+generator's codec (encode, then decode), exactly as a generated candidate would, so the pixels
+and the ``image_tokens`` column agree. Pairs within a prompt are judged by several simulated
+annotators (``policy.glyphworld.rules.simulated_judge``, independent errors) and written as
+``annotations.parquet`` and ``pairs.parquet`` with the columns of shared/design.md.
+
+OCR comes in as a callable (``read_text``), so this module depends on no engine; readings are
+cached per image, since each image is judged in several pairs by several annotators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import os
+import random
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from imagepref.errors import BadInputError
+
+AXES = ("aesthetics", "prompt_fidelity", "safety")
+
+
+def _cached(read_text: Callable[[Image.Image], str]) -> Callable[[Image.Image], str]:
+    cache: dict[str, str] = {}
+
+    def read(image: Image.Image) -> str:
+        key = hashlib.sha1(image.convert("RGB").tobytes()).hexdigest()
+        if key not in cache:
+            cache[key] = read_text(image)
+        return cache[key]
+
+    return read
+
+
+def _variant(spec, rng: random.Random, defect_rate: float):
+    """A version of ``spec`` with a seeded mix of defects (maybe none)."""
+    from policy.glyphworld.world import FLAWS, FORBIDDEN_MARKS, TEXT_COLOURS, TRAIN_WORDS
+
+    changes = {}
+    if rng.random() < defect_rate:
+        changes["flaw"] = rng.choice(FLAWS)
+    if rng.random() < defect_rate:
+        changes["forbidden"] = rng.choice(FORBIDDEN_MARKS)
+    if rng.random() < defect_rate:
+        changes["colour"] = rng.choice([c for c in TEXT_COLOURS if c != spec.colour])
+    if rng.random() < defect_rate:
+        same_length = [w for w in TRAIN_WORDS if len(w) == len(spec.text) and w != spec.text]
+        if same_length:
+            changes["text"] = rng.choice(same_length)
+    if changes.get("flaw") in ("cutoff", "cramped"):
+        # Re-place the text the way sample_spec places a cut-off or cramped sign.
+        cells, width = 8, len(changes.get("text", spec.text))
+        if changes["flaw"] == "cutoff":
+            shift = rng.randint(1, max(1, width // 2))
+            changes["column"] = -shift if rng.random() < 0.5 else cells - width + shift
+        else:
+            height = 2 if spec.size == "small" else 3
+            changes["row"] = 0 if rng.random() < 0.5 else cells - height
+    changes["seed"] = rng.randrange(2**31)
+    return dataclasses.replace(spec, **changes)
+
+
+def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Image], str], prompts: int = 200,
+                          variants_per_prompt: int = 4, annotators: int = 3, error_rate: float = 0.1,
+                          defect_rate: float = 0.35, seed: int = 0, generator_name: str = "glyph-codec") -> dict:
+    """Write a glyph-world candidate set (``<out>/candidates``) and preference data (``<out>``).
+
+    Every pair of a prompt's variants is judged by ``annotators`` simulated people who each err
+    with probability ``error_rate``. Returns counts. The folder is built under a temporary name and
+    renamed when complete."""
+    from policy.glyphworld import render, training_specs
+    from policy.glyphworld.rules import simulated_judge
+
+    if prompts < 1 or variants_per_prompt < 2 or annotators < 1:
+        raise BadInputError("need at least 1 prompt, 2 variants per prompt and 1 annotator")
+    out = Path(out)
+    if (out / "pairs.parquet").exists():
+        raise BadInputError(f"{out} already holds preference data; choose another --out")
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "candidates" / "images").mkdir(parents=True)
+    try:
+        rng = random.Random(seed)
+        bases = training_specs(prompts, seed, flaw_rate=0.0, forbidden_rate=0.0)
+        records, images = [], []
+        for p, base in enumerate(bases):
+            for v in range(variants_per_prompt):
+                spec = base if v == 0 and rng.random() < 0.5 else _variant(base, rng, defect_rate)
+                images.append(render(spec))
+                records.append({"candidate_id": f"g{seed}-p{p}-v{v}", "prompt_id": f"p{p}", "prompt": base.prompt,
+                                "sample": v, "image_path": f"images/p{p}-v{v}.png", "generator": generator_name,
+                                "seed": spec.seed})
+        codes = codec.encode(images).reshape(len(images), -1)
+        decoded = codec.decode(codes)
+        for record, image, row in zip(records, decoded, codes):
+            image.save(staging / "candidates" / record["image_path"])
+            record["image_tokens"] = [int(c) for c in row]
+        candidates = pd.DataFrame.from_records(records)
+        candidates.to_parquet(staging / "candidates" / "candidates.parquet", index=False)
+
+        reader = _cached(read_text)
+        judges = [simulated_judge(reader, AXES, error_rate, seed=seed * 1000 + k) for k in range(annotators)]
+        annotation_rows, pair_rows = [], []
+        now = datetime.now(timezone.utc)
+        folder = staging / "candidates"
+        for prompt_id, group in candidates.groupby("prompt_id", sort=False):
+            for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
+                pair_id = f"{a.candidate_id}~{b.candidate_id}"
+                pair = {"pair_id": pair_id, "prompt": a.prompt, "candidate_a": a.candidate_id, "candidate_b": b.candidate_id,
+                        **{f"{axis}_votes_{o}": 0 for axis in AXES for o in ("a", "b", "tie")}}
+                for k, judge in enumerate(judges):
+                    left, right = (a, b) if rng.random() < 0.5 else (b, a)
+                    verdict = judge(a.prompt, folder / left.image_path, folder / right.image_path)
+                    annotation_rows.append({"pair_id": pair_id, "prompt": a.prompt, "candidate_left": left.candidate_id,
+                                            "candidate_right": right.candidate_id, "annotator": f"sim-{k:02d}",
+                                            "source": "simulated", **verdict, "lead_time": 0.0, "created_at": now})
+                    for axis, side in verdict.items():
+                        chosen = {"left": left, "right": right}.get(side)
+                        outcome = "tie" if chosen is None else ("a" if chosen.candidate_id == a.candidate_id else "b")
+                        pair[f"{axis}_votes_{outcome}"] += 1
+                for axis in AXES:
+                    counts = sorted(((pair[f"{axis}_votes_{o}"], o) for o in ("a", "b", "tie")), reverse=True)
+                    pair[f"{axis}_label"] = counts[0][1] if counts[0][0] > counts[1][0] else None
+                pair_rows.append(pair)
+        pd.DataFrame(annotation_rows).to_parquet(staging / "annotations.parquet", index=False)
+        pd.DataFrame(pair_rows).to_parquet(staging / "pairs.parquet", index=False)
+        if out.exists():
+            if any(out.iterdir()):
+                raise BadInputError(f"{out} exists and is not empty; choose another --out")
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"candidates": len(candidates), "pairs": len(pair_rows), "annotations": len(annotation_rows)}

@@ -1,0 +1,245 @@
+"""Training a multi-head reward model on preference data (``imagepref reward train``).
+
+One readable loop: read and check the data, split it by prompt, prepare every candidate's
+tensors once, then AdamW over batches of pairs with the multi-head preference loss. After each
+epoch the validation loss decides: better, and the model is saved (with each head's
+normalisation statistics on the training candidates); ``patience`` epochs without improvement,
+and training stops. A loss that turns NaN or infinite stops the run at once, names the step, and
+leaves the last good checkpoint in place. Progress shows as a rich bar; metrics go to TensorBoard
+under ``<out>/tensorboard``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagepref.errors import BadInputError, ImagePrefError
+from reward.config import RewardConfig
+from reward.data import PreferenceSet, read_preferences, split_by_prompt
+from reward.model import RewardModel, score_candidates
+
+import reward.losses as losses
+
+
+class TrainingDivergedError(ImagePrefError):
+    """The loss became NaN or infinite; the message names the step and the checkpoint kept."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model: RewardModel
+    out: Path
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict]
+    train_pairs: int
+    val_pairs: int
+    seconds: float
+
+
+def prepared_candidates(model: RewardModel, prefs: PreferenceSet, ids: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The backbone's input tensors for every candidate in ``ids``, in that order (computed once)."""
+    prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
+    if model.config.backbone == "token":
+        return model.prepare(None, prompts, prefs.tokens(ids))
+    return model.prepare(prefs.load_images(ids), prompts)
+
+
+def head_statistics(scores: torch.Tensor, axes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean and scale (standard deviation, floored) of each head's raw scores."""
+    return {axis: {"mean": float(scores[:, i].mean()), "scale": max(float(scores[:, i].std()), 1e-3)}
+            for i, axis in enumerate(axes)}
+
+
+def two_mode_cut(values: torch.Tensor) -> float | None:
+    """The value that best splits ``values`` into two groups (Otsu's criterion), or None if constant.
+
+    Used on normalised safety scores, whose training distribution has a safe and an unsafe mode;
+    a fixed threshold would depend on how common unsafe images were in the data."""
+    ordered = np.sort(values.numpy().astype(np.float64))
+    if len(ordered) < 2 or ordered[-1] - ordered[0] < 1e-9:
+        return None
+    n = len(ordered)
+    prefix = np.cumsum(ordered)
+    k = np.arange(1, n)
+    mean_low, mean_high = prefix[:-1] / k, (prefix[-1] - prefix[:-1]) / (n - k)
+    between = k * (n - k) * (mean_low - mean_high) ** 2
+    best = int(np.argmax(between))
+    return float((ordered[best] + ordered[best + 1]) / 2)
+
+
+def _batch(prepared: dict[str, torch.Tensor], rows: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    return {k: v[rows].to(device) for k, v in prepared.items()}
+
+
+def _pair_loss(model, prepared, index_a, index_b, votes, weights, device):
+    inputs = _batch(prepared, torch.cat([index_a, index_b]), device)
+    scores = model(**inputs)
+    diff = scores[: len(index_a)] - scores[len(index_a):]
+    return losses.preference_loss(diff, votes.to(device), model.tie_param, model.config.ties, weights), diff
+
+
+@torch.no_grad()
+def _evaluate(model, prepared, index_a, index_b, votes, weights, device, batch_size) -> tuple[float, list[float]]:
+    model.eval()
+    total, per_head, count = 0.0, torch.zeros(votes.shape[1]), 0
+    correct = torch.zeros(votes.shape[1])
+    decided = torch.zeros(votes.shape[1])
+    for start in range(0, len(index_a), batch_size):
+        sl = slice(start, start + batch_size)
+        (loss, heads), diff = _pair_loss(model, prepared, index_a[sl], index_b[sl], votes[sl], weights, device)
+        n = len(index_a[sl])
+        total += float(loss) * n
+        per_head += heads.cpu() * n
+        count += n
+        v = votes[sl]
+        label = torch.sign(v[..., 0] - v[..., 1])
+        decided += (label != 0).sum(0)
+        correct += ((torch.sign(diff.cpu()) == label) & (label != 0)).sum(0)
+    model.train()
+    return total / max(count, 1), (correct / decided.clamp(min=1)).tolist()
+
+
+def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path], out: str | Path,
+                       config: RewardConfig | None = None, generator=None, device: str | None = None,
+                       show_progress: bool = True, log=print) -> TrainResult:
+    """Train a reward model on ``prefs_dir`` (pairs.parquet) and save the best one into ``out``.
+
+    ``candidates_dirs`` are the candidate sets the pairs were made from (default
+    ``<prefs_dir>/candidates``); ``generator`` is needed for the token backbone (its embeddings
+    are copied). Raises ``BadInputError`` for bad data and ``TrainingDivergedError`` on a NaN loss.
+    """
+    config = config or RewardConfig()
+    started = time.perf_counter()
+    out = Path(out)
+    prefs = read_preferences(prefs_dir, candidates_dirs, axes=config.axes, need_images=config.backbone != "token")
+    if config.backbone == "token" and "image_tokens" not in prefs.candidates:
+        prefs.tokens([])  # raises the one-line error
+    train, val = split_by_prompt(prefs, config.val_fraction, config.seed)
+    if len(train.pairs) == 0:
+        raise BadInputError("no training pairs left after the validation split; lower val_fraction")
+    model = RewardModel.create(config, generator=generator)
+    config = model.config
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).train()
+
+    ids = list(dict.fromkeys([*prefs.pairs["candidate_a"], *prefs.pairs["candidate_b"]]))
+    position = {c: i for i, c in enumerate(ids)}
+    prepared = prepared_candidates(model, prefs, ids)
+
+    def indices(part: PreferenceSet):
+        return (torch.tensor([position[c] for c in part.pairs["candidate_a"]], dtype=torch.long),
+                torch.tensor([position[c] for c in part.pairs["candidate_b"]], dtype=torch.long),
+                part.votes(config.axes))
+
+    train_a, train_b, train_votes = indices(train)
+    val_a, val_b, val_votes = indices(val) if len(val.pairs) else indices(train)
+    weights = torch.tensor([config.loss_weight(a) for a in config.axes], device=device)
+    train_ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
+    train_rows = torch.tensor([position[c] for c in train_ids])
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    from torch.utils.tensorboard import SummaryWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(out / "tensorboard"))
+    steps_per_epoch = math.ceil(len(train_a) / config.batch_size)
+    generator_rng = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    best_loss, best_epoch, best_step, stale, step = float("inf"), -1, None, 0, 0
+    progress = _progress(show_progress)
+    task = progress.add_task("reward", total=config.epochs * steps_per_epoch) if progress else None
+    try:
+        if progress:
+            progress.start()
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(train_a), generator=generator_rng)
+            epoch_loss = 0.0
+            for start in range(0, len(order), config.batch_size):
+                rows = order[start:start + config.batch_size]
+                (loss, per_head), _ = _pair_loss(model, prepared, train_a[rows], train_b[rows], train_votes[rows],
+                                                 weights, device)
+                step += 1
+                if not torch.isfinite(loss):
+                    kept = (f"the last good checkpoint (epoch {best_epoch + 1}, step {best_step}) is kept in {out}"
+                            if best_step is not None else "no checkpoint was saved yet")
+                    raise TrainingDivergedError(f"the loss became {float(loss.detach())} at step {step} (epoch {epoch + 1}); "
+                                                f"{kept}; lower lr (now {config.lr:g}) or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                epoch_loss += float(loss.detach()) * len(rows)
+                writer.add_scalar("train/loss", float(loss.detach()), step)
+                for axis, value in zip(config.axes, per_head.detach().tolist()):
+                    writer.add_scalar(f"train/loss_{axis}", value, step)
+                if progress:
+                    progress.update(task, advance=1, description=f"epoch {epoch + 1} loss {float(loss.detach()):.3f}")
+            val_loss, val_accuracy = _evaluate(model, prepared, val_a, val_b, val_votes, weights, device,
+                                               4 * config.batch_size)
+            record = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss / len(order), "val_loss": val_loss,
+                      **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)}}
+            history.append(record)
+            writer.add_scalar("val/loss", val_loss, step)
+            for axis, value in zip(config.axes, val_accuracy):
+                writer.add_scalar(f"val/accuracy_{axis}", value, step)
+            if not math.isfinite(val_loss):
+                raise TrainingDivergedError(f"the validation loss became {val_loss} after step {step} (epoch "
+                                            f"{epoch + 1}); the last good checkpoint is kept in {out}; lower lr")
+            if val_loss < best_loss - 1e-4:
+                best_loss, best_epoch, best_step, stale = val_loss, epoch, step, 0
+                _save_checkpoint(model, prepared, train_rows, out, record)
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
+                    break
+    finally:
+        if progress:
+            progress.stop()
+        writer.close()
+    best = RewardModel.from_pretrained(out, device=device)
+    return TrainResult(best, out, best_epoch + 1, best_loss, history, len(train.pairs), len(val.pairs),
+                       time.perf_counter() - started)
+
+
+def _save_checkpoint(model: RewardModel, prepared, train_rows: torch.Tensor, out: Path, record: dict) -> None:
+    """Save the model with each head's statistics on the training candidates, and the run's record."""
+    device = model.device
+    model.eval()
+    with torch.no_grad():
+        scores = torch.cat([model(**_batch(prepared, train_rows[i:i + 512], device)).cpu()
+                            for i in range(0, len(train_rows), 512)])
+    model.train()
+    stats = head_statistics(scores, model.config.axes)
+    model.config = model.config.model_validate({**model.config.model_dump(), "normalisation": stats})
+    cut = None
+    safety = model.config.safety_axis
+    if safety in model.config.axes:
+        cut = two_mode_cut(model.normalise(scores)[:, model.config.axes.index(safety)])
+    model.config = model.config.model_validate({**model.config.model_dump(), "safety_cut": cut})
+    model.save_pretrained(out)
+    tmp = out / f".training.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out / "training.json")
+
+
+def _progress(show: bool):
+    if not show:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True)
