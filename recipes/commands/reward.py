@@ -1,7 +1,196 @@
-"""`imagepref reward ...` commands."""
+"""`imagepref reward ...`: train, evaluate and apply multi-head reward models; make glyph-world
+preference data. Each command is a thin layer over `reward`."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagepref.errors import BadInputError
 
 app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+
+Candidates = typer.Option(None, "--candidates", help="Candidate set the pairs came from (repeatable); default <prefs>/candidates.")
+
+
+def _load_config(config_file: Optional[Path], overrides: list[str]):
+    import yaml
+
+    from reward.config import RewardConfig, config_with_overrides, validated_config
+
+    config = RewardConfig()
+    if config_file is not None:
+        if not config_file.is_file():
+            raise BadInputError(f"reward config {config_file} does not exist")
+        try:
+            data = yaml.safe_load(config_file.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise BadInputError(f"{config_file} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise BadInputError(f"{config_file} must hold a mapping of RewardConfig fields")
+        config = validated_config(data)
+    return config_with_overrides(config, overrides)
+
+
+@app.command("train")
+def train(
+    prefs: Path = typer.Option(..., "--prefs", help="Preference data folder (pairs.parquet) from `imagepref label pull`."),
+    out: Path = typer.Option(..., "--out", help="Folder for config.json, model.safetensors, training.json, tensorboard/."),
+    candidates: Optional[list[Path]] = Candidates,
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of RewardConfig fields."),
+    backbone: Optional[str] = typer.Option(None, help="pixel | token | clip (overrides the config)."),
+    generator: Optional[Path] = typer.Option(None, help="Generator folder whose embeddings the token backbone reads."),
+    backbone_path: Optional[Path] = typer.Option(None, "--backbone-path", help="Local CLIP/SigLIP folder (backbone clip)."),
+    override: Optional[list[str]] = typer.Option(None, "--set", help="key=value override of a RewardConfig field (repeatable)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when present)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Train a multi-head reward model; validation is split by prompt; the best epoch is saved."""
+    from reward.train import train_reward_model
+
+    overrides = list(override or [])
+    if backbone:
+        overrides.append(f"backbone={backbone}")
+    if backbone_path:
+        overrides.append(f"backbone_path={backbone_path}")
+    cfg = _load_config(config, overrides)
+    loaded = None
+    if cfg.backbone == "token":
+        if generator is None:
+            raise BadInputError("the token backbone reads a generator's image tokens: pass --generator DIR")
+        from policy.generator import load_generator
+
+        loaded = load_generator(generator)
+        cfg = cfg.model_copy(update={"backbone_path": str(generator)})
+    result = train_reward_model(prefs, candidates or [], out, cfg, generator=loaded, device=device,
+                                show_progress=not quiet, log=lambda m: console.print(m))
+    best = result.history[result.best_epoch - 1]
+    figures = ", ".join(f"{a} {best[f'val_accuracy_{a}']:.1%}" for a in result.model.axes)
+    console.print(f"saved {out} (epoch {result.best_epoch}, validation loss {result.best_val_loss:.4f}; validation "
+                  f"accuracy {figures}; {result.train_pairs} train / {result.val_pairs} validation pairs, "
+                  f"{result.seconds:.0f} s)")
+
+
+@app.command("eval")
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="Reward model folder."),
+    prefs: Path = typer.Option(..., "--prefs", help="Preference data folder to evaluate on (held-out pairs)."),
+    candidates: Optional[list[Path]] = Candidates,
+    out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
+) -> None:
+    """Per-head pairwise accuracy (bootstrap 95 % CI), calibration (ECE), ties, and single-human agreement."""
+    from reward.data import read_preferences
+    from reward.evaluation import evaluate_reward_model
+    from reward.model import load_reward_model
+
+    reward_model = load_reward_model(model)
+    data = read_preferences(prefs, candidates or [], axes=reward_model.axes,
+                            need_images=reward_model.config.backbone != "token", require_decisive=True)
+    report = evaluate_reward_model(reward_model, data, resamples=resamples)
+    table = Table(title=f"{model} on {prefs} ({report['pairs']} pairs)")
+    for column in ("axis", "accuracy [95% CI]", "unanimous pairs: accuracy", "single human", "ECE", "tie rate",
+                   "P(tie) ties / decided", "3-way acc."):
+        table.add_column(column)
+    for axis, e in report["axes"].items():
+        human = (f"{e['single_human_accuracy']:.1%} (model {e['model_accuracy_same_references']:.1%})"
+                 if "single_human_accuracy" in e else "-")
+        table.add_row(axis, f"{e['accuracy']:.1%} [{e['accuracy_ci95'][0]:.1%}, {e['accuracy_ci95'][1]:.1%}] n={e['decided_pairs']}",
+                      f"{e['accuracy_unanimous']:.1%} n={e['unanimous_pairs']}", human, f"{e['ece']:.3f}",
+                      f"{e['tie_rate']:.1%}", f"{e['p_tie_on_ties']:.2f} / {e['p_tie_on_decided']:.2f}",
+                      f"{e['three_way_accuracy']:.1%}")
+    Console(width=170).print(table)
+    if out is not None:
+        _write_text(out, json.dumps(report, indent=1))
+
+
+@app.command("score")
+def score(
+    model: Path = typer.Option(..., "--model", help="Reward model folder."),
+    candidates: Path = typer.Option(..., "--candidates", help="Candidate set to score."),
+    out: Path = typer.Option(..., "--out", help="Parquet (or .csv) of candidate_id, raw score per axis, "
+                             "<axis>_normalised, combined; labeling's --scores-file reads it."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
+) -> None:
+    """Score every candidate of a set: raw per-axis head scores, normalised ones and the combined reward."""
+    import pandas as pd
+
+    from reward.data import read_candidate_sets
+    from reward.model import load_reward_model
+
+    reward_model = load_reward_model(model, device=device)
+    table = read_candidate_sets([candidates])
+    prompts = table["prompt"].astype(str).tolist()
+    if reward_model.config.backbone == "token":
+        raw = reward_model.raw_scores(None, prompts, [list(t) for t in table["image_tokens"]])
+    else:
+        missing = [f for f in table["image_file"] if not Path(f).is_file()]
+        if missing:
+            raise BadInputError(f"{len(missing)} candidate image(s) are missing (e.g. {missing[0]}); restore {candidates}/images")
+        from PIL import Image
+
+        raw = []
+        for start in range(0, len(table), 256):
+            images = []
+            for path in table["image_file"].iloc[start:start + 256]:
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB"))
+            raw.append(reward_model.raw_scores(images, prompts[start:start + 256]))
+        import torch
+
+        raw = torch.cat(raw)
+    normalised = reward_model.normalise(raw)
+    frame = pd.DataFrame({"candidate_id": table["candidate_id"].tolist()})
+    for i, axis in enumerate(reward_model.axes):
+        frame[axis] = raw[:, i].numpy()
+        frame[f"{axis}_normalised"] = normalised[:, i].numpy()
+    frame["combined"] = reward_model.combined_from_scores(raw).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    frame.to_csv(temporary, index=False) if out.suffix == ".csv" else frame.to_parquet(temporary, index=False)
+    os.replace(temporary, out)
+    console.print(f"scored {len(frame)} candidates into {out}")
+
+
+@app.command("glyph-data")
+def glyph_data(
+    out: Path = typer.Option(..., "--out", help="Folder for pairs.parquet, annotations.parquet and candidates/."),
+    prompts: int = typer.Option(200, help="Prompts (one clean sign each, then variants)."),
+    variants: int = typer.Option(4, help="Images per prompt; every pair of them is judged."),
+    annotators: int = typer.Option(3, help="Simulated annotators per pair."),
+    error_rate: float = typer.Option(0.1, "--error-rate", help="Chance that a simulated annotator errs on an axis."),
+    generator: Optional[Path] = typer.Option(None, help="Generator folder whose codec makes the image tokens "
+                                             "(default: a small glyph codec fitted now)."),
+    ocr: str = typer.Option("rapidocr", help="OCR engine the simulated annotators read with: rapidocr | tesseract."),
+    seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors."),
+) -> None:
+    """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
+    from eval.ocr import get_engine
+    from reward.synthetic import glyph_preference_data
+
+    if generator is not None:
+        from policy.generator import load_generator
+
+        codec = load_generator(generator).codec
+    else:
+        from policy.pretrain import PretrainConfig, fit_codec
+
+        codec = fit_codec(PretrainConfig(seed=seed, num_shapes=256, codec_images=600, codec_iterations=4))
+    counts = glyph_preference_data(out, codec, get_engine(ocr).read_text, prompts=prompts, variants_per_prompt=variants,
+                                   annotators=annotators, error_rate=error_rate, seed=seed)
+    console.print(f"wrote {counts['pairs']} pairs ({counts['annotations']} judgments) over {counts['candidates']} "
+                  f"candidates into {out}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
