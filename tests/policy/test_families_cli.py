@@ -133,3 +133,19 @@ def test_a_janus_folder_without_imagepref_json_loads_from_its_transformers_confi
     (folder / "imagepref.json").unlink()
     generator = load_generator(folder)
     assert generator.family == "janus" and generator.config == load_generator(folders["janus"]).config
+
+
+def test_an_emu3_folder_without_imagepref_json_gets_the_processor_default_grid(folders, tmp_path):
+    import shutil
+
+    from policy.generator import load_generator
+
+    folder = tmp_path / "plain-emu3"
+    shutil.copytree(folders["emu3"], folder)
+    (folder / "imagepref.json").unlink()
+    generator = load_generator(folder)
+    # Emu3's processor default: 518,400 pixels at 1:1, here with a VQ that downsamples 8x.
+    assert generator.family == "emu3" and generator.config.grid == (90, 90)
+    assert generator.config.image_size == (720, 720)
+    assert len(generator.block_layout()) == 90 * 91 + 3
+    assert generator.config.extra["negative_prompt"].startswith("lowres")
