@@ -246,12 +246,50 @@ def validate_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         if first["type"] == "extra_forbidden":
             raise _unknown_key_error(key, where) from None
         raise BadInputError(f"{where}: {key}: {first['msg']}") from None
+    _check_package_settings(recipe, where)
     for stage in recipe.stages:
         if stage not in STAGES:
             close = difflib.get_close_matches(stage, STAGES, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise UnknownNameError(f"{where}: unknown stage {stage!r}; {hint}stages are {', '.join(STAGES)}")
     return recipe
+
+
+def _package_models() -> dict[str, type[BaseModel]]:
+    """The packages' own settings models for the free-form recipe sections (imported lazily: a
+    package that is not installed leaves its section to be checked when its stage runs)."""
+    models: dict[str, type[BaseModel]] = {}
+    try:
+        from policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+
+        models.update({"align.dpo": DPOSettings, "align.grpo": GRPOSettings, "align.ppo": PPOSettings})
+    except ImportError:
+        pass
+    try:
+        from reward.config import RewardConfig
+
+        models["reward.settings"] = RewardConfig
+    except ImportError:
+        pass
+    return models
+
+
+def _check_package_settings(recipe: Recipe, where: str) -> None:
+    # The stage settings are handed to their packages as they are; checking them here makes a
+    # typo fail at once, not after an hour of earlier stages.
+    for path, model in _package_models().items():
+        section, name = path.split(".")
+        data = getattr(getattr(recipe, section), name)
+        try:
+            model.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            if first["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(model.model_fields), n=1, cutoff=0.6)
+                hint = f"; did you mean {path}.{close[0]}?" if close else f"; see {model.__name__}'s fields"
+                raise BadInputError(f"{where}: unknown key {path}.{key}{hint}") from None
+            raise BadInputError(f"{where}: {path}.{key}: {first['msg']}") from None
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:

@@ -46,6 +46,14 @@ def test_misspelled_key_in_the_file_suggests_the_nearest_key():
         validate_recipe({"generate": {"num_promts": 4}})
 
 
+def test_package_settings_are_checked_when_the_recipe_loads():
+    with pytest.raises(BadInputError, match=r"unknown key align\.dpo\.stepz; did you mean align\.dpo\.steps\?"):
+        validate_recipe({"align": {"dpo": {"stepz": 3}}})
+    with pytest.raises(BadInputError, match=r"reward\.settings\.backbone: Input should be 'pixel', 'token' or 'clip'"):
+        validate_recipe({"reward": {"settings": {"backbone": "resnet"}}})
+    assert validate_recipe({"align": {"grpo": {"steps": 3, "rewards": {"weights": {"ocr": 1.0}}}}}).align.grpo["steps"] == 3
+
+
 def test_bad_values_and_unknown_stages():
     with pytest.raises(BadInputError, match=r"rounds: Input should be greater than or equal to 1"):
         validate_recipe({"rounds": 0})
