@@ -24,9 +24,9 @@ from PIL import Image
 from transformers import AutoTokenizer, Emu3Config, Emu3ForConditionalGeneration
 
 from imagepref.errors import BadInputError
-from policy.codec import array_to_images, images_to_array
-from policy.families.hf_checkpoint import (character_tokenizer, check_remote_code, language_model_targets,
-                                           read_model_config, resolve_dtype, token_id, save_generator_folder)
+from policy.families.hf_checkpoint import (character_tokenizer, check_remote_code, checked_codes,
+                                           images_from_unit_range, language_model_targets, pixels_in_unit_range,
+                                           read_model_config, resolve_dtype, save_generator_folder, token_id)
 from policy.generator import CONFIG_NAME, Generator, GeneratorConfig
 
 BOS, EOS, PAD = "<|extra_203|>", "<|extra_204|>", "<|endoftext|>"
@@ -53,8 +53,7 @@ class Emu3Codec:
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> torch.Tensor:
         """Images to codes (batch, rows*columns); pixels are scaled to [-1, 1] like Emu3's processor."""
-        pixels = images_to_array(images, self.image_size).permute(0, 3, 1, 2) * 2 - 1
-        pixels = pixels.to(self.vqmodel.device, self.vqmodel.dtype)
+        pixels = pixels_in_unit_range(images, self.image_size, self.vqmodel)
         sizes = torch.tensor([self.image_size] * len(images))
         tokens = self.vqmodel.encode(pixels, sizes, return_dict=True).image_tokens
         return torch.stack(list(tokens)).reshape(len(images), -1).long().cpu()
@@ -62,12 +61,9 @@ class Emu3Codec:
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> list[Image.Image]:
         """Codes (batch, rows*columns) to images through the VQ-VAE decoder."""
-        codes = codes.reshape(codes.shape[0], -1).long()
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.num_codes):
-            raise BadInputError(f"codes must lie in [0, {self.num_codes}); got {codes.min()}..{codes.max()}")
+        codes = checked_codes(codes, self.num_codes)
         grid = codes.reshape(codes.shape[0], *self.grid).to(self.vqmodel.device)
-        pixels = self.vqmodel.decode(grid)
-        return array_to_images(((pixels.float() + 1) / 2).permute(0, 2, 3, 1))
+        return images_from_unit_range(self.vqmodel.decode(grid))
 
     def save_pretrained(self, path) -> None:
         """Nothing to write: the VQ-VAE is saved with the model's own weights."""

@@ -97,6 +97,30 @@ def save_generator_folder(generator, path: str | Path, with_codec: bool = False)
     write_folder_atomically(path, write)
 
 
+def pixels_in_unit_range(images, size: tuple[int, int], module: torch.nn.Module) -> torch.Tensor:
+    """PIL images to (batch, 3, height, width) in [-1, 1] on ``module``'s device and dtype, the
+    input range of the Emu3 and Janus VQ models (their processors normalise with mean = std = 0.5)."""
+    from policy.codec import images_to_array
+
+    pixels = images_to_array(images, size).permute(0, 3, 1, 2) * 2 - 1
+    return pixels.to(module.device, module.dtype)
+
+
+def checked_codes(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """``codes`` as (batch, codes) longs; a one-line error when one lies outside ``[0, num_codes)``."""
+    codes = codes.reshape(codes.shape[0], -1).long()
+    if codes.numel() and (codes.min() < 0 or codes.max() >= num_codes):
+        raise BadInputError(f"codes must lie in [0, {num_codes}); got {codes.min()}..{codes.max()}")
+    return codes
+
+
+def images_from_unit_range(pixels: torch.Tensor) -> list:
+    """(batch, 3, height, width) decoder output in [-1, 1] to PIL images."""
+    from policy.codec import array_to_images
+
+    return array_to_images(((pixels.float() + 1) / 2).permute(0, 2, 3, 1))
+
+
 def character_tokenizer(special_tokens: list[str], image_tokens: list[str], bos: str, eos: str, pad: str,
                         unk: str) -> PreTrainedTokenizerFast:
     """A tokenizer with one token per printable ASCII character, then ``special_tokens``, then
