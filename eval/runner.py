@@ -45,7 +45,7 @@ class EvalSettings:
 
     samples: int = 2
     seed: int = 0
-    guidance_scale: float = 3.0
+    guidance_scale: float | None = None  # None: the generator's own default
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

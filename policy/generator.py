@@ -179,6 +179,11 @@ class Generator(abc.ABC):
         return sample(self, prompts, **settings)
 
     @property
+    def default_guidance_scale(self) -> float:
+        """The guidance scale this generator samples best with (``extra.guidance_scale``, else 3)."""
+        return float(self.config.extra.get("guidance_scale", 3.0))
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

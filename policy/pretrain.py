@@ -164,6 +164,7 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
     """
     out = Path(out)
     checkpoint = out / "checkpoint"
+    started_at = time.time()
     torch.manual_seed(config.seed)
     if checkpoint.is_dir():
         saved = json.loads((checkpoint / "state.json").read_text())["config"]
@@ -202,7 +203,9 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
     tmp = out.with_name(out.name + ".saving")
     shutil.rmtree(tmp, ignore_errors=True)
     generator.save_pretrained(tmp)
-    (tmp / "pretrain.json").write_text(json.dumps({"config": config.model_dump(), "losses": losses}, indent=1))
+    record = {"config": config.model_dump(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "seconds": round(time.time() - started_at), "losses": losses}
+    (tmp / "pretrain.json").write_text(json.dumps(record, indent=1))
     for item in tmp.iterdir():
         target = out / item.name
         if target.is_dir():

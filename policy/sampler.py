@@ -53,14 +53,17 @@ def filter_scores(scores: torch.Tensor, temperature: float, top_k: int, top_p: f
 
 
 @torch.no_grad()
-def sample(generator: Generator, prompts: list[str], guidance_scale: float = 3.0, temperature: float = 1.0,
+def sample(generator: Generator, prompts: list[str], guidance_scale: float | None = None, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 64, decode: bool = True,
            batch_unconditional: bool | None = None) -> Samples:
     """Sample one image per prompt; see the module docstring for what is returned and why.
 
     ``batch_unconditional`` forces (True) or skips (False) the unconditional rows; by default they
-    run only when ``guidance_scale != 1``.
+    run only when ``guidance_scale != 1``. ``guidance_scale=None`` takes the generator's own
+    default (``Generator.default_guidance_scale``).
     """
+    if guidance_scale is None:
+        guidance_scale = generator.default_guidance_scale
     if not prompts:
         raise BadInputError("no prompts to sample from: give at least one prompt")
     parts = []

@@ -49,7 +49,7 @@ class CommonSettings(Strict):
     monitor_every: int = Field(25, description="Steps between held-out monitoring passes (0: off).")
     monitor_prompts: int = Field(16, description="Held-out glyph-world prompts in each monitoring pass.")
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="transformers report_to targets.")
-    guidance_scale: float = Field(3.0, description="Classifier-free guidance of the sampler (rollouts, monitoring).")
+    guidance_scale: float | None = Field(None, description="Classifier-free guidance of the sampler (rollouts, monitoring; default: the generator's own).")
     temperature: float = Field(1.0, description="Sampling temperature of rollouts.")
 
 

@@ -175,7 +175,8 @@ def sample_spec(rng: random.Random, words: list[str] | None = None, flaw_rate: f
         row = rng.randint(1, cells - height - 1)
     shape = rng.choice(["underline", "box", "dot"]) if rng.random() < shape_rate else None
     forbidden = rng.choice(FORBIDDEN_MARKS) if rng.random() < forbidden_rate else None
-    template = -1 if heldout_template else rng.randrange(len(PROMPT_TEMPLATES))
+    # Held-out prompts use every template, the held-out one included (template -1).
+    template = rng.randrange(-1, len(PROMPT_TEMPLATES)) if heldout_template else rng.randrange(len(PROMPT_TEMPLATES))
     return GlyphSpec(text=text, colour=colour, background=background, font=font, size=size, column=column,
                      row=row, template=template, shape=shape, flaw=flaw, forbidden=forbidden,
                      seed=rng.randrange(2**31))
@@ -244,10 +245,23 @@ def training_specs(n: int, seed: int, **rates: float) -> list[GlyphSpec]:
 
 
 def heldout_specs(n: int = 64, seed: int = 1234) -> list[GlyphSpec]:
-    """Clean evaluation signs: held-out words in a held-out prompt template, never pretrained on."""
+    """Clean evaluation signs whose prompts never occur in pretraining, alternating two kinds:
+
+    - a held-out word (never drawn in pretraining) in any template;
+    - a training word in the held-out template (``HELDOUT_TEMPLATES``), so the prompt is new.
+
+    Report the two kinds apart (``target in HELDOUT_WORDS``): the first measures spelling unseen
+    words, the second following unseen phrasing."""
     rng = random.Random(seed)
-    return [sample_spec(rng, HELDOUT_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0,
-                        heldout_template=True) for _ in range(n)]
+    specs = []
+    for i in range(n):
+        if i % 2 == 0:
+            specs.append(sample_spec(rng, HELDOUT_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0,
+                                     heldout_template=True))
+        else:
+            spec = sample_spec(rng, TRAIN_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
+            specs.append(dataclasses.replace(spec, template=-1))
+    return specs
 
 
 def heldout_prompts(n: int = 64, seed: int = 1234) -> list[dict[str, str]]:

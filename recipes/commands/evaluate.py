@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder (images are cached here and reused)."),
         samples: int = typer.Option(2, help="Images per prompt (2 or more gives a diversity figure)."),
         seed: int = typer.Option(0, help="Sampling seed; same seed, checkpoint and prompts reuse cached images."),
-        guidance_scale: float = typer.Option(3.0, help="Classifier-free guidance scale of the sampler."),
+        guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale of the sampler (default: the generator's own)."),
         temperature: float = typer.Option(1.0, help="Sampling temperature."),
         limit: int = typer.Option(0, help="Evaluate only the first N prompts (0: all)."),
         ocr_engine: str = typer.Option("rapidocr", help="OCR engine: rapidocr (default) or tesseract."),

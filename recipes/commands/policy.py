@@ -55,7 +55,7 @@ def generate(
     out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
     n: int = typer.Option(2, "--n", help="Images per prompt."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    guidance_scale: float = typer.Option(3.0, help="Classifier-free guidance scale (1 = none)."),
+    guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1 = none; default: the generator's own)."),
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     top_k: int = typer.Option(0, help="Keep the k most likely codes (0 = all)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
