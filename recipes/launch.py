@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -57,6 +57,36 @@ class RankRecord(TrainerCallback):
             "weights_at_start": self.start, "weights": self.weights_digest(model)}))
 
 
+def rank_folder(out: Path, rank: int) -> Path:
+    """The run folder process ``rank`` (> 0) writes to: a scratch sibling of ``out`` that shares
+    its checkpoints.
+
+    policy.align writes its run record, metrics and adapter into the run folder from every process
+    it runs in; the processes of one launch would race on those files. So only process 0 writes to
+    ``out``; every other process gets its own folder with a copy of the run record and links to
+    ``out``'s checkpoints, so a resumed launch resumes every process from the same step (the
+    trainer itself saves checkpoints from process 0 only)."""
+    folder = out / "ranks" / f"rank{rank}-scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    if (out / "align.json").is_file():
+        (folder / "align.json").write_text((out / "align.json").read_text())
+    for own in folder.glob("checkpoint-*"):
+        if own.is_dir() and not own.is_symlink():
+            # What the trainer saved from this process (its RNG state) belongs beside process 0's
+            # checkpoint, as it would be with one shared output folder.
+            shared = out / own.name
+            if shared.is_dir():
+                for item in own.iterdir():
+                    if not (shared / item.name).exists():
+                        shutil.move(str(item), shared / item.name)
+            shutil.rmtree(own)
+    for checkpoint in out.glob("checkpoint-*"):
+        link = folder / checkpoint.name
+        if not link.is_symlink():
+            link.symlink_to(checkpoint.resolve(), target_is_directory=True)
+    return folder
+
+
 def main(spec_file: str) -> None:
     """Run the aligner described by ``spec_file`` in this process (no merge)."""
     from recipes.commands.align import run_aligner
@@ -68,14 +98,10 @@ def main(spec_file: str) -> None:
         import transformers.trainer
 
         transformers.trainer.DEFAULT_CALLBACKS.append(RankRecord(Path(spec["out"]) / "ranks"))
-    if int(os.environ.get("RANK", "0")) > 0:
-        # policy.align creates the run's align.json and refuses one that exists unless resuming,
-        # deciding which at its start; so the first process creates it and the others start once
-        # it is there (and resume it), before any collective call could block the first one.
-        run_file = Path(spec["out"]) / "align.json"
-        deadline = time.monotonic() + 1800
-        while not run_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
+
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:
+        spec["out"] = str(rank_folder(Path(spec["out"]), rank))
     run_aligner(**spec, merge=False)
 
 
