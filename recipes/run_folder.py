@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from imagepref.errors import BadInputError
+from labeling.server import _pid_alive  # the same liveness check as the managed server's pid file
 
 MANIFEST_FORMAT = "imagepref-run/1"
 
@@ -34,16 +35,6 @@ def write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunFolder:
