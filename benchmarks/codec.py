@@ -9,11 +9,14 @@ held-out signs and on their reconstructions through the shipped codec, and the r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from policy.glyphworld import heldout_specs, render
-from policy.glyphworld.rules import _normalise
+# Run as a script, this folder comes first on sys.path and benchmarks/eval.py would shadow the
+# eval package: put the repository root first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 
 def main() -> None:
@@ -24,6 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     from eval.ocr import get_engine
     from policy.codec import load_codec
+    from policy.glyphworld import heldout_specs, render
+    from policy.glyphworld.rules import _normalise
 
     codec = load_codec(args.codec)
     specs = heldout_specs(args.signs, seed=77)

@@ -11,10 +11,15 @@ Without --model it uses the shipped glyph generator when present, else a fresh o
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import torch
+# Run as a script, this folder comes first on sys.path and benchmarks/eval.py would shadow the
+# eval package: put the repository root first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
 
 
 def load(model: str | None):
