@@ -26,7 +26,13 @@ def test_specs_are_seeded_and_heldout_words_never_train():
     assert not set(HELDOUT_WORDS) & set(TRAIN_WORDS)
     words = {spec.text for spec in training_specs(3000, 0)}
     assert not words & set(HELDOUT_WORDS)
-    assert all(p["target"] in HELDOUT_WORDS and f'"{p["target"]}"' in p["prompt"] for p in heldout_prompts(20))
+    held = heldout_prompts(20)
+    assert all(f'"{p["target"]}"' in p["prompt"] for p in held)
+    # Alternating: unseen words, then training words in the unseen template.
+    assert all(p["target"] in HELDOUT_WORDS for p in held[0::2])
+    assert all(p["target"] in TRAIN_WORDS and p["prompt"].startswith("a poster with") for p in held[1::2])
+    trained_prompts = {spec.prompt for spec in training_specs(3000, 0)}
+    assert not trained_prompts & {p["prompt"] for p in held}
 
 
 def test_render_is_deterministic_and_sized():
