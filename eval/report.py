@@ -6,10 +6,10 @@ embedded as base64 ``data:`` URIs, and the styles are inline.
 
 from __future__ import annotations
 
+from imagepref.files import write_text_atomically
 import base64
 import io
 import json
-import os
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -20,13 +20,6 @@ import jinja2
 from eval.metrics import DEFAULT_NORMALIZATION
 
 PLOTTED = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "cer")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -197,6 +190,6 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         format_value=format_value,
         format_interval=format_interval,
     )
-    write_atomically(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    write_atomically(out / "summary.md", markdown_summary(results))
-    write_atomically(out / "report.html", html)
+    write_text_atomically(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    write_text_atomically(out / "summary.md", markdown_summary(results))
+    write_text_atomically(out / "report.html", html)

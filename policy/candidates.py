@@ -9,7 +9,6 @@ renamed when complete, so a failed run leaves nothing that looks finished.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from imagepref.errors import BadInputError
+from imagepref.files import staged_folder
 from policy.generator import Generator
 
 CANDIDATES_FILE = "candidates.parquet"
@@ -73,12 +73,10 @@ def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]],
     sampler = dict(sampler or {})
     name = generator_name or generator.family
     rows = [(p, s) for p in prompts for s in range(images_per_prompt)]
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
-    try:
+    with staged_folder(out) as staging:
+        (staging / "images").mkdir()
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             result = generator.sample([p["prompt"] for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler)
@@ -104,12 +102,4 @@ def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]],
                     "seconds_per_image": (time.perf_counter() - started) / len(rows),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            if any(out.iterdir()):
-                raise BadInputError(f"{out} exists and is not empty; choose another --out")
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return candidates

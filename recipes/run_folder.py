@@ -24,17 +24,10 @@ from typing import Any
 import yaml
 
 from imagepref.errors import BadInputError
+from imagepref.files import write_text_atomically
 from labeling.server import _pid_alive  # the same liveness check as the managed server's pid file
 
 MANIFEST_FORMAT = "imagepref-run/1"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 class RunFolder:
@@ -103,11 +96,11 @@ class RunFolder:
 
     def save(self) -> None:
         """Write the manifest atomically."""
-        write_atomic(self.manifest_file, json.dumps(self.manifest, indent=1, default=str))
+        write_text_atomically(self.manifest_file, json.dumps(self.manifest, indent=1, default=str))
 
     def write_recipe(self, resolved: dict[str, Any]) -> None:
         """Write the resolved recipe, the record of what this run does."""
-        write_atomic(self.root / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        write_text_atomically(self.root / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def stage(self, key: str) -> dict[str, Any]:
         """The manifest entry of stage ``key`` (empty when it never ran)."""
@@ -154,7 +147,7 @@ class RunFolder:
         if pid is not None:
             raise BadInputError(f"run folder {self.root} is in use by another `imagepref run` (pid {pid}); wait for it or stop it")
         self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.lock_file, str(os.getpid()))
+        write_text_atomically(self.lock_file, str(os.getpid()))
         self.continue_file.unlink(missing_ok=True)
 
     def release(self) -> None:

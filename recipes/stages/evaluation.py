@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recipes.run_folder import write_atomic
+from imagepref.files import write_text_atomically
 from recipes.runner import StageContext
 from recipes.stages.generation import base_generator
 
@@ -92,7 +92,7 @@ def run_report(context: StageContext) -> dict[str, Any]:
     table += [f"| {key} | {entry.get('status')} | {entry.get('seconds', '')} |" for key, entry in stages.items() if key != "report"]
     text = "\n".join([f"# Run {context.recipe.name} ({context.run.root})", "", "## Gains", "", *(f"- {line}" for line in lines),
                       "", f"Report: {report_path}", "", "## Stages", "", *table, ""])
-    write_atomic(context.run.root / "summary.md", text)
+    write_text_atomically(context.run.root / "summary.md", text)
     context.log(f"report: {report_path.resolve()}")
     for line in lines:
         context.log(line)

@@ -87,13 +87,13 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
     """The reward package's figures on the prompts held out from training (all pairs when too few)."""
     import json
 
-    from recipes.run_folder import write_atomic
+    from imagepref.files import write_text_atomically
     from reward import evaluate_reward_model, read_preferences, split_by_prompt
 
     prefs = read_preferences(preferences, candidates, axes=config.axes)
     _, held_out = split_by_prompt(prefs, config.val_fraction, config.seed)
     report = evaluate_reward_model(model, held_out if len(held_out.pairs) else prefs, seed=config.seed)
-    write_atomic(context.out / "eval.json", json.dumps(report, indent=1, default=float))
+    write_text_atomically(context.out / "eval.json", json.dumps(report, indent=1, default=float))
     return report
 
 
@@ -151,13 +151,13 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
 
     from policy.align import merge_run
     from policy.align.checkpoints import read_run
-    from recipes.run_folder import write_atomic
+    from imagepref.files import write_text_atomically
 
     launch = context.recipe.launch
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     spec_file = out / "launch.json"
-    write_atomic(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks}, indent=1))
+    write_text_atomically(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks}, indent=1))
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         if not Path(launch.accelerate_config).is_file():
