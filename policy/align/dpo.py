@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
@@ -44,6 +45,7 @@ def dpo_dataset(examples: list[dict]) -> Dataset:
 def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOSettings, out: Path
                       ) -> TokenDPOTrainer:
     """A ``TokenDPOTrainer`` on ``generator.model`` writing into ``out``."""
+    torch.manual_seed(settings.seed)  # the LoRA initialisation
     arguments = trainer_arguments(settings, out)
     if settings.epochs:
         arguments.update(max_steps=-1, num_train_epochs=settings.epochs)

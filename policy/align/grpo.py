@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from imagepref.errors import BadInputError
 from policy.align.checkpoints import lora_config, prepare_run, run_record
@@ -38,11 +39,25 @@ def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale:
             "logprobs": logprobs.tolist(), "env_mask": [mask.tolist()] * len(prompts)}
 
 
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL 1.16's ``RepeatSampler`` whose shuffle is a function of (seed, epoch).
+
+    TRL seeds the sampler once, so epoch k's order is the k-th draw of its generator; a run
+    resumed in epoch k starts a fresh sampler and would draw epoch 1's order. transformers calls
+    ``set_epoch`` on the sampler at each epoch (also on resume), so reseeding there restores the
+    same data order."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
+
+
 class ImageGRPOTrainer(GRPOTrainer):
     """TRL 1.16 ``GRPOTrainer`` whose rollouts are image blocks from our sampler.
 
-    Hooks: the ``rollout_func`` constructor argument (experimental in TRL 1.16) and the fused
-    log-prob forward TRL patches onto the model (replaced by ``route_logprobs``). For a full
+    Hooks: the ``rollout_func`` constructor argument (experimental in TRL 1.16), the fused
+    log-prob forward TRL patches onto the model (replaced by ``route_logprobs``) and
+    ``_get_train_sampler`` (an epoch-seeded sampler, so a resumed run keeps the data order). For a full
     fine-tune, TRL 1.16 would reload the reference from ``config._name_or_path``; an in-memory
     generator has none, so the frozen copy is set after construction instead."""
 
@@ -62,9 +77,17 @@ class ImageGRPOTrainer(GRPOTrainer):
             self.ref_model = ref_model.to(self.accelerator.device)
         route_logprobs(self, generator, want_hidden=want_hidden)
 
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        sampler.__class__ = EpochSeededRepeatSampler
+        return sampler
+
     def _rollout(self, prompts: list, trainer) -> dict:
         # The seed is a function of the step, so a resumed run draws the same images.
         seed = self.settings.seed * 100_003 + self.state.global_step * 101 + self.accelerator.process_index
+        # TRL shuffles each generation batch with the global RNG right after this call; seeding it
+        # from the step too makes a resumed run add the losses in the same order, bit for bit.
+        torch.manual_seed(seed)
         policy = self.model
         was_training = policy.training
         policy.eval()
@@ -103,6 +126,7 @@ def train_grpo(generator: Generator, prompts: list[str], reward_funcs: list, rew
     out = Path(out)
     resume_from = prepare_run(out, run_record("grpo", settings, base_path, generator), resume)
     args = grpo_arguments(settings, out, generator, reward_weights)
+    torch.manual_seed(settings.seed)  # the LoRA initialisation
     trainer = ImageGRPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
                                ref_model=reference_copy(generator, settings))
     attach_monitor(trainer, generator, settings, out, monitoring)

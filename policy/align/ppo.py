@@ -152,6 +152,7 @@ def build_ppo_trainer(generator: Generator, prompts: list[str], reward_funcs: li
                       settings: PPOSettings, out: Path) -> ImagePPOTrainer:
     """An ``ImagePPOTrainer`` writing into ``out``."""
     args = grpo_arguments(settings, out, generator, reward_weights, num_iterations=settings.epochs_per_rollout)
+    torch.manual_seed(settings.seed)  # the LoRA initialisation
     return ImagePPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
                            ref_model=reference_copy(generator, settings))
 

@@ -194,13 +194,17 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def _train(method: str, context: typer.Context, base, out, config, resume, ocr_engine, reward_model, prompts,
            num_prompts, no_monitor, rewards=None, preferences=None, candidates=None) -> None:
-    from policy.align.checkpoints import RUN_FILE
+    from policy.align.checkpoints import RUN_FILE, read_run
 
     settings = load_settings(method, config, list(context.args), rewards)
     if not resume and (out / RUN_FILE).is_file():
         raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
-    if resume and not (out / RUN_FILE).is_file():
-        raise BadInputError(f"--resume given but {out} holds no run; drop --resume to start one")
+    if resume:
+        # Checked here too (prepare_run checks the base as well) so a wrong folder fails before any loading.
+        record = read_run(out)
+        if record.get("method") != method or record.get("settings") != settings.model_dump():
+            raise BadInputError(f"{out} holds another run (a {record.get('method')} run with other settings); "
+                                "resume with the same method and settings, or choose a fresh --out")
     if method != "dpo":
         from policy.align.config import check_reward_names
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from imagepref.errors import BadInputError
-from labeling.preferences import pair_frame
 from policy.align.config import PairPolicy
 from policy.align.pairs import collapse_verdicts, preference_examples
-from policy.candidates import write_candidate_set
 from policy.pretrain import micro_generator
-
-AXES = ["aesthetics", "prompt_fidelity", "safety"]
 
 
 def labels(aesthetics=None, prompt_fidelity=None, safety=None, pair_id="p1"):
@@ -43,22 +38,10 @@ def test_ties_dropped_or_downweighted():
 
 
 @pytest.fixture(scope="module")
-def preference_data(tmp_path_factory):
+def preference_data(tmp_path_factory, preference_writer):
     generator = micro_generator(seed=0)
     root = tmp_path_factory.mktemp("prefs")
-    prompts = [{"prompt_id": "p1", "prompt": 'a sign that says "CAT"'}, {"prompt_id": "p2", "prompt": 'a sign that says "DOG"'}]
-    candidates = write_candidate_set(generator, prompts, root / "candidates", images_per_prompt=2, seed=3)
-    ids = candidates.set_index("prompt_id")["candidate_id"].groupby(level=0).apply(list)
-    rows = []
-    for prompt_id, winner in (("p1", "left"), ("p2", "right")):
-        a, b = ids[prompt_id]
-        prompt = next(p["prompt"] for p in prompts if p["prompt_id"] == prompt_id)
-        rows.append({"pair_id": prompt_id, "prompt": prompt, "candidate_left": a, "candidate_right": b,
-                     "candidate_a": a, "candidate_b": b, "annotator": "sim", "source": "simulated",
-                     "aesthetics": "tie", "prompt_fidelity": winner, "safety": "tie"})
-    (root / "preferences").mkdir()
-    pair_frame(rows, AXES).to_parquet(root / "preferences" / "pairs.parquet")
-    return generator, root, candidates
+    return generator, root, preference_writer(generator, root)
 
 
 def test_examples_hold_the_chosen_candidates_tokens(preference_data):
