@@ -1,0 +1,88 @@
+"""`imagepref reward ...` through the real command line: a train/eval/score run, and every bad
+input the issue names as one line with exit status 2, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def run_reward(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recipes.cli", "reward", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def copy_prefs(source, target, change=None):
+    shutil.copytree(source, target)
+    if change is not None:
+        pairs = pd.read_parquet(target / "pairs.parquet")
+        change(pairs).to_parquet(target / "pairs.parquet", index=False)
+    return target
+
+
+def all_ties(pairs: pd.DataFrame) -> pd.DataFrame:
+    for axis in ("aesthetics", "prompt_fidelity", "safety"):
+        pairs[f"{axis}_votes_tie"] += pairs[f"{axis}_votes_a"] + pairs[f"{axis}_votes_b"]
+        pairs[f"{axis}_votes_a"] = 0
+        pairs[f"{axis}_votes_b"] = 0
+    return pairs
+
+
+def test_bad_preference_data_is_one_line(glyph_prefs, tmp_path):
+    def train(prefs, *extra):
+        return run_reward("train", "--prefs", str(prefs), "--out", str(tmp_path / "out"), "--quiet", *extra)
+
+    extra_axis = copy_prefs(glyph_prefs, tmp_path / "extra", lambda p: p.assign(style_votes_a=1, style_votes_b=0,
+                                                                               style_votes_tie=0, style_label="a"))
+    assert_one_line_error(train(extra_axis), "axes the model lacks: style")
+    assert_one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "empty", lambda p: p.iloc[:0])), "is empty")
+    assert_one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "ties", all_ties)), "every vote is a tie")
+    gone = copy_prefs(glyph_prefs, tmp_path / "gone")
+    next((gone / "candidates" / "images").iterdir()).unlink()
+    assert_one_line_error(train(gone), "missing on disk")
+    assert_one_line_error(train(glyph_prefs, "--candidates", str(tmp_path / "nowhere")), "not a candidate set")
+    (tmp_path / "not-clip").mkdir()
+    assert_one_line_error(train(glyph_prefs, "--backbone", "clip", "--backbone-path", str(tmp_path / "not-clip")),
+                          "does not load")
+    assert_one_line_error(train(glyph_prefs, "--set", "epochs=many"), "epochs")
+    assert_one_line_error(train(glyph_prefs, "--backbone", "token"), "--generator")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert_one_line_error(run_reward("eval", "--model", str(tmp_path / "nothing"), "--prefs", str(glyph_prefs)),
+                          "not a reward model folder")
+
+
+@pytest.mark.slow
+def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_path):
+    glyph_generator.save_pretrained(tmp_path / "generator")
+    model = tmp_path / "rm"
+    done = run_reward("train", "--prefs", str(glyph_prefs), "--out", str(model), "--backbone", "token", "--generator",
+                      str(tmp_path / "generator"), "--set", "epochs=2", "--set", "width=32", "--set", "heads=2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "saved" in done.stderr and json.loads((model / "config.json").read_text())["backbone"] == "token"
+    done = run_reward("eval", "--model", str(model), "--prefs", str(glyph_prefs), "--out", str(tmp_path / "eval.json"),
+                      "--resamples", "100")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    for entry in report["axes"].values():
+        assert 0 <= entry["accuracy"] <= 1 and entry["accuracy_ci95"][0] <= entry["accuracy_ci95"][1]
+        assert 0 <= entry["single_human_accuracy"] <= 1 and entry["ece"] >= 0
+    done = run_reward("score", "--model", str(model), "--candidates", str(glyph_prefs / "candidates"), "--out",
+                      str(tmp_path / "scores.parquet"))
+    assert done.returncode == 0, done.stderr
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    candidates = pd.read_parquet(glyph_prefs / "candidates" / "candidates.parquet")
+    assert list(scores["candidate_id"]) == list(candidates["candidate_id"])
+    assert {"aesthetics", "safety_normalised", "combined"} <= set(scores.columns)
