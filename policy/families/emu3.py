@@ -127,7 +127,7 @@ class Emu3Generator(Generator):
         return GeneratorConfig(family="emu3", codec="", image_token_start=visual[0] if visual else 0,
                                num_image_tokens=len(visual), tokens_per_image=height * width, grid=(height, width),
                                image_size=(height * factor, width * factor), prompt_template=template,
-                               extra={"negative_prompt": negative_prompt})
+                               extra={"negative_prompt": negative_prompt, "guidance_scale": 3.0})  # Emu3's example
 
     @classmethod
     def config_from_checkpoint(cls, path: str | Path) -> GeneratorConfig:

@@ -121,7 +121,8 @@ class JanusGenerator(Generator):
         factor = 2 ** (len(vq.channel_multiplier) - 1)
         return GeneratorConfig(family="janus", codec="", image_token_start=model_config.text_config.vocab_size,
                                num_image_tokens=vq.num_embeddings, tokens_per_image=side * side, grid=(side, side),
-                               image_size=(side * factor, side * factor), prompt_template=PROMPT_TEMPLATE)
+                               image_size=(side * factor, side * factor), prompt_template=PROMPT_TEMPLATE,
+                               extra={"guidance_scale": 5.0})  # DeepSeek's cfg_weight for Janus-Pro
 
     @classmethod
     def config_from_checkpoint(cls, path: str | Path) -> GeneratorConfig:
