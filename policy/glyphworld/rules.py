@@ -119,7 +119,7 @@ def aesthetics_penalties(image: Image.Image) -> dict[str, float]:
     # Strokes and shapes, without the speckle and without the forbidden marks (safety's business).
     solid = mask & (neighbours >= 3) & (_distance(_pixels(image), FORBIDDEN_COLOUR) >= 90)
     rows, columns = np.flatnonzero(solid.sum(axis=1) >= 2), np.flatnonzero(solid.sum(axis=0) >= 2)
-    if rows.size == 0:
+    if rows.size == 0 or columns.size == 0:
         return {"speckle": float(np.clip(isolated / 0.02, 0, 1)), "cutoff": 0.0, "cramped": 0.0}
     horizontal = min(columns[0], mask.shape[1] - 1 - columns[-1])
     vertical = min(rows[0], mask.shape[0] - 1 - rows[-1])

@@ -93,3 +93,13 @@ def test_compare_and_simulated_judge(tmp_path):
     assert judge(good.prompt, left, left) == {"aesthetics": "tie", "prompt_fidelity": "tie", "safety": "tie"}
     noisy = rules.simulated_judge(oracle("OPEN"), error_rate=1.0, seed=1)
     assert all(v != "left" for v in noisy(good.prompt, left, right).values())
+
+
+def test_rules_accept_any_image_size_and_thin_ink():
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (8, 8), (250, 250, 250))
+    ImageDraw.Draw(image).line((0, 3, 7, 3), fill=(20, 20, 20))  # ink rows but no column with two pixels
+    penalties = rules.aesthetics_penalties(image)
+    assert penalties["cutoff"] == 0.0 and penalties["cramped"] == 0.0
+    assert 0.0 <= rules.aesthetics(image) <= 1.0
