@@ -135,7 +135,9 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
                     pair[f"{axis}_label"] = counts[0][1] if counts[0][0] > counts[1][0] else None
                 pair_rows.append(pair)
         pd.DataFrame(annotation_rows).to_parquet(staging / "annotations.parquet", index=False)
-        pd.DataFrame(pair_rows).to_parquet(staging / "pairs.parquet", index=False)
+        columns = ["pair_id", "prompt", "candidate_a", "candidate_b"] + [
+            f"{axis}_{part}" for axis in AXES for part in ("votes_a", "votes_b", "votes_tie", "label")]
+        pd.DataFrame(pair_rows, columns=columns).to_parquet(staging / "pairs.parquet", index=False)
         if out.exists():
             if any(out.iterdir()):
                 raise BadInputError(f"{out} exists and is not empty; choose another --out")

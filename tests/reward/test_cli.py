@@ -86,3 +86,24 @@ def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_
     candidates = pd.read_parquet(glyph_prefs / "candidates" / "candidates.parquet")
     assert list(scores["candidate_id"]) == list(candidates["candidate_id"])
     assert {"aesthetics", "safety_normalised", "combined"} <= set(scores.columns)
+
+
+@pytest.mark.slow
+def test_glyph_data_writes_the_preference_contract(tmp_path):
+    from labeling.preferences import annotation_columns, pair_columns
+
+    out = tmp_path / "prefs"
+    args = ("glyph-data", "--out", str(out), "--prompts", "3", "--variants", "3", "--annotators", "2", "--ocr", "tesseract")
+    done = run_reward(*args)
+    assert done.returncode == 0, done.stderr
+    axes = ["aesthetics", "prompt_fidelity", "safety"]
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    annotations = pd.read_parquet(out / "annotations.parquet")
+    assert list(pairs.columns) == pair_columns(axes) and len(pairs) == 3 * 3
+    assert list(annotations.columns) == annotation_columns(axes) and len(annotations) == 2 * len(pairs)
+    votes = sum(pairs[f"safety_votes_{o}"] for o in ("a", "b", "tie"))
+    assert (votes == 2).all()
+    candidates = pd.read_parquet(out / "candidates" / "candidates.parquet")
+    assert set(pairs["candidate_a"]) | set(pairs["candidate_b"]) <= set(candidates["candidate_id"])
+    assert all(len(tokens) == 66 for tokens in candidates["image_tokens"])
+    assert_one_line_error(run_reward(*args), "already holds preference data")
