@@ -1,0 +1,127 @@
+"""Reward model benchmark on the glyph world: held-out accuracy per head and scoring speed.
+
+Trains the pixel backbone and the token-space backbone on the same simulated preference data
+(annotators err 10 % of the time), evaluates both on pairs of prompts never trained on, and
+times scoring a batch of candidates that a generator just wrote as image tokens:
+
+- pixel path: decode the tokens with the codec, then score the pixels (what a pixel reward
+  model must do inside online RL);
+- token path: score the tokens directly through the generator's frozen embeddings.
+
+Run: ``.venv/bin/python benchmarks/reward.py --work /tmp/reward-bench`` (data and models are
+cached in ``--work``; a rerun only evaluates and times). ``--generator DIR`` uses a shipped
+generator's codec and embeddings instead of a freshly fitted codec and an untrained generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and its eval.py would shadow the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from eval.ocr import get_engine  # noqa: E402
+from reward import RewardConfig, evaluate_reward_model, load_reward_model, read_preferences, train_reward_model  # noqa: E402
+from reward.synthetic import glyph_preference_data  # noqa: E402
+
+
+def generator_and_codec(path: str | None):
+    if path:
+        from policy.generator import load_generator
+
+        generator = load_generator(path)
+        return generator, generator.codec, f"generator {path}"
+    from policy.families.glyph import GlyphGenerator
+    from policy.pretrain import PretrainConfig, fit_codec, init_letter_embeddings
+
+    codec = fit_codec(PretrainConfig(num_shapes=256, codec_images=600, codec_iterations=4))
+    generator = GlyphGenerator.create(codec, hidden_size=64, layers=1, heads=2, seed=0)
+    init_letter_embeddings(generator, seed=0)  # as pretraining starts (PretrainConfig.letter_init)
+    return generator, codec, "fitted 256-shape codec, untrained glyph generator with letter-initialised embeddings"
+
+
+def best_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/tmp/reward-bench")
+    parser.add_argument("--generator", default=None)
+    parser.add_argument("--train-prompts", type=int, default=400)
+    parser.add_argument("--heldout-prompts", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--width", type=int, default=48)
+    parser.add_argument("--layers", type=int, default=1, help="fusion transformer layers of the pixel backbone")
+    parser.add_argument("--batch", type=int, default=256, help="candidates per timed scoring call")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    generator, codec, source = generator_and_codec(args.generator)
+    read_text = get_engine("rapidocr").read_text
+    for name, prompts, seed in (("train", args.train_prompts, 1), ("heldout", args.heldout_prompts, 2)):
+        if not (work / name / "pairs.parquet").is_file():
+            started = time.perf_counter()
+            counts = glyph_preference_data(work / name, codec, read_text, prompts=prompts, seed=seed)
+            print(f"{name} data: {counts} in {time.perf_counter() - started:.0f} s")
+    heldout = read_preferences(work / "heldout")
+    train_prompts = set(read_preferences(work / "train").pairs["prompt"])
+    overlap = set(heldout.pairs["prompt"]) & train_prompts
+    heldout = heldout.subset(~heldout.pairs["prompt"].isin(overlap).to_numpy())
+    print(f"held-out: {len(heldout.pairs)} pairs on prompts never trained on ({len(overlap)} shared prompts dropped)")
+    results = {"source": source}
+    models = {}
+    for backbone in ("token", "pixel"):
+        out = work / f"model-{backbone}"
+        if not (out / "model.safetensors").is_file():
+            config = RewardConfig(backbone=backbone, width=args.width, layers=args.layers, heads=2, epochs=args.epochs,
+                                  lr=3e-3, dropout=0.0, patience=3)
+            result = train_reward_model(work / "train", [], out, config, generator=generator, show_progress=False)
+            print(f"{backbone}: trained in {result.seconds:.0f} s, best epoch {result.best_epoch}")
+        models[backbone] = load_reward_model(out)
+        report = evaluate_reward_model(models[backbone], heldout, resamples=1000)
+        results[backbone] = report
+        for axis, e in report["axes"].items():
+            print(f"{backbone:5s} {axis:16s} agreed pairs {e['accuracy_unanimous']:.1%} (n={e['unanimous_pairs']}) "
+                  f"majority {e['accuracy']:.1%} [{e['accuracy_ci95'][0]:.1%}, {e['accuracy_ci95'][1]:.1%}] "
+                  f"ECE {e['ece']:.3f}  single human {e.get('single_human_accuracy', float('nan')):.1%}")
+
+    ids = list(heldout.candidates.index[: args.batch])
+    prompts = [str(heldout.candidates.at[c, "prompt"]) for c in ids]
+    tokens = torch.tensor(heldout.tokens(ids))
+    pixel, token = models["pixel"], models["token"]
+
+    def pixel_path():
+        pixel.score(images=codec.decode(tokens), prompts=prompts)
+
+    def token_path():
+        token.score(prompts=prompts, tokens=tokens)
+
+    pixel_path(), token_path()  # warm up
+    images = codec.decode(tokens)
+    t_pixel, t_token = best_time(pixel_path), best_time(token_path)
+    t_pixel_only = best_time(lambda: pixel.score(images=images, prompts=prompts))
+    print(f"scoring {len(ids)} candidates from their image tokens ({args.threads} threads):")
+    print(f"  pixel backbone, decode + score: {t_pixel * 1000:.0f} ms ({len(ids) / t_pixel:.0f} images/s); "
+          f"score only, images given: {t_pixel_only * 1000:.0f} ms")
+    print(f"  token backbone, score tokens:   {t_token * 1000:.0f} ms ({len(ids) / t_token:.0f} images/s)")
+    print(f"  speed-up of the token path: {t_pixel / t_token:.1f}x (vs pixel score only: {t_pixel_only / t_token:.1f}x)")
+    results["timing"] = {"batch": len(ids), "pixel_decode_and_score_s": t_pixel, "pixel_score_only_s": t_pixel_only,
+                         "token_score_s": t_token, "speedup": t_pixel / t_token}
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
