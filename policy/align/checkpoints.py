@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from imagepref.errors import BadInputError
+from imagepref.files import staged_folder, write_text_atomically
 from policy.generator import CONFIG_NAME, Generator, load_generator
 
 RUN_FILE = "align.json"
@@ -69,10 +69,8 @@ def prepare_run(out: Path, record: dict, resume: bool) -> str | None:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary name, then rename: a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    """Write JSON through ``imagepref.files``: a crash never leaves half a file."""
+    write_text_atomically(path, json.dumps(data, indent=1, default=str))
 
 
 def lora_config(settings, generator: Generator):
@@ -88,15 +86,12 @@ def lora_config(settings, generator: Generator):
 def save_result(out: Path, trainer_model: torch.nn.Module, generator: Generator, lora: bool) -> Path:
     """Save the trained adapter (or the full generator) into ``out/adapter`` atomically."""
     target = out / ADAPTER_DIR
-    tmp = out / (ADAPTER_DIR + ".saving")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if lora:
-        trainer_model.save_pretrained(str(tmp), safe_serialization=True)
-    else:
-        view = _with_model(generator, trainer_model)
-        view.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    shutil.rmtree(target, ignore_errors=True)  # a resumed run replaces its earlier result
+    with staged_folder(target) as staging:
+        if lora:
+            trainer_model.save_pretrained(str(staging), safe_serialization=True)
+        else:
+            _with_model(generator, trainer_model).save_pretrained(staging)
     return target
 
 
@@ -144,10 +139,6 @@ def merge_run(run: str | Path, out: str | Path, base: str | Path | None = None) 
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} exists and is not empty; choose another --out")
     generator = load_aligned(run, base, merge=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    generator.save_pretrained(tmp)
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with staged_folder(out) as staging:
+        generator.save_pretrained(staging)
     return out

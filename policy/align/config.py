@@ -103,6 +103,13 @@ class PPOSettings(GRPOSettings):
     epochs_per_rollout: int = Field(1, description="Optimisation passes over each rollout batch (TRL num_iterations).")
 
 
+def guidance_of(settings: CommonSettings, generator) -> float:
+    """The guidance scale a run samples with: the setting, else the generator's own, else 3."""
+    if settings.guidance_scale is not None:
+        return settings.guidance_scale
+    return float(generator.config.extra.get("guidance_scale", 3.0))
+
+
 def check_reward_names(weights: dict[str, float]) -> None:
     """Refuse an unknown reward name with the list of known ones."""
     from policy.align.rewards import known_reward

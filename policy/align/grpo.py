@@ -19,7 +19,7 @@ from trl.trainer.utils import RepeatSampler
 
 from imagepref.errors import BadInputError
 from policy.align.checkpoints import lora_config, prepare_run, run_record
-from policy.align.config import GRPOSettings
+from policy.align.config import GRPOSettings, guidance_of
 from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
                                    trainer_arguments)
 from policy.generator import Generator
@@ -95,7 +95,7 @@ class ImageGRPOTrainer(GRPOTrainer):
             from policy.align.training import policy_of
 
             return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed,
-                           self.settings.guidance_scale, self.settings.temperature)
+                           guidance_of(self.settings, self.generator), self.settings.temperature)
         finally:
             policy.train(was_training)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result, write_json_atomic
-from policy.align.config import CommonSettings
+from policy.align.config import CommonSettings, guidance_of
 from policy.align.logprobs import generator_view, install_policy_logprobs
 from policy.align.monitoring import HeldoutMonitor, attach_first
 from policy.generator import Generator
@@ -112,7 +112,7 @@ def attach_monitor(trainer, generator: Generator, settings: CommonSettings, out:
         policy=lambda: policy_of(trainer, generator), reference_logprobs=reference_logprobs_of(trainer, generator),
         prompts=prompts, every=every, read_text=monitoring.read_text,
         word_accuracy=monitoring.word_accuracy, metrics_file=out / "metrics.jsonl",
-        sampler={"guidance_scale": settings.guidance_scale}, head_scores=monitoring.head_scores)
+        sampler={"guidance_scale": guidance_of(settings, generator)}, head_scores=monitoring.head_scores)
     attach_first(trainer, monitor)
     return monitor
 

@@ -1,0 +1,105 @@
+"""Alignment throughput: DPO with LoRA and a precomputed reference vs a full fine-tune with a
+reference copy (step time and peak memory, side by side with the ratio), and GRPO steps/s.
+
+    .venv/bin/python benchmarks/align.py [--model DIR] [--steps 6] [--batch-size 8]
+
+Each configuration runs in its own process, so the peak resident memory (CPU) or peak CUDA
+memory belongs to it alone. Defaults to the shipped glyph-world generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "policy" / "glyphworld" / "pretrained"
+
+
+def peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(kind: str, model: str, steps: int, batch_size: int) -> dict:
+    """Run one configuration in this process and return its figures."""
+    from transformers import TrainerCallback
+
+    from policy.align import DPOSettings, GRPOSettings, build_rewards
+    from policy.align.dpo import build_dpo_trainer
+    from policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
+    from policy.generator import load_generator
+    from policy.glyphworld import training_specs
+
+    generator = load_generator(model, device="cuda" if __import__("torch").cuda.is_available() else None)
+    prompts = [s.prompt for s in training_specs(64, 0)]
+    out = Path(tempfile.mkdtemp()) / "run"
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.started)
+
+    common = dict(steps=steps + 1, batch_size=batch_size, save_every=10_000, monitor_every=0, report_to=[])
+    if kind == "grpo":
+        settings = GRPOSettings(**common, num_generations=min(8, batch_size))
+        functions, weights = build_rewards({"rule_safety": 1.0, "rule_aesthetics": 1.0}, generator)
+        trainer = ImageGRPOTrainer(generator, settings, functions, grpo_arguments(settings, out, generator, weights),
+                                   prompt_dataset(prompts))
+    else:
+        samples = generator.sample(prompts[:2 * batch_size], seed=0, decode=False)
+        examples = [{"prompt_ids": samples.prompt_ids[i], "chosen_ids": samples.completion_ids[i].tolist(),
+                     "rejected_ids": samples.completion_ids[(i + 1) % len(prompts[:2 * batch_size])].tolist()}
+                    for i in range(2 * batch_size)]
+        lora = kind == "dpo-lora-precomputed"
+        settings = DPOSettings(**common, lora=lora, precompute_ref_log_probs=lora)
+        trainer = build_dpo_trainer(generator, examples, settings, out)
+    trainer.add_callback(Clock())
+    trainer.train()
+    step = sum(times[1:]) / len(times[1:])  # the first step warms up
+    return {"kind": kind, "seconds_per_step": step, "steps_per_second": 1 / step, "peak_memory_mb": peak_memory_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(SHIPPED))
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.model, args.steps, args.batch_size)))
+        return
+    figures = {}
+    for kind in ("dpo-lora-precomputed", "dpo-full-copy", "grpo"):
+        result = subprocess.run([sys.executable, __file__, "--one", kind, "--model", args.model, "--steps",
+                                 str(args.steps), "--batch-size", str(args.batch_size)], capture_output=True, text=True,
+                                cwd=ROOT)
+        if result.returncode != 0:
+            sys.exit(f"{kind} failed:\n{result.stderr[-3000:]}")
+        figures[kind] = json.loads(result.stdout.strip().splitlines()[-1])
+    lora, full = figures["dpo-lora-precomputed"], figures["dpo-full-copy"]
+    print(f"model {args.model}, batch {args.batch_size}, {args.steps} timed steps")
+    print(f"{'':34}{'s/step':>10}{'peak MB':>10}")
+    for kind in ("dpo-lora-precomputed", "dpo-full-copy"):
+        print(f"{kind:34}{figures[kind]['seconds_per_step']:>10.3f}{figures[kind]['peak_memory_mb']:>10.0f}")
+    print(f"full copy / LoRA+precomputed: step time x{full['seconds_per_step'] / lora['seconds_per_step']:.2f}, "
+          f"peak memory x{full['peak_memory_mb'] / lora['peak_memory_mb']:.2f}")
+    print(f"GRPO: {figures['grpo']['steps_per_second']:.3f} steps/s "
+          f"({args.batch_size} images per step, rule rewards)")
+
+
+if __name__ == "__main__":
+    main()

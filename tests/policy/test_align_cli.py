@@ -1,0 +1,93 @@
+"""`imagepref align` through the real command line: bad inputs give one line and exit status 2
+with nothing written; a small GRPO run writes its adapter, checkpoints, held-out monitoring and
+TensorBoard events; merge writes a loadable generator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policy.generator import load_generator
+from policy.pretrain import micro_generator
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recipes.cli", "align", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith("  ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_unknown_reward_and_unknown_setting_are_refused(micro_folder, tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out), "--reward", "rule_sharpness=1"),
+                          "rule_sharpness")
+    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "stepz=3"), "stepz")
+    assert not out.exists()
+
+
+def test_preferences_without_tokens_or_with_foreign_tokens_are_refused(micro_folder, tmp_path, preference_writer):
+    generator = load_generator(micro_folder)
+    candidates = preference_writer(generator, tmp_path)
+    for name, frame, word in (
+        ("stripped", candidates.drop(columns=["image_tokens"]), "image_tokens"),
+        ("foreign", candidates.assign(image_tokens=[[t + 10_000 for t in tokens] for tokens in candidates["image_tokens"]]),
+         "outside"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        frame.to_parquet(folder / "candidates.parquet")
+        out = tmp_path / f"run-{name}"
+        assert_one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out), "--ocr-engine", "tesseract",
+                                  "--preferences", str(tmp_path / "preferences"), "--candidates", str(folder)), word)
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_grpo_run_monitors_resumes_only_itself_and_merges(micro_folder, tmp_path):
+    out = tmp_path / "run"
+    result = run("grpo", "--base", str(micro_folder), "--out", str(out), "--ocr-engine", "tesseract",
+                 "--reward", "ocr=1", "--reward", "rule_safety=0.5", "--num-prompts", "8",
+                 "steps=2", "batch_size=4", "num_generations=2", "save_every=1", "monitor_every=2",
+                 "monitor_prompts=4", "report_to=[tensorboard]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    monitored = [r for r in records if "heldout/ocr_word_accuracy" in r]
+    assert [r["step"] for r in monitored] == [0, 2]
+    for key in ("heldout/aesthetics", "heldout/prompt_fidelity", "heldout/safety", "heldout/kl",
+                "heldout/safety_violation_rate"):
+        assert key in monitored[-1]
+    assert abs(monitored[0]["heldout/kl"]) < 1e-4
+    assert any("rewards/ocr/mean" in r for r in records)
+    record = json.loads((out / "align.json").read_text())
+    assert record["settings"]["rewards"]["weights"] == {"ocr": 1.0, "rule_safety": 0.5}
+
+    # Another method's settings cannot resume this folder; without --resume it is not overwritten.
+    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "--resume"), "another run")
+    assert_one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out)), "already holds a run")
+
+    other = tmp_path / "other-base"
+    micro_generator(seed=0, model_seed=3).save_pretrained(other)
+    assert_one_line_error(run("merge", str(out), "--out", str(tmp_path / "bad"), "--base", str(other)), "another base")
+    assert not (tmp_path / "bad").exists()
+    merged = tmp_path / "merged"
+    result = run("merge", str(out), "--out", str(merged))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_generator(merged).num_codes == load_generator(micro_folder).num_codes
