@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from policy.align import DPOSettings, train_dpo
+from policy.align import DPOSettings, OnPolicyPairs, on_policy_examples, train_dpo
 from policy.align.dpo import build_dpo_trainer
+from policy.align.rewards import scorer
 from policy.pretrain import micro_generator
 from policy.sampler import teacher_forced_logprobs
 
@@ -84,3 +85,15 @@ def test_full_fine_tune_keeps_a_frozen_reference_copy(tmp_path):
     assert all(torch.equal(p, reference[n]) for n, p in trainer.ref_model.named_parameters())
     assert any(not torch.equal(p, reference[n]) for n, p in trainer.model.named_parameters())
     assert margins({"log_history": trainer.state.log_history})[-1] > 0
+
+
+def test_on_policy_pairs_put_the_best_candidate_over_the_worst(rule_reward):
+    generator = micro_generator()
+    reward = rule_reward(generator)
+    examples = on_policy_examples(generator, PROMPTS * 2, scorer([reward], [1.0]),
+                                  OnPolicyPairs(images_per_prompt=4, min_gap=0.0), seed=3, sampler={})
+    assert len(examples) == 4
+    for example in examples:
+        chosen, rejected = reward(None, None, [example["chosen_ids"], example["rejected_ids"]])
+        assert chosen > rejected
+        assert len(example["chosen_ids"]) == generator.num_codes

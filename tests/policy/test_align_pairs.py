@@ -56,30 +56,21 @@ def test_examples_hold_the_chosen_candidates_tokens(preference_data):
     assert first["prompt_ids"] == generator.encode_prompts(['a sign that says "CAT"'])[0]
 
 
-def test_candidates_without_image_tokens_are_refused(preference_data, tmp_path):
+def changed_candidates(candidates, folder, change):
+    """A copy of the candidate set's table, changed by ``change``, as a candidate set in ``folder``."""
+    folder.mkdir()
+    change(candidates.copy()).to_parquet(folder / "candidates.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda frame: frame.drop(columns=["image_tokens"]), "image_tokens"),
+    (lambda frame: frame.assign(image_tokens=[[t + 10_000 for t in tokens] for tokens in frame["image_tokens"]]),
+     "outside"),
+    (lambda frame: frame.assign(candidate_id=frame["candidate_id"] + "-x"), "none of the candidate sets"),
+], ids=["no-image-tokens", "tokens-outside-the-image-range", "unknown-candidate"])
+def test_bad_candidates_are_refused(preference_data, tmp_path, change, message):
     generator, root, candidates = preference_data
-    stripped = tmp_path / "stripped"
-    stripped.mkdir()
-    candidates.drop(columns=["image_tokens"]).to_parquet(stripped / "candidates.parquet")
-    with pytest.raises(BadInputError, match="image_tokens"):
-        preference_examples(root / "preferences", [stripped], generator, PairPolicy())
-
-
-def test_tokens_outside_the_image_range_are_refused(preference_data, tmp_path):
-    generator, root, candidates = preference_data
-    shifted = tmp_path / "shifted"
-    shifted.mkdir()
-    bad = candidates.copy()
-    bad["image_tokens"] = [[t + generator.config.num_image_tokens for t in tokens] for tokens in bad["image_tokens"]]
-    bad.to_parquet(shifted / "candidates.parquet")
-    with pytest.raises(BadInputError, match="outside"):
-        preference_examples(root / "preferences", [shifted], generator, PairPolicy())
-
-
-def test_a_pair_naming_an_unknown_candidate_is_refused(preference_data, tmp_path):
-    generator, root, candidates = preference_data
-    other = tmp_path / "other"
-    other.mkdir()
-    candidates.assign(candidate_id=candidates["candidate_id"] + "-x").to_parquet(other / "candidates.parquet")
-    with pytest.raises(BadInputError, match="none of the candidate sets"):
-        preference_examples(root / "preferences", [other], generator, PairPolicy())
+    folder = changed_candidates(candidates, tmp_path / "changed", change)
+    with pytest.raises(BadInputError, match=message):
+        preference_examples(root / "preferences", [folder], generator, PairPolicy())
