@@ -108,8 +108,8 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
             def model_reward(prompts, completions, completion_ids, _head=head, **kw):
                 images = batch.images(completion_ids)
                 if _head:
-                    return [float(v) for v in reward_model.score(images, list(prompts))[_head]]
-                return [float(v) for v in reward_model.combined_reward(images, list(prompts))]
+                    return [float(v) for v in reward_model.score(images=images, prompts=list(prompts))[_head]]
+                return [float(v) for v in reward_model.combined_reward(images=images, prompts=list(prompts))]
 
             functions.append(_named(name, model_reward))
         else:
@@ -122,10 +122,11 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
 
 
 def reward_heads(reward_model: Any) -> list[str]:
-    """The head names of a reward model (its ``heads`` or ``axes``, else the three axes)."""
-    heads = getattr(reward_model, "heads", None) or getattr(reward_model, "axes", None)
+    """The head names of a reward model (``reward.RewardModel.axes``, else its config's axes, else
+    the three axes)."""
+    heads = getattr(reward_model, "axes", None)
     if heads is None and getattr(reward_model, "config", None) is not None:
-        heads = getattr(reward_model.config, "heads", None) or getattr(reward_model.config, "axes", None)
+        heads = getattr(reward_model.config, "axes", None)
     heads = heads or rules.AXES
     return list(heads.keys()) if isinstance(heads, dict) else [str(h) for h in heads]
 

@@ -76,3 +76,19 @@ def test_unknown_reward_names_and_foreign_tokens_are_refused():
     functions, _ = build_rewards({"rule_safety": 1.0}, generator)
     with pytest.raises(BadInputError, match="image range"):
         functions[0](["x"], None, [[0] * generator.num_codes])
+
+
+def test_reward_model_rewards_use_its_combined_reward_and_heads():
+    from reward import RewardConfig, RewardModel
+
+    generator = micro_generator()
+    model = RewardModel(RewardConfig(width=16, layers=1, heads=2)).eval()
+    samples = generator.sample(PROMPTS[:2], seed=4)
+    functions, _ = build_rewards({"reward_model": 1.0, "reward_model:safety": 1.0}, generator, reward_model=model)
+    ids = samples.completion_ids.tolist()
+    combined = model.combined_reward(images=samples.images, prompts=PROMPTS[:2])
+    assert functions[0](PROMPTS[:2], None, ids) == pytest.approx([float(v) for v in combined], abs=1e-5)
+    safety = model.score(images=samples.images, prompts=PROMPTS[:2])["safety"]
+    assert functions[1](PROMPTS[:2], None, ids) == pytest.approx([float(v) for v in safety], abs=1e-5)
+    with pytest.raises(UnknownNameError, match="no head 'sharpness'"):
+        build_rewards({"reward_model:sharpness": 1.0}, generator, reward_model=model)
