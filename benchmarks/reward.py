@@ -46,7 +46,7 @@ def generator_and_codec(path: str | None):
     return generator, codec, "fitted 256-shape codec, untrained glyph generator with letter-initialised embeddings"
 
 
-def best_time(fn, repeats: int = 3) -> float:
+def best_time(fn, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
