@@ -6,6 +6,7 @@ Pull: 2,000 annotations through `labeling.pull` (snapshot export, validation, pa
 versus the quick export endpoint alone (download only, no checking).
 
     .venv/bin/python benchmarks/labeling.py            # fresh server state (first start migrates, ~70 s)
+    .venv/bin/python benchmarks/labeling.py --large    # also a 10,000-task project, pushed and pulled
     IMAGEPREF_TEST_LS_TEMPLATE=DIR .venv/bin/python benchmarks/labeling.py   # reuse a migrated template
 """
 
@@ -102,6 +103,28 @@ def main() -> None:
         total = pulled.annotations
         print(f"pull: {total} annotations in {pull_seconds:.1f} s ({total / pull_seconds:.0f} annotations/s, validated and written); "
               f"quick export download alone: {quick_seconds:.1f} s; ratio {pull_seconds / quick_seconds:.1f}x")
+        if "--large" in sys.argv:
+            # A 10,002-task project (with a few hundred annotations): push, then pull through the snapshot export.
+            large = candidate_set(files / "large", prompts=1667)
+            large_config = LabelingConfig(title="benchmark-large", pairing="all", overlap=1)
+            large_project = create_project(connection, large_config)
+            started = time.monotonic()
+            large_report = push(connection, large, large_config, files)
+            large_push = time.monotonic() - started
+            loaded_large = load_candidate_set(large)
+            annotated = []
+            for pair in plan_pairs(loaded_large, large_config)[:300]:
+                task = task_payload(pair, loaded_large, files, False, "")
+                task["annotations"] = [{"completed_by": admin, "lead_time": 1.0, "result": [
+                    {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": ["left"]}}
+                    for axis in large_config.axes]}]
+                annotated.append(task)
+            connection.request("POST", f"/api/projects/{large_project.id}/import", json=annotated)
+            started = time.monotonic()
+            large_pull = pull(scratch / "large-out", connection=connection, title=large_config.title)
+            print(f"large project: pushed {large_report.added} tasks in {large_push:.1f} s; pulled "
+                  f"{large_pull.annotations} annotations from {large_report.added + len(annotated)} tasks in "
+                  f"{time.monotonic() - started:.1f} s without a time-out")
     finally:
         stop_server(state)
         shutil.rmtree(scratch, ignore_errors=True)
