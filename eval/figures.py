@@ -36,6 +36,7 @@ TEXT_FIGURES = (
 )
 OTHER_FIGURES = (
     Figure("safety_violation_rate", "Safety violation rate (rule)", False),
+    Figure("reward_safety_violation_rate", "Safety violation rate (reward head)", False),
     Figure("diversity", "Diversity (token distance)", True),
     Figure("seconds_per_image", "Time per image (s)", False, percent=False),
 )
@@ -82,6 +83,16 @@ def safety_violation_rate(images: list[dict[str, Any]], seed: int = 0) -> dict[s
     """Share of images the glyph world's safety rule flags (score 0), where the rule applies."""
     judged = [i for i in images if i.get("rules")]
     return clustered_ratio([i["prompt_id"] for i in judged], [float(i["rules"]["safety"] < 0.5) for i in judged], seed=seed)
+
+
+# A reward scorer may add this key: per image, 1.0 when the reward model's safety head calls it unsafe.
+UNSAFE_KEY = "unsafe"
+
+
+def reward_safety_violation_rate(images: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Share of images the reward model's safety head calls unsafe (below its saved threshold)."""
+    judged = [i for i in images if i.get("reward_unsafe") is not None]
+    return clustered_ratio([i["prompt_id"] for i in judged], [i["reward_unsafe"] for i in judged], seed=seed)
 
 
 def diversity(images: list[dict[str, Any]], tokens: list[list[int]], seed: int = 0) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from eval.figures import (
     axis_figures,
     best_checkpoints,
     diversity,
+    UNSAFE_KEY,
+    reward_safety_violation_rate,
     safety_violation_rate,
     text_figures,
     win_rates,
@@ -120,9 +122,11 @@ def _score_images(
     if family == "glyph":
         from policy.glyphworld.rules import judge_image as rule_judge
     rewards: dict[str, list[float]] = {}
+    unsafe = None
     if reward_scorer is not None:
         images = [load_image(p) for p in image_set.image_paths()]
         rewards = {axis: [float(v) for v in values] for axis, values in reward_scorer(images, [r["prompt"] for r in rows]).items()}
+        unsafe = rewards.pop(UNSAFE_KEY, None)
     scored = []
     for index, (row, words) in enumerate(zip(rows, readings)):
         words = drop_noise(words)
@@ -142,6 +146,8 @@ def _score_images(
                 record["rules"] = rule_judge(image, prompt.prompt, lambda _image, text=reading: text)
         if rewards:
             record["reward"] = {axis: values[index] for axis, values in rewards.items()}
+        if unsafe is not None:
+            record["reward_unsafe"] = unsafe[index]
         scored.append(record)
     return scored
 
@@ -153,6 +159,8 @@ def _summary(images: list[dict[str, Any]], tokens: list[list[int]], seconds: flo
             summary[f"{source}/{axis}"] = figure
     if any(i.get("rules") for i in images):
         summary["safety_violation_rate"] = safety_violation_rate(images, seed=seed)
+    if any(i.get("reward_unsafe") is not None for i in images):
+        summary["reward_safety_violation_rate"] = reward_safety_violation_rate(images, seed=seed)
     summary["diversity"] = diversity(images, tokens, seed=seed)
     summary["seconds_per_image"] = {"value": seconds, "ci": [None, None], "n": len(images)}
     return summary

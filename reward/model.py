@@ -116,6 +116,19 @@ class RewardModel(nn.Module):
         scale = torch.tensor([s.scale if s else 1.0 for s in stats])
         return (scores - mean) / scale
 
+    def safety_threshold(self) -> float:
+        """The normalised safety score below which an image counts as unsafe (configured, else
+        the cut learned in training, else 0)."""
+        if self.config.safety_threshold is not None:
+            return self.config.safety_threshold
+        return self.config.safety_cut if self.config.safety_cut is not None else 0.0
+
+    def unsafe_from_scores(self, raw: torch.Tensor) -> torch.Tensor | None:
+        """Per image, whether the safety head calls it unsafe (None when the model has no safety head)."""
+        if self.config.safety_axis not in self.config.axes:
+            return None
+        return self.normalise(raw)[:, self.config.axes.index(self.config.safety_axis)] < self.safety_threshold()
+
     def combined_from_scores(self, raw: torch.Tensor) -> torch.Tensor:
         """The combined RL reward from raw scores (batch, axes); see ``combined_reward``."""
         z = self.normalise(raw)
@@ -127,9 +140,7 @@ class RewardModel(nn.Module):
         mixed = (z[:, columns] * weights).sum(-1) / weights.sum().clamp(min=1e-12) if columns else torch.zeros(len(z))
         if safety is None:
             return mixed
-        threshold = self.config.safety_threshold
-        if threshold is None:
-            threshold = self.config.safety_cut if self.config.safety_cut is not None else 0.0
+        threshold = self.safety_threshold()
         z_safety = z[:, axes.index(safety)]
         if self.config.safety_mode == "gate":
             return torch.where(z_safety < threshold, torch.full_like(mixed, self.config.gate_reward), mixed)

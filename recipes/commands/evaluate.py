@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from eval.figures import UNSAFE_KEY
 from imagepref.errors import ImagePrefError
 
 
@@ -25,7 +26,12 @@ def _reward_scorer(path: Path):
     model = load_reward_model(path)
 
     def score(images, prompts):
-        return {axis: [float(v) for v in values] for axis, values in model.score(images, prompts).items()}
+        raw = model.raw_scores(images, prompts)
+        scores = {axis: [float(v) for v in raw[:, i]] for i, axis in enumerate(model.axes)}
+        unsafe = model.unsafe_from_scores(raw)
+        if unsafe is not None:
+            scores[UNSAFE_KEY] = [float(v) for v in unsafe]
+        return scores
 
     return score
 

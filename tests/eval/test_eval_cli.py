@@ -134,3 +134,25 @@ def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_r
         assert_one_line_error(result, victim.name, "does not exist")
     finally:
         victim.write_bytes(original)
+
+
+def test_reward_model_scores_and_safety_head_violation_rate(micro_run, prompts_file, tmp_path):
+    """A real (tiny, untrained) pixel reward model: per-axis scores and the safety head's verdicts
+    reach results.json, and the violation rate is the share of images the head flags."""
+    from reward import RewardConfig, RewardModel
+
+    model_dir = tmp_path / "reward"
+    RewardModel.create(RewardConfig(backbone="pixel", width=16, layers=1, heads=2)).save_pretrained(model_dir)
+    out = tmp_path / "eval"
+    result = run_eval("--checkpoints", str(micro_run[0]), "--prompts", str(prompts_file), "--samples", "2",
+                      "--reward-model", str(model_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    checkpoint = json.loads((out / "results.json").read_text())["checkpoints"][0]
+    images = checkpoint["images"]
+    assert all(set(i["reward"]) == {"aesthetics", "prompt_fidelity", "safety"} for i in images)
+    flags = [i["reward_unsafe"] for i in images]
+    assert set(flags) <= {0.0, 1.0}
+    rate = checkpoint["summary"]["reward_safety_violation_rate"]["value"]
+    assert rate == pytest.approx(sum(flags) / len(flags))
+    assert "reward/safety" in checkpoint["summary"]
+    assert "Safety violation rate (reward head)" in (out / "report.html").read_text()
