@@ -35,12 +35,6 @@ def register(app: typer.Typer) -> None:
         continue_labeling: bool = typer.Option(False, "--continue", help="Go on with the labels people gave so far "
                                                "(tells a runner waiting for labels to continue, or continues the run)."),
     ) -> None:
-        import os
-
-        # Spinning OpenMP threads waste a shared CPU: sampling 32 glyph images took 70 s with
-        # torch's 2 threads on a 2-core machine running other jobs, and 2.9 s with passive waits.
-        # It must be set before torch is first imported, which the stages do lazily.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from recipes.config import load_recipe
         from recipes.runner import run_recipe
         from recipes.stages import STAGE_FUNCTIONS, external_inputs
