@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import os
 import random
-import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from imagepref.errors import BadInputError
+from imagepref.files import staged_folder
 
 AXES = ("aesthetics", "prompt_fidelity", "safety")
 
@@ -88,10 +87,8 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
     out = Path(out)
     if (out / "pairs.parquet").exists():
         raise BadInputError(f"{out} already holds preference data; choose another --out")
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "candidates" / "images").mkdir(parents=True)
-    try:
+    with staged_folder(out) as staging:
+        (staging / "candidates" / "images").mkdir(parents=True)
         rng = random.Random(seed)
         bases = training_specs(prompts, seed, flaw_rate=0.0, forbidden_rate=0.0)
         records, images = [], []
@@ -138,12 +135,4 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
         columns = ["pair_id", "prompt", "candidate_a", "candidate_b"] + [
             f"{axis}_{part}" for axis in AXES for part in ("votes_a", "votes_b", "votes_tie", "label")]
         pd.DataFrame(pair_rows, columns=columns).to_parquet(staging / "pairs.parquet", index=False)
-        if out.exists():
-            if any(out.iterdir()):
-                raise BadInputError(f"{out} exists and is not empty; choose another --out")
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {"candidates": len(candidates), "pairs": len(pair_rows), "annotations": len(annotation_rows)}
