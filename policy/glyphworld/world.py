@@ -267,3 +267,35 @@ def heldout_specs(n: int = 64, seed: int = 1234) -> list[GlyphSpec]:
 def heldout_prompts(n: int = 64, seed: int = 1234) -> list[dict[str, str]]:
     """The glyph world's held-out evaluation prompts as ``{"prompt", "target"}`` records."""
     return [{"prompt": s.prompt, "target": s.text} for s in heldout_specs(n, seed)]
+
+
+def align_words(n: int = 600, seed: int = 7) -> list[str]:
+    """Seeded letter strings of 2 to 5 capitals that are neither training nor held-out words.
+
+    RL on training words teaches little (the pretrained model already spells them), and RL on the
+    held-out words would be test leakage; fresh strings make the OCR reward teach the skill the
+    held-out words need, copying the quoted letters into the image one by one."""
+    rng = random.Random(seed)
+    taken = set(TRAIN_WORDS) | set(HELDOUT_WORDS)
+    words: list[str] = []
+    while len(words) < n:
+        word = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(2, 5)))
+        if word not in taken:
+            taken.add(word)
+            words.append(word)
+    return words
+
+
+ALIGN_WORDS = align_words()
+
+
+def align_specs(n: int, seed: int, new_word_share: float = 0.75) -> list[GlyphSpec]:
+    """``n`` seeded clean signs for RL prompts: a ``new_word_share`` of them spell ``ALIGN_WORDS``,
+    the rest training words, always in the training templates (never the held-out one), so the
+    prompt pool is disjoint from ``heldout_specs``."""
+    rng = random.Random(seed)
+    specs = []
+    for _ in range(n):
+        words = ALIGN_WORDS if rng.random() < new_word_share else TRAIN_WORDS
+        specs.append(sample_spec(rng, words, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0))
+    return specs

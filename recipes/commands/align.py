@@ -7,7 +7,9 @@ same entry point for the recipe runner's align stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -89,11 +91,16 @@ def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
 
 
 def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
-    """``glyphworld`` (training-word prompts of the glyph world) or a prompts file."""
+    """``glyphworld`` (training-word prompts of the glyph world), ``glyphworld-align`` (mostly fresh
+    letter strings, disjoint from the held-out prompts) or a prompts file."""
     if prompts == "glyphworld":
         from policy.glyphworld import training_specs
 
         return [spec.prompt for spec in training_specs(count, seed)]
+    if prompts == "glyphworld-align":
+        from policy.glyphworld.world import align_specs
+
+        return [spec.prompt for spec in align_specs(count, seed)]
     from policy.candidates import read_prompts
 
     return [row["prompt"] for row in read_prompts(prompts)][:count or None]
@@ -110,12 +117,44 @@ def _reward_model(path: Path | None):
     return load_reward_model(path)
 
 
+class _LineHandler(logging.Handler):
+    """Hands each record's message to a function (the caller's log)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__()
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write(record.getMessage())
+
+
+@contextlib.contextmanager
+def step_lines_to(write: Callable[[str], None]) -> Iterator[None]:
+    """Route the trainers' per-step lines (``policy.align.checkpoints.StepLines``) to ``write``
+    while the block runs: each line arrives as its step is logged, not after training."""
+    from policy.align.checkpoints import StepLines
+
+    handler = _LineHandler(write)
+    StepLines.logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        StepLines.logger.removeHandler(handler)
+
+
 def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict | Any | None = None,
                 preferences: list | None = None, candidates: list | None = None, reward_model: str | Path | None = None,
                 prompts: str = "glyphworld", num_prompts: int = 256, ocr_engine: str = "rapidocr",
-                monitor: bool = True, merge: bool = True, log: Callable[[str], None] = print, **_ignored) -> dict:
+                monitor: bool = True, merge: bool = True, log: Callable[[str], None] = print,
+                dtype: str | None = None, device: str | None = None, trust_remote_code: bool = False,
+                step_log: Callable[[str], None] | None = None, **_ignored) -> dict:
     """Train ``method`` from the generator folder ``base`` into the run folder ``out`` (resuming a
-    run already there) and, with ``merge``, write the merged generator to ``out/merged``."""
+    run already there) and, with ``merge``, write the merged generator to ``out/merged``.
+
+    ``dtype`` (float32, bfloat16, float16) and ``device`` say how the base is loaded (LoRA
+    adapters stay float32: peft upcasts them). ``step_log`` gets one line per training step as it
+    happens (default: ``log``)."""
+    from imagepref.dtypes import torch_dtype
     from policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
     from policy.align import train_dpo, train_grpo, train_ppo
     from policy.align.checkpoints import RUN_FILE
@@ -126,31 +165,33 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     if not isinstance(settings, settings_class(method)):
         settings = _validate(method, settings or {})
     out = Path(out)
-    generator = load_generator(base)
+    generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
+    log(f"{method}: {base} loaded in {str(generator.model.dtype).removeprefix('torch.')} on {generator.model.device}")
     model = _reward_model(Path(reward_model) if reward_model else None)
     read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
     monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
     resume = (out / RUN_FILE).is_file()
     common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
-    if method == "dpo":
-        if preferences:
-            examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
-        else:
-            from policy.align.config import OnPolicyPairs, guidance_of
-            from policy.align.rewards import scorer
+    with step_lines_to(lambda line: (step_log or log)(f"{method} {line}")):
+        if method == "dpo":
+            if preferences:
+                examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
+            else:
+                from policy.align.config import OnPolicyPairs, guidance_of
+                from policy.align.rewards import scorer
 
-            weights = {"reward_model": 1.0} if model is not None else {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0}
-            functions, mixed = build_rewards(weights, generator, read_text, text_reward, model)
-            examples = on_policy_examples(generator, training_prompts(prompts, OnPolicyPairs().prompts, settings.seed),
-                                          scorer(functions, mixed), OnPolicyPairs(), settings.seed,
-                                          {"guidance_scale": guidance_of(settings, generator)})
-        log(f"dpo: {len(examples)} pairs")
-        result = train_dpo(generator, examples, settings, out, **common)
-    else:
-        functions, mixed = build_rewards(settings.rewards.weights, generator, read_text, text_reward, model)
-        train = train_grpo if method == "grpo" else train_ppo
-        result = train(generator, training_prompts(prompts, num_prompts, settings.seed), functions, mixed, settings,
-                       out, **common)
+                weights = {"reward_model": 1.0} if model is not None else {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0}
+                functions, mixed = build_rewards(weights, generator, read_text, text_reward, model)
+                examples = on_policy_examples(generator, training_prompts(prompts, OnPolicyPairs().prompts, settings.seed),
+                                              scorer(functions, mixed), OnPolicyPairs(), settings.seed,
+                                              {"guidance_scale": guidance_of(settings, generator)})
+            log(f"dpo: {len(examples)} pairs")
+            result = train_dpo(generator, examples, settings, out, **common)
+        else:
+            functions, mixed = build_rewards(settings.rewards.weights, generator, read_text, text_reward, model)
+            train = train_grpo if method == "grpo" else train_ppo
+            result = train(generator, training_prompts(prompts, num_prompts, settings.seed), functions, mixed, settings,
+                           out, **common)
     if merge:
         merged = out / "merged"
         if not (merged / "imagepref.json").is_file():
@@ -187,15 +228,21 @@ CONFIG = typer.Option(None, "--config", help="YAML file of settings; key=value a
 RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint.")
 OCR = typer.Option("rapidocr", "--ocr-engine", help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract.")
 REWARD_MODEL = typer.Option(None, "--reward-model", help="Reward model folder (for reward_model rewards).")
-PROMPTS = typer.Option("glyphworld", "--prompts", help="Training prompts: glyphworld (training words) or a prompts file.")
+PROMPTS = typer.Option("glyphworld", "--prompts", help="Training prompts: glyphworld (training words), glyphworld-align "
+                       "(fresh letter strings, disjoint from the held-out set) or a prompts file.")
 NO_MONITOR = typer.Option(False, "--no-monitor", help="Skip the held-out monitoring passes.")
+DTYPE = typer.Option(None, "--dtype", help="Weights dtype of the base: float32, bfloat16 or float16 (default: the family's); "
+                     "LoRA adapters stay float32.")
+DEVICE = typer.Option(None, "--device", help="torch device to load the base on, e.g. cuda (default: the loader's).")
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _train(method: str, context: typer.Context, base, out, config, resume, ocr_engine, reward_model, prompts,
-           num_prompts, no_monitor, rewards=None, preferences=None, candidates=None) -> None:
+           num_prompts, no_monitor, dtype, device, rewards=None, preferences=None, candidates=None) -> None:
+    from imagepref.dtypes import torch_dtype
     from policy.align.checkpoints import RUN_FILE, read_run
 
+    torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
     settings = load_settings(method, config, list(context.args), rewards)
     if not resume and (out / RUN_FILE).is_file():
         raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
@@ -211,7 +258,8 @@ def _train(method: str, context: typer.Context, base, out, config, resume, ocr_e
         check_reward_names(settings.rewards.weights)
     result = run_aligner(method, _base(base), out, settings, preferences=[preferences] if preferences else None,
                          candidates=candidates, reward_model=reward_model, prompts=prompts, num_prompts=num_prompts,
-                         ocr_engine=ocr_engine, monitor=not no_monitor, merge=False, log=typer.echo)
+                         ocr_engine=ocr_engine, monitor=not no_monitor, merge=False, log=typer.echo, dtype=dtype,
+                         device=device)
     typer.echo(f"{method}: {result['steps']} steps; adapter in {result['adapter']}, metrics in {out / 'metrics.jsonl'}")
 
 
@@ -221,11 +269,12 @@ def dpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, co
                                                    "without it, pairs are made on policy and ranked by the rewards."),
         candidates: Optional[list[Path]] = typer.Option(None, "--candidates", help="Candidate set(s) the pairs name."),
         resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
-        prompts: str = PROMPTS, no_monitor: bool = NO_MONITOR) -> None:
+        prompts: str = PROMPTS, no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE,
+        device: Optional[str] = DEVICE) -> None:
     """DPO (TRL DPOTrainer, LoRA) on preference pairs; settings as key=value (beta=0.1 pairs.ties=downweight ...)."""
     if preferences is not None and not candidates:
         raise BadInputError("--preferences needs --candidates: the candidate set(s) holding the pairs' image tokens")
-    _train("dpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, 0, no_monitor,
+    _train("dpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, 0, no_monitor, dtype, device,
            preferences=preferences, candidates=candidates)
 
 
@@ -235,9 +284,10 @@ def grpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, c
                                                     "rule_prompt_fidelity, rule_safety, reward_model[:head]."),
          resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
          prompts: str = PROMPTS, num_prompts: int = typer.Option(256, help="Training prompts used."),
-         no_monitor: bool = NO_MONITOR) -> None:
+         no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE, device: Optional[str] = DEVICE) -> None:
     """GRPO (TRL GRPOTrainer, our sampler as rollout, LoRA, KL on); settings as key=value (beta=0.04 steps=100 ...)."""
-    _train("grpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, reward)
+    _train("grpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, dtype,
+           device, reward)
 
 
 @app.command("ppo", context_settings=CONTEXT)
@@ -245,9 +295,10 @@ def ppo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, co
         reward: Optional[list[str]] = typer.Option(None, "--reward", help="name=weight, repeatable (as for grpo)."),
         resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
         prompts: str = PROMPTS, num_prompts: int = typer.Option(256, help="Training prompts used."),
-        no_monitor: bool = NO_MONITOR) -> None:
+        no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE, device: Optional[str] = DEVICE) -> None:
     """PPO (value head, GAE, clipped surrogate, KL penalty) on TRL's GRPOTrainer machinery, LoRA."""
-    _train("ppo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, reward)
+    _train("ppo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, dtype,
+           device, reward)
 
 
 @app.command("merge")
