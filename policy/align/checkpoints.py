@@ -5,25 +5,32 @@ An alignment run writes one folder::
     OUT/align.json        method, settings, base generator path and fingerprint (the run's record)
     OUT/adapter/          the peft adapter (or, for a full fine-tune, the whole generator folder)
     OUT/metrics.jsonl     training logs and held-out monitoring, one JSON object a line
-    OUT/checkpoint-N/     transformers checkpoints every ``save_every`` steps (adapter as safetensors,
-                          optimizer/scheduler/RNG in torch's format, read back with weights_only=True)
+    OUT/checkpoint-N/     transformers checkpoints every ``save_every`` steps, pickle-free: adapter,
+                          optimizer and RNG tensors as safetensors, the rest (scheduler, step
+                          counts, training arguments) as JSON (``CheckpointFiles``)
     OUT/runs/             TensorBoard events (transformers' default place)
 
 A run resumes from its newest checkpoint only when ``align.json`` matches (same method, settings
-and base), so a folder of another run is refused instead of silently mixed.
+and base), so a folder of another run is refused instead of silently mixed. Under
+``accelerate launch`` only the main process writes the run's files; every process reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_text_atomically
+from imagepref.tensor_state import load_state, save_state
 from policy.generator import CONFIG_NAME, Generator, load_generator
 
 RUN_FILE = "align.json"
@@ -42,15 +49,38 @@ def base_fingerprint(generator: Generator) -> str:
 
 
 def run_record(method: str, settings, base_path: str | None, generator: Generator) -> dict:
-    """What ``align.json`` holds for a run."""
+    """What ``align.json`` holds for a run (``dtype`` is the base's weights' dtype as loaded, so the
+    adapter is later applied to the base loaded the same way)."""
     return {"method": method, "settings": settings.model_dump(), "base": str(base_path) if base_path else None,
-            "base_fingerprint": base_fingerprint(generator)}
+            "base_fingerprint": base_fingerprint(generator), "dtype": str(generator.model.dtype).removeprefix("torch.")}
 
 
 def prepare_run(out: Path, record: dict, resume: bool) -> str | None:
     """Create or check the run folder; returns the checkpoint to resume from (or None).
 
-    A folder that already holds another run's ``align.json`` is refused."""
+    A folder that already holds another run's ``align.json`` is refused. Under ``accelerate
+    launch`` the main process alone checks and writes the folder and tells the others its answer
+    (accelerate's ``PartialState``): processes checking one by one would race on ``align.json``."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    # Placed as trainer_arguments places the trainers (CPU when no GPU), so it sees the same
+    # processes they will; on CPU, accelerate counts the processes of a launch only with cpu=True.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    answer: list = [None, None]  # (checkpoint, error message)
+    if state.is_main_process:
+        try:
+            answer[0] = _prepare_run_folder(out, record, resume)
+        except BadInputError as error:
+            answer[1] = str(error)
+    if state.num_processes > 1:
+        broadcast_object_list(answer)
+    if answer[1]:
+        raise BadInputError(answer[1])
+    return answer[0]
+
+
+def _prepare_run_folder(out: Path, record: dict, resume: bool) -> str | None:
     out.mkdir(parents=True, exist_ok=True)
     existing = out / RUN_FILE
     if existing.is_file():
@@ -122,7 +152,8 @@ def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = 
     base = base or record.get("base")
     if not base:
         raise BadInputError(f"{run} does not record its base generator; pass --base")
-    generator = load_generator(base)
+    # The base is loaded in the dtype it was trained in, so its fingerprint (and the merge) match.
+    generator = load_generator(base, dtype=getattr(torch, record.get("dtype") or "float32"))
     if base_fingerprint(generator) != record["base_fingerprint"]:
         raise BadInputError(f"the adapter in {run} was trained on another base than {base}; pass the base it names "
                             f"({record.get('base')}) or its exact copy")
@@ -142,3 +173,104 @@ def merge_run(run: str | Path, out: str | Path, base: str | Path | None = None) 
     with staged_folder(out) as staging:
         generator.save_pretrained(staging)
     return out
+
+
+# ----- pickle-free trainer checkpoints ------------------------------------------------------
+class CheckpointFiles:
+    """Mixin for the aligners' trainers (TRL 1.16 on transformers 5.24): checkpoints without pickle.
+
+    Overrides these transformers 5.24 ``Trainer`` hooks, with their signatures there:
+    ``_save_optimizer_and_scheduler(output_dir)`` / ``_load_optimizer_and_scheduler(checkpoint)``,
+    ``_save_scaler(output_dir)`` / ``_load_scaler(checkpoint)``, ``_save_rng_state(output_dir)`` /
+    ``_load_rng_state(checkpoint)``, and ``_save(output_dir, state_dict)``, whose last line pickles
+    the arguments into ``training_args.bin``; they are kept as ``training_args.json`` instead.
+    As in transformers, only the main process (``args.should_save``) writes the shared files and
+    each process its own RNG state. DeepSpeed and FSDP keep their engines' own checkpoint formats
+    (those hooks go to transformers unchanged there)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_callback(StepLines())
+
+    def _engine_owns_checkpoints(self) -> bool:
+        return bool(self.is_deepspeed_enabled or self.is_fsdp_enabled)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if self._engine_owns_checkpoints():
+            return super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            save_state(output_dir, "optimizer", self.optimizer.state_dict())
+            save_state(output_dir, "scheduler", self.lr_scheduler.state_dict())
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or self._engine_owns_checkpoints():
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        optimizer, scheduler = load_state(checkpoint, "optimizer"), load_state(checkpoint, "scheduler")
+        if optimizer is not None and scheduler is not None:
+            self.optimizer.load_state_dict(optimizer)  # torch moves each state to its parameter's device
+            self.lr_scheduler.load_state_dict(scheduler)
+
+    def _save_scaler(self, output_dir: str) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and self.args.should_save:
+            save_state(output_dir, "scaler", scaler.state_dict())
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        state = load_state(checkpoint, "scaler") if checkpoint is not None and scaler is not None else None
+        if state is not None:
+            scaler.load_state_dict(state)
+
+    def _rng_name(self) -> str:
+        return "rng_state" if self.args.world_size <= 1 else f"rng_state_{self.args.process_index}"
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        from transformers.training_args import ParallelMode
+
+        states = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+        if torch.cuda.is_available():
+            distributed = self.args.parallel_mode == ParallelMode.DISTRIBUTED
+            states["cuda"] = torch.cuda.random.get_rng_state_all() if distributed else torch.cuda.random.get_rng_state()
+        save_state(output_dir, self._rng_name(), states)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        from transformers.trainer_pt_utils import set_rng_state_for_device
+        from transformers.training_args import ParallelMode
+
+        states = load_state(checkpoint, self._rng_name()) if checkpoint is not None else None
+        if states is None:
+            logging.getLogger(__name__).info("no RNG state in %s: the resumed run may draw differently", checkpoint)
+            return
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])
+        torch.random.set_rng_state(states["cpu"])
+        if torch.cuda.is_available() and "cuda" in states:
+            set_rng_state_for_device("CUDA", torch.cuda, states, self.args.parallel_mode == ParallelMode.DISTRIBUTED)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            # transformers 5.24 has no hook for this file alone; it is replaced as soon as written.
+            Path(output_dir, "training_args.bin").unlink(missing_ok=True)
+            write_text_atomically(Path(output_dir) / "training_args.json", self.args.to_json_string())
+
+
+class StepLines(TrainerCallback):
+    """One line per logged training step (the aligners log every step) to the logger
+    ``policy.align.steps``, from the main process only, as the step happens: ``step N/M key=value
+    ...``. Whoever runs the aligner routes that logger where it wants (the recipe runner: the run log)."""
+
+    logger = logging.getLogger("policy.align.steps")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or not state.is_world_process_zero:
+            return
+        details = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                           for key, value in logs.items() if value == value)  # NaN: not measured this step
+        # transformers logs once more at the end, with the run's totals (train_runtime, train_loss).
+        kind = "finished" if "train_runtime" in logs else "step"
+        self.logger.info("%s %d/%d %s", kind, state.global_step, state.max_steps, details)
+
+
+StepLines.logger.setLevel(logging.INFO)  # its lines are the point; the root logger's WARNING would drop them

@@ -16,20 +16,21 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from imagepref.errors import BadInputError
-from policy.align.checkpoints import lora_config, prepare_run, run_record
+from policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
 from policy.align.config import DPOSettings
 from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
                                    trainer_arguments)
 from policy.generator import Generator
 
 
-class TokenDPOTrainer(DPOTrainer):
+class TokenDPOTrainer(CheckpointFiles, DPOTrainer):
     """TRL 1.16 ``DPOTrainer`` that takes token-id examples as they are.
 
     Hook: ``DPOTrainer._prepare_dataset`` (private in TRL 1.16; it extracts prompts, appends EOS
     and tokenizes text). Our examples are already the ids its collator uses, so it returns the
     dataset unchanged. TRL declined token-id input upstream (trl issue 2368), so TRL is pinned
-    and ``tests/policy/test_align_dpo.py`` covers this hook."""
+    and ``tests/policy/test_align_dpo.py`` covers this hook. Checkpoints are pickle-free
+    (``CheckpointFiles``)."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         return dataset

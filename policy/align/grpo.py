@@ -18,7 +18,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from imagepref.errors import BadInputError
-from policy.align.checkpoints import lora_config, prepare_run, run_record
+from policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
 from policy.align.config import GRPOSettings, guidance_of
 from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
                                    trainer_arguments)
@@ -52,14 +52,15 @@ class EpochSeededRepeatSampler(RepeatSampler):
             self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
 
 
-class ImageGRPOTrainer(GRPOTrainer):
+class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
     """TRL 1.16 ``GRPOTrainer`` whose rollouts are image blocks from our sampler.
 
     Hooks: the ``rollout_func`` constructor argument (experimental in TRL 1.16), the fused
     log-prob forward TRL patches onto the model (replaced by ``route_logprobs``) and
     ``_get_train_sampler`` (an epoch-seeded sampler, so a resumed run keeps the data order). For a full
     fine-tune, TRL 1.16 would reload the reference from ``config._name_or_path``; an in-memory
-    generator has none, so the frozen copy is set after construction instead."""
+    generator has none, so the frozen copy is set after construction instead. Checkpoints are
+    pickle-free (``CheckpointFiles``)."""
 
     def __init__(self, generator: Generator, settings: GRPOSettings, reward_funcs, args: GRPOConfig,
                  train_dataset: Dataset, ref_model: torch.nn.Module | None = None, want_hidden: bool = False):

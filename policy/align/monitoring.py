@@ -82,7 +82,7 @@ class HeldoutMonitor(TrainerCallback):
             handle.write(json.dumps(record) + "\n")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.every and state.global_step == 0:
+        if self.every and state.global_step == 0 and state.is_world_process_zero:
             self._write({"step": 0, "time": time.time(), **self.measure()})
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -96,7 +96,8 @@ class HeldoutMonitor(TrainerCallback):
             return
         # Added to the same dict the report_to callbacks read next (this callback runs first).
         logs.update(self.pending)
-        self._write({"step": state.global_step, "time": time.time(), **logs})
+        if state.is_world_process_zero:  # one writer of metrics.jsonl under accelerate launch
+            self._write({"step": state.global_step, "time": time.time(), **logs})
         self.pending = {}
 
 

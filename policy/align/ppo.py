@@ -132,6 +132,8 @@ class ImagePPOTrainer(ImageGRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        if not self.args.should_save:  # the main process writes the shared checkpoint files
+            return
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         save_value_head(self.value_head, Path(folder))
 
@@ -166,5 +168,6 @@ def train_ppo(generator: Generator, prompts: list[str], reward_funcs: list, rewa
     trainer = build_ppo_trainer(generator, prompts, reward_funcs, reward_weights, settings, out)
     attach_monitor(trainer, generator, settings, out, monitoring)
     result = run_training(trainer, generator, settings, out, resume_from)
-    save_value_head(trainer.value_head, out)
+    if trainer.is_world_process_zero():
+        save_value_head(trainer.value_head, out)
     return result

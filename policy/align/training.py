@@ -122,9 +122,12 @@ def run_training(trainer, generator: Generator, settings: CommonSettings, out: P
     """Train (resuming when asked), save the adapter, and record the outcome in ``align.json``."""
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
-    adapter = save_result(out, trainer.model, generator, settings.lora)
-    record = read_run(out)
-    record["finished"] = {"steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
-                          "train_loss": result.training_loss, "adapter": ADAPTER_DIR}
-    write_json_atomic(out / RUN_FILE, record)
+    adapter = out / ADAPTER_DIR
+    if trainer.is_world_process_zero():  # one writer per run folder under accelerate launch
+        save_result(out, trainer.model, generator, settings.lora)
+        record = read_run(out)
+        record["finished"] = {"steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
+                              "train_loss": result.training_loss, "adapter": ADAPTER_DIR}
+        write_json_atomic(out / RUN_FILE, record)
+    trainer.accelerator.wait_for_everyone()
     return {"adapter": str(adapter), "steps": trainer.state.global_step, "log_history": trainer.state.log_history}

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from imagepref.errors import BadInputError
+from imagepref.tensor_state import load_state
 from policy.align import DPOSettings, GRPOSettings, load_aligned, merge_run, train_dpo, train_grpo
 from policy.align.checkpoints import prepare_run, run_record
 from policy.align.dpo import build_dpo_trainer
@@ -48,6 +49,16 @@ def adapter(run):
     return load_file(str(run / "adapter" / "adapter_model.safetensors"))
 
 
+def assert_pickle_free(checkpoint):
+    """A checkpoint holds no pickle: optimizer and RNG tensors as safetensors, the rest as JSON."""
+    names = {p.name for p in checkpoint.iterdir()}
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".bin", ".pkl"))], sorted(names)
+    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.safetensors", "rng_state.json",
+            "training_args.json", "trainer_state.json", "adapter_model.safetensors"} <= names, sorted(names)
+    state = load_state(checkpoint, "optimizer")
+    assert state["state"] and all(isinstance(v, torch.Tensor) for s in state["state"].values() for v in s.values())
+
+
 DPO = DPOSettings(steps=6, batch_size=2, learning_rate=3e-3, save_every=2, monitor_every=0, report_to=[])
 
 
@@ -62,6 +73,7 @@ def test_dpo_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path)
     with pytest.raises(Killed):
         run_training(trainer, generator, DPO, killed, None)
     assert (killed / "checkpoint-2").is_dir() and not (killed / "adapter").exists()
+    assert_pickle_free(killed / "checkpoint-2")
     train_dpo(micro_generator(), examples, DPO, killed, resume=True)
     whole, resumed = adapter(tmp_path / "whole"), adapter(killed)
     assert whole.keys() == resumed.keys()

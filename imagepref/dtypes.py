@@ -1,0 +1,19 @@
+"""Weight dtypes by name, as recipes and command lines give them (``--dtype bfloat16``)."""
+
+from __future__ import annotations
+
+from imagepref.errors import BadInputError
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(name: str | None, what: str = "dtype"):
+    """The ``torch.dtype`` named ``name`` (None stays None: the loader's default); any other name
+    is a one-line error naming ``what`` (the option or key) and listing the known names."""
+    if name is None:
+        return None
+    if name not in DTYPE_NAMES:
+        raise BadInputError(f"{what} must be one of {', '.join(DTYPE_NAMES)}; got {name!r}")
+    import torch
+
+    return getattr(torch, name)
