@@ -6,7 +6,9 @@ epoch the validation loss decides: better, and the model is saved (with each hea
 normalisation statistics on the training candidates); ``patience`` epochs without improvement,
 and training stops. A loss that turns NaN or infinite stops the run at once, names the step, and
 leaves the last good checkpoint in place. Progress shows as a rich bar; metrics go to TensorBoard
-under ``<out>/tensorboard``.
+under ``<out>/tensorboard``. With ``checkpoint=DIR``, the whole training state (trainable weights,
+optimizer, data order and RNG, counters) is saved there after each epoch, without pickle, and a
+run killed midway resumes from it to the same result.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from imagepref.errors import BadInputError, ImagePrefError
+from imagepref.tensor_state import load_state, save_state
 from reward.config import RewardConfig
 from reward.data import PreferenceSet, read_preferences, split_by_prompt
 from reward.model import RewardModel, score_candidates
@@ -113,12 +116,15 @@ def _evaluate(model, prepared, index_a, index_b, votes, weights, device, batch_s
 
 def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path], out: str | Path,
                        config: RewardConfig | None = None, generator=None, device: str | None = None,
-                       show_progress: bool = True, log=print) -> TrainResult:
+                       show_progress: bool = True, log=print, checkpoint: str | Path | None = None,
+                       on_epoch=None) -> TrainResult:
     """Train a reward model on ``prefs_dir`` (pairs.parquet) and save the best one into ``out``.
 
     ``candidates_dirs`` are the candidate sets the pairs were made from (default
     ``<prefs_dir>/candidates``); ``generator`` is needed for the token backbone (its embeddings
-    are copied). Raises ``BadInputError`` for bad data and ``TrainingDivergedError`` on a NaN loss.
+    are copied). ``checkpoint``: a folder for the per-epoch training state, resumed from when
+    present. ``on_epoch(record)`` hears of each finished epoch. Raises ``BadInputError`` for bad
+    data and ``TrainingDivergedError`` on a NaN loss.
     """
     config = config or RewardConfig()
     started = time.perf_counter()
@@ -159,12 +165,22 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
     generator_rng = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     best_loss, best_epoch, best_step, stale, step = float("inf"), -1, None, 0, 0
+    start_epoch, stopped = 0, False
+    resumed = load_state(checkpoint, "training_state") if checkpoint is not None else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"], strict=False)  # the frozen parts were never saved
+        optimizer.load_state_dict(resumed["optimizer"])
+        generator_rng.set_state(resumed["data_rng"])
+        torch.random.set_rng_state(resumed["torch_rng"])
+        best_loss, best_epoch, best_step, stale, step = resumed["counters"]
+        history, start_epoch, stopped = resumed["history"], resumed["epoch"], resumed["stopped"]
+        log(f"resuming reward training after epoch {start_epoch} from {checkpoint}")
     progress = _progress(show_progress)
     task = progress.add_task("reward", total=config.epochs * steps_per_epoch) if progress else None
     try:
         if progress:
             progress.start()
-        for epoch in range(config.epochs):
+        for epoch in range(start_epoch, config.epochs if not stopped else start_epoch):
             order = torch.randperm(len(train_a), generator=generator_rng)
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
@@ -203,9 +219,19 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                 _save_checkpoint(model, prepared, train_rows, out, record)
             else:
                 stale += 1
-                if stale >= config.patience:
-                    log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
-                    break
+                stopped = stale >= config.patience
+            if checkpoint is not None:
+                frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+                save_state(checkpoint, "training_state", {
+                    "model": {k: v for k, v in model.state_dict().items() if k not in frozen},
+                    "optimizer": optimizer.state_dict(), "data_rng": generator_rng.get_state(),
+                    "torch_rng": torch.random.get_rng_state(), "counters": [best_loss, best_epoch, best_step, stale, step],
+                    "history": history, "epoch": epoch + 1, "stopped": stopped})
+            if on_epoch is not None:
+                on_epoch(record)
+            if stopped:
+                log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
+                break
     finally:
         if progress:
             progress.stop()
