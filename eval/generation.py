@@ -50,15 +50,17 @@ def checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def image_set_key(checkpoint: Path, prompts: list[EvalPrompt], samples: int, seed: int, sampler: dict[str, Any]) -> str:
-    """The cache key of an image set: checkpoint contents, prompts, samples per prompt, seed and
-    sampler settings."""
+def image_set_key(checkpoint: Path, prompts: list[EvalPrompt], samples: int, seed: int, sampler: dict[str, Any],
+                  placement: dict[str, str] | None = None) -> str:
+    """The cache key of an image set: checkpoint contents, prompts, samples per prompt, seed,
+    sampler settings and, when given, the dtype and device sampled in (they change the images)."""
     record = {
         "checkpoint": checkpoint_fingerprint(checkpoint),
         "prompts": [(p.prompt_id, p.prompt) for p in prompts],
         "samples": samples,
         "seed": seed,
         "sampler": sampler,
+        **({"placement": placement} if placement else {}),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -87,29 +89,36 @@ def generate_image_set(
     sampler: dict[str, Any] | None = None,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> ImageSet:
     """Sample ``samples`` images per prompt from ``checkpoint`` (or reuse the cached set).
 
     ``sampler`` holds the sampler's settings (guidance_scale, temperature, top_k, top_p); every
     image gets a seeded, reproducible draw. ``on_progress(done, total)`` follows the sampling.
+    ``dtype`` (float32, bfloat16, float16) and ``device`` say how the checkpoint is loaded; the
+    set's manifest records both as loaded.
     """
+    from imagepref.dtypes import torch_dtype
     from policy.candidates import write_candidate_set
     from policy.generator import load_generator
 
     sampler = dict(sampler or {})
-    key = image_set_key(checkpoint, prompts, samples, seed, sampler)
+    placement = {k: v for k, v in (("dtype", dtype), ("device", device)) if v is not None}
+    key = image_set_key(checkpoint, prompts, samples, seed, sampler, placement)
     folder = cache_root / f"{checkpoint.name}-{key}"
     if (folder / MANIFEST).is_file():
         return load_cached(folder)
     if folder.exists():
         raise BadInputError(f"cached image set {folder} has no {MANIFEST}; delete that folder to regenerate it")
-    generator = load_generator(checkpoint)
+    generator = load_generator(checkpoint, dtype=torch_dtype(dtype), device=device)
     candidates = write_candidate_set(
         generator, [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts], folder,
         images_per_prompt=samples, seed=seed, sampler=sampler, batch_size=batch_size,
         generator_name=f"{generator.family}:{checkpoint}", on_progress=on_progress, id_prefix=f"{checkpoint.name}-{key}-",
         extra={"checkpoint": str(checkpoint), "family": generator.family, "fingerprint": checkpoint_fingerprint(checkpoint),
-               "samples": samples},
+               "samples": samples, "dtype": str(generator.model.dtype).removeprefix("torch."),
+               "device": str(generator.model.device)},
     )
     seconds_per_image = json.loads((folder / MANIFEST).read_text())["seconds_per_image"]
     return ImageSet(folder, candidates, seconds_per_image, reused=False)

@@ -57,6 +57,8 @@ class EvalSettings:
     baseline: str | None = None
     grid_prompts: int = 40
     bootstrap_seed: int = 0
+    dtype: str | None = None  # weights' dtype of the checkpoints (float32, bfloat16, float16); None: the family's
+    device: str | None = None  # torch device to sample on; None: the loader's default
 
     def sampler(self) -> dict[str, Any]:
         """The sampler's settings, as ``Generator.sample`` takes them."""
@@ -174,8 +176,12 @@ def evaluate(
     prompt_set: str = "custom",
     reward_scorer: RewardScorer | None = None,
     progress: bool = True,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoints`` on ``prompts`` into ``out``; returns what ``results.json`` holds."""
+    """Evaluate ``checkpoints`` on ``prompts`` into ``out``; returns what ``results.json`` holds.
+
+    ``on_step(what, done, total)`` hears of each batch of work as it finishes (the images of each
+    checkpoint, then the OCR readings), for a log beside or instead of the progress bars."""
     from rich.progress import Progress
 
     from eval.report import write_reports
@@ -194,13 +200,22 @@ def evaluate(
             image_sets.append(
                 generate_image_set(
                     path, prompts, out / "images", settings.samples, settings.seed, settings.sampler(),
-                    settings.batch_size, on_progress=lambda done, _total, task=task: bar.update(task, completed=done),
+                    settings.batch_size, on_progress=lambda done, total, task=task, name=name: (
+                        bar.update(task, completed=done), on_step and on_step(f"images {name}", done, total)),
+                    dtype=settings.dtype, device=settings.device,
                 )
             )
             bar.update(task, completed=len(prompts) * settings.samples)
     paths = [p for s in image_sets for p in s.image_paths()]
     with OCRPool(engine, workers=settings.workers) as pool:
-        readings = pool.read_many(paths, progress=f"OCR ({pool.workers} processes)" if progress else None)
+        if on_step is None:
+            readings = pool.read_many(paths, progress=f"OCR ({pool.workers} processes)" if progress else None)
+        else:
+            readings = []
+            for reading in pool.iter_read(paths):
+                readings.append(reading)
+                if len(readings) % settings.batch_size == 0 or len(readings) == len(paths):
+                    on_step("ocr", len(readings), len(paths))
     by_id = {p.prompt_id: p for p in prompts}
     results_checkpoints = []
     offset = 0

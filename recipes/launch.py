@@ -2,8 +2,9 @@
 
 The align stage writes the aligner's arguments to ``SPEC.json`` and starts this module under
 ``accelerate launch`` (one GPU, DeepSpeed ZeRO, FSDP, or CPU processes with gloo); TRL's trainers
-then see the distributed environment and shard the data. The stage merges the adapter itself,
-in one process, after every process has finished.
+then see the distributed environment and shard the data. Every process uses the same run folder:
+policy.align writes the run's files from the main process only. The stage merges the adapter
+itself, in one process, after every process has finished.
 
 With ``"record_ranks": true`` each process writes ``<out>/ranks/rank<N>.json``: a digest of every
 batch of token ids it trained on and of its trainable weights at the end, so a test or a user can
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -57,36 +56,6 @@ class RankRecord(TrainerCallback):
             "weights_at_start": self.start, "weights": self.weights_digest(model)}))
 
 
-def rank_folder(out: Path, rank: int) -> Path:
-    """The run folder process ``rank`` (> 0) writes to: a scratch sibling of ``out`` that shares
-    its checkpoints.
-
-    policy.align writes its run record, metrics and adapter into the run folder from every process
-    it runs in; the processes of one launch would race on those files. So only process 0 writes to
-    ``out``; every other process gets its own folder with a copy of the run record and links to
-    ``out``'s checkpoints, so a resumed launch resumes every process from the same step (the
-    trainer itself saves checkpoints from process 0 only)."""
-    folder = out / "ranks" / f"rank{rank}-scratch"
-    folder.mkdir(parents=True, exist_ok=True)
-    if (out / "align.json").is_file():
-        (folder / "align.json").write_text((out / "align.json").read_text())
-    for own in folder.glob("checkpoint-*"):
-        if own.is_dir() and not own.is_symlink():
-            # What the trainer saved from this process (its RNG state) belongs beside process 0's
-            # checkpoint, as it would be with one shared output folder.
-            shared = out / own.name
-            if shared.is_dir():
-                for item in own.iterdir():
-                    if not (shared / item.name).exists():
-                        shutil.move(str(item), shared / item.name)
-            shutil.rmtree(own)
-    for checkpoint in out.glob("checkpoint-*"):
-        link = folder / checkpoint.name
-        if not link.is_symlink():
-            link.symlink_to(checkpoint.resolve(), target_is_directory=True)
-    return folder
-
-
 def main(spec_file: str) -> None:
     """Run the aligner described by ``spec_file`` in this process (no merge)."""
     from recipes.commands.align import run_aligner
@@ -98,11 +67,14 @@ def main(spec_file: str) -> None:
         import transformers.trainer
 
         transformers.trainer.DEFAULT_CALLBACKS.append(RankRecord(Path(spec["out"]) / "ranks"))
+    step_log = None
+    if spec.get("run_log"):
+        from recipes.run_folder import RunFolder
 
-    rank = int(os.environ.get("RANK", "0"))
-    if rank > 0:
-        spec["out"] = str(rank_folder(Path(spec["out"]), rank))
-    run_aligner(**spec, merge=False)
+        run_log = spec.pop("run_log")
+        folder = RunFolder(Path(run_log["root"]))
+        step_log = lambda line: folder.log(run_log["stage"], line, console=False)  # noqa: E731
+    run_aligner(**spec, merge=False, step_log=step_log)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from recipes.config import ROUND_STAGES, Recipe
 from recipes.run_folder import RunFolder
 
 # The recipe sections each stage kind depends on; runtime-only settings (device, trackers,
-# launcher, poll interval) are left out so changing them never reruns a finished stage.
+# launcher, poll interval) are left out so changing them never reruns a finished stage. The
+# generator's dtype is not one of them: generate, align and eval all load the generator in it.
 SECTIONS = {
     "pretrain": ("generator", "pretrain"),
     "generate": ("generator", "generate"),
@@ -33,7 +34,7 @@ SECTIONS = {
     "eval": ("generator", "eval"),
     "report": (),
 }
-RUNTIME_ONLY = {"generator": {"device", "dtype"}, "label": {"poll_seconds", "url", "token_env", "port", "invite"}}
+RUNTIME_ONLY = {"generator": {"device"}, "label": {"poll_seconds", "url", "token_env", "port", "invite"}}
 
 
 @dataclass

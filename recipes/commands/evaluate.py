@@ -60,9 +60,14 @@ def register(app: typer.Typer) -> None:
         reward_model: Path = typer.Option(None, help="Reward model folder for per-axis scores (optional)."),
         grid_prompts: int = typer.Option(40, help="Prompts shown in the report's image grid."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
+        device: Optional[str] = typer.Option(None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."),
     ) -> None:
         from eval.prompts import load_prompts
         from eval.runner import EvalSettings, evaluate
+        from imagepref.dtypes import torch_dtype
+
+        torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
 
         extra = [Path(arg) for arg in context.args]
         unknown = [str(arg) for arg in extra if str(arg).startswith("-")]
@@ -74,6 +79,7 @@ def register(app: typer.Typer) -> None:
         settings = EvalSettings(
             samples=samples, seed=seed, guidance_scale=guidance_scale, temperature=temperature,
             ocr_engine=ocr_engine, workers=workers or None, baseline=baseline, grid_prompts=grid_prompts,
+            dtype=dtype, device=device,
         )
         scorer = _reward_scorer(reward_model) if reward_model is not None else None
         results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,

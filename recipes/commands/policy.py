@@ -65,8 +65,7 @@ def generate(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a family's remote code (off by default)."),
 ) -> None:
     """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
-    import torch
-
+    from imagepref.dtypes import torch_dtype
     from policy.candidates import read_prompts, write_candidate_set
     from policy.generator import load_generator, read_config
 
@@ -76,10 +75,7 @@ def generate(
         raise BadInputError(f"{out} exists and is not empty; choose another --out")
     read_config(model)
     prompt_rows = read_prompts(prompts)
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype is not None and dtype not in dtypes:
-        raise BadInputError(f"--dtype must be one of {', '.join(dtypes)}; got {dtype!r}")
-    generator = load_generator(model, dtype=dtypes.get(dtype), device=device, trust_remote_code=trust_remote_code)
+    generator = load_generator(model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code)
     sampler = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
     with _progress() as progress:
         task = progress.add_task("generate", total=len(prompt_rows) * n, info="")

@@ -52,10 +52,12 @@ def run_eval(context: StageContext) -> dict[str, Any]:
 
         scorer = _reward_scorer(reward_model)
     settings = EvalSettings(samples=section.samples, seed=context.recipe.seed, guidance_scale=section.guidance_scale,
-                            temperature=section.temperature, ocr_engine=section.ocr_engine, workers=section.workers or None)
+                            temperature=section.temperature, ocr_engine=section.ocr_engine, workers=section.workers or None,
+                            dtype=context.recipe.generator.dtype, device=context.recipe.generator.device)
     context.log(f"evaluating {', '.join(c.name for c in checkpoints)} on {len(prompts)} prompts x {section.samples} samples")
     out = context.out / "report"
-    results = evaluate(checkpoints, prompts, out, settings, prompt_set=section.prompts, reward_scorer=scorer, progress=False)
+    results = evaluate(checkpoints, prompts, out, settings, prompt_set=section.prompts, reward_scorer=scorer, progress=False,
+                       on_step=lambda what, done, total: context.step(done, total, {"work": what.replace(" ", ":")}))
     for checkpoint in results["checkpoints"]:
         figures = {key: checkpoint["summary"].get(key, {}).get("value") for _, key, _ in SUMMARY_FIGURES}
         context.log(f"{checkpoint['name']}: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items() if v is not None))

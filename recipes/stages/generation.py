@@ -16,15 +16,9 @@ def shipped_generator() -> Path | None:
     return SHIPPED_GENERATOR if (SHIPPED_GENERATOR / "imagepref.json").is_file() else None
 
 
-def torch_dtype(name: str):
-    """The torch dtype named in a recipe."""
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
 def load_policy(context: StageContext, path: Path):
     """Load the generator at ``path`` with the recipe's dtype, device and remote-code setting."""
+    from imagepref.dtypes import torch_dtype
     from policy.generator import load_generator
 
     section = context.recipe.generator

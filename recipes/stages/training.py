@@ -70,9 +70,11 @@ def run_reward(context: StageContext) -> dict[str, Any]:
         generator = load_policy(context, base_generator(context))
     context.log(f"training the {config.backbone} reward model on {len(data)} round(s) of preferences")
     out = context.out / "model"
-    result = train(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False, log=context.log)
-    for record in result.history:
-        context.step(record["epoch"], config.epochs, {k: round(v, 4) for k, v in record.items() if k not in ("epoch", "step")})
+    # The per-epoch training state lives in the stage folder, so a killed stage resumes from its last epoch.
+    result = train(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False, log=context.log,
+                   checkpoint=context.out / "checkpoint",
+                   on_epoch=lambda record: context.step(record["epoch"], config.epochs,
+                                                        {k: round(v, 4) for k, v in record.items() if k not in ("epoch", "step")}))
     report = _evaluate(context, result.model, preferences, [c for _, c in data], config)
     accuracy = {axis: round(entry["accuracy"], 4) for axis, entry in report["axes"].items()}
     context.log(f"best epoch {result.best_epoch}: held-out accuracy "
@@ -99,8 +101,6 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
 
 def run_align(context: StageContext) -> dict[str, Any]:
     """Run the configured aligners in order, each from the previous one's merged generator."""
-    import json
-
     align = require("recipes.commands.align", "run_aligner", "align", "the align issue")
     source = round_generator(context)
     section = context.recipe.align
@@ -119,27 +119,35 @@ def run_align(context: StageContext) -> dict[str, Any]:
             if method != "dpo" and reward_model is not None and "rewards" not in getattr(section, method):
                 settings["rewards"] = {"weights": dict(section.rewards), "reward_model": str(reward_model)}
             context.log(f"{method}: from {source}")
+            generator = context.recipe.generator
             spec = {"method": method, "base": str(source), "out": str(out), "settings": settings,
                     "preferences": [str(p) for p in preferences] or None, "candidates": [str(c) for c in candidates],
                     "reward_model": str(reward_model) if reward_model else None, "prompts": section.prompts,
-                    "num_prompts": section.num_prompts, "ocr_engine": section.ocr_engine, "monitor": section.monitor}
+                    "num_prompts": section.num_prompts, "ocr_engine": section.ocr_engine, "monitor": section.monitor,
+                    "dtype": generator.dtype, "device": generator.device, "trust_remote_code": generator.trust_remote_code}
             launch = context.recipe.launch
             if launch.accelerate_config or launch.num_processes > 1:
                 result = launched_aligner(context, spec, merged)
             else:
-                result = align(**spec, merge=True, log=context.log)
-            metrics = out / "metrics.jsonl"
-            lines = metrics.read_text().splitlines() if metrics.is_file() else []
-            for number, line in enumerate(lines, start=1):
-                record = json.loads(line)
-                details = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "step")
-                context.run.log(context.stage.key, f"{method} step {record.get('step', number)}/{result.get('steps')} {details}",
-                                console=False)
+                result = align(**spec, merge=True, log=context.log, step_log=step_lines(context))
             context.log(f"{method}: {result.get('steps')} steps, merged generator in {context.relative(merged)}")
         outputs[method] = context.relative(out)
         source = merged
     outputs["generator"] = context.relative(source)
     return outputs
+
+
+def step_lines(context: StageContext):
+    """Where the aligner's per-step lines go: the run log as each step happens, every
+    ``logging.console_every``-th on the console too."""
+    count = 0
+
+    def write(line: str) -> None:
+        nonlocal count
+        count += 1
+        context.log(line, console=count % context.recipe.logging.console_every == 0)
+
+    return write
 
 
 def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) -> dict[str, Any]:
@@ -157,7 +165,12 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     spec_file = out / "launch.json"
-    write_text_atomically(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks}, indent=1))
+    if launch.num_processes > 1:
+        spec = {**spec, "device": None}  # each process's trainer places its copy on its own device
+    # The processes append their step lines to the run log themselves, as they happen.
+    write_text_atomically(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks,
+                                                 "run_log": {"root": str(context.run.root), "stage": context.stage.key}},
+                                                indent=1))
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         if not Path(launch.accelerate_config).is_file():
