@@ -8,7 +8,8 @@ refuses ids outside its image range) and decode the pixels once per batch for al
   the ``text_reward(prompt, reading)`` callable (the CLI passes the evaluation suite's) on the
   reading of the ``read_text`` OCR engine;
 - ``rule_aesthetics``, ``rule_prompt_fidelity``, ``rule_safety``: the glyph world's pixel rules;
-- ``reward_model``: the reward model's combined reward; ``reward_model:<head>``: one head.
+- ``reward_model``: the reward model's combined reward; ``reward_model:<head>``: one head. A
+  token-space reward model (``backbone: token``) scores the codes directly, with no decode.
 
 TRL mixes them with ``reward_weights``; OCR readings are shared between ``ocr`` and
 ``rule_prompt_fidelity`` within a batch.
@@ -40,15 +41,23 @@ class DecodedBatch:
         self.generator = generator
         self.read_text = read_text
         self._key: Any = None
-        self._images: list = []
+        self._codes: torch.Tensor | None = None
+        self._images: list | None = None
         self._readings: dict[int, str] = {}
 
-    def images(self, completion_ids: list[list[int]]) -> list:
+    def codes(self, completion_ids: list[list[int]]) -> torch.Tensor:
+        """The image codes of the completions (the generator refuses ids outside its image range)."""
         key = tuple(map(tuple, completion_ids))
         if key != self._key:
             block = torch.as_tensor(completion_ids, dtype=torch.long)
-            self._images = self.generator.decode(self.generator.block_to_codes(block))
+            self._codes, self._images = self.generator.block_to_codes(block), None
             self._key, self._readings = key, {}
+        return self._codes
+
+    def images(self, completion_ids: list[list[int]]) -> list:
+        codes = self.codes(completion_ids)
+        if self._images is None:
+            self._images = self.generator.decode(codes)
         return self._images
 
     def reading(self, index: int) -> str:
@@ -106,10 +115,12 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
                 raise UnknownNameError(f"the reward model has no head {head!r}; its heads are: {', '.join(heads)}")
 
             def model_reward(prompts, completions, completion_ids, _head=head, **kw):
-                images = batch.images(completion_ids)
+                # A token-space reward model reads the codes themselves: no pixel decode at all.
+                inputs = {"tokens": batch.codes(completion_ids)} if reads_tokens(reward_model) \
+                    else {"images": batch.images(completion_ids)}
                 if _head:
-                    return [float(v) for v in reward_model.score(images=images, prompts=list(prompts))[_head]]
-                return [float(v) for v in reward_model.combined_reward(images=images, prompts=list(prompts))]
+                    return [float(v) for v in reward_model.score(prompts=list(prompts), **inputs)[_head]]
+                return [float(v) for v in reward_model.combined_reward(prompts=list(prompts), **inputs)]
 
             functions.append(_named(name, model_reward))
         else:
@@ -119,6 +130,12 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
     if not functions:
         raise BadInputError("no rewards configured: give at least one reward weight")
     return functions, mixed
+
+
+def reads_tokens(reward_model: Any) -> bool:
+    """Whether the reward model scores image codes (the token backbone of its saved config) rather
+    than pixels."""
+    return getattr(getattr(reward_model, "config", None), "backbone", None) == "token"
 
 
 def reward_heads(reward_model: Any) -> list[str]:

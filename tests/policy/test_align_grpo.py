@@ -92,3 +92,42 @@ def test_reward_model_rewards_use_its_combined_reward_and_heads():
     assert functions[1](PROMPTS[:2], None, ids) == pytest.approx([float(v) for v in safety], abs=1e-5)
     with pytest.raises(UnknownNameError, match="no head 'sharpness'"):
         build_rewards({"reward_model:sharpness": 1.0}, generator, reward_model=model)
+
+
+def test_token_space_reward_model_scores_completion_ids_without_decoding(tmp_path):
+    from reward import RewardConfig, RewardModel, load_reward_model
+
+    generator = micro_generator()
+    RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
+        .save_pretrained(tmp_path / "rm")
+    model = load_reward_model(tmp_path / "rm")  # the public loader, as the CLI uses it
+    samples = generator.sample(PROMPTS[:4], seed=6, decode=False)
+    ids = samples.completion_ids.tolist()
+    decoded = []
+    decode = generator.decode
+    generator.decode = lambda codes: decoded.append(len(codes)) or decode(codes)
+    functions, _ = build_rewards({"reward_model": 1.0, "reward_model:prompt_fidelity": 1.0}, generator,
+                                 reward_model=model)
+    combined = model.combined_reward(tokens=samples.codes, prompts=PROMPTS[:4])
+    assert functions[0](PROMPTS[:4], None, ids) == pytest.approx([float(v) for v in combined], abs=1e-5)
+    fidelity = model.score(tokens=samples.codes, prompts=PROMPTS[:4])["prompt_fidelity"]
+    assert functions[1](PROMPTS[:4], None, ids) == pytest.approx([float(v) for v in fidelity], abs=1e-5)
+    assert decoded == []  # scored from the codes: no image was drawn
+    with pytest.raises(BadInputError, match="image range"):  # foreign ids are refused before scoring
+        functions[0](["x"], None, [[0] * generator.num_codes])
+
+
+@pytest.mark.slow
+def test_grpo_trains_on_a_token_space_reward_model(tmp_path):
+    from reward import RewardConfig, RewardModel, load_reward_model
+
+    generator = micro_generator()
+    RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
+        .save_pretrained(tmp_path / "rm")
+    functions, weights = build_rewards({"reward_model": 1.0}, generator, reward_model=load_reward_model(tmp_path / "rm"))
+    settings = GRPOSettings(steps=2, batch_size=8, num_generations=4, guidance_scale=1.0, save_every=100,
+                            monitor_every=0, report_to=[])
+    result = train_grpo(generator, PROMPTS, functions, weights, settings, tmp_path / "run")
+    rewards = [h["rewards/reward_model/mean"] for h in result["log_history"] if "rewards/reward_model/mean" in h]
+    assert len(rewards) == 2 and all(r == r for r in rewards)  # real numbers every step, no NaN
+    assert [h["rewards/reward_model/std"] for h in result["log_history"] if "rewards/reward_model/std" in h][0] > 0
