@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from imagepref.dtypes import torch_dtype
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_text_atomically
 from imagepref.tensor_state import load_state, save_state
@@ -153,7 +154,7 @@ def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = 
     if not base:
         raise BadInputError(f"{run} does not record its base generator; pass --base")
     # The base is loaded in the dtype it was trained in, so its fingerprint (and the merge) match.
-    generator = load_generator(base, dtype=getattr(torch, record.get("dtype") or "float32"))
+    generator = load_generator(base, dtype=torch_dtype(record.get("dtype")))
     if base_fingerprint(generator) != record["base_fingerprint"]:
         raise BadInputError(f"the adapter in {run} was trained on another base than {base}; pass the base it names "
                             f"({record.get('base')}) or its exact copy")

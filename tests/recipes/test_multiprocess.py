@@ -15,7 +15,7 @@ def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, mic
     path = micro_recipe("two-processes", stages=["pretrain", "align"], launch={
         "accelerate_config": str(RECIPES_DIR / "accelerate" / "cpu-2proc.yaml"), "num_processes": 2, "record_ranks": True},
         align={"methods": ["dpo", "grpo"], "num_prompts": 4, "ocr_engine": "tesseract", "monitor": False,
-               "dpo": {"steps": 3, "batch_size": 2, "save_every": 10, "lora_r": 4, "report_to": []},
+               "dpo": {"steps": 3, "batch_size": 2, "save_every": 2, "lora_r": 4, "report_to": []},
                "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 10, "lora_r": 4, "report_to": [],
                         "rewards": {"weights": {"rule_prompt_fidelity": 1.0}}}})
     code, out, err = cli("run", path)
@@ -33,3 +33,13 @@ def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, mic
         assert ranks[0]["weights"] != ranks[0]["weights_at_start"], f"{method}: training did not change the weights"
         assert (folder / "merged" / "imagepref.json").is_file()
     assert manifest["stages"]["r1/align"]["outputs"]["generator"].endswith("grpo/merged")
+    # One shared run folder: the main process wrote the shared checkpoint files, each process its
+    # own RNG state, all without pickle; and the main process logged each step once, as it ran.
+    checkpoint = run / "stages" / "r1" / "align" / "dpo" / "checkpoint-2"
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"optimizer.safetensors", "rng_state_0.json", "rng_state_1.json", "training_args.json"} <= names, names
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".bin"))], names
+    assert not list((run / "stages" / "r1" / "align" / "dpo" / "ranks").glob("*scratch*"))
+    log = (run / "run.log").read_text()
+    assert [log.count(f"[r1/align] dpo step {s}/3 ") for s in (1, 2, 3)] == [1, 1, 1]
+    assert [log.count(f"[r1/align] grpo step {s}/2 ") for s in (1, 2)] == [1, 1]
