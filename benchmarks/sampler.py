@@ -1,9 +1,11 @@
 """The sampler against transformers' generate(guidance_scale=...) on the same model and settings.
 
 Prints image tokens per second for both, the ratio, and the share of this machine's measured
-matrix-multiply FLOP/s that our sampler reaches. Run:
+matrix-multiply FLOP/s that our sampler reaches, for each batch size. It also times our sampler with
+its static-cache decoder switched off (``static_cache=False``: the same loop through
+``Generator.forward``), to show what that decoder adds. Run:
 
-    .venv/bin/python benchmarks/sampler.py [--model DIR] [--batch 16] [--scale 3.0] [--repeats 3]
+    .venv/bin/python benchmarks/sampler.py [--model DIR] [--batch 4 16 64] [--scale 3.0] [--repeats 3]
 
 Without --model it uses the shipped glyph generator when present, else a fresh one of the same size.
 """
@@ -34,8 +36,8 @@ def load(model: str | None):
     return GlyphGenerator.create(fit_codec(PretrainConfig(codec_images=300, codec_iterations=2)))
 
 
-def ours(generator, prompts, scale):
-    return generator.sample(prompts, guidance_scale=scale, seed=0, decode=False).codes
+def ours(generator, prompts, scale, static_cache=True):
+    return generator.sample(prompts, guidance_scale=scale, seed=0, decode=False, static_cache=static_cache).codes
 
 
 def transformers_generate(generator, prompts, scale):
@@ -79,7 +81,7 @@ def sampler_flops(generator, batch: int, prompt_length: int, guided: bool) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--scale", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -87,19 +89,20 @@ def main() -> None:
 
     logging.set_verbosity_error()
     generator = load(args.model)
-    prompts = [f'a red sign that says "W{i % 10}RD"' for i in range(args.batch)]
-    tokens = args.batch * generator.num_codes
-    ours_s = timed(lambda: ours(generator, prompts, args.scale), args.repeats)
-    theirs_s = timed(lambda: transformers_generate(generator, prompts, args.scale), args.repeats)
     peak = matmul_flops()
-    prompt_length = max(len(p) for p in generator.encode_prompts(prompts))
-    achieved = sampler_flops(generator, args.batch, prompt_length, args.scale != 1.0) / ours_s
-    print(f"threads {torch.get_num_threads()}, batch {args.batch}, {generator.num_codes} image tokens each, guidance {args.scale}")
-    print(f"imagepref sampler        {tokens / ours_s:9.0f} tokens/s")
-    print(f"transformers generate    {tokens / theirs_s:9.0f} tokens/s")
-    print(f"ratio                    {theirs_s / ours_s:9.2f}x")
-    print(f"matmul peak (1024^3)     {peak / 1e9:9.1f} GFLOP/s")
-    print(f"sampler reaches          {achieved / 1e9:9.1f} GFLOP/s = {100 * achieved / peak:.1f} % of it")
+    print(f"threads {torch.get_num_threads()}, {generator.num_codes} image tokens per image, guidance {args.scale}, "
+          f"matmul peak (1024^3) {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'batch':>5} {'imagepref':>10} {'no static':>10} {'generate':>10} {'ratio':>7} {'of peak':>8}   (tokens/s)")
+    for batch in args.batch:
+        prompts = [f'a red sign that says "W{i % 10}RD"' for i in range(batch)]
+        tokens = batch * generator.num_codes
+        ours_s = timed(lambda: ours(generator, prompts, args.scale), args.repeats)
+        generic_s = timed(lambda: ours(generator, prompts, args.scale, static_cache=False), args.repeats)
+        theirs_s = timed(lambda: transformers_generate(generator, prompts, args.scale), args.repeats)
+        prompt_length = max(len(p) for p in generator.encode_prompts(prompts))
+        achieved = sampler_flops(generator, batch, prompt_length, args.scale != 1.0) / ours_s
+        print(f"{batch:>5} {tokens / ours_s:>10.0f} {tokens / generic_s:>10.0f} {tokens / theirs_s:>10.0f} "
+              f"{theirs_s / ours_s:>6.2f}x {100 * achieved / peak:>7.1f}%", flush=True)
 
 
 if __name__ == "__main__":

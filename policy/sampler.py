@@ -8,7 +8,11 @@ What it does differently from ``transformers`` ``generate(guidance_scale=...)``:
   end-of-row markers) are fed without sampling;
 - it reports the policy's own **raw** log-probs of each sampled code: a log-softmax over the whole
   vocabulary of the conditional row, before guidance, masking, temperature and top-k/top-p.
-  Those are the numbers RL ratios and KL terms must use (see shared field notes on PPO).
+  Those are the numbers RL ratios and KL terms must use (see shared field notes on PPO);
+- for Llama-shaped decoders (glyph, Emu3, causal LMs) it decodes over a preallocated key/value
+  buffer without transformers' per-step machinery, and runs identical prompt rows (the
+  unconditional ones, a prompt asked for several images) once in the prefill
+  (``policy.static_decoder``); other families go through ``Generator.forward``.
 
 Sampling is seeded through a ``torch.Generator``, so the same seed, prompts and settings give the
 same tokens.
@@ -20,6 +24,7 @@ import torch
 
 from imagepref.errors import BadInputError
 from policy.generator import Generator, Samples
+from policy.static_decoder import StaticDecoder
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +60,13 @@ def filter_scores(scores: torch.Tensor, temperature: float, top_k: int, top_p: f
 @torch.no_grad()
 def sample(generator: Generator, prompts: list[str], guidance_scale: float | None = None, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 64, decode: bool = True,
-           batch_unconditional: bool | None = None) -> Samples:
+           batch_unconditional: bool | None = None, static_cache: bool = True) -> Samples:
     """Sample one image per prompt; see the module docstring for what is returned and why.
 
     ``batch_unconditional`` forces (True) or skips (False) the unconditional rows; by default they
     run only when ``guidance_scale != 1``. ``guidance_scale=None`` takes the generator's own
-    default (``Generator.default_guidance_scale``).
+    default (``Generator.default_guidance_scale``). ``static_cache=False`` forces the generic
+    path through ``Generator.forward`` even for models ``policy.static_decoder`` can run.
     """
     if guidance_scale is None:
         guidance_scale = generator.default_guidance_scale
@@ -70,7 +76,7 @@ def sample(generator: Generator, prompts: list[str], guidance_scale: float | Non
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         parts.append(_sample_batch(generator, chunk, guidance_scale, temperature, top_k, top_p,
-                                   seed + start, batch_unconditional))
+                                   seed + start, batch_unconditional, static_cache))
     codes = torch.cat([p[1] for p in parts])
     logprobs = torch.cat([p[2] for p in parts])
     prompt_ids = [ids for p in parts for ids in p[0]]
@@ -80,7 +86,7 @@ def sample(generator: Generator, prompts: list[str], guidance_scale: float | Non
 
 
 def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: float, temperature: float, top_k: int,
-                  top_p: float, seed: int, batch_unconditional: bool | None):
+                  top_p: float, seed: int, batch_unconditional: bool | None, static_cache: bool):
     device = generator.device
     batch = len(prompts)
     guided = guidance_scale != 1.0 if batch_unconditional is None else batch_unconditional
@@ -92,10 +98,14 @@ def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: floa
     rng = torch.Generator(device=device).manual_seed(seed)
     start = generator.config.image_token_start
 
-    logits, cache = generator.forward(input_ids, mask, pos, inputs_embeds=generator.prompt_embeds(input_ids))
-    last = logits[:, -1]
-    codes, logprobs = [], []
     layout = generator.block_layout()
+    decoder = StaticDecoder.for_generator(generator, len(rows), input_ids.shape[1], len(layout)) if static_cache else None
+    if decoder is not None:
+        last = decoder.prefill(input_ids, mask, pos)
+    else:
+        logits, cache = generator.forward(input_ids, mask, pos, inputs_embeds=generator.prompt_embeds(input_ids))
+        last = logits[:, -1]
+    codes, logprobs = [], []
     for step, forced in enumerate(layout):
         if forced is None:
             code_lp = generator.code_logprobs(last)
@@ -111,8 +121,11 @@ def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: floa
         if step == len(layout) - 1:
             break
         token = token.repeat(2) if guided else token
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         pos = pos[:, -1:] + 1
+        if decoder is not None:
+            last = decoder.step(token, pos)
+            continue
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         logits, cache = generator.forward(token[:, None], mask, pos, cache=cache,
                                           inputs_embeds=generator.embed_block(token[:, None]))
         last = logits[:, -1]

@@ -15,6 +15,7 @@ from policy.families.janus import JanusGenerator
 from policy.generator import load_generator
 from policy.families import tiny_generator as tiny
 from policy.sampler import teacher_forced_logprobs
+from policy.static_decoder import StaticDecoder
 
 FAMILIES = ["glyph", "emu3", "janus", "causal-vq"]
 PROMPTS = ['a red sign that says "OPEN"', 'the word "HI"', "a plain sign"]
@@ -70,6 +71,19 @@ def test_reported_logprobs_equal_teacher_forcing(saved):
     grads = [p.grad for p in generator.model.parameters() if p.grad is not None]
     generator.model.zero_grad(set_to_none=True)
     assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_static_cache_path_equals_the_generic_path(saved, family):
+    _, generator = saved
+    # Every family whose decoder is Llama-shaped takes the lean path; Janus (own image embeddings
+    # and head) samples through Generator.forward.
+    assert (StaticDecoder.for_generator(generator, 1, 1, 1) is not None) == (family != "janus")
+    prompts = PROMPTS + PROMPTS[:1]  # a repeated prompt: its prefill is shared
+    for settings in (dict(guidance_scale=3.0, top_k=20), dict(guidance_scale=1.0)):
+        lean = generator.sample(prompts, seed=4, decode=False, **settings)
+        plain = generator.sample(prompts, seed=4, decode=False, static_cache=False, **settings)
+        assert torch.equal(lean.codes, plain.codes)
+        torch.testing.assert_close(lean.logprobs, plain.logprobs, atol=2e-5, rtol=0)
 
 
 def test_block_shape_of_emu3_has_end_of_row_markers():

@@ -7,6 +7,7 @@ import torch
 
 from policy.pretrain import micro_generator
 from policy.sampler import filter_scores
+from policy.static_decoder import StaticDecoder
 
 PROMPTS = ['a red sign that says "OPEN"', 'the word "SALE" in blue', '"HI" written in green']
 
@@ -58,3 +59,22 @@ def test_filter_scores_top_k_and_top_p():
     kept = ~torch.isinf(filter_scores(scores, 1.0, 0, 0.7))
     assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, the token crossing p is kept
     torch.testing.assert_close(filter_scores(scores, 2.0, 0, 1.0), scores / 2)
+
+
+def test_static_cache_runs_lora_wrapped_models_like_the_generic_path():
+    from peft import LoraConfig, get_peft_model
+
+    generator = micro_generator(seed=1)
+    generator.model = get_peft_model(generator.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    for name, parameter in generator.model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.3)  # adapters that change the output
+    decoder = StaticDecoder.for_generator(generator, 2, 4, 4)
+    assert decoder is not None and decoder.fused[0] is None  # adapters are called, not fused away
+    lean = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False)
+    plain = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False, static_cache=False)
+    assert torch.equal(lean.codes, plain.codes)
+    torch.testing.assert_close(lean.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+    with generator.model.disable_adapter():
+        base = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False)
+    assert not torch.equal(base.codes, lean.codes)

@@ -1,0 +1,175 @@
+"""A lean decode loop for Llama-shaped decoders: preallocated KV cache, no per-step framework work.
+
+Why this exists: sampling an image is one forward pass per image token, with one new token per
+row. For the small and mid-sized generators this toolkit aligns, each of those passes through
+``transformers`` spends more time in per-call machinery (output dataclasses, kwarg decorators,
+causal-mask construction, a growing ``DynamicCache`` that re-concatenates keys and values) than
+in matrix multiplies (``benchmarks/sampler.py`` prints the share of the machine's matmul FLOP/s
+the sampler reaches). ``transformers``' own remedy, ``StaticCache`` with ``torch.compile``, pays a
+compilation per batch shape, which costs more than a whole sampling run on CPU. This module runs the
+*same modules* of the model (its norms, projections, MLP, rotary embedding and head, so LoRA
+adapters and any dtype work unchanged) over a key/value buffer allocated once per batch, with the
+attention mask built once.
+
+Only decoder layers whose forward is exactly the Llama computation are accepted (``SUPPORTED``);
+anything else, or a family that overrides ``Generator.forward`` / ``embed_block`` (Janus), samples
+through the generic path. ``tests/policy/test_sampler.py`` checks both paths give the same tokens
+and log-probs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from policy.generator import Generator
+
+# Decoder layers whose forward is: x + attn(norm(x)), then x + mlp(norm(x)), with Llama attention
+# (q/k/v/o projections, rotary embedding, no q/k norms). Emu3's layer adds a dropout after each
+# branch, which we call as well.
+SUPPORTED = ("LlamaDecoderLayer", "Emu3DecoderLayer")
+
+
+def _pieces(generator: Generator):
+    """(decoder, head) when the generator's model can take the lean path, else None."""
+    family = type(generator)
+    if any(getattr(family, name) is not getattr(Generator, name)
+           for name in ("forward", "embed_block", "prompt_embeds")):
+        return None
+    model = generator.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
+    try:
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+    except (AttributeError, ValueError):
+        return None
+    layers = getattr(decoder, "layers", None)
+    if head is None or layers is None or not all(type(layer).__name__ in SUPPORTED for layer in layers):
+        return None
+    if any(hasattr(layer.self_attn, "q_norm") for layer in layers) or not hasattr(decoder, "rotary_emb"):
+        return None
+    if getattr(decoder.config, "sliding_window", None) or getattr(base.config, "final_logit_softcapping", None):
+        return None
+    return decoder, head
+
+
+class StaticDecoder:
+    """Prefill and one-token decode steps over a key/value buffer of fixed length.
+
+    ``rows`` prompts, left-padded to ``prompt_length``, followed by at most ``new_tokens`` tokens.
+    """
+
+    def __init__(self, decoder: nn.Module, head: nn.Module, rows: int, prompt_length: int, new_tokens: int):
+        self.decoder, self.head = decoder, head
+        self.layers = list(decoder.layers)
+        attn = self.layers[0].self_attn
+        weight = attn.o_proj.weight
+        self.heads = decoder.config.num_attention_heads
+        self.kv_heads = decoder.config.num_key_value_heads
+        self.head_dim = attn.head_dim
+        self.length = prompt_length + new_tokens
+        shape = (rows, self.kv_heads, self.length, self.head_dim)
+        self.keys = [weight.new_zeros(shape) for _ in self.layers]
+        self.values = [weight.new_zeros(shape) for _ in self.layers]
+        self.dtype, self.device = weight.dtype, weight.device
+        self.filled = 0
+        self.key_mask: torch.Tensor | None = None
+        # Plain linear projections are concatenated once per batch, so each layer runs two matrix
+        # multiplies fewer per token; wrapped ones (LoRA adapters) are called as they are.
+        self.qkv_sizes = [m.weight.shape[0] for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
+        self.fused = [self._fuse(layer) for layer in self.layers]
+
+    @staticmethod
+    def _fuse(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+        attn, mlp = layer.self_attn, layer.mlp
+        linears = (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj)
+        if not all(type(m) is nn.Linear and m.bias is None for m in linears):
+            return None
+        return (torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+
+    @classmethod
+    def for_generator(cls, generator: Generator, rows: int, prompt_length: int, new_tokens: int
+                      ) -> "StaticDecoder | None":
+        """A decoder for ``generator``, or None when its model must take the generic path."""
+        pieces = _pieces(generator)
+        return None if pieces is None else cls(*pieces, rows, prompt_length, new_tokens)
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+                ) -> torch.Tensor:
+        """Run the left-padded prompts; returns the logits at their last position.
+
+        Identical rows (the unconditional rows of guidance, a prompt asked for several images) are
+        run once and their keys and values copied: the prefill is then no dearer than one pass over
+        the distinct prompts.
+        """
+        rows, width = input_ids.shape
+        blocked = torch.finfo(self.dtype).min
+        # Keys a row may never attend to (its left padding), over the whole buffer, made once.
+        keys_ok = torch.ones(rows, self.length, dtype=torch.bool, device=self.device)
+        keys_ok[:, :width] = attention_mask.bool()
+        self.key_mask = torch.zeros(rows, 1, 1, self.length, dtype=self.dtype, device=self.device)
+        self.key_mask.masked_fill_(~keys_ok[:, None, None, :], blocked)
+        _, inverse = torch.unique(torch.cat([input_ids, attention_mask], 1), dim=0, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), rows, dtype=torch.long, device=self.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(rows, device=self.device), "amin")
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        mask = self.key_mask[first, ..., :width].masked_fill(~causal, blocked)
+        embeds = self.decoder.embed_tokens(input_ids[first])
+        return self._forward(embeds, position_ids[first], mask, inverse)[inverse]
+
+    def step(self, token: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row (``token``: (rows,)); returns the next logits, (rows, vocab)."""
+        embeds = self.decoder.embed_tokens(token[:, None])
+        return self._forward(embeds, position_ids, self.key_mask[..., :self.filled + 1])
+
+    def _forward(self, hidden: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor,
+                 scatter: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the layers on ``hidden``: one new token per buffer row, or (prefill, ``scatter``
+        given) whole prompts of distinct rows whose keys and values go to buffer rows ``scatter``."""
+        start, width = self.filled, hidden.shape[1]
+        end = start + width
+        if end > self.length or (width > 1 and start):
+            raise RuntimeError(f"the static cache holds {self.length} positions from a single prefill")
+        rows = hidden.shape[0]
+        cos, sin = self.decoder.rotary_emb(hidden, position_ids)
+        for layer, fused, keys, values in zip(self.layers, self.fused, self.keys, self.values):
+            attn = layer.self_attn
+            dropout = getattr(layer, "dropout", None) or nn.Identity()
+            x = layer.input_layernorm(hidden)
+            if fused is not None:
+                q, k, v = F.linear(x, fused[0]).split(self.qkv_sizes, dim=-1)
+            else:
+                q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+            q, k = apply_rotary_pos_emb(q.view(rows, width, -1, self.head_dim).transpose(1, 2),
+                                        k.view(rows, width, -1, self.head_dim).transpose(1, 2), cos, sin)
+            v = v.view(rows, width, -1, self.head_dim).transpose(1, 2)
+            if scatter is None:
+                keys[:, :, start:end], values[:, :, start:end] = k, v
+                out = self._attend_one(q, keys[:, :, :end], values[:, :, :end], mask, attn.scaling)
+            else:
+                keys[:, :, :end], values[:, :, :end] = k[scatter], v[scatter]
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling,
+                                                     enable_gqa=self.heads != self.kv_heads)
+                out = out.transpose(1, 2).reshape(rows, width, -1)
+            hidden = hidden + dropout(attn.o_proj(out))
+            x = layer.post_attention_layernorm(hidden)
+            if fused is not None:
+                gate, up = F.linear(x, fused[1]).chunk(2, dim=-1)
+                x = layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+            else:
+                x = layer.mlp(x)
+            hidden = hidden + dropout(x)
+        self.filled = end
+        return self.head(self.decoder.norm(hidden[:, -1]))
+
+    def _attend_one(self, q, keys, values, mask, scale) -> torch.Tensor:
+        """Attention of one query per row: two batched matmuls. For a single query, this beats
+        ``scaled_dot_product_attention``'s CPU kernel, whose per-call set-up dominates at this size."""
+        rows = q.shape[0]
+        groups = self.heads // self.kv_heads  # query heads sharing one key/value head
+        q = q.reshape(rows, self.kv_heads, groups, self.head_dim)
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * scale + mask  # (rows, kv_heads, groups, length)
+        out = torch.matmul(torch.softmax(scores.float(), dim=-1).to(values.dtype), values)
+        return out.reshape(rows, 1, self.heads * self.head_dim)
