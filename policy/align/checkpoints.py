@@ -95,7 +95,9 @@ def _prepare_run_folder(out: Path, record: dict, resume: bool) -> str | None:
     elif resume:
         raise BadInputError(f"--resume given but {out} holds no run ({RUN_FILE} missing); drop --resume to start one")
     write_json_atomic(existing, record)
-    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    # transformers writes trainer_state.json last: a checkpoint without it was cut short by a kill.
+    checkpoints = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+                         key=lambda p: int(p.name.split("-")[-1]))
     return str(checkpoints[-1]) if resume and checkpoints else None
 
 
@@ -207,9 +209,12 @@ class CheckpointFiles:
         if checkpoint is None or self._engine_owns_checkpoints():
             return super()._load_optimizer_and_scheduler(checkpoint)
         optimizer, scheduler = load_state(checkpoint, "optimizer"), load_state(checkpoint, "scheduler")
-        if optimizer is not None and scheduler is not None:
-            self.optimizer.load_state_dict(optimizer)  # torch moves each state to its parameter's device
-            self.lr_scheduler.load_state_dict(scheduler)
+        if optimizer is None or scheduler is None:
+            # Going on with a fresh optimizer would silently end elsewhere than the run would have.
+            raise BadInputError(f"{checkpoint} has no optimizer.json/scheduler.json (a checkpoint of an older imagepref "
+                                "or cut short); delete that checkpoint folder to resume from the one before")
+        self.optimizer.load_state_dict(optimizer)  # torch moves each state to its parameter's device
+        self.lr_scheduler.load_state_dict(scheduler)
 
     def _save_scaler(self, output_dir: str) -> None:
         scaler = getattr(self.accelerator, "scaler", None)

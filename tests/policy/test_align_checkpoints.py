@@ -4,6 +4,7 @@ exactly, and an adapter is refused on another base or a folder of another run.""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -74,6 +75,15 @@ def test_dpo_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(tmp_path)
         run_training(trainer, generator, DPO, killed, None)
     assert (killed / "checkpoint-2").is_dir() and not (killed / "adapter").exists()
     assert_pickle_free(killed / "checkpoint-2")
+    # A checkpoint cut short by the kill (no trainer_state.json, written last) is passed over...
+    partial = killed / "checkpoint-4"
+    partial.mkdir()
+    shutil.copy(killed / "checkpoint-2" / "adapter_model.safetensors", partial)
+    # ... and one without its optimizer state is refused rather than resumed with a fresh optimizer.
+    (killed / "checkpoint-2" / "optimizer.json").rename(tmp_path / "optimizer.json")
+    with pytest.raises(BadInputError, match="no optimizer.json"):
+        train_dpo(micro_generator(), examples, DPO, killed, resume=True)
+    (tmp_path / "optimizer.json").rename(killed / "checkpoint-2" / "optimizer.json")
     train_dpo(micro_generator(), examples, DPO, killed, resume=True)
     whole, resumed = adapter(tmp_path / "whole"), adapter(killed)
     assert whole.keys() == resumed.keys()
