@@ -62,19 +62,34 @@ def test_filter_scores_top_k_and_top_p():
 
 
 def test_static_cache_runs_lora_wrapped_models_like_the_generic_path():
+    # Adapters on attention and MLP projections, so every fused weight carries a LoRA delta.
     from peft import LoraConfig, get_peft_model
 
     generator = micro_generator(seed=1)
-    generator.model = get_peft_model(generator.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    generator.model = get_peft_model(generator.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]))
     for name, parameter in generator.model.named_parameters():
         if "lora_B" in name:
             parameter.data.normal_(0, 0.3)  # adapters that change the output
     decoder = StaticDecoder.for_generator(generator, 2, 4, 4)
-    assert decoder is not None and decoder.fused[0] is None  # adapters are called, not fused away
+    assert decoder is not None and all(f is not None for f in decoder.fused)  # adapters folded into the weights
     lean = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False)
     plain = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False, static_cache=False)
     assert torch.equal(lean.codes, plain.codes)
     torch.testing.assert_close(lean.logprobs, plain.logprobs, atol=1e-5, rtol=0)
     with generator.model.disable_adapter():
         base = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False)
-    assert not torch.equal(base.codes, lean.codes)
+        base_plain = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False, static_cache=False)
+    assert torch.equal(base.codes, base_plain.codes) and not torch.equal(base.codes, lean.codes)
+
+
+def test_lora_dropout_in_training_mode_is_not_folded_into_weights():
+    from peft import LoraConfig, get_peft_model
+
+    from policy.static_decoder import _effective_weight
+
+    model = get_peft_model(micro_generator(seed=1).model, LoraConfig(r=4, lora_dropout=0.1, target_modules=["q_proj"]))
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    model.train()
+    assert _effective_weight(q_proj) is None  # dropout draws per call: the module must run it
+    model.eval()
+    torch.testing.assert_close(_effective_weight(q_proj), q_proj.base_layer.weight + q_proj.get_delta_weight("default"))
