@@ -9,14 +9,14 @@ this split for optimizer and RNG states, hence this module.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from imagepref.files import write_text_atomically
+from imagepref.files import replaced_on_success, write_text_atomically
 
 
 def _split(value, tensors: dict[str, torch.Tensor], path: str):
@@ -58,15 +58,16 @@ def _join(value, tensors: dict[str, torch.Tensor]):
 
 def save_state(folder: str | Path, name: str, state) -> None:
     """Write a nested state (optimizer, scheduler, RNG) as ``name.safetensors`` (its tensors) and
-    ``name.json`` (everything else); the JSON goes last, so its presence means the pair is whole."""
+    ``name.json`` (everything else) into a fresh folder; the JSON goes last, so its presence means
+    the pair is whole. (Overwriting a pair in place could leave new tensors beside old JSON after a
+    kill: use ``save_numbered_state`` for a state saved again and again.)"""
     tensors: dict[str, torch.Tensor] = {}
     structure = _split(state, tensors, "state")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if tensors:
-        staging = folder / f".{name}.safetensors.{os.getpid()}.tmp"
-        save_file(tensors, str(staging))
-        os.replace(staging, folder / f"{name}.safetensors")
+        with replaced_on_success(folder / f"{name}.safetensors") as staging:
+            save_file(tensors, str(staging))
     write_text_atomically(folder / f"{name}.json", json.dumps(structure))
 
 
@@ -77,3 +78,21 @@ def load_state(folder: str | Path, name: str):
         return None
     tensors = load_file(str(folder / f"{name}.safetensors")) if (folder / f"{name}.safetensors").is_file() else {}
     return _join(json.loads((folder / f"{name}.json").read_text()), tensors)
+
+
+def save_numbered_state(folder: str | Path, name: str, state, number: int) -> None:
+    """Save ``state`` as number ``number`` (an epoch, a step) in ``folder/<number>/``, then remove
+    the older numbers: a kill at any moment leaves at least one whole state to resume from."""
+    folder = Path(folder)
+    save_state(folder / str(number), name, state)
+    for older in folder.iterdir():
+        if older.name.isdigit() and int(older.name) < number:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def load_newest_state(folder: str | Path, name: str):
+    """The newest whole state ``save_numbered_state`` wrote into ``folder``, or None."""
+    folder = Path(folder)
+    numbers = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / f"{name}.json").is_file()),
+                     reverse=True) if folder.is_dir() else []
+    return load_state(folder / str(numbers[0]), name) if numbers else None

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from imagepref.errors import BadInputError, ImagePrefError
-from imagepref.tensor_state import load_state, save_state
+from imagepref.tensor_state import load_newest_state, save_numbered_state
 from reward.config import RewardConfig
 from reward.data import PreferenceSet, read_preferences, split_by_prompt
 from reward.model import RewardModel, score_candidates
@@ -166,7 +166,7 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
     history: list[dict] = []
     best_loss, best_epoch, best_step, stale, step = float("inf"), -1, None, 0, 0
     start_epoch, stopped = 0, False
-    resumed = load_state(checkpoint, "training_state") if checkpoint is not None else None
+    resumed = load_newest_state(checkpoint, "training_state") if checkpoint is not None else None
     if resumed is not None:
         model.load_state_dict(resumed["model"], strict=False)  # the frozen parts were never saved
         optimizer.load_state_dict(resumed["optimizer"])
@@ -222,11 +222,11 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                 stopped = stale >= config.patience
             if checkpoint is not None:
                 frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-                save_state(checkpoint, "training_state", {
+                save_numbered_state(checkpoint, "training_state", {
                     "model": {k: v for k, v in model.state_dict().items() if k not in frozen},
                     "optimizer": optimizer.state_dict(), "data_rng": generator_rng.get_state(),
                     "torch_rng": torch.random.get_rng_state(), "counters": [best_loss, best_epoch, best_step, stale, step],
-                    "history": history, "epoch": epoch + 1, "stopped": stopped})
+                    "history": history, "epoch": epoch + 1, "stopped": stopped}, epoch + 1)
             if on_epoch is not None:
                 on_epoch(record)
             if stopped:

@@ -52,27 +52,34 @@ def manifest(root: Path) -> dict:
 def test_a_killed_reward_stage_resumes_from_its_last_epoch(preferences, tmp_path):
     run = tmp_path / "killed"
     recipe = labeled_run(run, "reward-resume", preferences)
-    state = run / "stages" / "r1" / "reward" / "checkpoint" / "training_state.json"
+    checkpoint = run / "stages" / "r1" / "reward" / "checkpoint"
+
+    def saved_epochs() -> list[int]:
+        # One folder per epoch's state, older ones removed once the newer is whole.
+        return sorted(int(p.parent.name) for p in checkpoint.glob("*/training_state.json")) if checkpoint.is_dir() else []
+
     process = subprocess.Popen([str(IMAGEPREF), "run", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["__dict__"]["epoch"] >= 2:
+        if saved_epochs() and saved_epochs()[-1] >= 2:
             break
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read().decode()
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    killed_after = json.loads(state.read_text())["__dict__"]["epoch"]
+    killed_after = saved_epochs()[-1]
     assert 2 <= killed_after < 6
     assert manifest(run)["stages"]["r1/reward"]["status"] == "running"
-    assert (run / "stages" / "r1" / "reward" / "checkpoint" / "training_state.safetensors").is_file()
+    assert (checkpoint / str(killed_after) / "training_state.safetensors").is_file()
+    assert json.loads((checkpoint / str(killed_after) / "training_state.json").read_text())["__dict__"]["epoch"] == killed_after
 
     done = subprocess.run([str(IMAGEPREF), "run", str(recipe)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming (last status: running)" in done.stdout
     assert f"resuming reward training after epoch {killed_after}" in done.stdout
     assert manifest(run)["stages"]["r1/reward"]["status"] == "done"
+    assert saved_epochs() == [6]
     log = (run / "run.log").read_text()
     # Every epoch has its line in the run log, the ones before the kill once.
     assert [log.count(f"[r1/reward] step {e}/6 ") for e in range(1, 7)] == [1] * 6
