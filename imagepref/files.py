@@ -34,11 +34,22 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename: readers never see half
-    a file, and a crash leaves the old file whole."""
+@contextlib.contextmanager
+def replaced_on_success(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; when the block ends without error it
+    replaces ``path`` in one rename, otherwise it is removed. Readers never see half a file, and a
+    crash or a failed write leaves the old file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``replaced_on_success``."""
+    with replaced_on_success(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")

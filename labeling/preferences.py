@@ -8,12 +8,13 @@ are no votes or the top count is shared (annotators disagree without a majority)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from imagepref.files import replaced_on_success
 
 ANNOTATION_COLUMNS = ("pair_id", "prompt", "candidate_left", "candidate_right", "annotator", "source")
 ANNOTATION_TAIL = ("lead_time", "created_at")
@@ -91,6 +92,5 @@ def pair_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write a table through a temp file and a rename, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)
-    os.replace(temporary, path)
+    with replaced_on_success(path) as temporary:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from imagepref.errors import BadInputError, ImagePrefError
+from imagepref.files import replaced_on_success
 
 LABEL_STUDIO_SPEC = "label-studio==1.23.*"
 ADMIN_EMAIL = "admin@imagepref.local"
@@ -128,12 +129,11 @@ class ServerStatus:
 
 def write_private_json(path: Path, payload: dict) -> None:
     """Write JSON readable only by the owner (0600), through a temp file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1)
-    os.replace(temporary, path)
+    with replaced_on_success(path) as temporary:
+        # Created 0600 before anything is written, so the secrets are never readable by others.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1)
 
 
 def read_secrets(state_dir: Path) -> dict:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
-from safetensors.torch import load_file, save_file
 
 from imagepref.errors import BadInputError
+from imagepref.tensor_state import load_state, save_state
 from policy.codec import PaletteCodec
 from policy.families.glyph import GlyphGenerator
 from policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
@@ -85,10 +85,7 @@ def _save_checkpoint(folder: Path, generator, optimizer, step: int, config: Pret
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     generator.save_pretrained(tmp)
-    state = optimizer.state_dict()
-    tensors = {f"{pid}.{key}": value for pid, entry in state["state"].items() for key, value in entry.items()
-               if torch.is_tensor(value)}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
+    save_state(tmp, "optimizer", optimizer.state_dict())
     (tmp / "state.json").write_text(json.dumps({"step": step, "config": config.model_dump(), "losses": losses}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -96,12 +93,7 @@ def _save_checkpoint(folder: Path, generator, optimizer, step: int, config: Pret
 
 def _load_checkpoint(folder: Path, optimizer) -> tuple[int, list[float]]:
     state = json.loads((folder / "state.json").read_text())
-    tensors = load_file(str(folder / "optimizer.safetensors"))
-    current = optimizer.state_dict()
-    for key, value in tensors.items():
-        pid, name = key.split(".", 1)
-        current["state"].setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict(current)
+    optimizer.load_state_dict(load_state(folder, "optimizer"))
     return state["step"], state["losses"]
 
 
