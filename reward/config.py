@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from imagepref.errors import BadInputError
 
 DEFAULT_AXES = ("aesthetics", "prompt_fidelity", "safety")
+# The token backbone reads embeddings that already name letter pieces and colours, so it needs
+# less width than the pixel one; a narrow token model is what makes it cheap inside RL.
+DEFAULT_WIDTHS = {"pixel": 48, "token": 32, "clip": 96}
 
 
 class HeadStatistics(BaseModel):
@@ -31,10 +34,11 @@ class RewardConfig(BaseModel):
     backbone: Literal["pixel", "token", "clip"] = Field(
         "pixel", description="pixel: small conv + text transformer trained from scratch; token: reads the generator's "
         "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")
-    width: int = Field(96, description="Width of the fusion transformer (pixel, token) or of the head MLP (clip).")
+    width: int | None = Field(None, description="Width of the fusion transformer (pixel, token) or of the head MLP "
+                              "(clip); default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WIDTHS.items()))
     layers: int = Field(2, description="Fusion transformer layers (pixel, token).")
     heads: int = Field(4, description="Attention heads of the fusion transformer.")
-    dropout: float = Field(0.1, description="Dropout in the fusion transformer and heads.")
+    dropout: float = Field(0.0, description="Dropout in the fusion transformer and heads.")
     image_size: int = Field(64, description="Pixel backbone: images are resized to this square size.")
     patch: int = Field(8, description="Pixel backbone: patch size of the convolutional stem.")
     max_prompt_length: int = Field(80, description="Prompt characters the pixel and token backbones read.")
@@ -51,7 +55,7 @@ class RewardConfig(BaseModel):
 
     ties: Literal["davidson", "rao-kupper", "none"] = Field("davidson", description="How tie votes are modelled.")
     loss_weights: dict[str, float] = Field(default_factory=dict, description="Per-axis loss weight (default 1).")
-    lr: float = Field(1e-3, description="AdamW learning rate.")
+    lr: float = Field(3e-3, description="AdamW learning rate.")
     weight_decay: float = Field(0.01, description="AdamW weight decay.")
     epochs: int = Field(30, description="Most passes over the training pairs.")
     batch_size: int = Field(64, description="Pairs per step.")
@@ -59,6 +63,11 @@ class RewardConfig(BaseModel):
     val_fraction: float = Field(0.15, description="Share of prompts held out for validation (split by prompt).")
     seed: int = Field(0, description="Seed of the split, the initial weights and the batch order.")
     max_grad_norm: float = Field(1.0, description="Gradient clipping norm.")
+    prompt_matching_weight: float = Field(1.0, description="Weight of the auxiliary prompt-matching loss: during "
+                                          "training each image should score higher on prompt_matching_axis against "
+                                          "its own prompt than against another pair's (0 turns it off).")
+    prompt_matching_axis: str | None = Field("prompt_fidelity", description="The head the prompt-matching loss "
+                                             "trains (off when the model has no such axis).")
 
     mix_weights: dict[str, float] = Field(default_factory=dict, description="Combined reward: weight per non-safety "
                                           "axis of its normalised score (default 1 each).")
@@ -82,6 +91,12 @@ class RewardConfig(BaseModel):
         return axes
 
     @model_validator(mode="after")
+    def _width_by_backbone(self) -> "RewardConfig":
+        if self.width is None:
+            self.width = DEFAULT_WIDTHS[self.backbone]
+        return self
+
+    @model_validator(mode="after")
     def _named_axes_exist(self) -> "RewardConfig":
         for field in ("loss_weights", "mix_weights"):
             unknown = set(getattr(self, field)) - set(self.axes)
@@ -99,6 +114,9 @@ def config_with_overrides(config: RewardConfig, overrides: list[str]) -> RewardC
     import json
 
     data = config.model_dump()
+    keys = {item.partition("=")[0] for item in overrides}
+    if "backbone" in keys and "width" not in keys and data["width"] == DEFAULT_WIDTHS[config.backbone]:
+        data["width"] = None  # a default width follows the new backbone
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key not in RewardConfig.model_fields:

@@ -82,3 +82,18 @@ def preference_loss(diff: torch.Tensor, votes: torch.Tensor, tie_param: torch.Te
     weights = weights * (counts > 0)
     total = (per_head * weights).sum() / weights.sum().clamp(min=1e-12)
     return total, per_head
+
+
+def prompt_matching_loss(own: torch.Tensor, other: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The auxiliary prompt-matching loss: each image should match its own prompt better than
+    another candidate's prompt, ``mean(-log sigmoid(own - other))`` over the ``valid`` rows.
+
+    ``own`` and ``other`` are one head's scores (batch,) of the same images read against their own
+    prompt and against a different one. This is weak supervision from data every candidate set
+    already has (the prompt it was generated for), in the spirit of the image-text matching
+    objectives that CLIP- and BLIP-based reward models inherit from pretraining: it teaches a
+    model trained from scratch to compare the drawn text and colour with the prompt far faster
+    than the few preference pairs whose variants differ in spelling can. 0 when no row is valid."""
+    if not bool(valid.any()):
+        return own.sum() * 0.0
+    return F.softplus(other[valid].float() - own[valid].float()).mean()

@@ -26,6 +26,7 @@ import torch
 
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.tensor_state import load_newest_state, save_numbered_state
+from reward.backbones import edit_quoted_letter
 from reward.config import RewardConfig
 from reward.data import PreferenceSet, read_preferences, split_by_prompt
 from reward.model import RewardModel, score_candidates
@@ -86,11 +87,38 @@ def _batch(prepared: dict[str, torch.Tensor], rows: torch.Tensor, device) -> dic
     return {k: v[rows].to(device) for k, v in prepared.items()}
 
 
-def _pair_loss(model, prepared, index_a, index_b, votes, weights, device):
+def _with_other_prompts(model, inputs: dict[str, torch.Tensor], n: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``inputs`` plus its first ``n`` images again, each read against another prompt: the next
+    row's prompt (other colour, other word), or for half the rows of a byte-reading backbone its
+    own prompt with one quoted letter changed; and which rows really got a different prompt (two
+    pairs of one prompt may sit side by side)."""
+    keys = model.backbone.prompt_keys
+    shift = torch.roll(torch.arange(n, device=inputs[keys[0]].device), 1)
+    extra = {k: v[:n][shift] if k in keys else v[:n] for k, v in inputs.items()}
+    if keys[0] == "text":  # prompt bytes (pixel and token backbones)
+        edited = edit_quoted_letter(inputs["text"][:n])
+        use = (torch.rand(n) < 0.5).to(edited.device)[:, None]
+        extra["text"] = torch.where(use, edited, extra["text"])
+        extra["text_mask"] = torch.where(use, inputs["text_mask"][:n], extra["text_mask"])
+    valid = (extra[keys[0]] != inputs[keys[0]][:n]).flatten(1).any(1)
+    return {k: torch.cat([v, extra[k]]) for k, v in inputs.items()}, valid
+
+
+def _pair_loss(model, prepared, index_a, index_b, votes, weights, device, matching: bool = False):
+    n = len(index_a)
     inputs = _batch(prepared, torch.cat([index_a, index_b]), device)
+    axis = model.config.prompt_matching_axis
+    matching = matching and model.config.prompt_matching_weight > 0 and axis in model.config.axes
+    if matching:
+        inputs, valid = _with_other_prompts(model, inputs, n)
     scores = model(**inputs)
-    diff = scores[: len(index_a)] - scores[len(index_a):]
-    return losses.preference_loss(diff, votes.to(device), model.tie_param, model.config.ties, weights), diff
+    diff = scores[:n] - scores[n:2 * n]
+    total, per_head = losses.preference_loss(diff, votes.to(device), model.tie_param, model.config.ties, weights)
+    if matching:
+        column = model.config.axes.index(axis)
+        total = total + model.config.prompt_matching_weight * losses.prompt_matching_loss(
+            scores[:n, column], scores[2 * n:, column], valid)
+    return (total, per_head), diff
 
 
 @torch.no_grad()
@@ -186,7 +214,7 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
             for start in range(0, len(order), config.batch_size):
                 rows = order[start:start + config.batch_size]
                 (loss, per_head), _ = _pair_loss(model, prepared, train_a[rows], train_b[rows], train_votes[rows],
-                                                 weights, device)
+                                                 weights, device, matching=True)
                 step += 1
                 if not torch.isfinite(loss):
                     kept = (f"the last good checkpoint (epoch {best_epoch + 1}, step {best_step}) is kept in {out}"

@@ -69,3 +69,14 @@ def test_large_differences_stay_finite():
     for ties in ("davidson", "rao-kupper", "none"):
         total, _ = preference_loss(diff, votes, torch.zeros(1), ties)
         assert torch.isfinite(total)
+
+
+def test_prompt_matching_loss_matches_hand_values_and_skips_invalid_rows():
+    from reward.losses import prompt_matching_loss
+
+    own, other = torch.tensor([2.0, 0.0, 5.0]), torch.tensor([1.0, 0.0, -9.0])
+    valid = torch.tensor([True, True, False])
+    # softplus(other - own) over the valid rows: log(1 + e^-1) and log 2.
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(2)) / 2
+    assert prompt_matching_loss(own, other, valid).item() == pytest.approx(expected, abs=1e-6)
+    assert prompt_matching_loss(own, other, torch.zeros(3, dtype=torch.bool)).item() == 0.0
