@@ -63,6 +63,17 @@ class RewardMix(Strict):
     reward_model: str | None = Field(None, description="Reward model folder (needed by reward_model names).")
 
 
+class OnPolicyPairs(Strict):
+    """Iterative DPO: sample fresh candidates, rank them by the rewards, keep best and worst."""
+
+    prompts: int = Field(32, description="Training prompts sampled per round.")
+    images_per_prompt: int = Field(4, description="Candidates per prompt; best vs worst becomes a pair.")
+    min_gap: float = Field(0.05, description="Pairs whose best-worst reward gap is below this are dropped.")
+    rewards: dict[str, float] = Field(default_factory=lambda: {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0},
+                                      description="Rewards that rank the candidates when no reward model is given "
+                                      "(names as for GRPO; with --reward-model its combined reward ranks them).")
+
+
 class DPOSettings(CommonSettings):
     """``imagepref align dpo``."""
 
@@ -71,14 +82,8 @@ class DPOSettings(CommonSettings):
     precompute_ref_log_probs: bool = Field(False, description="Compute reference log-probs once before training.")
     pairs: PairPolicy = Field(default_factory=PairPolicy)
     epochs: int = Field(0, description="Passes over the pairs; 0 uses ``steps``.")
-
-
-class OnPolicyPairs(Strict):
-    """Iterative DPO: sample fresh candidates, rank them by the rewards, keep best and worst."""
-
-    prompts: int = Field(32, description="Training prompts sampled per round.")
-    images_per_prompt: int = Field(4, description="Candidates per prompt; best vs worst becomes a pair.")
-    min_gap: float = Field(0.05, description="Pairs whose best-worst reward gap is below this are dropped.")
+    on_policy: OnPolicyPairs = Field(default_factory=OnPolicyPairs,
+                                     description="Iterative DPO (no --preferences): how pairs are sampled and ranked.")
 
 
 class GRPOSettings(CommonSettings):

@@ -177,13 +177,14 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
             if preferences:
                 examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
             else:
-                from policy.align.config import OnPolicyPairs, guidance_of
+                from policy.align.config import guidance_of
                 from policy.align.rewards import scorer
 
-                weights = {"reward_model": 1.0} if model is not None else {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0}
+                pairs = settings.on_policy
+                weights = {"reward_model": 1.0} if model is not None else pairs.rewards
                 functions, mixed = build_rewards(weights, generator, read_text, text_reward, model)
-                examples = on_policy_examples(generator, training_prompts(prompts, OnPolicyPairs().prompts, settings.seed),
-                                              scorer(functions, mixed), OnPolicyPairs(), settings.seed,
+                examples = on_policy_examples(generator, training_prompts(prompts, pairs.prompts, settings.seed),
+                                              scorer(functions, mixed), pairs, settings.seed,
                                               {"guidance_scale": guidance_of(settings, generator)})
             log(f"dpo: {len(examples)} pairs")
             result = train_dpo(generator, examples, settings, out, **common)
