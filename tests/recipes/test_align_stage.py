@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import torch
 from safetensors import safe_open
 
 from policy.pretrain import micro_generator
@@ -18,7 +19,8 @@ DPO = {"steps": 3, "batch_size": 2, "save_every": 10, "lora_r": 4, "report_to": 
 @pytest.mark.slow
 def test_bfloat16_recipe_aligns_and_evaluates_in_bfloat16_with_a_log_line_per_step(cli, micro_recipe, tmp_path):
     path = micro_recipe(stages=["pretrain", "align", "eval"], generator={"dtype": "bfloat16"},
-                        align={"methods": ["dpo"], "ocr_engine": "tesseract", "monitor": False, "dpo": DPO})
+                        align={"methods": ["dpo"], "ocr_engine": "tesseract", "monitor": False,
+                               "dpo": {**DPO, "save_every": 2}})
     code, out, err = cli("run", path)
     assert code == 0, err
     run = tmp_path / "run"
@@ -27,6 +29,9 @@ def test_bfloat16_recipe_aligns_and_evaluates_in_bfloat16_with_a_log_line_per_st
     with safe_open(str(dpo / "adapter" / "adapter_model.safetensors"), "pt") as adapter:
         dtypes = {adapter.get_tensor(name).dtype for name in adapter.keys()}
     assert {str(d) for d in dtypes} == {"torch.float32"}  # peft keeps LoRA weights (and so AdamW's state) fp32
+    with safe_open(str(dpo / "checkpoint-2" / "optimizer.safetensors"), "pt") as optimizer:
+        moments = [optimizer.get_tensor(name) for name in optimizer.keys() if name.endswith(("exp_avg", "exp_avg_sq"))]
+    assert moments and {m.dtype for m in moments} == {torch.float32}
     log = (run / "run.log").read_text()
     assert re.search(r"\[r1/align\] dpo: \S+ loaded in bfloat16 on cpu", log)
     steps = [int(m) for m in re.findall(r"\[r1/align\] dpo step (\d+)/3 .*loss=", log)]
