@@ -1,7 +1,8 @@
 """Training a multi-head reward model on preference data (``imagepref reward train``).
 
 One readable loop: read and check the data, split it by prompt, prepare every candidate's
-tensors once, then AdamW over batches of pairs with the multi-head preference loss. After each
+tensors once, then AdamW over batches of pairs with the multi-head preference loss (plus the
+prompt-matching loss on the fidelity head, ``RewardConfig.prompt_matching_weight``). After each
 epoch the validation loss decides: better, and the model is saved (with each head's
 normalisation statistics on the training candidates); ``patience`` epochs without improvement,
 and training stops. A loss that turns NaN or infinite stops the run at once, names the step, and
