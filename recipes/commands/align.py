@@ -253,10 +253,9 @@ def _train(method: str, context: typer.Context, base, out, config, resume, ocr_e
         if record.get("method") != method or record.get("settings") != settings.model_dump():
             raise BadInputError(f"{out} holds another run (a {record.get('method')} run with other settings); "
                                 "resume with the same method and settings, or choose a fresh --out")
-    if method != "dpo":
-        from policy.align.config import check_reward_names
+    from policy.align.config import check_reward_names
 
-        check_reward_names(settings.rewards.weights)
+    check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
     result = run_aligner(method, _base(base), out, settings, preferences=[preferences] if preferences else None,
                          candidates=candidates, reward_model=reward_model, prompts=prompts, num_prompts=num_prompts,
                          ocr_engine=ocr_engine, monitor=not no_monitor, merge=False, log=typer.echo, dtype=dtype,
