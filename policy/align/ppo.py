@@ -78,7 +78,9 @@ class ImagePPOTrainer(ImageGRPOTrainer):
         labels[:, :-length] = -100
         out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
         logps = out.log_probs[:, -length:][:, self._slots.to(input_ids.device)]
-        values = self.value_head(out.hidden_states.float())[..., 0]
+        # Detached: the value loss trains the head only. Flowing into the shared trunk, its regression
+        # gradients moved the policy itself (on the shipped base the reward fell and the KL grew).
+        values = self.value_head(out.hidden_states.float().detach())[..., 0]
         return logps, values
 
     def _generate_and_score_completions(self, inputs):
