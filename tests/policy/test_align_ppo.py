@@ -39,3 +39,25 @@ def test_step_one_ratio_is_one_and_kl_is_zero_then_the_value_head_learns(tmp_pat
     assert all(log["ppo/value_loss"] > 0 for log in logs)
     assert logs[-1]["ppo/value_mean"] != 0.0  # the value head (zero at start) was trained
     assert (tmp_path / "run" / "value_head.safetensors").is_file()
+
+
+def test_value_loss_trains_the_value_head_only(tmp_path, rule_reward):
+    from policy.align.grpo import rollout
+    from policy.align.ppo import build_ppo_trainer
+
+    generator = micro_generator()
+    settings = PPOSettings(steps=1, batch_size=4, num_generations=2, save_every=100, monitor_every=0, report_to=[])
+    trainer = build_ppo_trainer(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
+    out = rollout(generator, [PROMPTS[0]] * 4, seed=1, guidance_scale=1.0, temperature=1.0)  # one length: no padding
+    prompt_ids = torch.tensor(out["prompt_ids"])
+    completion_ids = torch.tensor(out["completion_ids"])
+    inputs = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids),
+              "completion_ids": completion_ids, "completion_mask": torch.ones_like(completion_ids)}
+    torch.nn.init.normal_(trainer.value_head.weight)  # a trained head: a zero one passes no gradient back anyway
+    logps, values = trainer._policy_pass(trainer.model, inputs)
+    (values - 1).pow(2).sum().backward()
+    policy_grads = [p.grad for p in trainer.model.parameters() if p.requires_grad]
+    assert policy_grads and all(g is None or not g.abs().any() for g in policy_grads)
+    assert trainer.value_head.weight.grad is not None and trainer.value_head.weight.grad.abs().any()
+    logps.sum().backward()  # the policy itself still gets gradients from its log-probs
+    assert any(p.grad is not None and p.grad.abs().any() for p in trainer.model.parameters() if p.requires_grad)
