@@ -71,3 +71,29 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_pr
         train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False)
     assert json.loads((tmp_path / "rm" / "training.json").read_text())["epoch"] == 1
     assert load_reward_model(tmp_path / "rm").axes == list(AXES)
+
+
+
+def test_the_prompt_matching_loss_reads_each_image_against_another_prompt_on_the_fidelity_head():
+    from policy.glyphworld import render, training_specs
+    from reward import RewardModel
+    from reward.train import _pair_loss, _with_other_prompts
+
+    model = RewardModel.create(RewardConfig(width=32, layers=1, heads=2, prompt_matching_weight=0.5))
+    specs = training_specs(4, seed=2)
+    prepared = model.prepare([render(s) for s in specs], [s.prompt for s in specs])
+    both, valid = _with_other_prompts(model, prepared, 2)
+    # The a side (rows 0-1) again, same pixels, each with a prompt that is not its own.
+    assert both["pixels"].shape[0] == 6 and torch.equal(both["pixels"][4:], prepared["pixels"][:2])
+    assert valid.all() and (both["text"][4:] != prepared["text"][:2]).any(1).all()
+    votes = torch.tensor([[[1.0, 0, 0]] * 3] * 2)
+    weights = torch.ones(3)
+    torch.manual_seed(0)
+    (with_loss, _), _ = _pair_loss(model, prepared, torch.tensor([0, 1]), torch.tensor([2, 3]), votes, weights, "cpu",
+                                   matching=True)
+    (without, _), _ = _pair_loss(model, prepared, torch.tensor([0, 1]), torch.tensor([2, 3]), votes, weights, "cpu")
+    torch.manual_seed(0)
+    both, valid = _with_other_prompts(model, prepared, 2)
+    scores = model(**both)[:, model.axes.index("prompt_fidelity")]
+    expected = 0.5 * reward.losses.prompt_matching_loss(scores[:2], scores[4:], valid)
+    assert (with_loss - without).item() == pytest.approx(expected.item(), abs=1e-5)
