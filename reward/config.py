@@ -66,7 +66,7 @@ class RewardConfig(BaseModel):
     prompt_matching_weight: float = Field(0.0, description="Weight of the auxiliary prompt-matching loss: during "
                                           "training each image should score higher on prompt_matching_axis against "
                                           "its own prompt than against another pair's or one with a quoted letter "
-                                          "changed (0, the default, turns it off: it helped on 2,400 pairs, hurt on 300).")
+                                          "changed (0, the default, turns it off: it helped on 2,400 pairs, hurt on 360).")
     prompt_matching_axis: str | None = Field("prompt_fidelity", description="The head the prompt-matching loss "
                                              "trains (off when the model has no such axis).")
 
