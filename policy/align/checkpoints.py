@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 from imagepref.dtypes import torch_dtype
 from imagepref.errors import BadInputError
@@ -193,6 +194,9 @@ class CheckpointFiles:
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # StepLines replaces transformers' PrinterCallback (with tqdm off it prints every log
+        # dict to stdout): one formatted line a step, routed where the caller wants it.
+        self.remove_callback(PrinterCallback)
         self.add_callback(StepLines())
 
     def _engine_owns_checkpoints(self) -> bool:
