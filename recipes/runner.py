@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
-from recipes.config import ROUND_STAGES, Recipe
+from recipes.config import Recipe
 from recipes.run_folder import RunFolder
 
 # The recipe sections each stage kind depends on; runtime-only settings (device, trackers,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from reward.data import PreferenceSet
 from reward.model import RewardModel, score_candidates

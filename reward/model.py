@@ -13,7 +13,6 @@ labeling uses to pick pairs for people.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from imagepref.errors import BadInputError
+from imagepref.files import replaced_on_success, write_text_atomically
 from reward.backbones import BACKBONES
 from reward.config import RewardConfig, validated_config
 from reward.losses import outcome_probabilities
@@ -190,12 +190,9 @@ class RewardModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         # Each file is written under a temp name and renamed, weights before config, so a reader
         # never sees half a file; other files in the folder (TensorBoard logs) are left alone.
-        weights_tmp = path / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-        save_file(self.trainable_state(), str(weights_tmp))
-        config_tmp = path / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-        config_tmp.write_text(self.config.model_dump_json(indent=2))
-        os.replace(weights_tmp, path / WEIGHTS_FILE)
-        os.replace(config_tmp, path / CONFIG_FILE)
+        with replaced_on_success(path / WEIGHTS_FILE) as weights_tmp:
+            save_file(self.trainable_state(), str(weights_tmp))
+        write_text_atomically(path / CONFIG_FILE, self.config.model_dump_json(indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,

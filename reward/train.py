@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +25,12 @@ import numpy as np
 import torch
 
 from imagepref.errors import BadInputError, ImagePrefError
+from imagepref.files import write_text_atomically
 from imagepref.tensor_state import load_newest_state, save_numbered_state
 from reward.backbones import edit_quoted_letter
 from reward.config import RewardConfig
 from reward.data import PreferenceSet, read_preferences, split_by_prompt
-from reward.model import RewardModel, score_candidates
+from reward.model import RewardModel
 
 import reward.losses as losses
 
@@ -286,9 +286,7 @@ def _save_checkpoint(model: RewardModel, prepared, train_rows: torch.Tensor, out
         cut = two_mode_cut(model.normalise(scores)[:, model.config.axes.index(safety)])
     model.config = model.config.model_validate({**model.config.model_dump(), "safety_cut": cut})
     model.save_pretrained(out)
-    tmp = out / f".training.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out / "training.json")
+    write_text_atomically(out / "training.json", json.dumps(record, indent=1))
 
 
 def _progress(show: bool):

@@ -4,7 +4,6 @@ preference data. Each command is a thin layer over `reward`."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imagepref.errors import BadInputError
+from imagepref.files import replaced_on_success, write_text_atomically
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -108,7 +108,7 @@ def evaluate(
                       f"{e['three_way_accuracy']:.1%}")
     Console(width=170).print(table)
     if out is not None:
-        _write_text(out, json.dumps(report, indent=1))
+        write_text_atomically(out, json.dumps(report, indent=1))
 
 
 @app.command("score")
@@ -152,10 +152,8 @@ def score(
         frame[axis] = raw[:, i].numpy()
         frame[f"{axis}_normalised"] = normalised[:, i].numpy()
     frame["combined"] = reward_model.combined_from_scores(raw).numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    frame.to_csv(temporary, index=False) if out.suffix == ".csv" else frame.to_parquet(temporary, index=False)
-    os.replace(temporary, out)
+    with replaced_on_success(out) as temporary:
+        frame.to_csv(temporary, index=False) if out.suffix == ".csv" else frame.to_parquet(temporary, index=False)
     console.print(f"scored {len(frame)} candidates into {out}")
 
 
@@ -188,9 +186,3 @@ def glyph_data(
     console.print(f"wrote {counts['pairs']} pairs ({counts['annotations']} judgments) over {counts['candidates']} "
                   f"candidates into {out}")
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
