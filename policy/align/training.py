@@ -40,7 +40,7 @@ def trainer_arguments(settings: CommonSettings, out: Path) -> dict:
         learning_rate=settings.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         logging_steps=1, save_strategy="steps", save_steps=settings.save_every, save_only_model=False,
         report_to=list(settings.report_to), seed=settings.seed, data_seed=settings.seed,
-        gradient_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
+        activation_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
         use_cpu=not torch.cuda.is_available(),
     )
 
