@@ -19,6 +19,8 @@ and log-probs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -87,6 +89,8 @@ class StaticDecoder:
     def __init__(self, decoder: nn.Module, head: nn.Module, rows: int, prompt_length: int, new_tokens: int):
         self.decoder, self.head = decoder, head
         self.layers = list(decoder.layers)
+        # Emu3's layers apply a dropout after each branch (a no-op in eval mode); Llama's have none.
+        self.dropouts = [getattr(layer, "dropout", None) or nn.Identity() for layer in self.layers]
         attn = self.layers[0].self_attn
         weight = attn.o_proj.weight
         self.heads = decoder.config.num_attention_heads
@@ -103,19 +107,27 @@ class StaticDecoder:
         # in, q/k/v and gate/up concatenated), so a token costs four matrix multiplies a layer
         # instead of seven, or of twenty-one with adapters on every projection.
         self.qkv_sizes = [m.weight.shape[0] for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
-        self.fused = [self._fuse(layer) for layer in self.layers]
+        self.projections = [self._projections(layer) for layer in self.layers]
 
     @staticmethod
-    def _fuse(layer: nn.Module) -> tuple[torch.Tensor, ...] | None:
-        """(qkv, o, gate_up, down) weights of ``layer`` as they act now, or None when a projection is
-        neither a bias-free ``nn.Linear`` nor one under peft LoRA (then the modules are called)."""
+    def _projections(layer: nn.Module) -> tuple[Callable, Callable, Callable]:
+        """(qkv, o, mlp) of ``layer`` as functions of their input. When every projection is a
+        bias-free ``nn.Linear`` or one under peft LoRA, they use the weights as they act now,
+        concatenated; otherwise (an unknown wrapper, LoRA dropout in training) the modules run."""
         attn, mlp = layer.self_attn, layer.mlp
         weights = [_effective_weight(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
                                                   mlp.gate_proj, mlp.up_proj, mlp.down_proj)]
         if any(w is None for w in weights):
-            return None
+            return (lambda x: torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1),
+                    attn.o_proj, mlp)
         q, k, v, o, gate, up, down = weights
-        return torch.cat([q, k, v]), o, torch.cat([gate, up]), down
+        qkv, gate_up = torch.cat([q, k, v]), torch.cat([gate, up])
+
+        def gated_mlp(x: torch.Tensor) -> torch.Tensor:
+            gate_x, up_x = F.linear(x, gate_up).chunk(2, dim=-1)
+            return F.linear(mlp.act_fn(gate_x) * up_x, down)
+
+        return (lambda x: F.linear(x, qkv)), (lambda x: F.linear(x, o)), gated_mlp
 
     @classmethod
     def for_generator(cls, generator: Generator, rows: int, prompt_length: int, new_tokens: int
@@ -162,33 +174,23 @@ class StaticDecoder:
             raise RuntimeError(f"the static cache holds {self.length} positions from a single prefill")
         rows = hidden.shape[0]
         cos, sin = self.decoder.rotary_emb(hidden, position_ids)
-        for layer, fused, keys, values in zip(self.layers, self.fused, self.keys, self.values):
-            attn = layer.self_attn
-            dropout = getattr(layer, "dropout", None) or nn.Identity()
-            x = layer.input_layernorm(hidden)
-            if fused is not None:
-                q, k, v = F.linear(x, fused[0]).split(self.qkv_sizes, dim=-1)
-            else:
-                q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+        state = zip(self.layers, self.dropouts, self.projections, self.keys, self.values)
+        for layer, dropout, (qkv, o_proj, mlp), keys, values in state:
+            q, k, v = qkv(layer.input_layernorm(hidden)).split(self.qkv_sizes, dim=-1)
             q, k = apply_rotary_pos_emb(q.view(rows, width, -1, self.head_dim).transpose(1, 2),
                                         k.view(rows, width, -1, self.head_dim).transpose(1, 2), cos, sin)
             v = v.view(rows, width, -1, self.head_dim).transpose(1, 2)
+            scaling = layer.self_attn.scaling
             if scatter is None:
                 keys[:, :, start:end], values[:, :, start:end] = k, v
-                out = self._attend_one(q, keys[:, :, :end], values[:, :, :end], mask, attn.scaling)
+                out = self._attend_one(q, keys[:, :, :end], values[:, :, :end], mask, scaling)
             else:
                 keys[:, :, :end], values[:, :, :end] = k[scatter], v[scatter]
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling,
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling,
                                                      enable_gqa=self.heads != self.kv_heads)
                 out = out.transpose(1, 2).reshape(rows, width, -1)
-            hidden = hidden + dropout(attn.o_proj(out) if fused is None else F.linear(out, fused[1]))
-            x = layer.post_attention_layernorm(hidden)
-            if fused is not None:
-                gate, up = F.linear(x, fused[2]).chunk(2, dim=-1)
-                x = F.linear(layer.mlp.act_fn(gate) * up, fused[3])
-            else:
-                x = layer.mlp(x)
-            hidden = hidden + dropout(x)
+            hidden = hidden + dropout(o_proj(out))
+            hidden = hidden + dropout(mlp(layer.post_attention_layernorm(hidden)))
         self.filled = end
         return self.head(self.decoder.norm(hidden[:, -1]))
 

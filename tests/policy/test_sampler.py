@@ -66,12 +66,15 @@ def test_static_cache_runs_lora_wrapped_models_like_the_generic_path():
     from peft import LoraConfig, get_peft_model
 
     generator = micro_generator(seed=1)
-    generator.model = get_peft_model(generator.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]))
+    targets = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+    generator.model = get_peft_model(generator.model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
     for name, parameter in generator.model.named_parameters():
         if "lora_B" in name:
             parameter.data.normal_(0, 0.3)  # adapters that change the output
     decoder = StaticDecoder.for_generator(generator, 2, 4, 4)
-    assert decoder is not None and all(f is not None for f in decoder.fused)  # adapters folded into the weights
+    assert decoder is not None
+    # Adapters folded into the weights: the projections are plain functions, not the peft modules.
+    assert not any(isinstance(p, torch.nn.Module) for projections in decoder.projections for p in projections)
     lean = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False)
     plain = generator.sample(PROMPTS, seed=2, guidance_scale=2.0, decode=False, static_cache=False)
     assert torch.equal(lean.codes, plain.codes)
@@ -93,3 +96,19 @@ def test_lora_dropout_in_training_mode_is_not_folded_into_weights():
     assert _effective_weight(q_proj) is None  # dropout draws per call: the module must run it
     model.eval()
     torch.testing.assert_close(_effective_weight(q_proj), q_proj.base_layer.weight + q_proj.get_delta_weight("default"))
+
+
+def test_projections_it_cannot_fold_run_as_modules_with_the_same_results():
+    from transformers import LlamaForCausalLM
+
+    generator = micro_generator(seed=0)
+    config = generator.model.config
+    config.attention_bias = True  # biased q/k/v/o: not folded, the modules run
+    torch.manual_seed(0)
+    generator.model = LlamaForCausalLM(config).eval()
+    decoder = StaticDecoder.for_generator(generator, 2, 4, 4)
+    assert decoder is not None and isinstance(decoder.projections[0][1], torch.nn.Module)
+    lean = generator.sample(PROMPTS, seed=1, guidance_scale=2.0, decode=False)
+    plain = generator.sample(PROMPTS, seed=1, guidance_scale=2.0, decode=False, static_cache=False)
+    assert torch.equal(lean.codes, plain.codes)
+    torch.testing.assert_close(lean.logprobs, plain.logprobs, atol=1e-5, rtol=0)
