@@ -93,7 +93,7 @@ def prompt_matching_loss(own: torch.Tensor, other: torch.Tensor, valid: torch.Te
     already has (the prompt it was generated for), in the spirit of the image-text matching
     objectives that CLIP- and BLIP-based reward models inherit from pretraining: it teaches a
     model trained from scratch to compare the drawn text and colour with the prompt far faster
-    than the few preference pairs whose variants differ in spelling can. 0 when no row is valid."""
-    if not bool(valid.any()):
-        return own.sum() * 0.0
-    return F.softplus(other[valid].float() - own[valid].float()).mean()
+    than the few preference pairs whose variants differ in spelling can. 0 when no row is valid.
+    Masked rather than indexed, so a training step does not wait on the device to count rows."""
+    per_row = torch.where(valid, F.softplus(other.float() - own.float()), 0.0)
+    return per_row.sum() / valid.sum().clamp(min=1)
