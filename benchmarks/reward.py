@@ -31,11 +31,9 @@ import torch  # noqa: E402
 
 from eval.ocr import get_engine  # noqa: E402
 from reward import RewardConfig, evaluate_reward_model, load_reward_model, read_preferences, train_reward_model  # noqa: E402
+from recipes.stages.generation import SHIPPED_GENERATOR  # noqa: E402
 from reward.config import config_with_overrides  # noqa: E402
 from reward.synthetic import glyph_preference_data  # noqa: E402
-
-
-SHIPPED_GENERATOR = Path(__file__).resolve().parents[1] / "policy" / "glyphworld" / "pretrained"
 
 
 def generator_and_codec(path: str):
