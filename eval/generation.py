@@ -99,7 +99,7 @@ def generate_image_set(
     ``dtype`` (float32, bfloat16, float16) and ``device`` say how the checkpoint is loaded; the
     set's manifest records both as loaded.
     """
-    from imagepref.dtypes import torch_dtype
+    from imagepref.dtypes import dtype_name, torch_dtype
     from policy.candidates import write_candidate_set
     from policy.generator import load_generator
 
@@ -117,7 +117,7 @@ def generate_image_set(
         images_per_prompt=samples, seed=seed, sampler=sampler, batch_size=batch_size,
         generator_name=f"{generator.family}:{checkpoint}", on_progress=on_progress, id_prefix=f"{checkpoint.name}-{key}-",
         extra={"checkpoint": str(checkpoint), "family": generator.family, "fingerprint": checkpoint_fingerprint(checkpoint),
-               "samples": samples, "dtype": str(generator.model.dtype).removeprefix("torch."),
+               "samples": samples, "dtype": dtype_name(generator.model.dtype),
                "device": str(generator.model.device)},
     )
     seconds_per_image = json.loads((folder / MANIFEST).read_text())["seconds_per_image"]

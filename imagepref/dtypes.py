@@ -17,3 +17,8 @@ def torch_dtype(name: str | None, what: str = "dtype"):
     import torch
 
     return getattr(torch, name)
+
+
+def dtype_name(dtype) -> str:
+    """The name ``torch_dtype`` takes for a ``torch.dtype`` (``torch.bfloat16`` -> ``bfloat16``)."""
+    return str(dtype).removeprefix("torch.")

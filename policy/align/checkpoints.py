@@ -29,7 +29,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from imagepref.dtypes import torch_dtype
+from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_text_atomically
 from imagepref.tensor_state import load_state, save_state
@@ -54,7 +54,7 @@ def run_record(method: str, settings, base_path: str | None, generator: Generato
     """What ``align.json`` holds for a run (``dtype`` is the base's weights' dtype as loaded, so the
     adapter is later applied to the base loaded the same way)."""
     return {"method": method, "settings": settings.model_dump(), "base": str(base_path) if base_path else None,
-            "base_fingerprint": base_fingerprint(generator), "dtype": str(generator.model.dtype).removeprefix("torch.")}
+            "base_fingerprint": base_fingerprint(generator), "dtype": dtype_name(generator.model.dtype)}
 
 
 def prepare_run(out: Path, record: dict, resume: bool) -> str | None:

@@ -154,7 +154,7 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     ``dtype`` (float32, bfloat16, float16) and ``device`` say how the base is loaded (LoRA
     adapters stay float32: peft upcasts them). ``step_log`` gets one line per training step as it
     happens (default: ``log``)."""
-    from imagepref.dtypes import torch_dtype
+    from imagepref.dtypes import dtype_name, torch_dtype
     from policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
     from policy.align import train_dpo, train_grpo, train_ppo
     from policy.align.checkpoints import RUN_FILE
@@ -166,7 +166,7 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
         settings = _validate(method, settings or {})
     out = Path(out)
     generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
-    log(f"{method}: {base} loaded in {str(generator.model.dtype).removeprefix('torch.')} on {generator.model.device}")
+    log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")
     model = _reward_model(Path(reward_model) if reward_model else None)
     read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
     monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
