@@ -28,6 +28,7 @@ import httpx
 
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import replaced_on_success
+from imagepref.processes import pid_alive
 
 LABEL_STUDIO_SPEC = "label-studio==1.23.*"
 ADMIN_EMAIL = "admin@imagepref.local"
@@ -180,18 +181,6 @@ def is_healthy(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _server_record(paths: StatePaths) -> dict | None:
     if not paths.server_file.is_file():
         return None
@@ -237,7 +226,7 @@ def start_server(
     paths = StatePaths(state_dir.resolve())
     files_root = files_root.resolve()
     record = _server_record(paths)
-    if record and _pid_alive(record.get("pid")) and is_healthy(record["url"]):
+    if record and pid_alive(record.get("pid")) and is_healthy(record["url"]):
         return ServerStatus(record["url"], True, True, record["pid"], record.get("files_root"))
     if paths.root == files_root or files_root in paths.root.parents:
         raise BadInputError(f"the files root {files_root} contains the server state {paths.root}; "
@@ -279,17 +268,17 @@ def stop_server(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 20.0) ->
     if record is None:
         return False
     pid = record.get("pid")
-    running = _pid_alive(pid)
+    running = pid_alive(pid)
     if running:
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -316,5 +305,5 @@ def server_status(state_dir: Path = DEFAULT_STATE_DIR, url: str | None = None) -
     record = _server_record(paths)
     if record is None:
         raise ServerError(f"no managed Label Studio in {paths.root}; run `imagepref label server start`")
-    alive = _pid_alive(record.get("pid"))
+    alive = pid_alive(record.get("pid"))
     return ServerStatus(record["url"], alive and is_healthy(record["url"]), True, record.get("pid"), record.get("files_root"))

@@ -25,7 +25,7 @@ import yaml
 
 from imagepref.errors import BadInputError
 from imagepref.files import write_text_atomically
-from labeling.server import _pid_alive  # the same liveness check as the managed server's pid file
+from imagepref.processes import pid_alive
 
 MANIFEST_FORMAT = "imagepref-run/1"
 
@@ -139,7 +139,7 @@ class RunFolder:
             pid = int(self.lock_file.read_text().strip() or 0)
         except ValueError:
             return None
-        return pid if pid and pid != os.getpid() and _pid_alive(pid) else None
+        return pid if pid and pid != os.getpid() and pid_alive(pid) else None
 
     def acquire(self) -> None:
         """Take the folder's lock; another live runner is an error."""
