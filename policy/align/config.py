@@ -6,7 +6,7 @@ run; ``imagepref align <method> --config FILE.yaml`` and ``key=value`` overrides
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagepref.errors import UnknownNameError
 
@@ -106,6 +106,18 @@ class PPOSettings(GRPOSettings):
     value_clip: float = Field(0.2, description="Clip range of the value update.")
     value_lr: float = Field(1e-3, description="Learning rate of the value head.")
     epochs_per_rollout: int = Field(1, description="Optimisation passes over each rollout batch (TRL num_iterations).")
+    guidance_scale: float | None = Field(None, description="Guidance of the held-out monitoring sampler only: PPO's "
+                                         "rollouts sample the raw policy (guidance 1), the distribution its ratio and KL use.")
+    temperature: float = Field(1.0, description="Must be 1: PPO's rollouts sample the raw policy, the distribution "
+                               "its ratio and KL use.")
+
+    @field_validator("temperature")
+    @classmethod
+    def _raw_policy_temperature(cls, value: float) -> float:
+        if value != 1.0:
+            raise ValueError("PPO samples its rollouts from the raw policy (the distribution its ratio and KL use); "
+                             "leave temperature at 1")
+        return value
 
 
 def guidance_of(settings: CommonSettings, generator) -> float:

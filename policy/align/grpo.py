@@ -95,10 +95,15 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         try:
             from policy.align.training import policy_of
 
-            return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed,
-                           guidance_of(self.settings, self.generator), self.settings.temperature)
+            guidance_scale, temperature = self.rollout_sampling()
+            return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed, guidance_scale,
+                           temperature)
         finally:
             policy.train(was_training)
+
+    def rollout_sampling(self) -> tuple[float, float]:
+        """(guidance scale, temperature) the rollouts are drawn with: the run's settings."""
+        return guidance_of(self.settings, self.generator), self.settings.temperature
 
 
 def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float],

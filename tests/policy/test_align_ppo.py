@@ -61,3 +61,50 @@ def test_value_loss_trains_the_value_head_only(tmp_path, rule_reward):
     assert trainer.value_head.weight.grad is not None and trainer.value_head.weight.grad.abs().any()
     logps.sum().backward()  # the policy itself still gets gradients from its log-probs
     assert any(p.grad is not None and p.grad.abs().any() for p in trainer.model.parameters() if p.requires_grad)
+
+
+def test_rollouts_are_drawn_from_the_raw_policy_whose_log_probs_ppo_uses(tmp_path, rule_reward):
+    """PPO's ratio and KL use raw conditional log-probs, so its codes must be drawn from that
+    distribution, not from the guided one the run's guidance_scale (here 10) would give.
+
+    The first code of one prompt has one context, so its two candidate distributions are known
+    exactly; the share of draws landing where guidance raises the probability tells them apart."""
+    from policy.align.ppo import build_ppo_trainer
+    from policy.sampler import left_pad, positions
+
+    generator = micro_generator()
+    guidance = 10.0
+    settings = PPOSettings(steps=1, batch_size=4, num_generations=2, guidance_scale=guidance, save_every=100,
+                           monitor_every=0, report_to=[])
+    trainer = build_ppo_trainer(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
+
+    def first_code_logprobs(unconditional: bool) -> torch.Tensor:
+        ids, mask = left_pad(generator.encode_prompts([PROMPTS[0]], unconditional=unconditional),
+                             generator.pad_token_id, generator.device)
+        with torch.no_grad():
+            logits, _ = generator.forward(ids, mask, positions(mask), inputs_embeds=generator.prompt_embeds(ids))
+        return generator.code_logprobs(logits[:, -1])[0]
+
+    conditional, unconditional = first_code_logprobs(False), first_code_logprobs(True)
+    raw = torch.softmax(conditional, -1)
+    guided = torch.softmax(conditional + (guidance - 1) * (conditional - unconditional), -1)
+    raised = guided > raw  # the codes guidance makes likelier
+    draws = 2048
+    out = trainer._rollout([PROMPTS[0]] * draws, trainer)
+    codes = generator.block_to_codes(torch.tensor(out["completion_ids"]))[:, 0]
+    share = raised[codes].float().mean().item()
+    standard_error = (raw[raised].sum().item() * (1 - raw[raised].sum().item()) / draws) ** 0.5
+    assert guided[raised].sum() - raw[raised].sum() > 8 * standard_error  # the test can tell the two apart
+    assert abs(share - raw[raised].sum().item()) < 4 * standard_error
+    # and the log-probs reported with them are those raw log-probs
+    slot = [i for i, t in enumerate(generator.block_layout()) if t is None][0]
+    reported = torch.tensor(out["logprobs"])[:, slot]
+    assert torch.allclose(reported, conditional[codes], atol=1e-5)
+
+
+def test_a_rollout_temperature_other_than_one_is_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="raw policy"):
+        PPOSettings(temperature=0.8)
