@@ -72,8 +72,9 @@ class ImagePPOTrainer(ImageGRPOTrainer):
 
         The ratio, the KL penalty and the surrogate's gradient all use the raw conditional
         log-probs; only without guidance are those the log-probs of the distribution the codes were
-        drawn from. Drawn with guidance 1.5 (the glyph default), the rollouts were off policy: on
-        the shipped base the summed KL then grew to 5-28 within 80 steps while the reward fell."""
+        drawn from. Drawn with guidance 1.5 (the glyph default) they were off policy: on the shipped
+        base the summed KL reached 22 by step 85 and the reward fell; drawn at guidance 1,
+        with the same settings and seed, it stayed under 2 for 150 steps."""
         return 1.0, 1.0
 
     # ----- rewards, values, GAE -------------------------------------------------------------
