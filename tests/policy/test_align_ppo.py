@@ -1,8 +1,11 @@
-"""PPO on GRPOTrainer machinery: GAE by hand, and at step 1 the ratio is 1 and the KL is 0."""
+"""PPO on GRPOTrainer machinery: GAE by hand, rollouts drawn from the raw policy, and at step 1
+the ratio is 1 and the KL is 0."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from pydantic import ValidationError
 
 from policy.align import PPOSettings, train_ppo
 from policy.align.ppo import gae
@@ -103,8 +106,5 @@ def test_rollouts_are_drawn_from_the_raw_policy_whose_log_probs_ppo_uses(tmp_pat
 
 
 def test_a_rollout_temperature_other_than_one_is_refused():
-    import pytest
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError, match="raw policy"):
         PPOSettings(temperature=0.8)
