@@ -36,6 +36,8 @@ def test_unknown_reward_and_unknown_setting_are_refused(micro_folder, tmp_path):
     assert_one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out), "--reward", "rule_sharpness=1"),
                           "rule_sharpness")
     assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "stepz=3"), "stepz")
+    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "temperature=0.8"),
+                          "temperature", "raw policy")
     assert_one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out),
                               "on_policy.rewards={rule_sharpness: 1}"), "rule_sharpness")
     assert not out.exists()
