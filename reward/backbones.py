@@ -1,12 +1,13 @@
 """The reward model's backbones: each turns (images or image tokens, prompts) into one vector.
 
-- ``PixelBackbone``: a convolutional stem cuts the image into patch features on the codec's grid,
-  prompt characters get their own embeddings, and a small transformer attends across both; trained
-  from scratch in minutes on CPU (the glyph-world default).
-- ``TokenBackbone``: the same fusion transformer, but the image arrives as the generator's image
-  tokens, embedded through a frozen copy of the generator's own input embedding rows. No pixel
-  decoding, so it is cheap inside online RL. Prompt characters start from the generator's own
-  character embeddings when its tokenizer has one token per character (the glyph family).
+- ``PixelBackbone``: a convolutional stem cuts the image into patch features on the codec's grid;
+  prompt characters get byte embeddings plus their own drawing through the same stem; each patch
+  reads the prompt (``PromptReader``); trained from scratch in minutes on CPU (the glyph-world
+  default).
+- ``TokenBackbone``: the same reader, but the image arrives as the generator's image tokens,
+  embedded through a frozen copy of the generator's own input embedding rows. No pixel decoding,
+  so it is cheap inside online RL. Prompt characters start from the generator's own character
+  embeddings when its tokenizer has one token per character (the glyph family).
 - ``ClipBackbone``: a CLIP or SigLIP model from a local folder (frozen, or LoRA through peft); the
   image and text embeddings and their product feed the heads.
 
@@ -61,42 +62,54 @@ def edit_quoted_letter(ids: torch.Tensor, generator: torch.Generator | None = No
     return edited
 
 
-class FusionEncoder(nn.Module):
-    """A small transformer over [CLS, prompt tokens, image tokens]; returns CLS + pooled image vector."""
+class ReadingBlock(nn.Module):
+    """Each image position asks the prompt's characters what belongs here (one cross-attention),
+    then an MLP compares the answer with what the position shows."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.query_norm = nn.LayerNorm(width)
+        self.cross = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.cross(self.query_norm(x), prompt, prompt, key_padding_mask=padding, need_weights=False)
+        x = x + attended
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class PromptReader(nn.Module):
+    """Image features (pixel patches or image tokens) read against the prompt: ``layers`` reading
+    blocks, then mean and max pooling over the image positions.
+
+    Fidelity is an equality test between the two sides at each place in the image ("this cell
+    shows the quoted letter that belongs here", "this ink is the named colour"), which a
+    cross-attention from each image position followed by a per-position MLP learns directly. A
+    transformer over [CLS, prompt, patches] had to route both sides through the CLS token and kept
+    the pixel model's fidelity head near 60 % on 2,400 pairs, colour-only pairs included. Max
+    pooling sees "some position shows a mark / ink at the border", mean pooling "how speckled"."""
 
     def __init__(self, width: int, layers: int, heads: int, dropout: float, text_length: int, image_length: int):
         super().__init__()
-        self.cls = nn.Parameter(torch.zeros(1, 1, width))
-        self.text_position = nn.Parameter(torch.randn(1, text_length, width) * 0.02)
         self.image_position = nn.Parameter(torch.randn(1, image_length, width) * 0.02)
-        self.kind = nn.Embedding(2, width)  # 0 text, 1 image
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        # The read-out is the CLS vector plus mean and max pooling over the image positions: "some
-        # patch shows a mark / ink at the border" is one max, "how speckled" one mean, which a CLS
-        # query alone learned many times slower from a few thousand pairs.
-        self.pool = nn.Sequential(nn.LayerNorm(3 * width), nn.Linear(3 * width, width))
+        self.text_position = nn.Parameter(torch.randn(1, text_length, width) * 0.02)
+        self.blocks = nn.ModuleList(ReadingBlock(width, heads, dropout) for _ in range(layers))
+        self.pool = nn.Sequential(nn.LayerNorm(2 * width), nn.Linear(2 * width, width))
 
-    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        batch = text.shape[0]
-        # Prompts are padded to max_prompt_length; attention cost grows with it, so drop the
-        # columns that are padding in every row of this batch.
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        # Prompts are padded to max_prompt_length; drop the columns that are padding in every row.
         length = max(1, int(text_mask.sum(1).max()))
-        text, text_mask = text[:, :length], text_mask[:, :length]
-        text = text + self.text_position[:, :text.shape[1]] + self.kind.weight[0]
-        image = image + self.image_position[:, :image.shape[1]] + self.kind.weight[1]
-        tokens = torch.cat([self.cls.expand(batch, -1, -1), text, image], dim=1)
-        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=text.device), text_mask,
-                          torch.ones(image.shape[:2], dtype=torch.bool, device=text.device)], dim=1)
-        out = self.encoder(tokens, src_key_padding_mask=~keep)
-        image_out = out[:, 1 + text.shape[1]:]
-        return self.pool(torch.cat([out[:, 0], image_out.mean(1), image_out.amax(1)], dim=-1))
+        prompt = text[:, :length] + self.text_position[:, :length]
+        x = image + self.image_position
+        for block in self.blocks:
+            x = block(x, prompt, ~text_mask[:, :length])
+        return self.pool(torch.cat([x.mean(1), x.amax(1)], dim=-1))
 
 
 class GridNeighbourhood(nn.Module):
     """A residual 3x3 convolution over the patch grid: each patch feature sees its neighbours, so a
-    letter two or three patches tall reaches the fusion transformer as one readable column."""
+    letter two or three patches tall reaches the reader as one readable column."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -108,8 +121,8 @@ class GridNeighbourhood(nn.Module):
 
 class ByteText(nn.Module):
     """Prompt byte embeddings plus a residual 5-wide convolution, so each byte knows its word
-    ("red", a quoted letter next to the quote) before the fusion transformer compares it with the
-    image; one transformer layer could not both compose bytes and match them."""
+    ("red", a quoted letter next to the quote) before the image reads it; one attention layer
+    could not both compose bytes and match them."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -119,6 +132,42 @@ class ByteText(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embedding(ids)
         return x + self.conv(nn.functional.gelu(x).transpose(1, 2)).transpose(1, 2)
+
+
+def rendered_bytes(cell_width: int, cell_height: int, font: str = "DejaVuSans-Bold.ttf") -> torch.Tensor:
+    """Every byte drawn as a dark character on white in a ``cell_height`` x ``cell_width`` cell:
+    (PAD_BYTE + 1, 3, cell_height, cell_width) uint8; bytes without a printable ASCII character
+    stay blank.
+
+    The pixel backbone reads each prompt byte through its own image stem too (CLIPPO-style: the
+    text seen as pixels), so a quoted letter and the same letter drawn in the image start out as
+    features of one function; learning letter identity on one side teaches it to the other. The
+    font is DejaVu (matplotlib ships it), so the table is the same on every machine. PIL draws and
+    sizes the letters; no library turns a font into per-character cells at a given cap height."""
+    import matplotlib
+    from PIL import ImageDraw, ImageFont
+
+    face = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / font), 64)
+    _, cap_top, _, baseline = face.getbbox("H")
+    table = np.full((PAD_BYTE + 1, cell_height, cell_width), 255, dtype=np.uint8)
+    inner_height = max(1, cell_height - 3)
+    for byte in range(33, 127):
+        canvas = Image.new("L", (96, 96), 0)
+        ImageDraw.Draw(canvas).text((8, 0), chr(byte), font=face, fill=255)
+        box = canvas.getbbox()
+        if box is None:
+            continue
+        # Scale by the cap height, so capitals fill the cell and lower case and punctuation keep
+        # their size relative to them; squeeze only characters wider than the cell.
+        top, bottom = min(box[1], cap_top), max(box[3], baseline)
+        letter = canvas.crop((box[0], top, box[2], bottom))
+        scale = inner_height / max(1, baseline - cap_top)
+        height = min(cell_height - 1, max(1, round(letter.height * scale)))
+        width = min(cell_width - 2, max(1, round(letter.width * scale)))
+        ink = np.asarray(letter.resize((width, height), Image.LANCZOS), dtype=np.float32)
+        left, row = (cell_width - width) // 2, max(0, min(2 + round((top - cap_top) * scale), cell_height - height))
+        table[byte, row:row + height, left:left + width] = np.round(255 - ink).astype(np.uint8)
+    return torch.from_numpy(table)[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
 class PixelBackbone(nn.Module):
@@ -142,8 +191,15 @@ class PixelBackbone(nn.Module):
                                   nn.Conv2d(64, width, config.patch // 4, stride=config.patch // 4),
                                   GridNeighbourhood(width))
         self.text = ByteText(width)
-        self.fusion = FusionEncoder(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
-                                    grid * grid)
+        if config.rendered_text:
+            # Each byte as a two-patch-tall character through the same stem; the two patch
+            # features become one vector added to the byte's embedding.
+            self.register_buffer("glyphs", rendered_bytes(config.patch, 2 * config.patch), persistent=False)
+            self.glyph_project = nn.Linear(2 * width, width)
+        # Byte embeddings and stem features differ in scale; the reader's keys need one.
+        self.prompt_norm = nn.LayerNorm(width)
+        self.reader = PromptReader(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
+                                   grid * grid)
 
     def prepare(self, images: list[Image.Image] | None, prompts: list[str], tokens=None) -> dict[str, torch.Tensor]:
         if images is None:
@@ -155,19 +211,23 @@ class PixelBackbone(nn.Module):
         return {"pixels": torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), "text": ids, "text_mask": mask}
 
     def forward(self, pixels: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        x = pixels.to(self.stem[0].weight.dtype) / 127.5 - 1.0
-        image = self.stem(x).flatten(2).transpose(1, 2)
-        return self.fusion(self.text(text), text_mask, image)
+        dtype = self.stem[0].weight.dtype
+        image = self.stem(pixels.to(dtype) / 127.5 - 1.0).flatten(2).transpose(1, 2)
+        prompt = self.text(text)
+        if self.config.rendered_text:
+            # The whole byte table through the stem once per call (257 small cells), then looked
+            # up: cheaper than drawing each prompt's characters.
+            glyphs = self.stem(self.glyphs.to(dtype) / 127.5 - 1.0).flatten(1)
+            prompt = prompt + nn.functional.embedding(text, self.glyph_project(glyphs))
+        return self.reader(image, self.prompt_norm(prompt), text_mask)
 
 
 class TokenBackbone(nn.Module):
     """The generator's image tokens through its frozen input embeddings, read against the prompt.
 
-    Lighter than the pixel backbone on purpose: a code already names a letter piece, a colour or
-    a mark, so each image token needs only one cross-attention to the prompt's characters (which
-    piece of which quoted letter am I?) and an MLP; mean and max pooling over the tokens then see
-    "some token is a forbidden mark" or "letters reach the border". No self-attention over
-    prompt + image, no decoding; that is where the speed comes from."""
+    Lighter than the pixel backbone: a code already names a letter piece, a colour or a mark, so
+    the tokens need no stem before they read the prompt (which piece of which quoted letter am
+    I?), and nothing is decoded; that is where the speed comes from."""
 
     prompt_keys = ("text", "text_mask")  # the prepared tensors that carry the prompt
 
@@ -182,13 +242,8 @@ class TokenBackbone(nn.Module):
         self.image_embeddings.weight.requires_grad_(False)
         self.text = nn.Embedding(PAD_BYTE + 1, config.embedding_dim)
         self.project = nn.Sequential(nn.LayerNorm(config.embedding_dim), nn.Linear(config.embedding_dim, width))
-        self.image_position = nn.Parameter(torch.randn(1, config.tokens_per_image, width) * 0.02)
-        self.text_position = nn.Parameter(torch.randn(1, config.max_prompt_length, width) * 0.02)
-        self.query_norm = nn.LayerNorm(width)
-        self.cross = nn.MultiheadAttention(width, config.heads, dropout=config.dropout, batch_first=True)
-        self.mlp_norm = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-        self.pool = nn.Sequential(nn.LayerNorm(2 * width), nn.Linear(2 * width, width))
+        self.reader = PromptReader(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
+                                   config.tokens_per_image)
 
     @torch.no_grad()
     def copy_generator_embeddings(self, generator) -> None:
@@ -224,15 +279,9 @@ class TokenBackbone(nn.Module):
         return {"codes": codes, "text": ids, "text_mask": mask}
 
     def forward(self, codes: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        length = max(1, int(text_mask.sum(1).max()))
-        text, text_mask = text[:, :length], text_mask[:, :length]
         # Project the two small tables once, then look rows up: cheaper than projecting every token.
-        image = nn.functional.embedding(codes, self.project(self.image_embeddings.weight)) + self.image_position
-        prompt = nn.functional.embedding(text, self.project(self.text.weight)) + self.text_position[:, :length]
-        attended, _ = self.cross(self.query_norm(image), prompt, prompt, key_padding_mask=~text_mask, need_weights=False)
-        x = image + attended
-        x = x + self.mlp(self.mlp_norm(x))
-        return self.pool(torch.cat([x.mean(1), x.amax(1)], dim=-1))
+        image = nn.functional.embedding(codes, self.project(self.image_embeddings.weight))
+        return self.reader(image, nn.functional.embedding(text, self.project(self.text.weight)), text_mask)
 
 
 class ClipBackbone(nn.Module):

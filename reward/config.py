@@ -32,16 +32,20 @@ class RewardConfig(BaseModel):
 
     axes: list[str] = Field(default_factory=lambda: list(DEFAULT_AXES), description="One head per axis, in this order.")
     backbone: Literal["pixel", "token", "clip"] = Field(
-        "pixel", description="pixel: small conv + text transformer trained from scratch; token: reads the generator's "
+        "pixel", description="pixel: small conv stem + prompt reader trained from scratch; token: reads the generator's "
         "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")
-    width: int | None = Field(None, description="Width of the fusion transformer (pixel, token) or of the head MLP "
+    width: int | None = Field(None, description="Width of the prompt reader (pixel, token) or of the head MLP "
                               "(clip); default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WIDTHS.items()))
-    layers: int = Field(2, description="Fusion transformer layers (pixel, token).")
-    heads: int = Field(4, description="Attention heads of the fusion transformer.")
-    dropout: float = Field(0.0, description="Dropout in the fusion transformer and heads.")
+    layers: int = Field(1, description="Reading blocks (cross-attention from the image to the prompt, then an MLP) "
+                        "of the pixel and token backbones.")
+    heads: int = Field(4, description="Attention heads of the prompt reader.")
+    dropout: float = Field(0.0, description="Dropout in the prompt reader's attention and the heads.")
     image_size: int = Field(64, description="Pixel backbone: images are resized to this square size.")
     patch: int = Field(8, description="Pixel backbone: patch size of the convolutional stem.")
     max_prompt_length: int = Field(80, description="Prompt characters the pixel and token backbones read.")
+    rendered_text: bool = Field(True, description="Pixel backbone: also read each prompt character drawn as "
+                                "pixels through the image stem (CLIPPO-style), so quoted letters and drawn letters "
+                                "share one feature function.")
     backbone_path: str | None = Field(None, description="clip: the local CLIP/SigLIP folder; token: the generator "
                                       "folder the embeddings were copied from (a record only; the copy is saved).")
     finetune: Literal["frozen", "lora"] = Field("frozen", description="clip: keep the backbone frozen or train LoRA on it.")

@@ -32,6 +32,32 @@ def test_pixel_round_trip_scores_exactly(tmp_path):
     assert torch.allclose(half["aesthetics"], before["aesthetics"], atol=0.1)
 
 
+def test_pixel_backbone_reads_prompt_characters_drawn_through_its_image_stem():
+    from reward.backbones import PAD_BYTE, rendered_bytes
+
+    table = rendered_bytes(8, 16)
+    assert table.shape == (PAD_BYTE + 1, 3, 16, 8) and table.dtype == torch.uint8
+    ink = (table[:, 0] < 128).flatten(1).sum(1)
+    assert all(ink[b] > 0 for b in range(33, 127)) and ink[ord(" ")] == ink[0] == ink[PAD_BYTE] == 0
+    letters = table[ord("A"):ord("Z") + 1, 0].flatten(1).float()
+    assert torch.cdist(letters, letters).add(torch.eye(26) * 1e9).min() > 0  # 26 different drawings
+
+    # With the byte embeddings zeroed, a changed quoted letter still changes the fidelity score:
+    # the prompt's characters reach the reader as drawings through the stem, which is trained.
+    model = RewardModel.create(RewardConfig(width=32, heads=2)).eval()
+    assert model.config.rendered_text and model.backbone.glyphs.shape == table.shape
+    assert any(p is model.backbone.stem[0].weight for p in model.parameters())
+    with torch.no_grad():
+        model.backbone.text.embedding.weight.zero_()
+        model.backbone.text.conv.weight.zero_()
+        model.backbone.text.conv.bias.zero_()
+    image = images()[:1] * 2
+    scores = model.score(image, ['a sign that says "OPEN"', 'a sign that says "OPEX"'])["prompt_fidelity"]
+    assert scores[0] != scores[1]
+    plain = RewardModel.create(RewardConfig(width=32, heads=2, rendered_text=False))
+    assert not hasattr(plain.backbone, "glyphs")
+
+
 def test_token_backbone_reads_the_generators_embeddings(tmp_path, glyph_generator):
     config = RewardConfig(backbone="token", width=32, heads=2, axes=["prompt_fidelity", "safety"])
     model = RewardModel.create(config, generator=glyph_generator)
