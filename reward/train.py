@@ -28,7 +28,7 @@ from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import write_text_atomically
 from imagepref.tensor_state import load_newest_state, save_numbered_state
 from reward.backbones import edit_quoted_letter
-from reward.config import RewardConfig
+from reward.config import RewardConfig, default_prompt_matching_weight
 from reward.data import PreferenceSet, read_preferences, split_by_prompt
 from reward.model import RewardModel
 
@@ -165,6 +165,11 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
     if len(train.pairs) == 0:
         raise BadInputError("no training pairs left after the validation split; lower val_fraction")
     model = RewardModel.create(config, generator=generator)
+    if model.config.prompt_matching_weight is None:
+        weight = default_prompt_matching_weight(config.backbone, len(train.pairs))
+        model.config = model.config.model_copy(update={"prompt_matching_weight": weight})
+        log(f"prompt matching {'on' if weight else 'off'} ({config.backbone} backbone, {len(train.pairs)} training "
+            f"pairs; set prompt_matching_weight to choose)")
     config = model.config
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).train()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reward.backbones import edit_quoted_letter, prompt_bytes
-from reward.config import DEFAULT_WIDTHS, RewardConfig, config_with_overrides
+from reward.config import DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
 
 
 def test_width_follows_the_backbone_unless_set():
@@ -16,6 +16,13 @@ def test_width_follows_the_backbone_unless_set():
     assert config_with_overrides(RewardConfig(width=40), ["backbone=token"]).width == 40
     saved = RewardConfig(backbone="token").model_dump()
     assert RewardConfig.model_validate(saved).width == DEFAULT_WIDTHS["token"]
+
+
+def test_prompt_matching_left_unset_is_on_for_the_pixel_backbone_on_enough_pairs():
+    assert RewardConfig().prompt_matching_weight is None
+    assert default_prompt_matching_weight("pixel", 2400) == 1.0
+    assert default_prompt_matching_weight("pixel", 360) == 0.0
+    assert default_prompt_matching_weight("token", 2400) == default_prompt_matching_weight("clip", 2400) == 0.0
 
 
 def test_edit_quoted_letter_changes_one_quoted_letter_keeping_its_case():
