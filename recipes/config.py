@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from imagepref.dtypes import DTYPE_NAMES
 from imagepref.errors import BadInputError, UnknownNameError
 
 STAGES = ("pretrain", "generate", "label", "reward", "align", "eval", "report")
@@ -32,7 +33,7 @@ class Section(BaseModel):
 class GeneratorSection(Section):
     path: str | None = Field(None, description="Generator folder to start from. Unset: the glyph world's generator "
                              "(the shipped pretrained one when present, else the pretrain stage trains one).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype while sampling and training.")
+    dtype: Literal[DTYPE_NAMES] = Field("float32", description="Weights' dtype while sampling and training.")
     device: str | None = Field(None, description="Torch device (cpu, cuda, cuda:1); unset: cuda when present, else cpu.")
     trust_remote_code: bool = Field(False, description="Allow a checkpoint's own Python code (off: only transformers' classes).")
 
