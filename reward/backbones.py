@@ -171,7 +171,8 @@ def rendered_bytes(cell_width: int, cell_height: int, font: str = "DejaVuSans-Bo
 
 
 class PixelBackbone(nn.Module):
-    """Conv stem on pixels + prompt bytes, fused by a transformer (trained from scratch)."""
+    """Conv stem on pixels; prompt bytes (embedded, and drawn through the same stem) read by each
+    patch through ``PromptReader`` (trained from scratch)."""
 
     prompt_keys = ("text", "text_mask")  # the prepared tensors that carry the prompt
 
