@@ -143,11 +143,14 @@ def rendered_bytes(cell_width: int, cell_height: int, font: str = "DejaVuSans-Bo
     text seen as pixels), so a quoted letter and the same letter drawn in the image start out as
     features of one function; learning letter identity on one side teaches it to the other. The
     font is DejaVu (matplotlib ships it), so the table is the same on every machine. PIL draws and
-    sizes the letters; no library turns a font into per-character cells at a given cap height."""
-    import matplotlib
+    sizes the letters; no library turns a font into per-character cells at a given cap height, and
+    the glyph world's ``glyph_mask`` draws only its own two cell sizes and cuts descenders off,
+    while this table needs every printable byte at the model's patch size."""
     from PIL import ImageDraw, ImageFont
 
-    face = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / font), 64)
+    from policy.glyphworld.world import font_path
+
+    face = ImageFont.truetype(str(font_path(font)), 64)
     _, cap_top, _, baseline = face.getbbox("H")
     table = np.full((PAD_BYTE + 1, cell_height, cell_width), 255, dtype=np.uint8)
     inner_height = max(1, cell_height - 3)
