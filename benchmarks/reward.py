@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from eval.ocr import get_engine  # noqa: E402
-from reward import RewardConfig, evaluate_reward_model, load_reward_model, read_preferences, train_reward_model  # noqa: E402
+from reward import (RewardConfig, RewardModel, evaluate_reward_model, load_reward_model, read_preferences,  # noqa: E402
+                    train_reward_model)
 from recipes.stages.generation import SHIPPED_GENERATOR  # noqa: E402
 from reward.config import config_with_overrides  # noqa: E402
 from reward.synthetic import glyph_preference_data  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
         if not (out / "model.safetensors").is_file():
             config = config_with_overrides(RewardConfig(backbone=backbone), args.set)
             result = train_reward_model(work / "train", [], out, config, generator=generator, show_progress=False)
-            print(f"{backbone}: trained in {result.seconds:.0f} s, best epoch {result.best_epoch}")
+            print(f"{backbone}: trained in {result.seconds:.0f} s, {len(result.best_epochs)} member(s), best epochs {result.best_epochs}")
         models[backbone] = load_reward_model(out)
         report = evaluate_reward_model(models[backbone], heldout, resamples=1000)
         results[backbone] = report
@@ -123,16 +124,24 @@ def main() -> None:
     def token_path():
         token.score(prompts=prompts, tokens=tokens)
 
+    # One member of the pixel ensemble, to show what the ensemble costs on its own.
+    one = RewardModel(pixel.config.model_copy(update={"members": 1})).eval()
+    one.members[0].load_state_dict(pixel.members[0].state_dict())
+
     images = codec.decode(tokens)
     best = best_times({"pixel": pixel_path, "token": token_path,
-                       "pixel_only": lambda: pixel.score(images=images, prompts=prompts)})
+                       "pixel_only": lambda: pixel.score(images=images, prompts=prompts),
+                       "pixel_one_member": lambda: one.score(images=codec.decode(tokens), prompts=prompts)})
     t_pixel, t_token, t_pixel_only = best["pixel"], best["token"], best["pixel_only"]
     print(f"scoring {len(ids)} candidates from their image tokens ({args.threads} threads):")
-    print(f"  pixel backbone, decode + score: {t_pixel * 1000:.0f} ms ({len(ids) / t_pixel:.0f} images/s); "
-          f"score only, images given: {t_pixel_only * 1000:.0f} ms")
+    print(f"  pixel backbone ({len(pixel.members)} members), decode + score: {t_pixel * 1000:.0f} ms "
+          f"({len(ids) / t_pixel:.0f} images/s); score only, images given: {t_pixel_only * 1000:.0f} ms; one member, "
+          f"decode + score: {best['pixel_one_member'] * 1000:.0f} ms")
     print(f"  token backbone, score tokens:   {t_token * 1000:.0f} ms ({len(ids) / t_token:.0f} images/s)")
-    print(f"  speed-up of the token path: {t_pixel / t_token:.1f}x (vs pixel score only: {t_pixel_only / t_token:.1f}x)")
+    print(f"  speed-up of the token path: {t_pixel / t_token:.1f}x (vs pixel score only: {t_pixel_only / t_token:.1f}x; "
+          f"vs one pixel member: {best['pixel_one_member'] / t_token:.1f}x)")
     results["timing"] = {"batch": len(ids), "pixel_decode_and_score_s": t_pixel, "pixel_score_only_s": t_pixel_only,
+                         "pixel_one_member_decode_and_score_s": best["pixel_one_member"],
                          "token_score_s": t_token, "speedup": t_pixel / t_token}
     (work / "results.json").write_text(json.dumps(results, indent=1))
 

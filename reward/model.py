@@ -2,7 +2,9 @@
 
 A saved model is ``config.json`` (the ``RewardConfig``, including each head's normalisation
 statistics on the training candidates) and ``model.safetensors``. A CLIP/SigLIP model saves only
-what it trained (heads, LoRA); its frozen backbone is reloaded from ``backbone_path``.
+what it trained (heads, LoRA); its frozen backbone is reloaded from ``backbone_path``. A model may
+be a deep ensemble (``config.members`` networks, ``members.K.*`` in the weights file): its scores
+are the members' mean, and their spread is one more measure of how unsure it is.
 
 ``score`` gives raw per-axis scores; ``combined_reward`` turns them into one number for RL
 (normalised heads mixed by weight, safety as a gate or a penalty); ``pair_probabilities`` and
@@ -31,22 +33,49 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+class RewardMember(nn.Module):
+    """One trained network: backbone + one MLP head per axis + a learned tie parameter per axis."""
+
+    def __init__(self, config: RewardConfig):
+        super().__init__()
+        self.backbone = BACKBONES[config.backbone](config)
+        width = config.width
+        self.axes = list(config.axes)
+        self.heads = nn.ModuleDict({axis: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, width), nn.GELU(),
+                                                        nn.Linear(width, 1)) for axis in config.axes})
+        self.tie_param = nn.Parameter(torch.zeros(len(config.axes)))
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(**inputs)
+        return torch.cat([self.heads[axis](features) for axis in self.axes], dim=-1).float()
+
+
 class RewardModel(nn.Module):
-    """Backbone + one MLP head per axis + a learned tie parameter per axis."""
+    """``config.members`` independently trained ``RewardMember`` networks (a deep ensemble; one by
+    default except for the pixel backbone). Scores are the members' mean raw scores, the tie
+    parameter their mean; the members' spread is the ``disagreement`` of ``uncertainty``."""
 
     def __init__(self, config: RewardConfig):
         super().__init__()
         self.config = config
-        self.backbone = BACKBONES[config.backbone](config)
-        width = config.width
-        self.heads = nn.ModuleDict({axis: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, width), nn.GELU(),
-                                                        nn.Linear(width, 1)) for axis in config.axes})
-        self.tie_param = nn.Parameter(torch.zeros(len(config.axes)))
+        self.members = nn.ModuleList(RewardMember(config) for _ in range(config.members))
 
     @property
     def axes(self) -> list[str]:
         """The axes this model scores, in head order."""
         return list(self.config.axes)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The first member's backbone; every member has the same architecture and input format."""
+        return self.members[0].backbone
+
+    @property
+    def tie_param(self) -> torch.Tensor:
+        """Per axis, the members' mean tie parameter (the member's own one when there is one)."""
+        if len(self.members) == 1:
+            return self.members[0].tie_param
+        return torch.stack([m.tie_param for m in self.members]).mean(0)
 
     @classmethod
     def create(cls, config: RewardConfig, generator=None) -> "RewardModel":
@@ -62,7 +91,8 @@ class RewardModel(nn.Module):
         torch.manual_seed(config.seed)
         model = cls(config)
         if config.backbone == "token":
-            model.backbone.copy_generator_embeddings(generator)
+            for member in model.members:
+                member.backbone.copy_generator_embeddings(generator)
         return model
 
     # ----- scoring -------------------------------------------------------------------------
@@ -73,18 +103,24 @@ class RewardModel(nn.Module):
             raise BadInputError(f"got {count} images or token rows but {len(prompts)} prompts; pass one prompt per image")
         return self.backbone.prepare(list(images) if images is not None else None, list(prompts), tokens)
 
+    def member_scores(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Each member's raw head scores (members, batch, axes) for prepared inputs."""
+        return torch.stack([member(**inputs) for member in self.members])
+
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Raw head scores (batch, axes) for prepared inputs."""
-        features = self.backbone(**inputs)
-        return torch.cat([self.heads[axis](features) for axis in self.config.axes], dim=-1).float()
+        """Raw head scores (batch, axes) for prepared inputs: the members' mean."""
+        if len(self.members) == 1:
+            return self.members[0](**inputs)
+        return self.member_scores(**inputs).mean(0)
 
     @property
     def device(self) -> torch.device:
-        return self.tie_param.device
+        return self.members[0].tie_param.device
 
     @torch.no_grad()
-    def raw_scores(self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256) -> torch.Tensor:
-        """Raw scores (batch, axes) on CPU, computed in batches."""
+    def raw_scores(self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256,
+                   per_member: bool = False) -> torch.Tensor:
+        """Raw scores (batch, axes) on CPU, computed in batches; ``per_member``: (members, batch, axes)."""
         was_training = self.training
         self.eval()
         count = len(prompts)
@@ -93,9 +129,12 @@ class RewardModel(nn.Module):
             chunk_images = images[start:start + batch_size] if images is not None else None
             chunk_tokens = tokens[start:start + batch_size] if tokens is not None else None
             inputs = self.prepare(chunk_images, prompts[start:start + batch_size], chunk_tokens)
-            out.append(self(**{k: v.to(self.device) for k, v in inputs.items()}).cpu())
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            out.append((self.member_scores(**inputs) if per_member else self(**inputs)).cpu())
         self.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, len(self.config.axes))
+        if not out:
+            return torch.zeros((len(self.members), 0, len(self.config.axes)) if per_member else (0, len(self.config.axes)))
+        return torch.cat(out, dim=1 if per_member else 0)
 
     def score(self, images: Sequence[Image.Image] | None = None, prompts: Sequence[str] = (), tokens=None,
               batch_size: int = 256, normalised: bool = False) -> dict[str, torch.Tensor]:
@@ -164,25 +203,35 @@ class RewardModel(nn.Module):
 
         ``a`` and ``b`` are keyword arguments of ``score`` for the two sides (``images``/``tokens``
         and ``prompts``). Returns ``<axis>_p_a`` (P(a preferred), ties shared out) and
-        ``uncertainty`` = mean over axes of 1 - |2p - 1| (1 at p = 0.5). With an ``ensemble`` of
-        other models, ``disagreement`` is the mean over axes of the standard deviation of p."""
-        def p_a(model: "RewardModel") -> torch.Tensor:
-            probs = model.pair_probabilities(model.raw_scores(**a), model.raw_scores(**b))
+        ``uncertainty`` = mean over axes of 1 - |2p - 1| (1 at p = 0.5). When there are several
+        opinions (this model's own members, and any other models passed as ``ensemble``),
+        ``disagreement`` is the mean over axes of the standard deviation of their p."""
+        def member_p_a(model: "RewardModel") -> torch.Tensor:  # (members, pairs, axes)
+            diff = model.raw_scores(**a, per_member=True) - model.raw_scores(**b, per_member=True)
+            probs = torch.stack([outcome_probabilities(d, m.tie_param.detach().cpu(), model.config.ties)
+                                 for d, m in zip(diff, model.members)])
             return probs[..., 0] + probs[..., 2] / 2
 
-        p = p_a(self)
+        with torch.no_grad():
+            probs = self.pair_probabilities(self.raw_scores(**a), self.raw_scores(**b))
+        p = probs[..., 0] + probs[..., 2] / 2
         out = {f"{axis}_p_a": p[:, i] for i, axis in enumerate(self.config.axes)}
         out["uncertainty"] = (1 - (2 * p - 1).abs()).mean(-1)
-        if ensemble:
-            stack = torch.stack([p] + [p_a(m) for m in ensemble])
-            out["disagreement"] = stack.std(0).mean(-1)
+        opinions = torch.cat([member_p_a(m) for m in (self, *ensemble)]) if len(self.members) > 1 or ensemble else None
+        if opinions is not None:
+            out["disagreement"] = opinions.std(0).mean(-1)
         return out
 
     # ----- saving and loading ---------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The weights a saved folder holds (a CLIP backbone's frozen weights are left out)."""
-        skip = {f"backbone.{k}" for k in self.backbone.frozen_keys()} if hasattr(self.backbone, "frozen_keys") else set()
+        skip = self._frozen_keys()
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in skip}
+
+    def _frozen_keys(self) -> set[str]:
+        """State-dict keys of weights that are reloaded from ``backbone_path`` rather than saved."""
+        return {f"members.{i}.backbone.{k}" for i, member in enumerate(self.members)
+                for k in (member.backbone.frozen_keys() if hasattr(member.backbone, "frozen_keys") else ())}
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``path`` (created if needed)."""
@@ -207,11 +256,14 @@ class RewardModel(nn.Module):
             data = json.loads(config_file.read_text())
         except json.JSONDecodeError as error:
             raise BadInputError(f"{config_file} is not valid JSON ({error.msg}); retrain or restore the folder") from None
+        data.setdefault("members", 1)  # a folder saved before ensembles existed holds one network
         model = cls(validated_config(data))
         state = load_file(str(weights_file))
+        if model.config.members == 1 and not any(k.startswith("members.") for k in state):
+            state = {f"members.0.{k}": v for k, v in state.items()}  # a folder saved before ensembles existed
         missing, unexpected = model.load_state_dict(state, strict=False)
-        skip = model.backbone.frozen_keys() if hasattr(model.backbone, "frozen_keys") else set()
-        missing = [k for k in missing if k.removeprefix("backbone.") not in skip]
+        skip = model._frozen_keys()
+        missing = [k for k in missing if k not in skip]
         if missing or unexpected:
             raise BadInputError(f"{weights_file} does not match its config ({len(missing)} missing, {len(unexpected)} "
                                 f"unexpected weights, e.g. {(missing or unexpected)[0]}); the folder is damaged")

@@ -9,7 +9,9 @@ and training stops. A loss that turns NaN or infinite stops the run at once, nam
 leaves the last good checkpoint in place. Progress shows as a rich bar; metrics go to TensorBoard
 under ``<out>/tensorboard``. With ``checkpoint=DIR``, the whole training state (trainable weights,
 optimizer, data order and RNG, counters) is saved there after each epoch, without pickle, and a
-run killed midway resumes from it to the same result.
+run killed midway resumes from it to the same result. An ensemble (``config.members`` > 1) runs
+this loop once per member, seeds ``seed``, ``seed + 1``, ..., on the same split; the members are
+then put into one folder and the ensemble's own validation figures and statistics recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,9 +48,10 @@ class TrainResult:
 
     model: RewardModel
     out: Path
-    best_epoch: int
-    best_val_loss: float
-    history: list[dict]
+    best_epochs: list[int]  # per member, 1-based
+    best_val_loss: float  # of the saved model (the ensemble's own when it has several members)
+    validation: dict  # its validation loss and per-axis accuracy
+    history: list[list[dict]]  # per member, one record an epoch
     train_pairs: int
     val_pairs: int
     seconds: float
@@ -151,9 +155,12 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
 
     ``candidates_dirs`` are the candidate sets the pairs were made from (default
     ``<prefs_dir>/candidates``); ``generator`` is needed for the token backbone (its embeddings
-    are copied). ``checkpoint``: a folder for the per-epoch training state, resumed from when
-    present. ``on_epoch(record)`` hears of each finished epoch. Raises ``BadInputError`` for bad
-    data and ``TrainingDivergedError`` on a NaN loss.
+    are copied). With ``config.members`` > 1 each member trains in turn on the same split, with
+    seeds ``seed``, ``seed + 1``, ... and its own early stopping, and the folder holds them all.
+    ``checkpoint``: a folder for the per-epoch training state (``member-K/`` subfolders for an
+    ensemble), resumed from when present. ``on_epoch(record)`` hears of each finished epoch
+    (``record["member"]`` says whose). Raises ``BadInputError`` for bad data and
+    ``TrainingDivergedError`` on a NaN loss.
     """
     config = config or RewardConfig()
     started = time.perf_counter()
@@ -164,15 +171,16 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
     train, val = split_by_prompt(prefs, config.val_fraction, config.seed)
     if len(train.pairs) == 0:
         raise BadInputError("no training pairs left after the validation split; lower val_fraction")
-    model = RewardModel.create(config, generator=generator)
-    if model.config.prompt_matching_weight is None:
-        weight = default_prompt_matching_weight(config.backbone, len(train.pairs))
-        model.config = model.config.model_copy(update={"prompt_matching_weight": weight})
-        log(f"prompt matching {'on' if weight else 'off'} ({config.backbone} backbone, {len(train.pairs)} training "
-            f"pairs; set prompt_matching_weight to choose)")
-    config = model.config
+    chosen = config.prompt_matching_weight is None
+    if chosen:
+        config = config.model_copy(update={
+            "prompt_matching_weight": default_prompt_matching_weight(config.backbone, len(train.pairs))})
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device).train()
+    model = RewardModel.create(config.model_copy(update={"members": 1}), generator=generator)
+    if chosen:
+        log(f"prompt matching {'on' if config.prompt_matching_weight else 'off'} ({config.backbone} backbone, "
+            f"{len(train.pairs)} training pairs; set prompt_matching_weight to choose)")
+    config = model.config.model_copy(update={"members": config.members})  # with the token backbone's fields
 
     ids = list(dict.fromkeys([*prefs.pairs["candidate_a"], *prefs.pairs["candidate_b"]]))
     position = {c: i for i, c in enumerate(ids)}
@@ -183,22 +191,82 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                 torch.tensor([position[c] for c in part.pairs["candidate_b"]], dtype=torch.long),
                 part.votes(config.axes))
 
-    train_a, train_b, train_votes = indices(train)
-    val_a, val_b, val_votes = indices(val) if len(val.pairs) else indices(train)
-    weights = torch.tensor([config.loss_weight(a) for a in config.axes], device=device)
-    train_ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
-    train_rows = torch.tensor([position[c] for c in train_ids])
+    data = _Data(prepared, *indices(train), *(indices(val) if len(val.pairs) else indices(train)),
+                 torch.tensor([config.loss_weight(a) for a in config.axes], device=device),
+                 torch.tensor([position[c] for c in dict.fromkeys([*train.pairs["candidate_a"],
+                                                                    *train.pairs["candidate_b"]])]))
+    out.mkdir(parents=True, exist_ok=True)
+    if config.members == 1:
+        fitted = [_fit(model, data, device, out, out / "tensorboard", checkpoint, show_progress, log, on_epoch, 0)]
+        best = RewardModel.from_pretrained(out, device=device)
+    else:
+        # Each member trains into a staging folder of its own; the ensemble is assembled from them.
+        staging = out / ".members"
+        fitted = []
+        for k in range(config.members):
+            if k:
+                model = RewardModel.create(config.model_copy(update={"members": 1, "seed": config.seed + k}), generator)
+            log(f"ensemble member {k + 1} of {config.members} (seed {config.seed + k})")
+            fitted.append(_fit(model, data, device, staging / str(k), out / "tensorboard" / f"member-{k}",
+                               Path(checkpoint) / f"member-{k}" if checkpoint is not None else None,
+                               show_progress, log, on_epoch, k))
+        best = RewardModel(config)
+        for k, member in enumerate(best.members):
+            member.load_state_dict(RewardModel.from_pretrained(staging / str(k)).members[0].state_dict())
+        best.to(device)
+        val_loss, val_accuracy = _evaluate(best, data.prepared, data.val_a, data.val_b, data.val_votes, data.weights,
+                                           device, 4 * config.batch_size)
+        record = {"members": [f.record for f in fitted], "val_loss": val_loss,
+                  **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)}}
+        _save_checkpoint(best, data.prepared, data.train_rows, out, record)
+        shutil.rmtree(staging)
+        best = RewardModel.from_pretrained(out, device=device)
+    validation = ({"val_loss": fitted[0].best_loss, **{k: v for k, v in fitted[0].record.items() if k.startswith("val_")}}
+                  if config.members == 1 else {k: v for k, v in record.items() if k != "members"})
+    return TrainResult(best, out, [f.best_epoch for f in fitted], validation["val_loss"], validation,
+                       [f.history for f in fitted], len(train.pairs), len(val.pairs), time.perf_counter() - started)
 
+
+@dataclasses.dataclass
+class _Data:
+    """Every candidate's prepared tensors and the pair indices of both splits."""
+
+    prepared: dict[str, torch.Tensor]
+    train_a: torch.Tensor
+    train_b: torch.Tensor
+    train_votes: torch.Tensor
+    val_a: torch.Tensor
+    val_b: torch.Tensor
+    val_votes: torch.Tensor
+    weights: torch.Tensor
+    train_rows: torch.Tensor  # the training candidates, for the normalisation statistics
+
+
+@dataclasses.dataclass
+class _Fitted:
+    best_epoch: int
+    best_loss: float
+    record: dict
+    history: list[dict]
+
+
+def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, checkpoint: Path | None,
+         show_progress: bool, log, on_epoch, member: int) -> _Fitted:
+    """Train one single-member model, saving its best epoch into ``out``."""
+    config = model.config
+    model.to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     from torch.utils.tensorboard import SummaryWriter
 
     out.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = SummaryWriter(str(tensorboard))
+    train_a, train_b, train_votes = data.train_a, data.train_b, data.train_votes
     steps_per_epoch = math.ceil(len(train_a) / config.batch_size)
     generator_rng = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     best_loss, best_epoch, best_step, stale, step = float("inf"), -1, None, 0, 0
+    best_record: dict = {}
     start_epoch, stopped = 0, False
     resumed = load_newest_state(checkpoint, "training_state") if checkpoint is not None else None
     if resumed is not None:
@@ -208,6 +276,7 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
         torch.random.set_rng_state(resumed["torch_rng"])
         best_loss, best_epoch, best_step, stale, step = resumed["counters"]
         history, start_epoch, stopped = resumed["history"], resumed["epoch"], resumed["stopped"]
+        best_record = history[best_epoch] if best_epoch >= 0 else {}
         log(f"resuming reward training after epoch {start_epoch} from {checkpoint}")
     progress = _progress(show_progress)
     task = progress.add_task("reward", total=config.epochs * steps_per_epoch) if progress else None
@@ -219,8 +288,8 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
                 rows = order[start:start + config.batch_size]
-                (loss, per_head), _ = _pair_loss(model, prepared, train_a[rows], train_b[rows], train_votes[rows],
-                                                 weights, device, matching=True)
+                (loss, per_head), _ = _pair_loss(model, data.prepared, train_a[rows], train_b[rows], train_votes[rows],
+                                                 data.weights, device, matching=True)
                 step += 1
                 if not torch.isfinite(loss):
                     kept = (f"the last good checkpoint (epoch {best_epoch + 1}, step {best_step}) is kept in {out}"
@@ -237,8 +306,8 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                     writer.add_scalar(f"train/loss_{axis}", value, step)
                 if progress:
                     progress.update(task, advance=1, description=f"epoch {epoch + 1} loss {float(loss.detach()):.3f}")
-            val_loss, val_accuracy = _evaluate(model, prepared, val_a, val_b, val_votes, weights, device,
-                                               4 * config.batch_size)
+            val_loss, val_accuracy = _evaluate(model, data.prepared, data.val_a, data.val_b, data.val_votes,
+                                               data.weights, device, 4 * config.batch_size)
             record = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss / len(order), "val_loss": val_loss,
                       **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)}}
             history.append(record)
@@ -249,8 +318,8 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                 raise TrainingDivergedError(f"the validation loss became {val_loss} after step {step} (epoch "
                                             f"{epoch + 1}); the last good checkpoint is kept in {out}; lower lr")
             if val_loss < best_loss - 1e-4:
-                best_loss, best_epoch, best_step, stale = val_loss, epoch, step, 0
-                _save_checkpoint(model, prepared, train_rows, out, record)
+                best_loss, best_epoch, best_step, stale, best_record = val_loss, epoch, step, 0, record
+                _save_checkpoint(model, data.prepared, data.train_rows, out, record)
             else:
                 stale += 1
                 stopped = stale >= config.patience
@@ -262,7 +331,7 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
                     "torch_rng": torch.random.get_rng_state(), "counters": [best_loss, best_epoch, best_step, stale, step],
                     "history": history, "epoch": epoch + 1, "stopped": stopped}, epoch + 1)
             if on_epoch is not None:
-                on_epoch(record)
+                on_epoch({**record, "member": member})
             if stopped:
                 log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
                 break
@@ -270,9 +339,7 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
         if progress:
             progress.stop()
         writer.close()
-    best = RewardModel.from_pretrained(out, device=device)
-    return TrainResult(best, out, best_epoch + 1, best_loss, history, len(train.pairs), len(val.pairs),
-                       time.perf_counter() - started)
+    return _Fitted(best_epoch + 1, best_loss, best_record, history)
 
 
 def _save_checkpoint(model: RewardModel, prepared, train_rows: torch.Tensor, out: Path, record: dict) -> None:

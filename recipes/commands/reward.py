@@ -71,9 +71,10 @@ def train(
         cfg = cfg.model_copy(update={"backbone_path": str(generator)})
     result = train_reward_model(prefs, candidates or [], out, cfg, generator=loaded, device=device,
                                 show_progress=not quiet, log=lambda m: console.print(m))
-    best = result.history[result.best_epoch - 1]
-    figures = ", ".join(f"{a} {best[f'val_accuracy_{a}']:.1%}" for a in result.model.axes)
-    console.print(f"saved {out} (epoch {result.best_epoch}, validation loss {result.best_val_loss:.4f}; validation "
+    figures = ", ".join(f"{a} {result.validation[f'val_accuracy_{a}']:.1%}" for a in result.model.axes)
+    epochs = ", ".join(str(e) for e in result.best_epochs)
+    which = f"epoch {epochs}" if len(result.best_epochs) == 1 else f"{len(result.best_epochs)} members, epochs {epochs}"
+    console.print(f"saved {out} ({which}, validation loss {result.best_val_loss:.4f}; validation "
                   f"accuracy {figures}; {result.train_pairs} train / {result.val_pairs} validation pairs, "
                   f"{result.seconds:.0f} s)")
 

@@ -73,11 +73,13 @@ def run_reward(context: StageContext) -> dict[str, Any]:
     # The per-epoch training state lives in the stage folder, so a killed stage resumes from its last epoch.
     result = train(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False, log=context.log,
                    checkpoint=context.out / "checkpoint",
-                   on_epoch=lambda record: context.step(record["epoch"], config.epochs,
-                                                        {k: round(v, 4) for k, v in record.items() if k not in ("epoch", "step")}))
+                   on_epoch=lambda record: context.step(record["member"] * config.epochs + record["epoch"],
+                                                        config.members * config.epochs,
+                                                        {k: round(v, 4) for k, v in record.items()
+                                                         if k not in ("epoch", "step", "member")}))
     report = _evaluate(context, result.model, preferences, [c for _, c in data], config)
     accuracy = {axis: round(entry["accuracy"], 4) for axis, entry in report["axes"].items()}
-    context.log(f"best epoch {result.best_epoch}: held-out accuracy "
+    context.log(f"best epoch {', '.join(map(str, result.best_epochs))}: held-out accuracy "
                 + ", ".join(f"{axis} {value:.2f}" for axis, value in accuracy.items())
                 + f" on {report['pairs']} held-out pairs ({result.train_pairs} trained); {context.relative(context.out / 'eval.json')}")
     return {"model": context.relative(out), "eval": context.relative(context.out / "eval.json"),

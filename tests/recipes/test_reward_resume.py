@@ -1,5 +1,6 @@
 """A reward stage killed midway resumes from its last epoch's checkpoint and ends where an
-uninterrupted stage ends."""
+uninterrupted stage ends. The model is a two-member ensemble, killed while the second member
+trains, so the finished first member is kept and the second resumes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import yaml
 from safetensors.torch import load_file
 
 IMAGEPREF = Path(sys.executable).with_name("imagepref")
-REWARD = {"settings": {"epochs": 6, "patience": 6, "width": 32, "layers": 1, "batch_size": 4, "image_size": 32}}
+REWARD = {"settings": {"epochs": 6, "patience": 6, "members": 2, "width": 32, "layers": 1, "batch_size": 4, "image_size": 32}}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def manifest(root: Path) -> dict:
 def test_a_killed_reward_stage_resumes_from_its_last_epoch(preferences, tmp_path):
     run = tmp_path / "killed"
     recipe = labeled_run(run, "reward-resume", preferences)
-    checkpoint = run / "stages" / "r1" / "reward" / "checkpoint"
+    checkpoint = run / "stages" / "r1" / "reward" / "checkpoint" / "member-1"
 
     def saved_epochs() -> list[int]:
         # One folder per epoch's state, older ones removed once the newer is whole.
@@ -82,7 +83,9 @@ def test_a_killed_reward_stage_resumes_from_its_last_epoch(preferences, tmp_path
     assert saved_epochs() == [6]
     log = (run / "run.log").read_text()
     # Every epoch has its line in the run log, the ones before the kill once.
-    assert [log.count(f"[r1/reward] step {e}/6 ") for e in range(1, 7)] == [1] * 6
+    assert [log.count(f"[r1/reward] step {e}/12 ") for e in range(1, 13)] == [1] * 12
+    assert "resuming reward training after epoch 6" in done.stdout  # the first member, finished before the kill
+    assert not (run / "stages" / "r1" / "reward" / "model" / ".members").exists()  # staging removed
 
     # The resumed stage ends with the same model as an uninterrupted one.
     straight = tmp_path / "straight"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reward.backbones import edit_quoted_letter, prompt_bytes
-from reward.config import DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
+from reward.config import DEFAULT_MEMBERS, DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
 
 
 def test_width_follows_the_backbone_unless_set():
@@ -16,6 +16,18 @@ def test_width_follows_the_backbone_unless_set():
     assert config_with_overrides(RewardConfig(width=40), ["backbone=token"]).width == 40
     saved = RewardConfig(backbone="token").model_dump()
     assert RewardConfig.model_validate(saved).width == DEFAULT_WIDTHS["token"]
+
+
+def test_ensemble_members_follow_the_backbone_unless_set():
+    assert RewardConfig().members == DEFAULT_MEMBERS["pixel"] > 1
+    assert RewardConfig(backbone="token").members == RewardConfig(backbone="clip").members == 1
+    assert config_with_overrides(RewardConfig(), ["backbone=token"]).members == 1
+    assert config_with_overrides(RewardConfig(), ["backbone=token", "members=3"]).members == 3
+    from imagepref.errors import BadInputError
+    import pytest
+
+    with pytest.raises(BadInputError, match="members"):
+        config_with_overrides(RewardConfig(), ["members=0"])
 
 
 def test_prompt_matching_left_unset_is_on_for_the_pixel_backbone_on_enough_pairs():

@@ -108,6 +108,44 @@ def test_uncertainty_is_highest_for_indistinguishable_pairs():
     assert (result["uncertainty"] <= 1).all() and result["disagreement"].shape == (2,)
 
 
+def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disagreement(tmp_path):
+    model = RewardModel.create(RewardConfig(width=32, heads=2, members=3)).eval()
+    inputs = model.prepare(images(), PROMPTS)
+    with torch.no_grad():
+        each = torch.stack([member(**inputs) for member in model.members])
+        assert not torch.allclose(each[0], each[1])  # each member starts from its own weights
+        assert torch.allclose(model(**inputs), each.mean(0))
+    model.save_pretrained(tmp_path / "rm")
+    loaded = load_reward_model(tmp_path / "rm")
+    assert len(loaded.members) == 3
+    assert torch.equal(loaded.score(images(), PROMPTS)["prompt_fidelity"], model.score(images(), PROMPTS)["prompt_fidelity"])
+
+    side, swapped = {"images": images(), "prompts": PROMPTS}, {"images": images()[::-1], "prompts": PROMPTS}
+    assert (model.uncertainty(side, swapped)["disagreement"] > 0).all()
+    with torch.no_grad():  # members that agree exactly do not disagree
+        for member in model.members[1:]:
+            member.load_state_dict(model.members[0].state_dict())
+    assert model.uncertainty(side, swapped)["disagreement"].abs().max() < 1e-6
+    assert "disagreement" not in RewardModel.create(RewardConfig(width=32, heads=2, members=1)).uncertainty(side, swapped)
+
+
+def test_a_folder_saved_before_ensembles_loads_as_one_member(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = RewardModel.create(RewardConfig(width=32, heads=2, members=1))
+    model.save_pretrained(tmp_path / "rm")
+    weights = tmp_path / "rm" / "model.safetensors"
+    save_file({k.removeprefix("members.0."): v for k, v in load_file(str(weights)).items()}, str(weights))
+    config = json.loads((tmp_path / "rm" / "config.json").read_text())
+    del config["members"]
+    (tmp_path / "rm" / "config.json").write_text(json.dumps(config))
+    loaded = load_reward_model(tmp_path / "rm")
+    assert len(loaded.members) == 1
+    assert torch.equal(loaded.score(images(), PROMPTS)["safety"], model.score(images(), PROMPTS)["safety"])
+
+
 def _tiny_clip_folder(path, kind: str):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast, SiglipConfig,
@@ -148,12 +186,12 @@ def test_clip_and_siglip_backbones_train_and_round_trip(tmp_path, kind, finetune
     optimizer.step()
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     assert any(not torch.equal(p, trainable[n]) for n, p in model.named_parameters() if n in trainable and "lora" in n or
-               n.startswith("heads.aesthetics"))
+               n.startswith("members.0.heads.aesthetics"))
     model.save_pretrained(tmp_path / "rm")
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "rm" / "model.safetensors"))
-    assert not any(k.removeprefix("backbone.") in model.backbone.frozen_keys() for k in saved)  # frozen weights not copied
+    assert not any(k.removeprefix("members.0.backbone.") in model.backbone.frozen_keys() for k in saved)  # frozen weights not copied
     before = model.score(images(), PROMPTS)
     after = load_reward_model(tmp_path / "rm").score(images(), PROMPTS)
     assert torch.allclose(before["safety"], after["safety"], atol=1e-6)

@@ -28,7 +28,7 @@ def test_the_validation_split_is_by_prompt(glyph_prefs):
 @pytest.mark.parametrize("backbone", ["token", "pixel"])
 def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, glyph_generator, tmp_path, backbone):
     config = RewardConfig(backbone=backbone, width=48, heads=2, layers=1, epochs=14, patience=4, lr=3e-3, dropout=0.0,
-                          val_fraction=0.3, batch_size=32)
+                          val_fraction=0.3, batch_size=32, members=1)
     result = train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False)
     saved = sorted(p.name for p in (tmp_path / "rm").iterdir())
     assert {"config.json", "model.safetensors", "training.json", "tensorboard"} <= set(saved)
@@ -46,6 +46,33 @@ def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, gl
     assert all(accuracy[axis] >= 0.65 for axis in heads), accuracy
     # The saved statistics normalise the training candidates to mean 0, scale 1.
     model = result.model
+    train, _ = split_by_prompt(read_preferences(glyph_prefs), 0.3, seed=0)
+    ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
+    from reward import score_candidates
+
+    z = model.normalise(score_candidates(model, train, ids))
+    assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
+
+
+@pytest.mark.integration
+def test_an_ensemble_trains_each_member_in_turn_and_saves_them_in_one_folder(glyph_prefs, glyph_generator, tmp_path):
+    config = RewardConfig(backbone="token", width=32, heads=2, epochs=3, patience=3, batch_size=32, val_fraction=0.3,
+                          members=2)
+    heard = []
+    result = train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False,
+                                on_epoch=heard.append)
+    assert [(r["member"], r["epoch"]) for r in heard] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert len(result.best_epochs) == len(result.history) == 2
+    folder = tmp_path / "rm"
+    assert not (folder / ".members").exists()
+    assert sorted(p.name for p in (folder / "tensorboard").iterdir()) == ["member-0", "member-1"]
+    record = json.loads((folder / "training.json").read_text())
+    assert len(record["members"]) == 2 and record["val_loss"] == pytest.approx(result.best_val_loss)
+    model = load_reward_model(folder)
+    assert len(model.members) == 2 and model.config.seed == 0
+    first, second = (dict(m.named_parameters()) for m in model.members)
+    assert not torch.equal(first["heads.safety.3.weight"], second["heads.safety.3.weight"])  # seeds 0 and 1
+    # The saved statistics normalise the ensemble's own scores on the training candidates.
     train, _ = split_by_prompt(read_preferences(glyph_prefs), 0.3, seed=0)
     ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
     from reward import score_candidates
