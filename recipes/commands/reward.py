@@ -165,8 +165,9 @@ def glyph_data(
     variants: int = typer.Option(4, help="Images per prompt; every pair of them is judged."),
     annotators: int = typer.Option(3, help="Simulated annotators per pair."),
     error_rate: float = typer.Option(0.1, "--error-rate", help="Chance that a simulated annotator errs on an axis."),
-    generator: Optional[Path] = typer.Option(None, help="Generator folder whose codec makes the image tokens "
-                                             "(default: a small glyph codec fitted now)."),
+    generator: Optional[str] = typer.Option(None, help="Generator folder whose codec makes the image tokens "
+                                            "(default: the shipped glyph generator, so the tokens are the ones it "
+                                            "writes); 'fresh' fits a small codec now."),
     ocr: str = typer.Option("rapidocr", help="OCR engine the simulated annotators read with: rapidocr | tesseract."),
     seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors."),
 ) -> None:
@@ -174,14 +175,19 @@ def glyph_data(
     from eval.ocr import get_engine
     from reward.synthetic import glyph_preference_data
 
-    if generator is not None:
-        from policy.generator import load_generator
-
-        codec = load_generator(generator).codec
-    else:
+    if generator == "fresh":
         from policy.pretrain import PretrainConfig, fit_codec
 
         codec = fit_codec(PretrainConfig(seed=seed, num_shapes=256, codec_images=600, codec_iterations=4))
+    else:
+        from policy.generator import load_generator
+        from recipes.stages.generation import shipped_generator
+
+        folder = generator or shipped_generator()
+        if folder is None:
+            raise BadInputError("the shipped glyph generator is missing (run `make quickstart` once to pretrain it); "
+                                "or pass --generator DIR, or --generator fresh to fit a codec now")
+        codec = load_generator(folder).codec
     counts = glyph_preference_data(out, codec, get_engine(ocr).read_text, prompts=prompts, variants_per_prompt=variants,
                                    annotators=annotators, error_rate=error_rate, seed=seed)
     console.print(f"wrote {counts['pairs']} pairs ({counts['annotations']} judgments) over {counts['candidates']} "

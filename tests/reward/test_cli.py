@@ -106,4 +106,14 @@ def test_glyph_data_writes_the_preference_contract(tmp_path):
     candidates = pd.read_parquet(out / "candidates" / "candidates.parquet")
     assert set(pairs["candidate_a"]) | set(pairs["candidate_b"]) <= set(candidates["candidate_id"])
     assert all(len(tokens) == 66 for tokens in candidates["image_tokens"])
+    # The tokens are the shipped generator's: its codec writes the same codes for the saved pixels.
+    from PIL import Image
+
+    from policy.generator import load_generator
+    from recipes.stages.generation import SHIPPED_GENERATOR
+
+    first = candidates.iloc[0]
+    with Image.open(out / "candidates" / first["image_path"]) as image:
+        codes = load_generator(SHIPPED_GENERATOR).codec.encode([image.convert("RGB")]).reshape(-1)
+    assert codes.tolist() == list(first["image_tokens"])
     assert_one_line_error(run_reward(*args), "already holds preference data")
