@@ -206,19 +206,19 @@ class RewardModel(nn.Module):
         ``uncertainty`` = mean over axes of 1 - |2p - 1| (1 at p = 0.5). When there are several
         opinions (this model's own members, and any other models passed as ``ensemble``),
         ``disagreement`` is the mean over axes of the standard deviation of their p."""
-        def member_p_a(model: "RewardModel") -> torch.Tensor:  # (members, pairs, axes)
-            diff = model.raw_scores(**a, per_member=True) - model.raw_scores(**b, per_member=True)
+        def member_p_a(model: "RewardModel") -> tuple[torch.Tensor, torch.Tensor]:
+            """P(a preferred) per member (members, pairs, axes), and the model's own (pairs, axes)."""
+            raw_a, raw_b = model.raw_scores(**a, per_member=True), model.raw_scores(**b, per_member=True)
             probs = torch.stack([outcome_probabilities(d, m.tie_param.detach().cpu(), model.config.ties)
-                                 for d, m in zip(diff, model.members)])
-            return probs[..., 0] + probs[..., 2] / 2
+                                 for d, m in zip(raw_a - raw_b, model.members)])
+            mean = model.pair_probabilities(raw_a.mean(0), raw_b.mean(0))
+            return probs[..., 0] + probs[..., 2] / 2, mean[..., 0] + mean[..., 2] / 2
 
-        with torch.no_grad():
-            probs = self.pair_probabilities(self.raw_scores(**a), self.raw_scores(**b))
-        p = probs[..., 0] + probs[..., 2] / 2
+        own, p = member_p_a(self)
         out = {f"{axis}_p_a": p[:, i] for i, axis in enumerate(self.config.axes)}
         out["uncertainty"] = (1 - (2 * p - 1).abs()).mean(-1)
-        opinions = torch.cat([member_p_a(m) for m in (self, *ensemble)]) if len(self.members) > 1 or ensemble else None
-        if opinions is not None:
+        opinions = torch.cat([own, *(member_p_a(m)[0] for m in ensemble)])
+        if len(opinions) > 1:
             out["disagreement"] = opinions.std(0).mean(-1)
         return out
 
