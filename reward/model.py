@@ -72,9 +72,7 @@ class RewardModel(nn.Module):
 
     @property
     def tie_param(self) -> torch.Tensor:
-        """Per axis, the members' mean tie parameter (the member's own one when there is one)."""
-        if len(self.members) == 1:
-            return self.members[0].tie_param
+        """Per axis, the members' mean tie parameter."""
         return torch.stack([m.tie_param for m in self.members]).mean(0)
 
     @classmethod
@@ -109,8 +107,6 @@ class RewardModel(nn.Module):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Raw head scores (batch, axes) for prepared inputs: the members' mean."""
-        if len(self.members) == 1:
-            return self.members[0](**inputs)
         return self.member_scores(**inputs).mean(0)
 
     @property

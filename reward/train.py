@@ -49,12 +49,15 @@ class TrainResult:
     model: RewardModel
     out: Path
     best_epochs: list[int]  # per member, 1-based
-    best_val_loss: float  # of the saved model (the ensemble's own when it has several members)
-    validation: dict  # its validation loss and per-axis accuracy
+    validation: dict  # the saved model's validation loss and per-axis accuracy (the ensemble's own)
     history: list[list[dict]]  # per member, one record an epoch
     train_pairs: int
     val_pairs: int
     seconds: float
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.validation["val_loss"]
 
 
 def prepared_candidates(model: RewardModel, prefs: PreferenceSet, ids: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -221,9 +224,8 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
         _save_checkpoint(best, data.prepared, data.train_rows, out, record)
         shutil.rmtree(staging)
         best = RewardModel.from_pretrained(out, device=device)
-    validation = ({"val_loss": fitted[0].best_loss, **{k: v for k, v in fitted[0].record.items() if k.startswith("val_")}}
-                  if config.members == 1 else {k: v for k, v in record.items() if k != "members"})
-    return TrainResult(best, out, [f.best_epoch for f in fitted], validation["val_loss"], validation,
+    saved = fitted[0].record if config.members == 1 else record
+    return TrainResult(best, out, [f.best_epoch for f in fitted], {k: v for k, v in saved.items() if k.startswith("val_")},
                        [f.history for f in fitted], len(train.pairs), len(val.pairs), time.perf_counter() - started)
 
 
@@ -244,10 +246,13 @@ class _Data:
 
 @dataclasses.dataclass
 class _Fitted:
-    best_epoch: int
-    best_loss: float
-    record: dict
+    best_epoch: int  # 1-based
     history: list[dict]
+
+    @property
+    def record(self) -> dict:
+        """The best epoch's record (the one saved)."""
+        return self.history[self.best_epoch - 1]
 
 
 def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, checkpoint: Path | None,
@@ -266,7 +271,6 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
     generator_rng = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     best_loss, best_epoch, best_step, stale, step = float("inf"), -1, None, 0, 0
-    best_record: dict = {}
     start_epoch, stopped = 0, False
     resumed = load_newest_state(checkpoint, "training_state") if checkpoint is not None else None
     if resumed is not None:
@@ -276,7 +280,6 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
         torch.random.set_rng_state(resumed["torch_rng"])
         best_loss, best_epoch, best_step, stale, step = resumed["counters"]
         history, start_epoch, stopped = resumed["history"], resumed["epoch"], resumed["stopped"]
-        best_record = history[best_epoch] if best_epoch >= 0 else {}
         log(f"resuming reward training after epoch {start_epoch} from {checkpoint}")
     progress = _progress(show_progress)
     task = progress.add_task("reward", total=config.epochs * steps_per_epoch) if progress else None
@@ -318,7 +321,7 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
                 raise TrainingDivergedError(f"the validation loss became {val_loss} after step {step} (epoch "
                                             f"{epoch + 1}); the last good checkpoint is kept in {out}; lower lr")
             if val_loss < best_loss - 1e-4:
-                best_loss, best_epoch, best_step, stale, best_record = val_loss, epoch, step, 0, record
+                best_loss, best_epoch, best_step, stale = val_loss, epoch, step, 0
                 _save_checkpoint(model, data.prepared, data.train_rows, out, record)
             else:
                 stale += 1
@@ -339,7 +342,7 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
         if progress:
             progress.stop()
         writer.close()
-    return _Fitted(best_epoch + 1, best_loss, best_record, history)
+    return _Fitted(best_epoch + 1, history)
 
 
 def _save_checkpoint(model: RewardModel, prepared, train_rows: torch.Tensor, out: Path, record: dict) -> None:
