@@ -44,8 +44,9 @@ def quoted_target(prompt: str) -> str | None:
 
 
 def asked_colour(prompt: str) -> str | None:
-    """The text colour the prompt names, or None."""
-    match = _COLOUR.search(prompt.lower())
+    """The text colour the prompt names outside its quoted text, or None (a quoted word such as
+    "RED" is what to write, not the colour to write it in)."""
+    match = _COLOUR.search(_QUOTED.sub(" ", prompt).lower())
     return match.group(1) if match else None
 
 

@@ -53,6 +53,15 @@ def test_fidelity_rewards_the_right_text_in_the_right_colour():
     assert rules.prompt_fidelity(image, spec.prompt, oracle("")) == pytest.approx(0.3)
 
 
+def test_a_quoted_colour_word_is_the_text_not_the_ink_colour():
+    assert rules.asked_colour('a sign that says "RED" in blue letters') == "blue"
+    assert rules.asked_colour('"GREEN" written in red') == "red"
+    assert rules.asked_colour('a sign that says "RED"') is None
+    spec = clean_spec(text="RED", colour="blue")
+    assert spec.prompt.count("blue") == 1
+    assert rules.prompt_fidelity(render(spec), spec.prompt, oracle("RED")) == pytest.approx(1.0)
+
+
 def test_ink_colour_is_read_from_pixels_for_every_named_colour():
     for colour in rules.TEXT_COLOURS:
         for background in ("white", "cream", "grey", "sky"):
