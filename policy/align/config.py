@@ -58,7 +58,7 @@ class RewardMix(Strict):
 
     weights: dict[str, float] = Field(default_factory=lambda: {"ocr": 1.0},
                                       description="Reward name -> weight. Names: ocr, rule_aesthetics, "
-                                      "rule_prompt_fidelity, rule_safety, reward_model (combined), "
+                                      "rule_prompt_fidelity, rule_safety, rule_ink_colour, reward_model (combined), "
                                       "reward_model:<head>.")
     reward_model: str | None = Field(None, description="Reward model folder (needed by reward_model names).")
 
@@ -132,9 +132,8 @@ def guidance_of(settings: CommonSettings, generator) -> float:
 
 def check_reward_names(weights: dict[str, float]) -> None:
     """Refuse an unknown reward name with the list of known ones."""
-    from policy.align.rewards import known_reward
+    from policy.align.rewards import REWARD_NAMES, known_reward
 
     for name in weights:
         if not known_reward(name):
-            raise UnknownNameError(f"unknown reward {name!r} in the reward weights; use ocr, rule_aesthetics, "
-                                   "rule_prompt_fidelity, rule_safety, reward_model or reward_model:<head>")
+            raise UnknownNameError(f"unknown reward {name!r} in the reward weights; use {REWARD_NAMES}")

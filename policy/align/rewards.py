@@ -8,6 +8,9 @@ refuses ids outside its image range) and decode the pixels once per batch for al
   the ``text_reward(prompt, reading)`` callable (the CLI passes the evaluation suite's) on the
   reading of the ``read_text`` OCR engine;
 - ``rule_aesthetics``, ``rule_prompt_fidelity``, ``rule_safety``: the glyph world's pixel rules;
+- ``rule_ink_colour``: 1 when the sign's ink is the colour the prompt names, else 0 (1 when the
+  prompt names none); dense where ``ocr`` is blind, and weighed fully rather than as the 0.3
+  share it has inside ``rule_prompt_fidelity``;
 - ``reward_model``: the reward model's combined reward; ``reward_model:<head>``: one head. A
   token-space reward model (``backbone: token``) scores the codes directly, with no decode.
 
@@ -26,7 +29,9 @@ from imagepref.errors import BadInputError, UnknownNameError
 from policy.generator import Generator
 from policy.glyphworld import rules
 
-RULES = {"rule_aesthetics": "aesthetics", "rule_prompt_fidelity": "prompt_fidelity", "rule_safety": "safety"}
+RULES = {"rule_aesthetics": "aesthetics", "rule_prompt_fidelity": "prompt_fidelity", "rule_safety": "safety",
+         "rule_ink_colour": "ink_colour"}
+REWARD_NAMES = "ocr, " + ", ".join(RULES) + ", reward_model or reward_model:<head>"
 
 
 def known_reward(name: str) -> bool:
@@ -102,6 +107,8 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
                         out.append(rules.aesthetics(image))
                     elif _axis == "safety":
                         out.append(rules.safety(image))
+                    elif _axis == "ink_colour":
+                        out.append(ink_colour_reward(image, prompt))
                     else:
                         out.append(rules.prompt_fidelity(image, prompt, lambda _im, i=i: batch.reading(i)))
                 return out
@@ -124,12 +131,17 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
 
             functions.append(_named(name, model_reward))
         else:
-            raise UnknownNameError(f"unknown reward {name!r}; use ocr, rule_aesthetics, rule_prompt_fidelity, "
-                                   "rule_safety, reward_model or reward_model:<head>")
+            raise UnknownNameError(f"unknown reward {name!r}; use {REWARD_NAMES}")
         mixed.append(float(weight))
     if not functions:
         raise BadInputError("no rewards configured: give at least one reward weight")
     return functions, mixed
+
+
+def ink_colour_reward(image: Any, prompt: str) -> float:
+    """1.0 when the image's ink is the colour the prompt names (or the prompt names none), else 0.0."""
+    asked = rules.asked_colour(prompt)
+    return 1.0 if asked is None or rules.ink_colour(image) == asked else 0.0
 
 
 def reads_tokens(reward_model: Any) -> bool:

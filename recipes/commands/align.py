@@ -281,7 +281,8 @@ def dpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, co
 @app.command("grpo", context_settings=CONTEXT)
 def grpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, config: Optional[Path] = CONFIG,
          reward: Optional[list[str]] = typer.Option(None, "--reward", help="name=weight, repeatable: ocr, rule_aesthetics, "
-                                                    "rule_prompt_fidelity, rule_safety, reward_model[:head]."),
+                                                    "rule_prompt_fidelity, rule_safety, rule_ink_colour, "
+                                                    "reward_model[:head]."),
          resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
          prompts: str = PROMPTS, num_prompts: int = typer.Option(256, help="Training prompts used."),
          no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE, device: Optional[str] = DEVICE) -> None:

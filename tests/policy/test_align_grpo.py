@@ -131,3 +131,26 @@ def test_grpo_trains_on_a_token_space_reward_model(tmp_path):
     rewards = [h["rewards/reward_model/mean"] for h in result["log_history"] if "rewards/reward_model/mean" in h]
     assert len(rewards) == 2 and all(r == r for r in rewards)  # real numbers every step, no NaN
     assert [h["rewards/reward_model/std"] for h in result["log_history"] if "rewards/reward_model/std" in h][0] > 0
+
+
+def test_ink_colour_reward_reads_the_colour_of_real_glyph_world_renders():
+    # Real renders through the shipped generator's codec: the reward decodes the completion ids it is
+    # given, so the codes must be ones whose pixels keep the drawn ink colour.
+    from policy.generator import load_generator
+    from policy.glyphworld.world import FONTS, GlyphSpec, render
+    from recipes.stages.generation import SHIPPED_GENERATOR
+
+    generator = load_generator(SHIPPED_GENERATOR)
+    specs = [GlyphSpec(text=text, colour=colour, background="white", font=font, size="tall", column=1, row=2)
+             for text, colour, font in (("CAT", "red", FONTS[0]), ("DOG", "blue", FONTS[1]), ("SUN", "green", FONTS[2]))]
+    images = [render(spec) for spec in specs]
+    assert [rules.ink_colour(image) for image in images] == ["red", "blue", "green"]
+    ids = generator.codes_to_block(generator.encode_images(images)).tolist()
+    (reward,), _ = build_rewards({"rule_ink_colour": 1.0}, generator)
+    right = [spec.prompt for spec in specs]
+    wrong = [f'a poster with "{s.text}" in {c} letters' for s, c in zip(specs, ("blue", "purple", "red"))]
+    quoted_colour = ['a poster with "RED" in black letters', 'a sign that says "DOG"', 'a sign that says "GREEN"']
+    assert reward(right, None, ids) == [1.0, 1.0, 1.0]
+    assert reward(wrong, None, ids) == [0.0, 0.0, 0.0]
+    # The colour named outside the quotes counts, and a prompt naming none asks for no colour.
+    assert reward(quoted_colour, None, ids) == [0.0, 1.0, 1.0]
