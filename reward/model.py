@@ -257,6 +257,12 @@ class RewardModel(nn.Module):
         state = load_file(str(weights_file))
         if model.config.members == 1 and not any(k.startswith("members.") for k in state):
             state = {f"members.0.{k}": v for k, v in state.items()}  # a folder saved before ensembles existed
+        built = model.state_dict()
+        misfit = next((k for k, v in state.items() if k in built and built[k].shape != v.shape), None)
+        if misfit is not None:
+            raise BadInputError(f"{weights_file} holds {misfit} of shape {tuple(state[misfit].shape)} where its config builds "
+                                f"{tuple(built[misfit].shape)}: the folder was saved by another imagepref version or "
+                                "edited by hand; retrain it with `imagepref reward train`")
         missing, unexpected = model.load_state_dict(state, strict=False)
         skip = model._frozen_keys()
         missing = [k for k in missing if k not in skip]

@@ -129,6 +129,16 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disa
     assert "disagreement" not in RewardModel.create(RewardConfig(width=32, heads=2, members=1)).uncertainty(side, swapped)
 
 
+def test_weights_that_do_not_fit_the_config_are_one_clear_error(tmp_path):
+    import json
+
+    RewardModel.create(RewardConfig(width=32, heads=2)).save_pretrained(tmp_path / "rm")
+    config = json.loads((tmp_path / "rm" / "config.json").read_text())
+    (tmp_path / "rm" / "config.json").write_text(json.dumps({**config, "width": 48}))
+    with pytest.raises(BadInputError, match=r"of shape \(.*\) where its config builds .*retrain it"):
+        load_reward_model(tmp_path / "rm")
+
+
 def test_a_folder_saved_before_ensembles_loads_as_one_member(tmp_path):
     import json
 
