@@ -5,8 +5,12 @@ least `candidate_id`, `prompt_id`, `prompt` and `image_path` (relative to the fo
 
 A scores file (parquet or CSV) comes in one of two shapes:
 
-* per pair: `candidate_a`, `candidate_b`, optional `uncertainty` (higher = label it first) and
-  optional `<axis>_p_a`, the probability that `candidate_a` wins on that axis;
+* per pair: `candidate_a`, `candidate_b`, optional `uncertainty` (1 - |2 p - 1| averaged over
+  axes: 1 = a coin toss), optional `disagreement` (how far an ensemble's members disagree about
+  the pair; `imagepref reward score --pairs` writes it for an ensemble) and optional `<axis>_p_a`,
+  the probability that `candidate_a` wins on that axis. Uncertainty pairing labels the pairs
+  with the most disagreement first, then the most uncertain: members that disagree mark what
+  the model has not learned, a shared coin toss may be a true tie that more votes will not settle;
 * per candidate: `candidate_id` and one numeric column per axis (a reward head's score, higher is
   better). A pair's `<axis>_p_a` is then the Bradley-Terry probability sigmoid(s_a - s_b) and its
   uncertainty the mean over axes of 1 - |2 p - 1| (1 = a coin toss, 0 = sure).
@@ -78,10 +82,21 @@ def load_candidate_set(folder: Path) -> CandidateSet:
 
 @dataclass(frozen=True)
 class PairScore:
-    """A reward model's view of one pair in a/b order: how unsure it is, and P(a wins) per axis."""
+    """A reward model's view of one pair in a/b order: how unsure it is, how much its ensemble's
+    members disagree (None for one model), and P(a wins) per axis."""
 
     uncertainty: float | None
     p_a: dict[str, float]
+    disagreement: float | None = None
+
+
+def labeling_priority(score: PairScore | None) -> tuple[float, float]:
+    """The key uncertainty pairing sorts by, highest first: the members' disagreement, then the
+    uncertainty (-1 for what a scores file does not give)."""
+    if score is None:
+        return (-1.0, -1.0)
+    return (-1.0 if score.disagreement is None else score.disagreement,
+            -1.0 if score.uncertainty is None else score.uncertainty)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -123,11 +138,12 @@ def load_pair_scores(path: Path, axes: list[str]) -> PairScores:
             first, second = str(row["candidate_a"]), str(row["candidate_b"])
             p_a = {axis: float(row[f"{axis}_p_a"]) for axis in axes
                    if f"{axis}_p_a" in row and not _missing(row[f"{axis}_p_a"])}
-            uncertainty = None if _missing(row.get("uncertainty")) else float(row["uncertainty"])
+            uncertainty, disagreement = (None if _missing(row.get(name)) else float(row[name])
+                                         for name in ("uncertainty", "disagreement"))
             if first > second:
                 first, second = second, first
                 p_a = {axis: 1.0 - value for axis, value in p_a.items()}
-            per_pair[(first, second)] = PairScore(uncertainty, p_a)
+            per_pair[(first, second)] = PairScore(uncertainty, p_a, disagreement)
         return PairScores(per_pair=per_pair)
     score_axes = [axis for axis in axes if axis in table.columns]
     if "candidate_id" not in table.columns or not score_axes:

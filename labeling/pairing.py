@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from imagepref.errors import BadInputError
-from labeling.candidates import CandidateSet, PairScores
+from labeling.candidates import CandidateSet, PairScore, PairScores, labeling_priority
 from labeling.config import CHOICES, LabelingConfig
 
 GOLD_ANSWERS = ("a", "b", "tie")
@@ -40,6 +40,7 @@ class PlannedPair:
     gold: dict[str, str] = field(default_factory=dict)
     uncertainty: float | None = None
     p_a: dict[str, float] = field(default_factory=dict)
+    disagreement: float | None = None
 
 
 def pair_id_for(candidate_a: str, candidate_b: str, gold: bool = False) -> str:
@@ -67,8 +68,8 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
     """The regular pairs for a candidate set, by `config.pairing`, all within a prompt.
 
     `random` draws `pairs_per_prompt` pairs per prompt (default: candidates // 2, disjoint where
-    it can); `all` takes every pair; `uncertainty` ranks every pair by the scores' uncertainty
-    (most unsure first), keeping `pairs_per_prompt` per prompt if set. `max_pairs` caps the
+    it can); `all` takes every pair; `uncertainty` ranks every pair by the scores (most members'
+    disagreement first, then most uncertain; see `PairScore.priority`), keeping `pairs_per_prompt` per prompt if set. `max_pairs` caps the
     total (a seeded sample for random/all, the top for uncertainty).
     """
     table = candidates.table
@@ -90,26 +91,22 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
         elif config.pairing == "all":
             chosen = every
         else:
-            ranked = sorted(every, key=lambda ab: -_uncertainty(scores, ab))
+            ranked = sorted(every, key=lambda ab: labeling_priority(scores.get(*ab)), reverse=True)
             chosen = ranked[: config.pairs_per_prompt] if config.pairs_per_prompt else ranked
         for first, second in chosen:
             score = scores.get(first, second) if scores is not None else None
             pairs.append(_make(prompt_id, prompts[prompt_id], first, second, config.seed,
-                               uncertainty=score.uncertainty if score else None, p_a=dict(score.p_a) if score else {}))
+                               uncertainty=score.uncertainty if score else None, p_a=dict(score.p_a) if score else {},
+                               disagreement=score.disagreement if score else None))
     if config.pairing == "uncertainty":
-        if all(pair.uncertainty is None for pair in pairs):
+        if all(pair.uncertainty is None and pair.disagreement is None for pair in pairs):
             raise BadInputError("the scores file gives no uncertainty for any pair of this candidate set; check its candidate ids")
-        pairs.sort(key=lambda pair: -(pair.uncertainty if pair.uncertainty is not None else -1.0))
+        pairs.sort(key=lambda pair: labeling_priority(PairScore(pair.uncertainty, pair.p_a, pair.disagreement)), reverse=True)
         return pairs[: config.max_pairs] if config.max_pairs else pairs
     if config.max_pairs and len(pairs) > config.max_pairs:
         keep = set(random.Random(config.seed).sample(range(len(pairs)), config.max_pairs))
         pairs = [pair for index, pair in enumerate(pairs) if index in keep]
     return pairs
-
-
-def _uncertainty(scores: PairScores | None, pair: tuple[str, str]) -> float:
-    score = scores.get(*pair) if scores is not None else None
-    return score.uncertainty if score is not None and score.uncertainty is not None else -1.0
 
 
 def _random_pairs(ids: list[str], every: list[tuple[str, str]], wanted: int, rng: random.Random) -> list[tuple[str, str]]:

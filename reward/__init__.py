@@ -7,6 +7,8 @@ Python API::
     scores = model.score(images=images, prompts=prompts)      # {axis: (batch,) tensor}, raw
     rewards = model.combined_reward(images=images, prompts=prompts)   # normalised, mixed, safety-gated
     unsure = model.uncertainty({"images": a, "prompts": p}, {"images": b, "prompts": p})
+    from reward.scoring import pair_scores
+    table = pair_scores(model, ["workspace/candidates"])     # per pair: P(a wins), uncertainty, disagreement
 
 ``reward`` imports neither ``eval``, ``labeling`` nor ``recipes``; ``policy`` only lazily (the
 token backbone and the glyph-world data builder).

@@ -198,22 +198,33 @@ class RewardModel(nn.Module):
         """How unsure the model is about each pair, for choosing pairs to show people.
 
         ``a`` and ``b`` are keyword arguments of ``score`` for the two sides (``images``/``tokens``
-        and ``prompts``). Returns ``<axis>_p_a`` (P(a preferred), ties shared out) and
-        ``uncertainty`` = mean over axes of 1 - |2p - 1| (1 at p = 0.5). When there are several
-        opinions (this model's own members, and any other models passed as ``ensemble``),
-        ``disagreement`` is the mean over axes of the standard deviation of their p."""
-        def member_p_a(model: "RewardModel") -> tuple[torch.Tensor, torch.Tensor]:
-            """P(a preferred) per member (members, pairs, axes), and the model's own (pairs, axes)."""
-            raw_a, raw_b = model.raw_scores(**a, per_member=True), model.raw_scores(**b, per_member=True)
-            probs = torch.stack([outcome_probabilities(d, m.tie_param.detach().cpu(), model.config.ties)
-                                 for d, m in zip(raw_a - raw_b, model.members)])
-            mean = model.pair_probabilities(raw_a.mean(0), raw_b.mean(0))
-            return probs[..., 0] + probs[..., 2] / 2, mean[..., 0] + mean[..., 2] / 2
+        and ``prompts``). Returns what ``uncertainty_from_scores`` returns; other models passed as
+        ``ensemble`` add their members' opinions to ``disagreement``."""
+        others = [model.member_p_a(model.raw_scores(**a, per_member=True), model.raw_scores(**b, per_member=True))
+                  for model in ensemble]
+        return self.uncertainty_from_scores(self.raw_scores(**a, per_member=True), self.raw_scores(**b, per_member=True),
+                                            others)
 
-        own, p = member_p_a(self)
+    def member_p_a(self, raw_a: torch.Tensor, raw_b: torch.Tensor) -> torch.Tensor:
+        """P(a preferred), ties shared out, per member: (members, pairs, axes) from per-member raw
+        scores of the two sides (``raw_scores(..., per_member=True)``)."""
+        probs = torch.stack([outcome_probabilities(d, m.tie_param.detach().cpu(), self.config.ties)
+                             for d, m in zip(raw_a - raw_b, self.members)])
+        return probs[..., 0] + probs[..., 2] / 2
+
+    def uncertainty_from_scores(self, raw_a: torch.Tensor, raw_b: torch.Tensor,
+                                others: Sequence[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+        """The pair view of per-member raw scores (members, pairs, axes) of the two sides.
+
+        ``<axis>_p_a``: the model's P(a preferred) (from the members' mean scores, ties shared out);
+        ``uncertainty``: mean over axes of 1 - |2p - 1| (1 at p = 0.5). When there are several
+        opinions (this model's members, plus ``others``: more (members, pairs, axes) P(a) tensors),
+        ``disagreement`` is the mean over axes of the standard deviation of their P(a)."""
+        mean = self.pair_probabilities(raw_a.mean(0), raw_b.mean(0))
+        p = mean[..., 0] + mean[..., 2] / 2
         out = {f"{axis}_p_a": p[:, i] for i, axis in enumerate(self.config.axes)}
         out["uncertainty"] = (1 - (2 * p - 1).abs()).mean(-1)
-        opinions = torch.cat([own, *(member_p_a(m)[0] for m in ensemble)])
+        opinions = torch.cat([self.member_p_a(raw_a, raw_b), *others])
         if len(opinions) > 1:
             out["disagreement"] = opinions.std(0).mean(-1)
         return out
@@ -281,13 +292,16 @@ def load_reward_model(path: str | Path, device: str | torch.device | None = None
     return RewardModel.from_pretrained(path, device=device, dtype=dtype)
 
 
-def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256) -> torch.Tensor:
+def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256, per_member: bool = False) -> torch.Tensor:
     """Raw scores (len(ids), axes) of candidates of a ``PreferenceSet``: their image tokens for the
-    token backbone, their images otherwise."""
+    token backbone, their images otherwise; (members, len(ids), axes) with ``per_member``."""
     ids = list(ids)
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
     if model.config.backbone == "token":
-        return model.raw_scores(None, prompts, prefs.tokens(ids), batch_size)
-    chunks = [model.raw_scores(prefs.load_images(ids[i:i + batch_size]), prompts[i:i + batch_size], None, batch_size)
+        return model.raw_scores(None, prompts, prefs.tokens(ids), batch_size, per_member=per_member)
+    chunks = [model.raw_scores(prefs.load_images(ids[i:i + batch_size]), prompts[i:i + batch_size], None, batch_size,
+                               per_member=per_member)
               for i in range(0, len(ids), batch_size)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, len(model.axes))
+    if not chunks:
+        return torch.zeros((len(model.members), 0, len(model.axes)) if per_member else (0, len(model.axes)))
+    return torch.cat(chunks, dim=1 if per_member else 0)

@@ -116,46 +116,21 @@ def evaluate(
 def score(
     model: Path = typer.Option(..., "--model", help="Reward model folder."),
     candidates: Path = typer.Option(..., "--candidates", help="Candidate set to score."),
-    out: Path = typer.Option(..., "--out", help="Parquet (or .csv) of candidate_id, raw score per axis, "
-                             "<axis>_normalised, combined; labeling's --scores-file reads it."),
+    out: Path = typer.Option(..., "--out", help="Parquet (or .csv) for labeling's --scores-file."),
+    pairs: bool = typer.Option(False, "--pairs", help="One row per pair of candidates of a prompt (P(a preferred) per "
+                               "axis, uncertainty, and the ensemble members' disagreement) instead of one per candidate."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
 ) -> None:
-    """Score every candidate of a set: raw per-axis head scores, normalised ones and the combined reward."""
-    import pandas as pd
-
-    from reward.data import read_candidate_sets
+    """Score every candidate of a set: per candidate, raw per-axis head scores, normalised ones and
+    the combined reward; with --pairs, per pair, what labeling's uncertainty pairing ranks by."""
     from reward.model import load_reward_model
+    from reward.scoring import candidate_scores, pair_scores
 
     reward_model = load_reward_model(model, device=device)
-    table = read_candidate_sets([candidates])
-    prompts = table["prompt"].astype(str).tolist()
-    if reward_model.config.backbone == "token":
-        raw = reward_model.raw_scores(None, prompts, [list(t) for t in table["image_tokens"]])
-    else:
-        missing = [f for f in table["image_file"] if not Path(f).is_file()]
-        if missing:
-            raise BadInputError(f"{len(missing)} candidate image(s) are missing (e.g. {missing[0]}); restore {candidates}/images")
-        from PIL import Image
-
-        raw = []
-        for start in range(0, len(table), 256):
-            images = []
-            for path in table["image_file"].iloc[start:start + 256]:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            raw.append(reward_model.raw_scores(images, prompts[start:start + 256]))
-        import torch
-
-        raw = torch.cat(raw)
-    normalised = reward_model.normalise(raw)
-    frame = pd.DataFrame({"candidate_id": table["candidate_id"].tolist()})
-    for i, axis in enumerate(reward_model.axes):
-        frame[axis] = raw[:, i].numpy()
-        frame[f"{axis}_normalised"] = normalised[:, i].numpy()
-    frame["combined"] = reward_model.combined_from_scores(raw).numpy()
+    frame = (pair_scores if pairs else candidate_scores)(reward_model, [candidates])
     with replaced_on_success(out) as temporary:
         frame.to_csv(temporary, index=False) if out.suffix == ".csv" else frame.to_parquet(temporary, index=False)
-    console.print(f"scored {len(frame)} candidates into {out}")
+    console.print(f"scored {len(frame)} {'pairs' if pairs else 'candidates'} into {out}")
 
 
 @app.command("glyph-data")

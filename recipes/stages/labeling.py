@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from imagepref.errors import BadInputError
+from imagepref.files import replaced_on_success
 from recipes.runner import StageContext
 
 AXES = ("aesthetics", "prompt_fidelity", "safety")
@@ -78,21 +78,19 @@ def project_title(context: StageContext) -> str:
 
 
 def _reward_scores(context: StageContext, candidates: Path) -> Path | None:
-    """Per-candidate head scores of the previous round's reward model (the labeling scores format)."""
+    """The previous round's reward model's view of every pair of the new candidates (the labeling
+    scores format, per pair: P(a preferred), uncertainty and its members' disagreement)."""
     model_dir = context.output("reward", "model", (context.stage.round or 1) - 1)
     if model_dir is None:
         return None
-    from eval.ocr import load_image
     from reward import load_reward_model
+    from reward.scoring import pair_scores
 
-    frame = pd.read_parquet(candidates / "candidates.parquet")
-    model = load_reward_model(model_dir)
-    images = [load_image(candidates / path) for path in frame["image_path"]]
-    scores = model.score(images, list(frame["prompt"]))
-    table = pd.DataFrame({"candidate_id": frame["candidate_id"], **{axis: [float(v) for v in scores[axis]] for axis in scores}})
+    table = pair_scores(load_reward_model(model_dir), [candidates])
     path = context.out / "reward_scores.parquet"
-    table.to_parquet(path, index=False)
-    context.log(f"reward model {context.relative(model_dir)} scored {len(table)} candidates for pre-annotation")
+    with replaced_on_success(path) as temporary:
+        table.to_parquet(temporary, index=False)
+    context.log(f"reward model {context.relative(model_dir)} scored {len(table)} pairs for pre-annotation")
     return path
 
 

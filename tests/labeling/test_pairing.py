@@ -51,6 +51,23 @@ def test_per_pair_scores_are_turned_into_a_b_order(tmp_path):
     assert score.uncertainty == 0.4 and score.p_a["safety"] == pytest.approx(0.1)
 
 
+def test_uncertainty_pairing_labels_what_the_members_disagree_on_first(tmp_path, candidate_set):
+    candidates = load_candidate_set(candidate_set(tmp_path / "set", prompts=1))
+    path = tmp_path / "pairs.parquet"
+    # red/green: a coin toss all members agree on; blue/grey: sure on average, members split.
+    pd.DataFrame({"candidate_a": ["c0-green", "c0-blue", "c0-blue"], "candidate_b": ["c0-red", "c0-grey", "c0-red"],
+                  "uncertainty": [1.0, 0.2, 0.5], "disagreement": [0.0, 0.3, 0.1],
+                  "aesthetics_p_a": [0.5, 0.9, 0.75]}).to_parquet(path)
+    scores = load_pair_scores(path, ["aesthetics"])
+    pairs = plan_pairs(candidates, LabelingConfig(pairing="uncertainty"), scores)
+    ranked = [(pair.candidate_a, pair.candidate_b) for pair in pairs]
+    assert ranked[:3] == [("c0-blue", "c0-grey"), ("c0-blue", "c0-red"), ("c0-green", "c0-red")]
+    assert pairs[0].disagreement == 0.3 and pairs[0].p_a["aesthetics"] == pytest.approx(0.9)
+    assert all(pair.uncertainty is None for pair in pairs[3:])  # pairs the file does not score come last
+    kept = plan_pairs(candidates, LabelingConfig(pairing="uncertainty", pairs_per_prompt=1), scores)
+    assert [(pair.candidate_a, pair.candidate_b) for pair in kept] == [("c0-blue", "c0-grey")]
+
+
 def test_gold_pairs_come_at_the_configured_rate(tmp_path, candidate_set):
     candidates = load_candidate_set(candidate_set(tmp_path / "set"))
     gold = tmp_path / "gold.csv"

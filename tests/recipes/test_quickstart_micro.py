@@ -65,7 +65,10 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
     # and round 2 samples from round 1's aligned generator; round 2's reward model learns both rounds.
     export = json.loads((run / outputs["r2/label"]["preferences"] / "export.json").read_text())
     assert export and all(task.get("predictions") for task in export)
-    assert (run / "stages" / "r2" / "label" / "reward_scores.parquet").is_file()
+    # The model's view of each new pair, with its four members' disagreement, ordered the pushed tasks.
+    scores = pd.read_parquet(run / "stages" / "r2" / "label" / "reward_scores.parquet")
+    assert {"candidate_a", "candidate_b", "uncertainty", "disagreement"} <= set(scores.columns)
+    assert len(scores) and (scores["disagreement"] > 0).all()
     assert outputs["r2/generate"]["generator"].endswith("r1/align/grpo/merged")
     assert manifest["stages"]["r2/reward"]["outputs"]["train_pairs"] + manifest["stages"]["r2/reward"]["outputs"]["val_pairs"] == 6
     assert not (run / "label-studio" / "server.json").exists(), "the run's server must be stopped at the end"

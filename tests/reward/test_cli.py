@@ -86,6 +86,20 @@ def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_
     candidates = pd.read_parquet(glyph_prefs / "candidates" / "candidates.parquet")
     assert list(scores["candidate_id"]) == list(candidates["candidate_id"])
     assert {"aesthetics", "safety_normalised", "combined"} <= set(scores.columns)
+    # Per pair, as labeling's uncertainty pairing reads it: every pair within a prompt.
+    done = run_reward("score", "--model", str(model), "--candidates", str(glyph_prefs / "candidates"), "--out",
+                      str(tmp_path / "pairs.csv"), "--pairs")
+    assert done.returncode == 0, done.stderr
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    sizes = candidates.groupby("prompt_id").size()
+    assert len(pairs) == int((sizes * (sizes - 1) // 2).sum())
+    assert (pairs["candidate_a"] < pairs["candidate_b"]).all() and pairs["uncertainty"].between(0, 1).all()
+    assert "disagreement" not in pairs.columns  # one member has no spread
+    from labeling.candidates import load_pair_scores
+
+    read = load_pair_scores(tmp_path / "pairs.csv", ["safety"])
+    row = pairs.iloc[0]
+    assert read.get(row["candidate_a"], row["candidate_b"]).p_a["safety"] == pytest.approx(row["safety_p_a"])
 
 
 @pytest.mark.slow

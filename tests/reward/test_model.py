@@ -129,6 +129,45 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disa
     assert "disagreement" not in RewardModel.create(RewardConfig(width=32, heads=2, members=1)).uncertainty(side, swapped)
 
 
+def test_scoring_a_candidate_set_per_candidate_and_per_pair(tmp_path):
+    import pandas as pd
+
+    from reward.scoring import candidate_scores, pair_scores
+
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    rows, pictures = [], []
+    specs = training_specs(6, seed=2)
+    for index, spec in enumerate(specs):  # three images for each of two prompts
+        image = render(spec)
+        image.save(folder / "images" / f"c{index}.png")
+        rows.append({"candidate_id": f"c{index}", "prompt_id": f"p{index // 3}", "prompt": specs[index // 3 * 3].prompt,
+                     "image_path": f"images/c{index}.png"})
+        pictures.append(image)
+    pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
+    model = RewardModel.create(RewardConfig(width=32, heads=2, members=2))
+
+    per_candidate = candidate_scores(model, [folder])
+    direct = model.score(pictures, [row["prompt"] for row in rows])
+    assert list(per_candidate["candidate_id"]) == [row["candidate_id"] for row in rows]
+    assert per_candidate["safety"].tolist() == pytest.approx(direct["safety"].tolist(), abs=1e-5)
+    assert per_candidate["combined"].tolist() == pytest.approx(model.combined_reward(pictures, [r["prompt"] for r in rows]).tolist(), abs=1e-5)
+
+    per_pair = pair_scores(model, [folder])  # 3 pairs within each of 2 prompts, none across them
+    assert [(a, b) for a, b in zip(per_pair["candidate_a"], per_pair["candidate_b"])] == [
+        ("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c3", "c4"), ("c3", "c5"), ("c4", "c5")]
+    first, second = [0, 0, 1, 3, 3, 4], [1, 2, 2, 4, 5, 5]
+    expected = model.uncertainty({"images": [pictures[i] for i in first], "prompts": [rows[i]["prompt"] for i in first]},
+                                 {"images": [pictures[i] for i in second], "prompts": [rows[i]["prompt"] for i in first]})
+    for name in ("aesthetics_p_a", "uncertainty", "disagreement"):
+        assert per_pair[name].tolist() == pytest.approx(expected[name].tolist(), abs=1e-5), name
+    assert (per_pair["disagreement"] > 0).all()
+
+    (folder / "images" / "c4.png").unlink()
+    with pytest.raises(BadInputError, match="1 candidate image"):
+        pair_scores(model, [folder])
+
+
 def test_weights_that_do_not_fit_the_config_are_one_clear_error(tmp_path):
     import json
 

@@ -1,0 +1,71 @@
+"""Scoring candidate sets with a reward model, in the two shapes labeling's scores file reads.
+
+- ``candidate_scores``: one row per candidate: ``candidate_id``, the raw score of each head,
+  ``<axis>_normalised`` and ``combined`` (the RL reward), for reports and ad-hoc ranking;
+- ``pair_scores``: one row per pair of candidates of the same prompt: ``candidate_a`` <
+  ``candidate_b``, ``<axis>_p_a`` (P(a preferred) under the trained tie model), ``uncertainty``
+  and, for an ensemble, ``disagreement`` (the members' spread), which labeling's uncertainty
+  pairing ranks by first, so people label what more votes can teach the model.
+
+Each candidate is scored once per member; pairs are formed from those scores, not re-scored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from imagepref.errors import BadInputError
+from reward.data import PreferenceSet, read_candidate_sets
+from reward.model import RewardModel, score_candidates
+
+BATCH = 256
+
+
+def _member_scores(model: RewardModel, table: pd.DataFrame) -> torch.Tensor:
+    """Raw scores (members, candidates, axes) of the rows of a ``read_candidate_sets`` table."""
+    if model.config.backbone != "token":
+        missing = [f for f in table["image_file"] if not Path(f).is_file()]
+        if missing:
+            raise BadInputError(f"{len(missing)} candidate image(s) are missing (e.g. {missing[0]}); restore the set's images/")
+    candidates = PreferenceSet(pd.DataFrame(), table, list(model.axes))  # no pairs: every candidate of the set
+    return score_candidates(model, candidates, table["candidate_id"], BATCH, per_member=True)
+
+
+def candidate_scores(model: RewardModel, candidate_sets: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per candidate: raw head scores, normalised ones and the combined reward."""
+    table = read_candidate_sets(candidate_sets)
+    raw = _member_scores(model, table).mean(0)
+    normalised = model.normalise(raw)
+    frame = pd.DataFrame({"candidate_id": table["candidate_id"].tolist()})
+    for i, axis in enumerate(model.axes):
+        frame[axis] = raw[:, i].numpy()
+        frame[f"{axis}_normalised"] = normalised[:, i].numpy()
+    frame["combined"] = model.combined_from_scores(raw).numpy()
+    return frame
+
+
+def pair_scores(model: RewardModel, candidate_sets: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per pair of candidates that share a ``prompt_id``: P(a preferred) per axis,
+    ``uncertainty`` and (several members) ``disagreement``; see the module docstring."""
+    table = read_candidate_sets(candidate_sets)
+    if "prompt_id" not in table.columns:
+        raise BadInputError("the candidate set has no prompt_id column, which the candidate-set contract requires")
+    raw = _member_scores(model, table)
+    position = {candidate: i for i, candidate in enumerate(table["candidate_id"])}
+    pairs = [pair for _, group in table.groupby(table["prompt_id"].astype(str), sort=True)
+             for pair in itertools.combinations(sorted(group["candidate_id"]), 2)]
+    columns = ["candidate_a", "candidate_b", *(f"{axis}_p_a" for axis in model.axes), "uncertainty"]
+    if not pairs:
+        return pd.DataFrame(columns=columns)
+    a = torch.tensor([position[first] for first, _ in pairs])
+    b = torch.tensor([position[second] for _, second in pairs])
+    view = model.uncertainty_from_scores(raw[:, a], raw[:, b])
+    frame = pd.DataFrame({"candidate_a": [first for first, _ in pairs], "candidate_b": [second for _, second in pairs]})
+    for name, values in view.items():
+        frame[name] = values.numpy()
+    return frame
