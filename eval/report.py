@@ -6,7 +6,6 @@ embedded as base64 ``data:`` URIs, and the styles are inline.
 
 from __future__ import annotations
 
-from imagepref.files import write_text_atomically
 import base64
 import io
 import json
@@ -18,8 +17,10 @@ from typing import Any
 import jinja2
 
 from eval.metrics import DEFAULT_NORMALIZATION
+from imagepref.files import write_text_atomically
 
 PLOTTED = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "cer")
+TARGET_ROWS = 60  # the "By target" table shows the baseline's worst targets first, up to this many
 
 
 def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,6 +143,45 @@ def image_grid(results: dict[str, Any], out: Path, limit: int) -> list[dict[str,
     return rows
 
 
+def target_rows(results: dict[str, Any], limit: int = TARGET_ROWS) -> tuple[list[dict[str, Any]], int]:
+    """Per quoted target (a prompt's pieces joined by " | "; prompts sharing a target are pooled):
+    each checkpoint's exact matches over its images and its commonest misreading. The baseline's
+    worst targets come first, so a word no checkpoint can write stands out from one that alignment
+    fixed. Returns the first ``limit`` rows and how many were left out."""
+    prompts = {p["prompt_id"]: p for p in results["prompts"]}
+    names = [c["name"] for c in results["checkpoints"]]
+    tallies: dict[str, list[tuple[list[int], Counter]]] = {}
+    for column, checkpoint in enumerate(results["checkpoints"]):
+        for image in checkpoint["images"]:
+            targets = prompts[image["prompt_id"]]["targets"]
+            if not targets:
+                continue
+            counts, misses = tallies.setdefault(" | ".join(targets), [([0, 0], Counter()) for _ in names])[column]
+            counts[1] += 1
+            if image["text"]["exact_match"]:
+                counts[0] += 1
+            else:
+                misses[image["reading"].strip() or "(nothing read)"] += 1
+    baseline = names.index(results["settings"]["baseline"]) if results["settings"]["baseline"] in names else 0
+    rows = []
+    for target, cells in tallies.items():
+        row = []
+        for (hits, total), misses in cells:
+            common = misses.most_common(1)
+            row.append({"hits": hits, "total": total, "rate": hits / total if total else None,
+                        "misreading": common[0][0] if common else "", "misread": common[0][1] if common else 0})
+        rows.append({"target": target, "cells": row})
+    rows.sort(key=lambda r: (r["cells"][baseline]["rate"] if r["cells"][baseline]["rate"] is not None else 2.0, r["target"]))
+    return rows[:limit], max(0, len(rows) - limit)
+
+
+def _target_cell(cell: dict[str, Any]) -> str:
+    if not cell["total"]:
+        return "–"
+    text = f"{cell['hits']}/{cell['total']}"
+    return text + (f" · {cell['misreading']} ×{cell['misread']}" if cell["misread"] else "")
+
+
 def markdown_summary(results: dict[str, Any]) -> str:
     """The summary table as markdown, the best value of each figure in bold."""
     names = [c["name"] for c in results["checkpoints"]]
@@ -167,7 +207,20 @@ def markdown_summary(results: dict[str, Any]) -> str:
                 f"{format_value(rate['value'], True)} {format_interval(rate['ci'], True)} "
                 f"({rate['wins']} wins, {rate['ties']} ties, {rate['losses']} losses)"
             )
+    rows, left_out = target_rows(results)
+    if rows:
+        lines += ["", "## By target", "",
+                  "Images spelling every quoted piece exactly, and the commonest misreading; the baseline's worst first.", "",
+                  "| target | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [_markdown_cells([row["target"], *(_target_cell(c) for c in row["cells"])]) for row in rows]
+        if left_out:
+            lines.append(f"\n{left_out} more target(s) are in results.json.")
     return "\n".join(lines) + "\n"
+
+
+def _markdown_cells(cells: list[str]) -> str:
+    """A markdown table row; a "|" inside a cell (a target's pieces, a misreading) is escaped."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def _engine_line(settings: dict[str, Any]) -> str:
@@ -186,6 +239,8 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         rows=figure_rows(results),
         plots=plots(results),
         grid=image_grid(results, out, results["settings"]["grid_prompts"]),
+        targets=target_rows(results),
+        target_cell=_target_cell,
         engine=_engine_line(results["ocr"]),
         format_value=format_value,
         format_interval=format_interval,

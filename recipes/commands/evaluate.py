@@ -84,6 +84,9 @@ def register(app: typer.Typer) -> None:
         scorer = _reward_scorer(reward_model) if reward_model is not None else None
         results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,
                            reward_scorer=scorer, progress=not quiet)
-        typer.echo((out / "summary.md").read_text())
-        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'} and {out / 'report.html'}"
-                   f" ({len(results['checkpoints'])} checkpoints)")
+        # The console gets the figures and win rates; the per-target table (one row per quoted
+        # target) stays in summary.md and report.html.
+        figures, by_target, _ = (out / "summary.md").read_text().partition("\n## By target")
+        typer.echo(figures)
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'}{' (with a table by target)' if by_target else ''}"
+                   f" and {out / 'report.html'} ({len(results['checkpoints'])} checkpoints)")

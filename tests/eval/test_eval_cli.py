@@ -69,6 +69,23 @@ def test_writes_three_outputs_with_consistent_numbers(evaluated):
     assert rate["value"] == pytest.approx((rate["wins"] + 0.5 * rate["ties"]) / 10)
     assert results["checkpoints"][0]["win_rates"] == {}
     assert "summary.md" in result.stdout and "| Exact match" in result.stdout
+    # By target: every image with a target counted once under its prompt's pieces; two-piece
+    # targets are escaped so the markdown table keeps its columns.
+    from eval.report import target_rows
+
+    rows, left_out = target_rows(results)
+    assert left_out == 0 and len(rows) == len({" | ".join(p["targets"]) for p in results["prompts"] if p["targets"]})
+    for column, checkpoint in enumerate(results["checkpoints"]):
+        with_target = [i for i in checkpoint["images"] if i["text"]["has_target"]]
+        assert sum(row["cells"][column]["total"] for row in rows) == len(with_target)
+        assert sum(row["cells"][column]["hits"] for row in rows) == sum(bool(i["text"]["exact_match"]) for i in with_target)
+    rates = [row["cells"][0]["rate"] for row in rows]
+    assert rates == sorted(rates)  # the baseline's worst first
+    section = summary.split("## By target")[1]
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(table) == len(rows) + 1 and all(line.count(" | ") == 2 for line in table)
+    assert any("\\|" in line for line in table)  # the two-piece prompt
+    assert 'id="targets"' in html and "## By target" not in result.stdout and "with a table by target" in result.stdout
 
 
 def test_second_run_reuses_cached_images(evaluated, micro_run, prompts_file):

@@ -42,6 +42,7 @@ def test_report_opens_from_disk_with_every_image_loaded(micro_run, prompts_file,
         grid_rows = page.locator("#grid tr").count() - 1
         best_cells = page.locator("#figures td.best").count()
         readings = page.locator("#grid .reading").count()
+        target_rows = page.locator("#targets tr[data-target]").count()
         browser.close()
 
     assert problems == []
@@ -52,3 +53,4 @@ def test_report_opens_from_disk_with_every_image_loaded(micro_run, prompts_file,
     assert rows == len(results["checkpoints"][0]["summary"])
     assert grid_rows == 3 and readings == 3 * 2 * 2
     assert best_cells >= 1
+    assert target_rows == len({" | ".join(p["targets"]) for p in results["prompts"] if p["targets"]}) >= 1
