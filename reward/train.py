@@ -326,6 +326,10 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
             else:
                 stale += 1
                 stopped = stale >= config.patience
+            # The epoch's line goes out before its state is saved: a kill between the two then
+            # re-runs and re-reports the epoch on resume instead of leaving it out of the log.
+            if on_epoch is not None:
+                on_epoch({**record, "member": member})
             if checkpoint is not None:
                 frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
                 save_numbered_state(checkpoint, "training_state", {
@@ -333,8 +337,6 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
                     "optimizer": optimizer.state_dict(), "data_rng": generator_rng.get_state(),
                     "torch_rng": torch.random.get_rng_state(), "counters": [best_loss, best_epoch, best_step, stale, step],
                     "history": history, "epoch": epoch + 1, "stopped": stopped}, epoch + 1)
-            if on_epoch is not None:
-                on_epoch({**record, "member": member})
             if stopped:
                 log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
                 break
