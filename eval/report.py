@@ -182,8 +182,13 @@ def _target_cell(cell: dict[str, Any]) -> str:
     return text + (f" · {cell['misreading']} ×{cell['misread']}" if cell["misread"] else "")
 
 
-def markdown_summary(results: dict[str, Any]) -> str:
-    """The summary table as markdown, the best value of each figure in bold."""
+def markdown_summary(results: dict[str, Any], by_target: bool = True) -> str:
+    """The summary table as markdown, the best value of each figure in bold, the win rates, and
+    (``by_target``) the table by target."""
+    return _markdown(results, target_rows(results) if by_target else None)
+
+
+def _markdown(results: dict[str, Any], targets: tuple[list[dict[str, Any]], int] | None) -> str:
     names = [c["name"] for c in results["checkpoints"]]
     lines = [
         f"# Evaluation: {', '.join(names)}",
@@ -207,7 +212,7 @@ def markdown_summary(results: dict[str, Any]) -> str:
                 f"{format_value(rate['value'], True)} {format_interval(rate['ci'], True)} "
                 f"({rate['wins']} wins, {rate['ties']} ties, {rate['losses']} losses)"
             )
-    rows, left_out = target_rows(results)
+    rows, left_out = targets or ([], 0)
     if rows:
         lines += ["", "## By target", "",
                   "Images spelling every quoted piece exactly, and the commonest misreading; the baseline's worst first.", "",
@@ -234,17 +239,18 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    targets = target_rows(results)
     html = environment.get_template("report.html.j2").render(
         results=results,
         rows=figure_rows(results),
         plots=plots(results),
         grid=image_grid(results, out, results["settings"]["grid_prompts"]),
-        targets=target_rows(results),
+        targets=targets,
         target_cell=_target_cell,
         engine=_engine_line(results["ocr"]),
         format_value=format_value,
         format_interval=format_interval,
     )
     write_text_atomically(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    write_text_atomically(out / "summary.md", markdown_summary(results))
+    write_text_atomically(out / "summary.md", _markdown(results, targets))
     write_text_atomically(out / "report.html", html)

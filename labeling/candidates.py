@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -90,7 +91,14 @@ class PairScore:
     disagreement: float | None = None
 
 
-def labeling_priority(score: PairScore | None) -> tuple[float, float]:
+class Ranked(Protocol):
+    """Anything that carries a pair's two ranking figures (a `PairScore`, a planned pair)."""
+
+    uncertainty: float | None
+    disagreement: float | None
+
+
+def labeling_priority(score: Ranked | None) -> tuple[float, float]:
     """The key uncertainty pairing sorts by, highest first: the members' disagreement, then the
     uncertainty (-1 for what a scores file does not give)."""
     if score is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from imagepref.errors import BadInputError
-from labeling.candidates import CandidateSet, PairScore, PairScores, labeling_priority
+from labeling.candidates import CandidateSet, PairScores, labeling_priority
 from labeling.config import CHOICES, LabelingConfig
 
 GOLD_ANSWERS = ("a", "b", "tie")
@@ -69,8 +69,9 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
 
     `random` draws `pairs_per_prompt` pairs per prompt (default: candidates // 2, disjoint where
     it can); `all` takes every pair; `uncertainty` ranks every pair by the scores (most members'
-    disagreement first, then most uncertain; see `PairScore.priority`), keeping `pairs_per_prompt` per prompt if set. `max_pairs` caps the
-    total (a seeded sample for random/all, the top for uncertainty).
+    disagreement first, then most uncertain; see `labeling_priority`), keeping `pairs_per_prompt`
+    per prompt if set. `max_pairs` caps the total (a seeded sample for random/all, the top for
+    uncertainty).
     """
     table = candidates.table
     groups = {prompt_id: sorted(group["candidate_id"]) for prompt_id, group in table.groupby("prompt_id", sort=True)}
@@ -101,7 +102,7 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
     if config.pairing == "uncertainty":
         if all(pair.uncertainty is None and pair.disagreement is None for pair in pairs):
             raise BadInputError("the scores file gives no uncertainty for any pair of this candidate set; check its candidate ids")
-        pairs.sort(key=lambda pair: labeling_priority(PairScore(pair.uncertainty, pair.p_a, pair.disagreement)), reverse=True)
+        pairs.sort(key=labeling_priority, reverse=True)
         return pairs[: config.max_pairs] if config.max_pairs else pairs
     if config.max_pairs and len(pairs) > config.max_pairs:
         keep = set(random.Random(config.seed).sample(range(len(pairs)), config.max_pairs))

@@ -137,12 +137,18 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
         raise BadInputError(f"{len(unknown)} candidate id(s) of the pairs are in no candidate set given (e.g. "
                             f"{unknown[0]!r}); pass every set the pairs came from with --candidates")
     if need_images:
-        absent = [c for c in named if not Path(candidates.at[c, "image_file"]).is_file()]
-        if absent:
-            raise BadInputError(f"{len(absent)} candidate image(s) are missing on disk (e.g. "
-                                f"{candidates.at[absent[0], 'image_file']}); restore the candidate set's images/")
+        require_images(candidates, named)
     set_set.candidates = candidates
     return set_set
+
+
+def require_images(candidates: pd.DataFrame, ids: Sequence[str]) -> None:
+    """Raise ``BadInputError`` unless every candidate in ``ids`` (of a ``read_candidate_sets``
+    table) has its image on disk."""
+    absent = [c for c in ids if not Path(candidates.at[c, "image_file"]).is_file()]
+    if absent:
+        raise BadInputError(f"{len(absent)} candidate image(s) are missing on disk (e.g. "
+                            f"{candidates.at[absent[0], 'image_file']}); restore the candidate set's images/")
 
 
 def split_by_prompt(prefs: PreferenceSet, fraction: float, seed: int) -> tuple[PreferenceSet, PreferenceSet]:

@@ -297,11 +297,9 @@ def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256, per_
     token backbone, their images otherwise; (members, len(ids), axes) with ``per_member``."""
     ids = list(ids)
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
-    if model.config.backbone == "token":
-        return model.raw_scores(None, prompts, prefs.tokens(ids), batch_size, per_member=per_member)
+    if model.config.backbone == "token" or not ids:
+        return model.raw_scores(None, prompts, prefs.tokens(ids) if ids else [], batch_size, per_member=per_member)
     chunks = [model.raw_scores(prefs.load_images(ids[i:i + batch_size]), prompts[i:i + batch_size], None, batch_size,
                                per_member=per_member)
               for i in range(0, len(ids), batch_size)]
-    if not chunks:
-        return torch.zeros((len(model.members), 0, len(model.axes)) if per_member else (0, len(model.axes)))
     return torch.cat(chunks, dim=1 if per_member else 0)

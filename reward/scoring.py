@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from imagepref.errors import BadInputError
-from reward.data import PreferenceSet, read_candidate_sets
+from reward.data import PreferenceSet, read_candidate_sets, require_images
 from reward.model import RewardModel, score_candidates
 
 BATCH = 256
@@ -29,9 +29,7 @@ BATCH = 256
 def _member_scores(model: RewardModel, table: pd.DataFrame) -> torch.Tensor:
     """Raw scores (members, candidates, axes) of the rows of a ``read_candidate_sets`` table."""
     if model.config.backbone != "token":
-        missing = [f for f in table["image_file"] if not Path(f).is_file()]
-        if missing:
-            raise BadInputError(f"{len(missing)} candidate image(s) are missing (e.g. {missing[0]}); restore the set's images/")
+        require_images(table, table["candidate_id"])
     candidates = PreferenceSet(pd.DataFrame(), table, list(model.axes))  # no pairs: every candidate of the set
     return score_candidates(model, candidates, table["candidate_id"], BATCH, per_member=True)
 

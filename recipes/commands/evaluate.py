@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."),
     ) -> None:
         from eval.prompts import load_prompts
+        from eval.report import markdown_summary
         from eval.runner import EvalSettings, evaluate
         from imagepref.dtypes import torch_dtype
 
@@ -84,9 +85,9 @@ def register(app: typer.Typer) -> None:
         scorer = _reward_scorer(reward_model) if reward_model is not None else None
         results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,
                            reward_scorer=scorer, progress=not quiet)
-        # The console gets the figures and win rates; the per-target table (one row per quoted
+        # The console gets the figures and win rates; the table by target (a row per quoted
         # target) stays in summary.md and report.html.
-        figures, by_target, _ = (out / "summary.md").read_text().partition("\n## By target")
-        typer.echo(figures)
-        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'}{' (with a table by target)' if by_target else ''}"
-                   f" and {out / 'report.html'} ({len(results['checkpoints'])} checkpoints)")
+        typer.echo(markdown_summary(results, by_target=False))
+        by_target = " (with a table by target)" if results["prompt_set"]["with_target"] else ""
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'}{by_target} and {out / 'report.html'}"
+                   f" ({len(results['checkpoints'])} checkpoints)")

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from imagepref.errors import BadInputError
 from imagepref.files import replaced_on_success
 from recipes.runner import StageContext
