@@ -34,11 +34,11 @@ def measure(kind: str, model: str, steps: int, batch_size: int) -> dict:
     """Run one configuration in this process and return its figures."""
     from transformers import TrainerCallback
 
-    from policy.align import DPOSettings, GRPOSettings, build_rewards
-    from policy.align.dpo import build_dpo_trainer
-    from policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
-    from policy.generator import load_generator
-    from policy.glyphworld import training_specs
+    from imagepref.policy.align import DPOSettings, GRPOSettings, build_rewards
+    from imagepref.policy.align.dpo import build_dpo_trainer
+    from imagepref.policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
+    from imagepref.policy.generator import load_generator
+    from imagepref.policy.glyphworld import training_specs
 
     generator = load_generator(model, device="cuda" if __import__("torch").cuda.is_available() else None)
     prompts = [s.prompt for s in training_specs(64, 0)]

@@ -13,10 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and benchmarks/eval.py would shadow the
-# eval package: put the repository root first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 
 def main() -> None:
@@ -25,10 +21,10 @@ def main() -> None:
     parser.add_argument("--codec", default=str(shipped))
     parser.add_argument("--signs", type=int, default=200)
     args = parser.parse_args()
-    from eval.ocr import get_engine
-    from policy.codec import load_codec
-    from policy.glyphworld import heldout_specs, render
-    from policy.glyphworld.rules import _normalise
+    from imagepref.eval.ocr import get_engine
+    from imagepref.policy.codec import load_codec
+    from imagepref.policy.glyphworld import heldout_specs, render
+    from imagepref.policy.glyphworld.rules import _normalise
 
     codec = load_codec(args.codec)
     specs = heldout_specs(args.signs, seed=77)

@@ -15,11 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.ocr import get_engine  # noqa: E402
-from eval.ocr_pool import OCRPool, available_cores  # noqa: E402
-from eval.ocr_truth import truth_set  # noqa: E402
+from imagepref.eval.ocr import get_engine
+from imagepref.eval.ocr_pool import OCRPool, available_cores
+from imagepref.eval.ocr_truth import truth_set
 
 
 def images_per_second(pool: OCRPool, images: list, repeats: int) -> float:

@@ -20,20 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file's name would shadow the labeling package when run as a script.
-sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
 import pandas as pd
 from PIL import Image
 
-from labeling.config import LabelingConfig
-from labeling.connection import connect
-from labeling.project import create_project
-from labeling.pull import pull
-from labeling.push import push, task_payload
-from labeling.candidates import load_candidate_set
-from labeling.pairing import plan_pairs
-from labeling.server import start_server, stop_server
+from imagepref.labeling.config import LabelingConfig
+from imagepref.labeling.connection import connect
+from imagepref.labeling.project import create_project
+from imagepref.labeling.pull import pull
+from imagepref.labeling.push import push, task_payload
+from imagepref.labeling.candidates import load_candidate_set
+from imagepref.labeling.pairing import plan_pairs
+from imagepref.labeling.server import start_server, stop_server
 
 
 def free_port() -> int:

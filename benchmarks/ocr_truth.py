@@ -15,10 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.ocr import get_engine  # noqa: E402
-from eval.ocr_truth import DEGRADATIONS, SIZES, measure_engine, truth_set  # noqa: E402
+from imagepref.eval.ocr import get_engine
+from imagepref.eval.ocr_truth import DEGRADATIONS, SIZES, measure_engine, truth_set
 
 DEFAULTS = [("rapidocr", {}), ("tesseract", {})]
 SWEEP = [

@@ -24,27 +24,24 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and its eval.py would shadow the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from eval.ocr import get_engine  # noqa: E402
-from reward import (RewardConfig, RewardModel, evaluate_reward_model, load_reward_model, read_preferences,  # noqa: E402
+from imagepref.eval.ocr import get_engine
+from imagepref.reward import (RewardConfig, RewardModel, evaluate_reward_model, load_reward_model, read_preferences,
                     train_reward_model)
-from recipes.stages.generation import SHIPPED_GENERATOR  # noqa: E402
-from reward.config import config_with_overrides  # noqa: E402
-from reward.synthetic import glyph_preference_data  # noqa: E402
+from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
+from imagepref.reward.config import config_with_overrides
+from imagepref.reward.synthetic import glyph_preference_data
 
 
 def generator_and_codec(path: str):
     if path != "fresh":
-        from policy.generator import load_generator
+        from imagepref.policy.generator import load_generator
 
         generator = load_generator(path)
         return generator, generator.codec, f"generator {path}"
-    from policy.families.glyph import GlyphGenerator
-    from policy.pretrain import PretrainConfig, fit_codec, init_letter_embeddings
+    from imagepref.policy.families.glyph import GlyphGenerator
+    from imagepref.policy.pretrain import PretrainConfig, fit_codec, init_letter_embeddings
 
     codec = fit_codec(PretrainConfig(num_shapes=256, codec_images=600, codec_iterations=4))
     generator = GlyphGenerator.create(codec, hidden_size=64, layers=1, heads=2, seed=0)

@@ -17,21 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and benchmarks/eval.py would shadow the
-# eval package: put the repository root first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
+import torch
 
 
 def load(model: str | None):
-    from policy.generator import load_generator
+    from imagepref.policy.generator import load_generator
 
     shipped = Path(__file__).resolve().parents[1] / "policy" / "glyphworld" / "pretrained"
     if model or (shipped / "imagepref.json").is_file():
         return load_generator(model or shipped)
-    from policy.families.glyph import GlyphGenerator
-    from policy.pretrain import PretrainConfig, fit_codec
+    from imagepref.policy.families.glyph import GlyphGenerator
+    from imagepref.policy.pretrain import PretrainConfig, fit_codec
 
     return GlyphGenerator.create(fit_codec(PretrainConfig(codec_images=300, codec_iterations=2)))
 
@@ -41,7 +37,7 @@ def ours(generator, prompts, scale, static_cache=True):
 
 
 def transformers_generate(generator, prompts, scale):
-    from policy.sampler import left_pad
+    from imagepref.policy.sampler import left_pad
 
     start, end = generator.config.image_token_range
     ids, mask = left_pad(generator.encode_prompts(prompts), generator.pad_token_id, generator.device)

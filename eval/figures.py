@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.statistics import clustered_ratio, token_diversity, win_rate
+from imagepref.eval.statistics import clustered_ratio, token_diversity, win_rate
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from eval.ocr import load_image
-from eval.prompts import EvalPrompt
+from imagepref.eval.ocr import load_image
+from imagepref.eval.prompts import EvalPrompt
 from imagepref.errors import BadInputError
 
 MANIFEST = "manifest.json"
@@ -100,8 +100,8 @@ def generate_image_set(
     set's manifest records both as loaded.
     """
     from imagepref.dtypes import dtype_name, torch_dtype
-    from policy.candidates import write_candidate_set
-    from policy.generator import load_generator
+    from imagepref.policy.candidates import write_candidate_set
+    from imagepref.policy.generator import load_generator
 
     sampler = dict(sampler or {})
     placement = {k: v for k, v in (("dtype", dtype), ("device", device)) if v is not None}

@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from PIL import Image
 
-from eval.ocr import DEFAULT_ENGINE, OCREngine, OCRWord, get_engine, load_image
+from imagepref.eval.ocr import DEFAULT_ENGINE, OCREngine, OCRWord, get_engine, load_image
 from imagepref.errors import BadInputError
 
 

@@ -22,9 +22,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from eval.metrics import score_text
-from eval.ocr import OCREngine, OCRWord, drop_noise
-from eval.ocr_pool import OCRPool
+from imagepref.eval.metrics import score_text
+from imagepref.eval.ocr import OCREngine, OCRWord, drop_noise
+from imagepref.eval.ocr_pool import OCRPool
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONTS = (

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from eval.metrics import DEFAULT_NORMALIZATION
+from imagepref.eval.metrics import DEFAULT_NORMALIZATION
 from imagepref.files import write_text_atomically
 
 PLOTTED = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "cer")

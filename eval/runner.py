@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from eval.figures import (
+from imagepref.eval.figures import (
     OTHER_FIGURES,
     TEXT_FIGURES,
     axis_figures,
@@ -30,11 +30,11 @@ from eval.figures import (
     text_figures,
     win_rates,
 )
-from eval.generation import ImageSet, generate_image_set
-from eval.metrics import score_text
-from eval.ocr import drop_noise, get_engine
-from eval.ocr_pool import OCRPool
-from eval.prompts import EvalPrompt
+from imagepref.eval.generation import ImageSet, generate_image_set
+from imagepref.eval.metrics import score_text
+from imagepref.eval.ocr import drop_noise, get_engine
+from imagepref.eval.ocr_pool import OCRPool
+from imagepref.eval.prompts import EvalPrompt
 from imagepref.errors import BadInputError
 
 # A reward scorer: (images, prompts) -> {axis: one score per image}. ``reward/`` provides one.
@@ -90,7 +90,7 @@ def checkpoint_names(paths: list[Path]) -> list[str]:
 
 def check_inputs(checkpoints: list[Path], prompts: list[EvalPrompt], settings: EvalSettings) -> list[str]:
     """Everything checked before any work: returns the checkpoint names, or raises one error."""
-    from policy.generator import read_config
+    from imagepref.policy.generator import read_config
 
     if not checkpoints:
         raise BadInputError("no checkpoints given: pass --checkpoints DIR [DIR ...]")
@@ -117,12 +117,12 @@ def _score_images(
     image_set: ImageSet, readings: list[list[Any]], prompts: dict[str, EvalPrompt], family: str, out: Path,
     reward_scorer: RewardScorer | None,
 ) -> list[dict[str, Any]]:
-    from eval.ocr import load_image
+    from imagepref.eval.ocr import load_image
 
     rows = image_set.candidates.to_dict("records")
     rule_judge = None
     if family == "glyph":
-        from policy.glyphworld.rules import judge_image as rule_judge
+        from imagepref.policy.glyphworld.rules import judge_image as rule_judge
     rewards: dict[str, list[float]] = {}
     unsafe = None
     if reward_scorer is not None:
@@ -184,8 +184,8 @@ def evaluate(
     checkpoint, then the OCR readings), for a log beside or instead of the progress bars."""
     from rich.progress import Progress
 
-    from eval.report import write_reports
-    from policy.generator import read_config
+    from imagepref.eval.report import write_reports
+    from imagepref.policy.generator import read_config
 
     settings = settings or EvalSettings()
     checkpoints = [Path(c) for c in checkpoints]

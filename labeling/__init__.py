@@ -4,15 +4,15 @@ The functions below are what the recipe runner calls; `imagepref label ...` is a
 line over them. This package imports no torch and none of imagepref's other packages.
 """
 
-from labeling.accounts import Invitation, invite
-from labeling.agreement import agreement_from_folder, agreement_report
-from labeling.config import LabelingConfig, label_config_xml
-from labeling.connection import LabelStudioConnection, connect
-from labeling.project import create_project, find_project
-from labeling.pull import PullReport, pull
-from labeling.push import PushReport, push
-from labeling.server import install_label_studio, server_status, start_server, stop_server
-from labeling.simulate import Judge, SimulationReport, simulate
+from imagepref.labeling.accounts import Invitation, invite
+from imagepref.labeling.agreement import agreement_from_folder, agreement_report
+from imagepref.labeling.config import LabelingConfig, label_config_xml
+from imagepref.labeling.connection import LabelStudioConnection, connect
+from imagepref.labeling.project import create_project, find_project
+from imagepref.labeling.pull import PullReport, pull
+from imagepref.labeling.push import PushReport, push
+from imagepref.labeling.server import install_label_studio, server_status, start_server, stop_server
+from imagepref.labeling.simulate import Judge, SimulationReport, simulate
 
 __all__ = [
     "Invitation", "Judge", "LabelStudioConnection", "LabelingConfig", "PullReport", "PushReport", "SimulationReport",

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from imagepref.errors import BadInputError, ImagePrefError
-from labeling.connection import LabelStudioConnection
-from labeling.server import write_private_json
+from imagepref.labeling.connection import LabelStudioConnection
+from imagepref.labeling.server import write_private_json
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeling.preferences import majority
+from imagepref.labeling.preferences import majority
 
 ANSWERS = ("a", "b", "tie")
 
@@ -106,7 +106,7 @@ def agreement_from_folder(folder: Path) -> dict:
     """Recompute the agreement report from a pulled preference-data folder."""
     import pandas as pd
 
-    from labeling.preferences import to_ab
+    from imagepref.labeling.preferences import to_ab
 
     annotations = pd.read_parquet(folder / "annotations.parquet")
     gold = pd.read_parquet(folder / "gold.parquet") if (folder / "gold.parquet").exists() else annotations.iloc[0:0]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from imagepref.errors import ImagePrefError
-from labeling.server import DEFAULT_STATE_DIR, StatePaths, read_secrets
+from imagepref.labeling.server import DEFAULT_STATE_DIR, StatePaths, read_secrets
 
 DEFAULT_TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 _RETRYABLE_STATUS = {502, 503, 504}

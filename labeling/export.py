@@ -14,9 +14,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from imagepref.errors import BadInputError
-from labeling.config import DEFAULT_AXES
-from labeling.connection import LabelStudioConnection, LabelStudioRequestError
-from labeling.project import require_project
+from imagepref.labeling.config import DEFAULT_AXES
+from imagepref.labeling.connection import LabelStudioConnection, LabelStudioRequestError
+from imagepref.labeling.project import require_project
 
 SNAPSHOT_TIMEOUT_S = 600.0
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from imagepref.errors import BadInputError
-from labeling.candidates import CandidateSet, PairScores, labeling_priority
-from labeling.config import CHOICES, LabelingConfig
+from imagepref.labeling.candidates import CandidateSet, PairScores, labeling_priority
+from imagepref.labeling.config import CHOICES, LabelingConfig
 
 GOLD_ANSWERS = ("a", "b", "tie")
 # A prediction says "tie" when the reward model's P(a wins) is this close to a coin toss.

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepref.errors import ImagePrefError
-from labeling.config import LabelingConfig, label_config_xml
-from labeling.connection import LabelStudioConnection
+from imagepref.labeling.config import LabelingConfig, label_config_xml
+from imagepref.labeling.connection import LabelStudioConnection
 
 PAGE_SIZE = 1000
 

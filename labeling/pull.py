@@ -20,11 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from imagepref.errors import BadInputError
-from labeling.agreement import agreement_report
-from labeling.config import CHOICES, COMMENT_FIELD
-from labeling.connection import LabelStudioConnection
-from labeling.export import axes_of, fetch_snapshot_export, read_export_file
-from labeling.preferences import annotation_frame, pair_frame, to_ab, write_parquet
+from imagepref.labeling.agreement import agreement_report
+from imagepref.labeling.config import CHOICES, COMMENT_FIELD
+from imagepref.labeling.connection import LabelStudioConnection
+from imagepref.labeling.export import axes_of, fetch_snapshot_export, read_export_file
+from imagepref.labeling.preferences import annotation_frame, pair_frame, to_ab, write_parquet
 
 SIMULATED_DOMAIN = "@simulated.imagepref.test"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from imagepref.errors import BadInputError
-from labeling.candidates import CandidateSet, load_candidate_set, load_pair_scores
-from labeling.config import LabelingConfig
-from labeling.connection import LabelStudioConnection, LabelStudioUnavailableError, retry_delays
-from labeling.pairing import PlannedPair, plan_gold_pairs, plan_pairs, prediction_result
-from labeling.project import ensure_image_storage, existing_pair_ids, require_project
+from imagepref.labeling.candidates import CandidateSet, load_candidate_set, load_pair_scores
+from imagepref.labeling.config import LabelingConfig
+from imagepref.labeling.connection import LabelStudioConnection, LabelStudioUnavailableError, retry_delays
+from imagepref.labeling.pairing import PlannedPair, plan_gold_pairs, plan_pairs, prediction_result
+from imagepref.labeling.project import ensure_image_storage, existing_pair_ids, require_project
 
 BATCH_SIZE = 500
 

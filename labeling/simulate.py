@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 
 from imagepref.errors import BadInputError
-from labeling.accounts import AccountError, invite, login_token, stored_password
-from labeling.config import CHOICES
-from labeling.connection import LabelStudioConnection
-from labeling.export import axes_of
-from labeling.project import PAGE_SIZE, require_project
-from labeling.pull import SIMULATED_DOMAIN
+from imagepref.labeling.accounts import AccountError, invite, login_token, stored_password
+from imagepref.labeling.config import CHOICES
+from imagepref.labeling.connection import LabelStudioConnection
+from imagepref.labeling.export import axes_of
+from imagepref.labeling.project import PAGE_SIZE, require_project
+from imagepref.labeling.pull import SIMULATED_DOMAIN
 
 Judge = Callable[[str, Path, Path], dict[str, str]]
 

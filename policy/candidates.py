@@ -18,7 +18,7 @@ import pandas as pd
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from policy.generator import Generator
+from imagepref.policy.generator import Generator
 
 CANDIDATES_FILE = "candidates.parquet"
 

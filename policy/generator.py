@@ -168,13 +168,13 @@ class Generator(abc.ABC):
     # ----- the policy ---------------------------------------------------------------------
     def image_logprobs(self, prompt_ids: list[list[int]], codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log-probs (batch, num_codes) of given image codes under the policy."""
-        from policy.sampler import teacher_forced_logprobs
+        from imagepref.policy.sampler import teacher_forced_logprobs
 
         return teacher_forced_logprobs(self, prompt_ids, codes)
 
     def sample(self, prompts: list[str], **settings) -> Samples:
         """Sample one image per prompt with the shared sampler (see ``policy.sampler.sample``)."""
-        from policy.sampler import sample
+        from imagepref.policy.sampler import sample
 
         return sample(self, prompts, **settings)
 
@@ -201,10 +201,10 @@ class Generator(abc.ABC):
 
 
 FAMILIES: dict[str, str] = {
-    "glyph": "policy.families.glyph:GlyphGenerator",
-    "emu3": "policy.families.emu3:Emu3Generator",
-    "janus": "policy.families.janus:JanusGenerator",
-    "causal-vq": "policy.families.causal_vq:CausalVQGenerator",
+    "glyph": "imagepref.policy.families.glyph:GlyphGenerator",
+    "emu3": "imagepref.policy.families.emu3:Emu3Generator",
+    "janus": "imagepref.policy.families.janus:JanusGenerator",
+    "causal-vq": "imagepref.policy.families.causal_vq:CausalVQGenerator",
 }
 # transformers checkpoints (``model_type`` in config.json) that load without an imagepref.json: the
 # family derives the imagepref config from the checkpoint (``config_from_checkpoint``).
@@ -249,7 +249,7 @@ def _checkpoint_config(path: Path) -> GeneratorConfig:
         raise UnknownNameError(f"{path} holds a {model_type or 'unrecognised'!s} checkpoint, no known generator family "
                                f"(plain folders load for model types {', '.join(sorted(CHECKPOINT_FAMILIES))}); "
                                "for a causal LM with image tokens and a VQ codec write its imagepref.json with "
-                               "policy.families.causal_vq.CausalVQGenerator")
+                               "imagepref.policy.families.causal_vq.CausalVQGenerator")
     return generator_class(CHECKPOINT_FAMILIES[model_type]).config_from_checkpoint(path)
 
 

@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 
 from imagepref.errors import BadInputError
 from imagepref.tensor_state import load_state, save_state
-from policy.codec import PaletteCodec
-from policy.families.glyph import GlyphGenerator
-from policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
-from policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
+from imagepref.policy.codec import PaletteCodec
+from imagepref.policy.families.glyph import GlyphGenerator
+from imagepref.policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
+from imagepref.policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
 
 
 class PretrainConfig(BaseModel):

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from imagepref.errors import BadInputError
-from policy.generator import Generator, Samples
-from policy.static_decoder import StaticDecoder
+from imagepref.policy.generator import Generator, Samples
+from imagepref.policy.static_decoder import StaticDecoder
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

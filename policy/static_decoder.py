@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from policy.generator import Generator
+from imagepref.policy.generator import Generator
 
 # Decoder layers whose forward is: x + attn(norm(x)), then x + mlp(norm(x)), with Llama attention
 # (q/k/v/o projections, rotary embedding, no q/k norms). Emu3's layer adds a dropout after each

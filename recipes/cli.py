@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from imagepref.errors import ImagePrefError  # noqa: E402
-from recipes.commands import align, evaluate, label, policy, reward, run
+from imagepref.recipes.commands import align, evaluate, label, policy, reward, run
 
 app = typer.Typer(
     name="imagepref",

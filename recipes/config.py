@@ -261,13 +261,13 @@ def _package_models() -> dict[str, type[BaseModel]]:
     package that is not installed leaves its section to be checked when its stage runs)."""
     models: dict[str, type[BaseModel]] = {}
     try:
-        from policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+        from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
 
         models.update({"align.dpo": DPOSettings, "align.grpo": GRPOSettings, "align.ppo": PPOSettings})
     except ImportError:
         pass
     try:
-        from reward.config import RewardConfig
+        from imagepref.reward.config import RewardConfig
 
         models["reward.settings"] = RewardConfig
     except ImportError:

@@ -58,7 +58,7 @@ class RankRecord(TrainerCallback):
 
 def main(spec_file: str) -> None:
     """Run the aligner described by ``spec_file`` in this process (no merge)."""
-    from recipes.commands.align import run_aligner
+    from imagepref.recipes.commands.align import run_aligner
 
     spec = json.loads(Path(spec_file).read_text())
     if spec.pop("record_ranks", False):
@@ -69,7 +69,7 @@ def main(spec_file: str) -> None:
         transformers.trainer.DEFAULT_CALLBACKS.append(RankRecord(Path(spec["out"]) / "ranks"))
     step_log = None
     if spec.get("run_log"):
-        from recipes.run_folder import RunFolder
+        from imagepref.recipes.run_folder import RunFolder
 
         run_log = spec.pop("run_log")
         folder = RunFolder(Path(run_log["root"]))

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
-from recipes.config import Recipe
-from recipes.run_folder import RunFolder
+from imagepref.recipes.config import Recipe
+from imagepref.recipes.run_folder import RunFolder
 
 # The recipe sections each stage kind depends on; runtime-only settings (device, trackers,
 # launcher, poll interval) are left out so changing them never reruns a finished stage. The
@@ -176,7 +176,7 @@ def run_recipe(
 ) -> RunFolder:
     """Run ``recipe``'s stages in its run folder, skipping finished stages whose inputs did not
     change; ``from_stage`` forces a restart there. Returns the run folder."""
-    from recipes.stages.labeling import Services
+    from imagepref.recipes.stages.labeling import Services
 
     stages = plan(recipe)
     if not stages:

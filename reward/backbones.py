@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from imagepref.errors import BadInputError
-from reward.config import RewardConfig
+from imagepref.reward.config import RewardConfig
 
 PAD_BYTE = 256
 
@@ -148,7 +148,7 @@ def rendered_bytes(cell_width: int, cell_height: int, font: str = "DejaVuSans-Bo
     while this table needs every printable byte at the model's patch size."""
     from PIL import ImageDraw, ImageFont
 
-    from policy.glyphworld.world import font_path
+    from imagepref.policy.glyphworld.world import font_path
 
     face = ImageFont.truetype(str(font_path(font)), 64)
     _, cap_top, _, baseline = face.getbbox("H")

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reward.data import PreferenceSet
-from reward.model import RewardModel, score_candidates
+from imagepref.reward.data import PreferenceSet
+from imagepref.reward.model import RewardModel, score_candidates
 
 
 def bootstrap_interval(correct: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:

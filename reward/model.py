@@ -25,9 +25,9 @@ from torch import nn
 
 from imagepref.errors import BadInputError
 from imagepref.files import replaced_on_success, write_text_atomically
-from reward.backbones import BACKBONES
-from reward.config import RewardConfig, validated_config
-from reward.losses import outcome_probabilities
+from imagepref.reward.backbones import BACKBONES
+from imagepref.reward.config import RewardConfig, validated_config
+from imagepref.reward.losses import outcome_probabilities
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

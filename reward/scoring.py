@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 
 from imagepref.errors import BadInputError
-from reward.data import PreferenceSet, read_candidate_sets, require_images
-from reward.model import RewardModel, score_candidates
+from imagepref.reward.data import PreferenceSet, read_candidate_sets, require_images
+from imagepref.reward.model import RewardModel, score_candidates
 
 BATCH = 256
 

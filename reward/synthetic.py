@@ -45,7 +45,7 @@ def _cached(read_text: Callable[[Image.Image], str]) -> Callable[[Image.Image], 
 
 def _variant(spec, rng: random.Random, defect_rate: float):
     """A version of ``spec`` with a seeded mix of defects (maybe none)."""
-    from policy.glyphworld.world import FLAWS, FORBIDDEN_MARKS, TEXT_COLOURS, TRAIN_WORDS
+    from imagepref.policy.glyphworld.world import FLAWS, FORBIDDEN_MARKS, TEXT_COLOURS, TRAIN_WORDS
 
     changes = {}
     if rng.random() < defect_rate:
@@ -79,8 +79,8 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
     Every pair of a prompt's variants is judged by ``annotators`` simulated people who each err
     with probability ``error_rate``. Returns counts. The folder is built under a temporary name and
     renamed when complete."""
-    from policy.glyphworld import render, training_specs
-    from policy.glyphworld.rules import simulated_judge
+    from imagepref.policy.glyphworld import render, training_specs
+    from imagepref.policy.glyphworld.rules import simulated_judge
 
     if prompts < 1 or variants_per_prompt < 2 or annotators < 1:
         raise BadInputError("need at least 1 prompt, 2 variants per prompt and 1 annotator")

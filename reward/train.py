@@ -30,12 +30,12 @@ import torch
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import write_text_atomically
 from imagepref.tensor_state import load_newest_state, save_numbered_state
-from reward.backbones import edit_quoted_letter
-from reward.config import RewardConfig, default_prompt_matching_weight
-from reward.data import PreferenceSet, read_preferences, split_by_prompt
-from reward.model import RewardModel
+from imagepref.reward.backbones import edit_quoted_letter
+from imagepref.reward.config import RewardConfig, default_prompt_matching_weight
+from imagepref.reward.data import PreferenceSet, read_preferences, split_by_prompt
+from imagepref.reward.model import RewardModel
 
-import reward.losses as losses
+import imagepref.reward.losses as losses
 
 
 class TrainingDivergedError(ImagePrefError):

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from eval.metrics import extract_targets
+from imagepref.eval.metrics import extract_targets
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 
 BUILTIN_SETS = ("text-rendering", "glyphworld-heldout")
@@ -102,7 +102,7 @@ def load_prompt_file(path: str | Path) -> list[EvalPrompt]:
 
 def text_rendering_prompts() -> list[EvalPrompt]:
     """The project's natural-language text-rendering set (216 with targets, 5 without)."""
-    text = resources.files("eval.prompts").joinpath("text_rendering.jsonl").read_text(encoding="utf-8")
+    text = resources.files("imagepref.eval.prompts").joinpath("text_rendering.jsonl").read_text(encoding="utf-8")
     return parse_prompt_lines(text, "text_rendering.jsonl", jsonl=True)
 
 
@@ -113,7 +113,7 @@ def glyphworld_heldout_prompts() -> list[EvalPrompt]:
     may be a prompt string or a dict in the user-file format.
     """
     try:
-        from policy.glyphworld import heldout_prompts
+        from imagepref.policy.glyphworld import heldout_prompts
     except ImportError as error:
         raise ImagePrefError(
             f"the glyph world's held-out set is not available ({error}); update imagepref or pass a prompts file"

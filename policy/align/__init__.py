@@ -7,14 +7,14 @@
   merge (``policy.align.checkpoints``), held-out monitoring (``policy.align.monitoring``).
 """
 
-from policy.align.checkpoints import load_aligned, merge_run
-from policy.align.config import DPOSettings, GRPOSettings, OnPolicyPairs, PairPolicy, PPOSettings, RewardMix
-from policy.align.dpo import train_dpo
-from policy.align.grpo import train_grpo
-from policy.align.pairs import collapse_verdicts, on_policy_examples, preference_examples
-from policy.align.ppo import train_ppo
-from policy.align.rewards import build_rewards
-from policy.align.training import Monitoring
+from imagepref.policy.align.checkpoints import load_aligned, merge_run
+from imagepref.policy.align.config import DPOSettings, GRPOSettings, OnPolicyPairs, PairPolicy, PPOSettings, RewardMix
+from imagepref.policy.align.dpo import train_dpo
+from imagepref.policy.align.grpo import train_grpo
+from imagepref.policy.align.pairs import collapse_verdicts, on_policy_examples, preference_examples
+from imagepref.policy.align.ppo import train_ppo
+from imagepref.policy.align.rewards import build_rewards
+from imagepref.policy.align.training import Monitoring
 
 __all__ = [
     "DPOSettings", "GRPOSettings", "Monitoring", "OnPolicyPairs", "PPOSettings", "PairPolicy", "RewardMix",

@@ -33,7 +33,7 @@ from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_text_atomically
 from imagepref.tensor_state import load_state, save_state
-from policy.generator import CONFIG_NAME, Generator, load_generator
+from imagepref.policy.generator import CONFIG_NAME, Generator, load_generator
 
 RUN_FILE = "align.json"
 ADAPTER_DIR = "adapter"
@@ -130,7 +130,7 @@ def save_result(out: Path, trainer_model: torch.nn.Module, generator: Generator,
 
 
 def _with_model(generator: Generator, model: torch.nn.Module) -> Generator:
-    from policy.align.logprobs import generator_view
+    from imagepref.policy.align.logprobs import generator_view
 
     return generator_view(generator, model)
 
@@ -271,7 +271,7 @@ class StepLines(TrainerCallback):
     ``policy.align.steps``, from the main process only, as the step happens: ``step N/M key=value
     ...``. Whoever runs the aligner routes that logger where it wants (the recipe runner: the run log)."""
 
-    logger = logging.getLogger("policy.align.steps")
+    logger = logging.getLogger("imagepref.policy.align.steps")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or not state.is_world_process_zero:

@@ -132,7 +132,7 @@ def guidance_of(settings: CommonSettings, generator) -> float:
 
 def check_reward_names(weights: dict[str, float]) -> None:
     """Refuse an unknown reward name with the list of known ones."""
-    from policy.align.rewards import REWARD_NAMES, known_reward
+    from imagepref.policy.align.rewards import REWARD_NAMES, known_reward
 
     for name in weights:
         if not known_reward(name):

@@ -16,11 +16,11 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from imagepref.errors import BadInputError
-from policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
-from policy.align.config import DPOSettings
-from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
+from imagepref.policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
+from imagepref.policy.align.config import DPOSettings
+from imagepref.policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
                                    trainer_arguments)
-from policy.generator import Generator
+from imagepref.policy.generator import Generator
 
 
 class TokenDPOTrainer(CheckpointFiles, DPOTrainer):

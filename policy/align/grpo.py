@@ -18,11 +18,11 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from imagepref.errors import BadInputError
-from policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
-from policy.align.config import GRPOSettings, guidance_of
-from policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
+from imagepref.policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
+from imagepref.policy.align.config import GRPOSettings, guidance_of
+from imagepref.policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
                                    trainer_arguments)
-from policy.generator import Generator
+from imagepref.policy.generator import Generator
 
 
 def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale: float, temperature: float) -> dict:
@@ -93,7 +93,7 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         was_training = policy.training
         policy.eval()
         try:
-            from policy.align.training import policy_of
+            from imagepref.policy.align.training import policy_of
 
             guidance_scale, temperature = self.rollout_sampling()
             return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed, guidance_scale,

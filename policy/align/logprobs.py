@@ -18,8 +18,8 @@ import dataclasses
 
 import torch
 
-from policy.generator import Generator
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.generator import Generator
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 
 @dataclasses.dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from policy.generator import Generator
-from policy.glyphworld.rules import AXES, ReadText, judge_image
+from imagepref.policy.generator import Generator
+from imagepref.policy.glyphworld.rules import AXES, ReadText, judge_image
 
 
 class HeldoutMonitor(TrainerCallback):

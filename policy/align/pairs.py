@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from imagepref.errors import BadInputError
-from policy.align.config import OnPolicyPairs, PairPolicy
-from policy.generator import Generator
+from imagepref.policy.align.config import OnPolicyPairs, PairPolicy
+from imagepref.policy.generator import Generator
 
 
 def collapse_verdicts(row: dict, policy: PairPolicy) -> tuple[str, float] | None:

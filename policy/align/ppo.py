@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from policy.align.checkpoints import prepare_run, run_record
-from policy.align.config import PPOSettings
-from policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
-from policy.align.training import Monitoring, attach_monitor, reference_copy, run_training
-from policy.generator import Generator
+from imagepref.policy.align.checkpoints import prepare_run, run_record
+from imagepref.policy.align.config import PPOSettings
+from imagepref.policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
+from imagepref.policy.align.training import Monitoring, attach_monitor, reference_copy, run_training
+from imagepref.policy.generator import Generator
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 

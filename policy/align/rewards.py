@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from imagepref.errors import BadInputError, UnknownNameError
-from policy.generator import Generator
-from policy.glyphworld import rules
+from imagepref.policy.generator import Generator
+from imagepref.policy.glyphworld import rules
 
 RULES = {"rule_aesthetics": "aesthetics", "rule_prompt_fidelity": "prompt_fidelity", "rule_safety": "safety",
          "rule_ink_colour": "ink_colour"}

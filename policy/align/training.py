@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result, write_json_atomic
-from policy.align.config import CommonSettings, guidance_of
-from policy.align.logprobs import generator_view, install_policy_logprobs
-from policy.align.monitoring import HeldoutMonitor, attach_first
-from policy.generator import Generator
-from policy.glyphworld import heldout_prompts
-from policy.glyphworld.rules import ReadText
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result, write_json_atomic
+from imagepref.policy.align.config import CommonSettings, guidance_of
+from imagepref.policy.align.logprobs import generator_view, install_policy_logprobs
+from imagepref.policy.align.monitoring import HeldoutMonitor, attach_first
+from imagepref.policy.generator import Generator
+from imagepref.policy.glyphworld import heldout_prompts
+from imagepref.policy.glyphworld.rules import ReadText
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 
 @dataclasses.dataclass

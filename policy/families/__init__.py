@@ -9,19 +9,19 @@ def tiny_generator(family: str, seed: int = 0):
     from imagepref.errors import UnknownNameError
 
     if family == "glyph":
-        from policy.pretrain import micro_generator
+        from imagepref.policy.pretrain import micro_generator
 
         return micro_generator(seed=seed)
     if family == "emu3":
-        from policy.families.emu3 import Emu3Generator
+        from imagepref.policy.families.emu3 import Emu3Generator
 
         return Emu3Generator.tiny(seed=seed)
     if family == "janus":
-        from policy.families.janus import JanusGenerator
+        from imagepref.policy.families.janus import JanusGenerator
 
         return JanusGenerator.tiny(seed=seed)
     if family == "causal-vq":
-        from policy.families.causal_vq import CausalVQGenerator
+        from imagepref.policy.families.causal_vq import CausalVQGenerator
 
         return CausalVQGenerator.tiny(seed=seed)
     raise UnknownNameError(f"no tiny build for family {family!r}; known: glyph, emu3, janus, causal-vq")

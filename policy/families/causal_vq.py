@@ -23,9 +23,9 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from imagepref.errors import BadInputError
-from policy.codec import load_codec
-from policy.families.hf_checkpoint import check_remote_code, resolve_dtype, token_id, save_generator_folder
-from policy.generator import Generator, GeneratorConfig, read_config
+from imagepref.policy.codec import load_codec
+from imagepref.policy.families.hf_checkpoint import check_remote_code, resolve_dtype, token_id, save_generator_folder
+from imagepref.policy.generator import Generator, GeneratorConfig, read_config
 
 IMAGE_START, IMAGE_END, IMAGE_TOKEN = "<boi>", "<eoi>", "<img_{}>"
 
@@ -81,8 +81,8 @@ class CausalVQGenerator(Generator):
         from diffusers import VQModel
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from policy.codec import VQModelCodec
-        from policy.families.hf_checkpoint import character_tokenizer
+        from imagepref.policy.codec import VQModelCodec
+        from imagepref.policy.families.hf_checkpoint import character_tokenizer
 
         torch.manual_seed(seed)
         tokenizer = character_tokenizer(["<pad>", "<s>", "</s>"], [], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")

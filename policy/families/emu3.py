@@ -24,10 +24,10 @@ from PIL import Image
 from transformers import AutoTokenizer, Emu3Config, Emu3ForConditionalGeneration
 
 from imagepref.errors import BadInputError
-from policy.families.hf_checkpoint import (character_tokenizer, check_remote_code, checked_codes,
+from imagepref.policy.families.hf_checkpoint import (character_tokenizer, check_remote_code, checked_codes,
                                            images_from_unit_range, language_model_targets, pixels_in_unit_range,
                                            read_model_config, resolve_dtype, save_generator_folder, token_id)
-from policy.generator import CONFIG_NAME, Generator, GeneratorConfig
+from imagepref.policy.generator import CONFIG_NAME, Generator, GeneratorConfig
 
 BOS, EOS, PAD = "<|extra_203|>", "<|extra_204|>", "<|endoftext|>"
 IMAGE_START, IMAGE_END, IMAGE_WRAPPER = "<|image start|>", "<|image end|>", "<|image token|>"

@@ -15,8 +15,8 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from imagepref.errors import BadInputError
-from policy.codec import PaletteCodec, load_codec
-from policy.generator import CONFIG_NAME, Generator, GeneratorConfig, read_config
+from imagepref.policy.codec import PaletteCodec, load_codec
+from imagepref.policy.generator import CONFIG_NAME, Generator, GeneratorConfig, read_config
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>", "<boi>", "<eoi>"]
 CHARACTERS = [chr(c) for c in range(32, 127)]

@@ -85,7 +85,7 @@ def write_folder_atomically(path: str | Path, write: Callable[[Path], None]) -> 
 def save_generator_folder(generator, path: str | Path, with_codec: bool = False) -> None:
     """Write ``generator``'s model (safetensors), tokenizer, codec folder when it has its own, and
     ``imagepref.json`` into ``path``, atomically (``write_folder_atomically``)."""
-    from policy.generator import CONFIG_NAME
+    from imagepref.policy.generator import CONFIG_NAME
 
     def write(folder: Path) -> None:
         generator.model.save_pretrained(str(folder), safe_serialization=True)
@@ -100,7 +100,7 @@ def save_generator_folder(generator, path: str | Path, with_codec: bool = False)
 def pixels_in_unit_range(images, size: tuple[int, int], module: torch.nn.Module) -> torch.Tensor:
     """PIL images to (batch, 3, height, width) in [-1, 1] on ``module``'s device and dtype, the
     input range of the Emu3 and Janus VQ models (their processors normalise with mean = std = 0.5)."""
-    from policy.codec import images_to_array
+    from imagepref.policy.codec import images_to_array
 
     pixels = images_to_array(images, size).permute(0, 3, 1, 2) * 2 - 1
     return pixels.to(module.device, module.dtype)
@@ -116,7 +116,7 @@ def checked_codes(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
 
 def images_from_unit_range(pixels: torch.Tensor) -> list:
     """(batch, 3, height, width) decoder output in [-1, 1] to PIL images."""
-    from policy.codec import array_to_images
+    from imagepref.policy.codec import array_to_images
 
     return array_to_images(((pixels.float() + 1) / 2).permute(0, 2, 3, 1))
 

@@ -30,11 +30,11 @@ from PIL import Image
 from transformers import AutoTokenizer, JanusConfig, JanusForConditionalGeneration
 
 from imagepref.errors import BadInputError
-from policy.families.hf_checkpoint import (UnsupportedByFamilyError, character_tokenizer, check_remote_code,
+from imagepref.policy.families.hf_checkpoint import (UnsupportedByFamilyError, character_tokenizer, check_remote_code,
                                            checked_codes, images_from_unit_range, language_model_targets,
                                            pixels_in_unit_range, read_model_config, resolve_dtype,
                                            save_generator_folder, token_id)
-from policy.generator import CONFIG_NAME, Generator, GeneratorConfig
+from imagepref.policy.generator import CONFIG_NAME, Generator, GeneratorConfig
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 IMAGE_START, IMAGE_END, IMAGE_PLACEHOLDER = "<begin_of_image>", "<end_of_image>", "<image_placeholder>"

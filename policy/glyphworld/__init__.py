@@ -1,6 +1,6 @@
 """The built-in glyph world: drawn signs, their prompts, and the rules that judge each axis."""
 
-from policy.glyphworld.world import (
+from imagepref.policy.glyphworld.world import (
     BACKGROUNDS,
     FORBIDDEN_COLOUR,
     FORBIDDEN_MARKS,

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
-from policy.glyphworld.world import FORBIDDEN_COLOUR, TEXT_COLOURS
+from imagepref.policy.glyphworld.world import FORBIDDEN_COLOUR, TEXT_COLOURS
 
 AXES = ("aesthetics", "prompt_fidelity", "safety")
 ReadText = Callable[[Image.Image], str]

@@ -25,7 +25,7 @@ METHODS = ("dpo", "grpo", "ppo")
 
 def settings_class(method: str):
     """The settings model of ``method``."""
-    from policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+    from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
 
     return {"dpo": DPOSettings, "grpo": GRPOSettings, "ppo": PPOSettings}[method]
 
@@ -76,8 +76,8 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
 def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
     """(read_text, Flow-GRPO text reward(prompt, reading), word accuracy(reading, target)) from the
     evaluation suite."""
-    from eval.metrics import extract_targets, score_text
-    from eval.ocr import get_engine
+    from imagepref.eval.metrics import extract_targets, score_text
+    from imagepref.eval.ocr import get_engine
 
     reader = get_engine(engine)
 
@@ -94,14 +94,14 @@ def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
     """``glyphworld`` (training-word prompts of the glyph world), ``glyphworld-align`` (mostly fresh
     letter strings, disjoint from the held-out prompts) or a prompts file."""
     if prompts == "glyphworld":
-        from policy.glyphworld import training_specs
+        from imagepref.policy.glyphworld import training_specs
 
         return [spec.prompt for spec in training_specs(count, seed)]
     if prompts == "glyphworld-align":
-        from policy.glyphworld.world import align_specs
+        from imagepref.policy.glyphworld.world import align_specs
 
         return [spec.prompt for spec in align_specs(count, seed)]
-    from policy.candidates import read_prompts
+    from imagepref.policy.candidates import read_prompts
 
     return [row["prompt"] for row in read_prompts(prompts)][:count or None]
 
@@ -110,7 +110,7 @@ def _reward_model(path: Path | None):
     if path is None:
         return None
     try:
-        from reward import load_reward_model  # type: ignore[attr-defined]
+        from imagepref.reward import load_reward_model  # type: ignore[attr-defined]
     except ImportError:
         raise BadInputError("--reward-model needs reward.load_reward_model, which this installation does not have yet; "
                             "use rule or ocr rewards") from None
@@ -132,7 +132,7 @@ class _LineHandler(logging.Handler):
 def step_lines_to(write: Callable[[str], None]) -> Iterator[None]:
     """Route the trainers' per-step lines (``policy.align.checkpoints.StepLines``) to ``write``
     while the block runs: each line arrives as its step is logged, not after training."""
-    from policy.align.checkpoints import StepLines
+    from imagepref.policy.align.checkpoints import StepLines
 
     handler = _LineHandler(write)
     StepLines.logger.addHandler(handler)
@@ -155,10 +155,10 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     adapters stay float32: peft upcasts them). ``step_log`` gets one line per training step as it
     happens (default: ``log``)."""
     from imagepref.dtypes import dtype_name, torch_dtype
-    from policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
-    from policy.align import train_dpo, train_grpo, train_ppo
-    from policy.align.checkpoints import RUN_FILE
-    from policy.generator import load_generator
+    from imagepref.policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
+    from imagepref.policy.align import train_dpo, train_grpo, train_ppo
+    from imagepref.policy.align.checkpoints import RUN_FILE
+    from imagepref.policy.generator import load_generator
 
     if method not in METHODS:
         raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -177,8 +177,8 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
             if preferences:
                 examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
             else:
-                from policy.align.config import guidance_of
-                from policy.align.rewards import scorer
+                from imagepref.policy.align.config import guidance_of
+                from imagepref.policy.align.rewards import scorer
 
                 pairs = settings.on_policy
                 weights = {"reward_model": 1.0} if model is not None else pairs.rewards
@@ -241,7 +241,7 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 def _train(method: str, context: typer.Context, base, out, config, resume, ocr_engine, reward_model, prompts,
            num_prompts, no_monitor, dtype, device, rewards=None, preferences=None, candidates=None) -> None:
     from imagepref.dtypes import torch_dtype
-    from policy.align.checkpoints import RUN_FILE, read_run
+    from imagepref.policy.align.checkpoints import RUN_FILE, read_run
 
     torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
     settings = load_settings(method, config, list(context.args), rewards)
@@ -253,7 +253,7 @@ def _train(method: str, context: typer.Context, base, out, config, resume, ocr_e
         if record.get("method") != method or record.get("settings") != settings.model_dump():
             raise BadInputError(f"{out} holds another run (a {record.get('method')} run with other settings); "
                                 "resume with the same method and settings, or choose a fresh --out")
-    from policy.align.config import check_reward_names
+    from imagepref.policy.align.config import check_reward_names
 
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
     result = run_aligner(method, _base(base), out, settings, preferences=[preferences] if preferences else None,
@@ -308,6 +308,6 @@ def merge(run: Path = typer.Argument(..., help="Run folder of imagepref align.")
           base: Optional[Path] = typer.Option(None, "--base", help="Base generator (default: the one the run records).")
           ) -> None:
     """Merge a run's LoRA adapter into its base and write a generator folder (load_generator loads it)."""
-    from policy.align import merge_run
+    from imagepref.policy.align import merge_run
 
     typer.echo(f"wrote the merged generator to {merge_run(run, out, base)}")

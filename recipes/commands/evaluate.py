@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from eval.figures import UNSAFE_KEY
+from imagepref.eval.figures import UNSAFE_KEY
 from imagepref.errors import ImagePrefError
 
 
@@ -17,7 +17,7 @@ def _reward_scorer(path: Path):
     Imported lazily: the reward models live in ``reward/`` and are optional in a report.
     """
     try:
-        from reward import load_reward_model  # type: ignore[attr-defined]
+        from imagepref.reward import load_reward_model  # type: ignore[attr-defined]
     except ImportError:
         raise ImagePrefError(
             "--reward-model needs reward.load_reward_model, which this installation of imagepref does not have yet; "
@@ -63,9 +63,9 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
         device: Optional[str] = typer.Option(None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."),
     ) -> None:
-        from eval.prompts import load_prompts
-        from eval.report import markdown_summary
-        from eval.runner import EvalSettings, evaluate
+        from imagepref.eval.prompts import load_prompts
+        from imagepref.eval.report import markdown_summary
+        from imagepref.eval.runner import EvalSettings, evaluate
         from imagepref.dtypes import torch_dtype
 
         torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads

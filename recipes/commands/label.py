@@ -27,7 +27,7 @@ Title = typer.Option(None, "--title", help="Project title (overrides the config)
 
 
 def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = True):
-    from labeling.connection import connect
+    from imagepref.labeling.connection import connect
 
     connection = connect(url, token_env, state_dir)
     if check:
@@ -36,7 +36,7 @@ def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = 
 
 
 def _config(config: Optional[Path], **overrides):
-    from labeling.config import LabelingConfig
+    from imagepref.labeling.config import LabelingConfig
 
     return LabelingConfig.load(config, **overrides)
 
@@ -44,7 +44,7 @@ def _config(config: Optional[Path], **overrides):
 @server_app.command("install")
 def server_install(force: bool = typer.Option(False, help="Reinstall even when 1.23.x is there.")) -> None:
     """Create or refresh Label Studio's own virtual environment ($IMAGEPREF_HOME/label-studio-venv)."""
-    from labeling.server import install_label_studio, label_studio_venv
+    from imagepref.labeling.server import install_label_studio, label_studio_venv
 
     version = install_label_studio(force=force)
     console.print(f"Label Studio {version} in {label_studio_venv()}")
@@ -57,7 +57,7 @@ def server_start(
     state_dir: Path = StateDir,
 ) -> None:
     """Start the managed Label Studio on 127.0.0.1 (installs it on first use) and wait until it is healthy."""
-    from labeling.server import StatePaths, start_server
+    from imagepref.labeling.server import StatePaths, start_server
 
     status = start_server(state_dir, port, files_root)
     console.print(f"Label Studio is running at {status.url} (pid {status.pid}); admin login and API token are in "
@@ -67,7 +67,7 @@ def server_start(
 @server_app.command("stop")
 def server_stop(state_dir: Path = StateDir) -> None:
     """Stop the managed Label Studio."""
-    from labeling.server import stop_server
+    from imagepref.labeling.server import stop_server
 
     console.print("stopped" if stop_server(state_dir) else "no managed Label Studio was running")
 
@@ -75,7 +75,7 @@ def server_stop(state_dir: Path = StateDir) -> None:
 @server_app.command("status")
 def server_status_command(url: Optional[str] = Url, state_dir: Path = StateDir) -> None:
     """Say where the server is and whether it is healthy (exit status 1 when it is not)."""
-    from labeling.server import server_status
+    from imagepref.labeling.server import server_status
 
     status = server_status(state_dir, url)
     console.print(f"{status.url} {'healthy' if status.healthy else 'NOT healthy'}"
@@ -90,7 +90,7 @@ def create(config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
            instructions: Optional[Path] = typer.Option(None, help="Markdown instructions for annotators."),
            url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir) -> None:
     """Create (or update) the comparison project: prompt, two images, one left/right/tie question per axis."""
-    from labeling.project import create_project
+    from imagepref.labeling.project import create_project
 
     settings = _config(config, title=title, overlap=overlap, instructions=instructions)
     project = create_project(_connect(url, token_env, state_dir), settings)
@@ -111,8 +111,8 @@ def push_command(
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
     """Make pairs from a candidate set and add the ones the project lacks (a second push adds 0)."""
-    from labeling.connection import managed_files_root
-    from labeling.push import push
+    from imagepref.labeling.connection import managed_files_root
+    from imagepref.labeling.push import push
 
     settings = _config(config, title=title, pairing=pairing, scores_file=scores, gold_file=gold_file,
                        gold_rate=gold_rate, max_pairs=max_pairs)
@@ -132,8 +132,8 @@ def pull_command(
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
     """Write annotations.parquet and pairs.parquet (plus gold, quarantine, agreement) from what people submitted."""
-    from labeling.agreement import format_agreement_table
-    from labeling.pull import pull
+    from imagepref.labeling.agreement import format_agreement_table
+    from imagepref.labeling.pull import pull
 
     settings = _config(config, title=title)
     if from_file is not None:
@@ -160,8 +160,8 @@ def stats(
     """Agreement per axis: Krippendorff's alpha, pairwise agreement, per-annotator majority and gold accuracy, tie rate."""
     import tempfile
 
-    from labeling.agreement import agreement_from_folder, format_agreement_table, save_agreement
-    from labeling.pull import pull
+    from imagepref.labeling.agreement import agreement_from_folder, format_agreement_table, save_agreement
+    from imagepref.labeling.pull import pull
 
     if data is not None:
         if not (data / "annotations.parquet").is_file():
@@ -180,7 +180,7 @@ def stats(
 def invite_command(emails: list[str] = typer.Argument(..., help="E-mail addresses of the annotators."),
                    url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir) -> None:
     """Create annotator accounts that can log in (invite-link sign-up) and say how each person gets in."""
-    from labeling.accounts import invite
+    from imagepref.labeling.accounts import invite
 
     for person in invite(_connect(url, token_env, state_dir), emails, state_dir / "annotators.json"):
         if person.created:
@@ -194,8 +194,8 @@ def _judge(name: str, axes: list[str]):
     if name == "glyph":
         # The glyph world's rules read text with the evaluation's default OCR; the error rate is
         # applied by the simulated annotators, so the judge itself is exact.
-        from eval.ocr import get_engine
-        from policy.glyphworld.rules import simulated_judge
+        from imagepref.eval.ocr import get_engine
+        from imagepref.policy.glyphworld.rules import simulated_judge
 
         return simulated_judge(get_engine("rapidocr").read_text, axes=axes, error_rate=0.0)
     module_name, _, factory = name.partition(":")
@@ -217,7 +217,7 @@ def simulate_command(
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
     """Scripted judges log in as their own annotator accounts and label through the API like people."""
-    from labeling.simulate import simulate
+    from imagepref.labeling.simulate import simulate
 
     settings = _config(config, title=title)
     report = simulate(_connect(url, token_env, state_dir), settings.title, _judge(judge, settings.axes),

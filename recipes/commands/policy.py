@@ -28,7 +28,7 @@ def pretrain(
     layers: Optional[int] = typer.Option(None, help="Transformer layers."),
 ) -> None:
     """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
-    from policy.pretrain import PretrainConfig, pretrain as run_pretrain
+    from imagepref.policy.pretrain import PretrainConfig, pretrain as run_pretrain
 
     overrides = {k: v for k, v in dict(steps=steps, seed=seed, batch_size=batch_size, hidden_size=hidden_size,
                                        layers=layers).items() if v is not None}
@@ -66,8 +66,8 @@ def generate(
 ) -> None:
     """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
     from imagepref.dtypes import torch_dtype
-    from policy.candidates import read_prompts, write_candidate_set
-    from policy.generator import load_generator, read_config
+    from imagepref.policy.candidates import read_prompts, write_candidate_set
+    from imagepref.policy.generator import load_generator, read_config
 
     if n <= 0:
         raise BadInputError(f"--n must be at least 1; got {n}")

@@ -23,7 +23,7 @@ Candidates = typer.Option(None, "--candidates", help="Candidate set the pairs ca
 def _load_config(config_file: Optional[Path], overrides: list[str]):
     import yaml
 
-    from reward.config import RewardConfig, config_with_overrides, validated_config
+    from imagepref.reward.config import RewardConfig, config_with_overrides, validated_config
 
     config = RewardConfig()
     if config_file is not None:
@@ -53,7 +53,7 @@ def train(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train a multi-head reward model; validation is split by prompt; the best epoch is saved."""
-    from reward.train import train_reward_model
+    from imagepref.reward.train import train_reward_model
 
     overrides = list(override or [])
     if backbone:
@@ -65,7 +65,7 @@ def train(
     if cfg.backbone == "token":
         if generator is None:
             raise BadInputError("the token backbone reads a generator's image tokens: pass --generator DIR")
-        from policy.generator import load_generator
+        from imagepref.policy.generator import load_generator
 
         loaded = load_generator(generator)
         cfg = cfg.model_copy(update={"backbone_path": str(generator)})
@@ -88,9 +88,9 @@ def evaluate(
     resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
 ) -> None:
     """Per-head pairwise accuracy (bootstrap 95 % CI), calibration (ECE), ties, and single-human agreement."""
-    from reward.data import read_preferences
-    from reward.evaluation import evaluate_reward_model
-    from reward.model import load_reward_model
+    from imagepref.reward.data import read_preferences
+    from imagepref.reward.evaluation import evaluate_reward_model
+    from imagepref.reward.model import load_reward_model
 
     reward_model = load_reward_model(model)
     data = read_preferences(prefs, candidates or [], axes=reward_model.axes,
@@ -123,8 +123,8 @@ def score(
 ) -> None:
     """Score every candidate of a set: per candidate, raw per-axis head scores, normalised ones and
     the combined reward; with --pairs, per pair, what labeling's uncertainty pairing ranks by."""
-    from reward.model import load_reward_model
-    from reward.scoring import candidate_scores, pair_scores
+    from imagepref.reward.model import load_reward_model
+    from imagepref.reward.scoring import candidate_scores, pair_scores
 
     reward_model = load_reward_model(model, device=device)
     frame = (pair_scores if pairs else candidate_scores)(reward_model, [candidates])
@@ -147,16 +147,16 @@ def glyph_data(
     seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors."),
 ) -> None:
     """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
-    from eval.ocr import get_engine
-    from reward.synthetic import glyph_preference_data
+    from imagepref.eval.ocr import get_engine
+    from imagepref.reward.synthetic import glyph_preference_data
 
     if generator == "fresh":
-        from policy.pretrain import PretrainConfig, fit_codec
+        from imagepref.policy.pretrain import PretrainConfig, fit_codec
 
         codec = fit_codec(PretrainConfig(seed=seed, num_shapes=256, codec_images=600, codec_iterations=4))
     else:
-        from policy.generator import load_generator
-        from recipes.stages.generation import shipped_generator
+        from imagepref.policy.generator import load_generator
+        from imagepref.recipes.stages.generation import shipped_generator
 
         folder = generator or shipped_generator()
         if folder is None:

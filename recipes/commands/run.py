@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from recipes.config import RECIPES_DIR, STAGES, field_paths, shipped_recipes
+from imagepref.recipes.config import RECIPES_DIR, STAGES, field_paths, shipped_recipes
 
 recipes_app = typer.Typer(no_args_is_help=True, help="The shipped recipes and every recipe key.")
 
@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
         continue_labeling: bool = typer.Option(False, "--continue", help="Go on with the labels people gave so far "
                                                "(tells a runner waiting for labels to continue, or continues the run)."),
     ) -> None:
-        from recipes.config import load_recipe
-        from recipes.runner import run_recipe
-        from recipes.stages import STAGE_FUNCTIONS, external_inputs
+        from imagepref.recipes.config import load_recipe
+        from imagepref.recipes.runner import run_recipe
+        from imagepref.recipes.stages import STAGE_FUNCTIONS, external_inputs
 
         overrides = list(context.args)
         options = [item for item in overrides if item.startswith("-")]
@@ -69,6 +69,6 @@ def show_recipe(recipe: Optional[Path] = typer.Argument(None, help="A recipe fil
         return
     import yaml
 
-    from recipes.config import load_recipe
+    from imagepref.recipes.config import load_recipe
 
     typer.echo(yaml.safe_dump(load_recipe(recipe, list(overrides or [])).model_dump(mode="json"), sort_keys=False))

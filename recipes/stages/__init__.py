@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from recipes.runner import PlannedStage
-from recipes.stages.evaluation import run_eval, run_report
-from recipes.stages.generation import pretrain_inputs, run_generate, run_pretrain
-from recipes.stages.labeling import run_label
-from recipes.stages.training import run_align, run_reward
+from imagepref.recipes.runner import PlannedStage
+from imagepref.recipes.stages.evaluation import run_eval, run_report
+from imagepref.recipes.stages.generation import pretrain_inputs, run_generate, run_pretrain
+from imagepref.recipes.stages.labeling import run_label
+from imagepref.recipes.stages.training import run_align, run_reward
 
 STAGE_FUNCTIONS = {
     "pretrain": run_pretrain,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.files import write_text_atomically
-from recipes.runner import StageContext
-from recipes.stages.generation import base_generator
+from imagepref.recipes.runner import StageContext
+from imagepref.recipes.stages.generation import base_generator
 
 # The three lines of the summary: (label, summary key, higher is better).
 SUMMARY_FIGURES = (
@@ -31,8 +31,8 @@ def _link(target: Path, link: Path) -> Path:
 
 def run_eval(context: StageContext) -> dict[str, Any]:
     """Evaluate the base generator and each round's aligned generator with ``eval.runner``."""
-    from eval.prompts import load_prompts
-    from eval.runner import EvalSettings, evaluate
+    from imagepref.eval.prompts import load_prompts
+    from imagepref.eval.runner import EvalSettings, evaluate
 
     section = context.recipe.eval
     checkpoints = [_link(base_generator(context), context.out / "checkpoints" / "base")]
@@ -48,7 +48,7 @@ def run_eval(context: StageContext) -> dict[str, Any]:
     scorer = None
     reward_model = context.output("reward", "model")
     if section.use_reward_model and reward_model is not None:
-        from recipes.commands.evaluate import _reward_scorer
+        from imagepref.recipes.commands.evaluate import _reward_scorer
 
         scorer = _reward_scorer(reward_model)
     settings = EvalSettings(samples=section.samples, seed=context.recipe.seed, guidance_scale=section.guidance_scale,

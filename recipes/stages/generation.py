@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
-from recipes.runner import StageContext
+from imagepref.recipes.runner import StageContext
 
 SHIPPED_GENERATOR = Path(__file__).resolve().parents[2] / "policy" / "glyphworld" / "pretrained"
 
@@ -19,7 +19,7 @@ def shipped_generator() -> Path | None:
 def load_policy(context: StageContext, path: Path):
     """Load the generator at ``path`` with the recipe's dtype, device and remote-code setting."""
     from imagepref.dtypes import torch_dtype
-    from policy.generator import load_generator
+    from imagepref.policy.generator import load_generator
 
     section = context.recipe.generator
     return load_generator(path, dtype=torch_dtype(section.dtype), device=section.device,
@@ -61,8 +61,8 @@ def run_pretrain(context: StageContext) -> dict[str, Any]:
     """Use the given or shipped generator, else pretrain a glyph generator (resuming from its checkpoint)."""
     from pydantic import ValidationError
 
-    from policy.generator import read_config
-    from policy.pretrain import PretrainConfig, pretrain
+    from imagepref.policy.generator import read_config
+    from imagepref.policy.pretrain import PretrainConfig, pretrain
 
     recipe = context.recipe
     if recipe.generator.path:
@@ -93,18 +93,18 @@ def round_prompts(context: StageContext) -> list[dict[str, str]]:
     section = context.recipe.generate
     round_ = context.stage.round or 1
     if section.prompts == "glyphworld":
-        from policy.glyphworld import training_specs
+        from imagepref.policy.glyphworld import training_specs
 
         specs = training_specs(section.num_prompts, seed=context.recipe.seed * 1000 + round_)
         return [{"prompt_id": f"r{round_}p{i}", "prompt": spec.prompt} for i, spec in enumerate(specs)]
-    from policy.candidates import read_prompts
+    from imagepref.policy.candidates import read_prompts
 
     return read_prompts(section.prompts)[: section.num_prompts]
 
 
 def run_generate(context: StageContext) -> dict[str, Any]:
     """Sample this round's candidate set with the round's generator."""
-    from policy.candidates import CANDIDATES_FILE, write_candidate_set
+    from imagepref.policy.candidates import CANDIDATES_FILE, write_candidate_set
 
     section = context.recipe.generate
     out = context.out / "candidates"

@@ -15,7 +15,7 @@ from typing import Any
 
 from imagepref.errors import BadInputError
 from imagepref.files import replaced_on_success
-from recipes.runner import StageContext
+from imagepref.recipes.runner import StageContext
 
 AXES = ("aesthetics", "prompt_fidelity", "safety")
 
@@ -36,7 +36,7 @@ class Services:
         """A checked connection to the recipe's Label Studio (the managed one is started here)."""
         if self._connection is not None:
             return self._connection
-        from labeling import connect, start_server
+        from imagepref.labeling import connect, start_server
 
         section = self.recipe.label
         if section.url:
@@ -65,7 +65,7 @@ class Services:
             self.run.log("label-studio", "left running for the annotators; stop it with `imagepref label server stop "
                          f"--state-dir {self.run.label_studio_dir}`")
         elif self._started:
-            from labeling import stop_server
+            from imagepref.labeling import stop_server
 
             stop_server(self.run.label_studio_dir)
             self.run.log("label-studio", "stopped", console=False)
@@ -82,8 +82,8 @@ def _reward_scores(context: StageContext, candidates: Path) -> Path | None:
     model_dir = context.output("reward", "model", (context.stage.round or 1) - 1)
     if model_dir is None:
         return None
-    from reward import load_reward_model
-    from reward.scoring import pair_scores
+    from imagepref.reward import load_reward_model
+    from imagepref.reward.scoring import pair_scores
 
     table = pair_scores(load_reward_model(model_dir), [candidates])
     path = context.out / "reward_scores.parquet"
@@ -95,8 +95,8 @@ def _reward_scores(context: StageContext, candidates: Path) -> Path | None:
 
 def _judge(section):
     if section.judge == "glyph":
-        from eval.ocr import get_engine
-        from policy.glyphworld.rules import simulated_judge
+        from imagepref.eval.ocr import get_engine
+        from imagepref.policy.glyphworld.rules import simulated_judge
 
         # The simulated annotators add their own error rate, so the judge itself is exact.
         return simulated_judge(get_engine(section.ocr_engine).read_text, axes=AXES, error_rate=0.0)
@@ -111,7 +111,7 @@ def _judge(section):
 
 def run_label(context: StageContext) -> dict[str, Any]:
     """Push, label (simulated or human), pull; returns the preference data folder."""
-    from labeling import LabelingConfig, create_project, pull, push, simulate
+    from imagepref.labeling import LabelingConfig, create_project, pull, push, simulate
 
     section = context.recipe.label
     service: Services = context.services["label_studio"]
@@ -173,7 +173,7 @@ def _wait_for_people(context: StageContext, connection, title: str, credentials:
     import json
     import tempfile
 
-    from labeling import invite, pull
+    from imagepref.labeling import invite, pull
 
     section = context.recipe.label
     for person in invite(connection, section.invite, credentials):

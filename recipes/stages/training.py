@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import ImagePrefError
-from recipes.runner import StageContext
-from recipes.stages.generation import round_generator
+from imagepref.recipes.runner import StageContext
+from imagepref.recipes.stages.generation import round_generator
 
 
 def require(module: str, name: str, stage: str, issue: str):
@@ -54,7 +54,7 @@ def run_reward(context: StageContext) -> dict[str, Any]:
     from pydantic import ValidationError
 
     train = require("reward", "train_reward_model", "reward", "the reward issue")
-    from reward.config import RewardConfig
+    from imagepref.reward.config import RewardConfig
 
     try:
         config = RewardConfig.model_validate({"seed": context.recipe.seed, **context.recipe.reward.settings})
@@ -65,7 +65,7 @@ def run_reward(context: StageContext) -> dict[str, Any]:
     preferences = combined_preferences(context, data)
     generator = None
     if config.backbone == "token":
-        from recipes.stages.generation import base_generator, load_policy
+        from imagepref.recipes.stages.generation import base_generator, load_policy
 
         generator = load_policy(context, base_generator(context))
     context.log(f"training the {config.backbone} reward model on {len(data)} round(s) of preferences")
@@ -92,7 +92,7 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
     import json
 
     from imagepref.files import write_text_atomically
-    from reward import evaluate_reward_model, read_preferences, split_by_prompt
+    from imagepref.reward import evaluate_reward_model, read_preferences, split_by_prompt
 
     prefs = read_preferences(preferences, candidates, axes=config.axes)
     _, held_out = split_by_prompt(prefs, config.val_fraction, config.seed)
@@ -103,7 +103,7 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
 
 def run_align(context: StageContext) -> dict[str, Any]:
     """Run the configured aligners in order, each from the previous one's merged generator."""
-    align = require("recipes.commands.align", "run_aligner", "align", "the align issue")
+    align = require("imagepref.recipes.commands.align", "run_aligner", "align", "the align issue")
     source = round_generator(context)
     section = context.recipe.align
     reward_model = context.output("reward", "model", context.stage.round)
@@ -159,8 +159,8 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
     import subprocess
     import sys
 
-    from policy.align import merge_run
-    from policy.align.checkpoints import read_run
+    from imagepref.policy.align import merge_run
+    from imagepref.policy.align.checkpoints import read_run
     from imagepref.files import write_text_atomically
 
     launch = context.recipe.launch
@@ -181,7 +181,7 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
         command += ["--config_file", launch.accelerate_config]
     if launch.num_processes > 1 or not launch.accelerate_config:
         command += ["--num_processes", str(launch.num_processes)]
-    command += ["--module", "recipes.launch", str(spec_file)]
+    command += ["--module", "imagepref.recipes.launch", str(spec_file)]
     log_file = out / "launch.log"
     context.log(f"{spec['method']}: accelerate launch with {launch.num_processes} process(es); output in {context.relative(log_file)}")
     with open(log_file, "ab") as handle:

@@ -11,7 +11,7 @@ import pytest
 def micro_run(tmp_path_factory) -> list[Path]:
     """Two tiny untrained glyph generators saved as ``run/checkpoint-0`` and ``run/checkpoint-10``
     (one 32-wide layer), as one training run would leave them."""
-    from policy.pretrain import micro_generator
+    from imagepref.policy.pretrain import micro_generator
 
     root = tmp_path_factory.mktemp("run")
     paths = []

@@ -71,7 +71,7 @@ def test_writes_three_outputs_with_consistent_numbers(evaluated):
     assert "summary.md" in result.stdout and "| Exact match" in result.stdout
     # By target: every image with a target counted once under its prompt's pieces; two-piece
     # targets are escaped so the markdown table keeps its columns.
-    from eval.report import target_rows
+    from imagepref.eval.report import target_rows
 
     rows, left_out = target_rows(results)
     assert left_out == 0 and len(rows) == len({" | ".join(p["targets"]) for p in results["prompts"] if p["targets"]})
@@ -156,7 +156,7 @@ def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_r
 def test_reward_model_scores_and_safety_head_violation_rate(micro_run, prompts_file, tmp_path):
     """A real (tiny, untrained) pixel reward model: per-axis scores and the safety head's verdicts
     reach results.json, and the violation rate is the share of images the head flags."""
-    from reward import RewardConfig, RewardModel
+    from imagepref.reward import RewardConfig, RewardModel
 
     model_dir = tmp_path / "reward"
     RewardModel.create(RewardConfig(backbone="pixel", width=16, layers=1, heads=2)).save_pretrained(model_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.metrics import TextNormalization, aggregate_text_scores, extract_targets, score_text
+from imagepref.eval.metrics import TextNormalization, aggregate_text_scores, extract_targets, score_text
 
 
 def test_perfect_reading_scores_one_everywhere():

@@ -7,9 +7,9 @@ import sys
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from eval.ocr import OCRWord, RapidOCREngine, drop_noise, get_engine
-from eval.ocr_pool import read_many
-from eval.ocr_truth import FONT_DIR
+from imagepref.eval.ocr import OCRWord, RapidOCREngine, drop_noise, get_engine
+from imagepref.eval.ocr_pool import read_many
+from imagepref.eval.ocr_truth import FONT_DIR
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from eval.ocr import get_engine
-from eval.ocr_truth import DEGRADATIONS, SIZES, measure_engine, render_blank, render_truth_image, truth_set
+from imagepref.eval.ocr import get_engine
+from imagepref.eval.ocr_truth import DEGRADATIONS, SIZES, measure_engine, render_blank, render_truth_image, truth_set
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

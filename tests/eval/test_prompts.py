@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from eval.metrics import DEFAULT_NORMALIZATION
-from eval.prompts import load_prompts
+from imagepref.eval.metrics import DEFAULT_NORMALIZATION
+from imagepref.eval.prompts import load_prompts
 from imagepref.errors import BadInputError, UnknownNameError
 
 
@@ -70,7 +70,7 @@ def test_unknown_set_and_missing_file(tmp_path):
 
 
 def test_glyphworld_heldout_set_comes_from_the_glyph_world():
-    from policy.glyphworld import heldout_prompts
+    from imagepref.policy.glyphworld import heldout_prompts
 
     records = heldout_prompts()
     prompts = load_prompts("glyphworld-heldout")

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from labeling.connection import connect
-from labeling.server import install_label_studio, start_server, stop_server
+from imagepref.labeling.connection import connect
+from imagepref.labeling.server import install_label_studio, start_server, stop_server
 
 COLOURS = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 230), "grey": (128, 128, 128)}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.agreement import agreement_report
-from labeling.preferences import majority, pair_frame, to_ab
+from imagepref.labeling.agreement import agreement_report
+from imagepref.labeling.preferences import majority, pair_frame, to_ab
 
 # Three annotators, four pairs, answers already in a/b order; A3 did not answer p4.
 ANSWERS = {"A1": ["a", "a", "b", "tie"], "A2": ["a", "b", "b", "tie"], "A3": ["a", "a", "b", None]}

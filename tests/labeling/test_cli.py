@@ -13,7 +13,7 @@ import pytest
 
 def run_label(*args: str, token: str = "not-used", cwd=None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "LABEL_STUDIO_API_KEY": token, "IMAGEPREF_LS_RETRIES": "1"}
-    return subprocess.run([sys.executable, "-m", "recipes.cli", "label", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "label", *args], capture_output=True, text=True,
                           env=environment, cwd=cwd, timeout=120)
 
 

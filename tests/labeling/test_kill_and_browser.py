@@ -10,13 +10,13 @@ import time
 import pandas as pd
 import pytest
 
-from labeling.accounts import invite, stored_password
-from labeling.config import LabelingConfig
-from labeling.project import create_project, list_task_data
-from labeling.pull import pull
-from labeling.push import push
-from labeling.server import StatePaths, start_server
-from labeling.simulate import simulate
+from imagepref.labeling.accounts import invite, stored_password
+from imagepref.labeling.config import LabelingConfig
+from imagepref.labeling.project import create_project, list_task_data
+from imagepref.labeling.pull import pull
+from imagepref.labeling.push import push
+from imagepref.labeling.server import StatePaths, start_server
+from imagepref.labeling.simulate import simulate
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,14 +10,14 @@ import httpx
 import pandas as pd
 import pytest
 
-from labeling.accounts import invite, login_token, stored_password
-from labeling.config import LabelingConfig
-from labeling.connection import LabelStudioAuthError, LabelStudioConnection
-from labeling.project import create_project, list_task_data
-from labeling.pull import pull
-from labeling.push import push
-from labeling.server import StatePaths, server_status, start_server
-from labeling.simulate import simulate
+from imagepref.labeling.accounts import invite, login_token, stored_password
+from imagepref.labeling.config import LabelingConfig
+from imagepref.labeling.connection import LabelStudioAuthError, LabelStudioConnection
+from imagepref.labeling.project import create_project, list_task_data
+from imagepref.labeling.pull import pull
+from imagepref.labeling.push import push
+from imagepref.labeling.server import StatePaths, server_status, start_server
+from imagepref.labeling.simulate import simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

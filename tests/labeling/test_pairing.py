@@ -7,10 +7,10 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
 from imagepref.errors import BadInputError
-from labeling.candidates import load_candidate_set, load_pair_scores
-from labeling.config import LabelingConfig, label_config_xml
-from labeling.pairing import plan_gold_pairs, plan_pairs, prediction_result
-from labeling.pull import check_result
+from imagepref.labeling.candidates import load_candidate_set, load_pair_scores
+from imagepref.labeling.config import LabelingConfig, label_config_xml
+from imagepref.labeling.pairing import plan_gold_pairs, plan_pairs, prediction_result
+from imagepref.labeling.pull import check_result
 
 
 def test_strategies_are_deterministic_and_stay_within_a_prompt(tmp_path, candidate_set):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.pretrain import micro_generator
+from imagepref.policy.pretrain import micro_generator
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +43,8 @@ def write_preference_data(generator, root: Path):
     """A real candidate set (2 prompts x 2 images) and a preference folder in the contract:
     prompt fidelity prefers the left image for p1 and the right one for p2; other axes tie.
     Returns the candidate rows."""
-    from labeling.preferences import pair_frame
-    from policy.candidates import write_candidate_set
+    from imagepref.labeling.preferences import pair_frame
+    from imagepref.policy.candidates import write_candidate_set
 
     candidates = write_candidate_set(generator, PREFERENCE_PROMPTS, root / "candidates", images_per_prompt=2, seed=3)
     ids = candidates.groupby("prompt_id")["candidate_id"].apply(list)

@@ -13,14 +13,14 @@ from transformers import TrainerCallback
 
 from imagepref.errors import BadInputError
 from imagepref.tensor_state import load_state
-from policy.align import DPOSettings, GRPOSettings, load_aligned, merge_run, train_dpo, train_grpo
-from policy.align.checkpoints import prepare_run, run_record
-from policy.align.dpo import build_dpo_trainer
-from policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
-from policy.align.training import run_training
-from policy.generator import load_generator
-from policy.pretrain import micro_generator
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.align import DPOSettings, GRPOSettings, load_aligned, merge_run, train_dpo, train_grpo
+from imagepref.policy.align.checkpoints import prepare_run, run_record
+from imagepref.policy.align.dpo import build_dpo_trainer
+from imagepref.policy.align.grpo import ImageGRPOTrainer, grpo_arguments, prompt_dataset
+from imagepref.policy.align.training import run_training
+from imagepref.policy.generator import load_generator
+from imagepref.policy.pretrain import micro_generator
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"']
 

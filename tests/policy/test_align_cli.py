@@ -10,14 +10,14 @@ import sys
 
 import pytest
 
-from policy.generator import load_generator
-from policy.pretrain import micro_generator
+from imagepref.policy.generator import load_generator
+from imagepref.policy.pretrain import micro_generator
 
 pytestmark = pytest.mark.integration
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recipes.cli", "align", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "align", *args], capture_output=True, text=True,
                           timeout=900)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from policy.align import DPOSettings, OnPolicyPairs, on_policy_examples, train_dpo
-from policy.align.dpo import build_dpo_trainer
-from policy.align.rewards import scorer
-from policy.pretrain import micro_generator
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.align import DPOSettings, OnPolicyPairs, on_policy_examples, train_dpo
+from imagepref.policy.align.dpo import build_dpo_trainer
+from imagepref.policy.align.rewards import scorer
+from imagepref.policy.pretrain import micro_generator
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"']
 

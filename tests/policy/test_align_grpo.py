@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from imagepref.errors import BadInputError, UnknownNameError
-from policy.align import GRPOSettings, build_rewards, train_grpo
-from policy.align.grpo import rollout
-from policy.glyphworld import rules
-from policy.pretrain import micro_generator
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.align import GRPOSettings, build_rewards, train_grpo
+from imagepref.policy.align.grpo import rollout
+from imagepref.policy.glyphworld import rules
+from imagepref.policy.pretrain import micro_generator
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"'] * 4
 
@@ -79,7 +79,7 @@ def test_unknown_reward_names_and_foreign_tokens_are_refused():
 
 
 def test_reward_model_rewards_use_its_combined_reward_and_heads():
-    from reward import RewardConfig, RewardModel
+    from imagepref.reward import RewardConfig, RewardModel
 
     generator = micro_generator()
     model = RewardModel(RewardConfig(width=16, layers=1, heads=2)).eval()
@@ -95,7 +95,7 @@ def test_reward_model_rewards_use_its_combined_reward_and_heads():
 
 
 def test_token_space_reward_model_scores_completion_ids_without_decoding(tmp_path):
-    from reward import RewardConfig, RewardModel, load_reward_model
+    from imagepref.reward import RewardConfig, RewardModel, load_reward_model
 
     generator = micro_generator()
     RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
@@ -119,7 +119,7 @@ def test_token_space_reward_model_scores_completion_ids_without_decoding(tmp_pat
 
 @pytest.mark.slow
 def test_grpo_trains_on_a_token_space_reward_model(tmp_path):
-    from reward import RewardConfig, RewardModel, load_reward_model
+    from imagepref.reward import RewardConfig, RewardModel, load_reward_model
 
     generator = micro_generator()
     RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
@@ -136,9 +136,9 @@ def test_grpo_trains_on_a_token_space_reward_model(tmp_path):
 def test_ink_colour_reward_reads_the_colour_of_real_glyph_world_renders():
     # Real renders through the shipped generator's codec: the reward decodes the completion ids it is
     # given, so the codes must be ones whose pixels keep the drawn ink colour.
-    from policy.generator import load_generator
-    from policy.glyphworld.world import FONTS, GlyphSpec, render
-    from recipes.stages.generation import SHIPPED_GENERATOR
+    from imagepref.policy.generator import load_generator
+    from imagepref.policy.glyphworld.world import FONTS, GlyphSpec, render
+    from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
 
     generator = load_generator(SHIPPED_GENERATOR)
     specs = [GlyphSpec(text=text, colour=colour, background="white", font=font, size="tall", column=1, row=2)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from imagepref.errors import BadInputError
-from policy.align.config import PairPolicy
-from policy.align.pairs import collapse_verdicts, preference_examples
-from policy.pretrain import micro_generator
+from imagepref.policy.align.config import PairPolicy
+from imagepref.policy.align.pairs import collapse_verdicts, preference_examples
+from imagepref.policy.pretrain import micro_generator
 
 
 def labels(aesthetics=None, prompt_fidelity=None, safety=None, pair_id="p1"):

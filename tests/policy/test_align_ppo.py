@@ -7,9 +7,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from policy.align import PPOSettings, train_ppo
-from policy.align.ppo import gae
-from policy.pretrain import micro_generator
+from imagepref.policy.align import PPOSettings, train_ppo
+from imagepref.policy.align.ppo import gae
+from imagepref.policy.pretrain import micro_generator
 
 PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"'] * 2
 
@@ -45,8 +45,8 @@ def test_step_one_ratio_is_one_and_kl_is_zero_then_the_value_head_learns(tmp_pat
 
 
 def test_value_loss_trains_the_value_head_only(tmp_path, rule_reward):
-    from policy.align.grpo import rollout
-    from policy.align.ppo import build_ppo_trainer
+    from imagepref.policy.align.grpo import rollout
+    from imagepref.policy.align.ppo import build_ppo_trainer
 
     generator = micro_generator()
     settings = PPOSettings(steps=1, batch_size=4, num_generations=2, save_every=100, monitor_every=0, report_to=[])
@@ -72,8 +72,8 @@ def test_rollouts_are_drawn_from_the_raw_policy_whose_log_probs_ppo_uses(tmp_pat
 
     The first code of one prompt has one context, so its two candidate distributions are known
     exactly; the share of draws landing where guidance raises the probability tells them apart."""
-    from policy.align.ppo import build_ppo_trainer
-    from policy.sampler import left_pad, positions
+    from imagepref.policy.align.ppo import build_ppo_trainer
+    from imagepref.policy.sampler import left_pad, positions
 
     generator = micro_generator()
     guidance = 10.0

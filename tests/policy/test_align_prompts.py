@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from policy.glyphworld.world import (ALIGN_WORDS, HELDOUT_TEMPLATES, HELDOUT_WORDS, TRAIN_WORDS, align_specs,
+from imagepref.policy.glyphworld.world import (ALIGN_WORDS, HELDOUT_TEMPLATES, HELDOUT_WORDS, TRAIN_WORDS, align_specs,
                                      heldout_prompts)
-from recipes.commands.align import training_prompts
+from imagepref.recipes.commands.align import training_prompts
 
 
 def test_align_words_are_fresh_letter_strings():

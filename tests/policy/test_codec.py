@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from imagepref.errors import BadInputError
-from policy.codec import load_codec
-from policy.glyphworld import heldout_specs, render, training_specs
-from policy.pretrain import PretrainConfig, fit_codec
+from imagepref.policy.codec import load_codec
+from imagepref.policy.glyphworld import heldout_specs, render, training_specs
+from imagepref.policy.pretrain import PretrainConfig, fit_codec
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_palette_codes_name_background_and_ink(codec):
     specs = training_specs(40, 3, flaw_rate=0.0, forbidden_rate=0.0)
     codes = codec.encode([render(s) for s in specs])
     palette = (codec.palette * 255).round().int().tolist()
-    from policy.glyphworld import BACKGROUNDS, TEXT_COLOURS
+    from imagepref.policy.glyphworld import BACKGROUNDS, TEXT_COLOURS
 
     for spec, row in zip(specs, codes.tolist()):
         assert palette[row[0]] == list(BACKGROUNDS[spec.background])

@@ -9,13 +9,13 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from imagepref.errors import ImagePrefError
-from policy.families.causal_vq import CausalVQGenerator
-from policy.families.emu3 import Emu3Generator
-from policy.families.janus import JanusGenerator
-from policy.generator import load_generator
-from policy.families import tiny_generator as tiny
-from policy.sampler import teacher_forced_logprobs
-from policy.static_decoder import StaticDecoder
+from imagepref.policy.families.causal_vq import CausalVQGenerator
+from imagepref.policy.families.emu3 import Emu3Generator
+from imagepref.policy.families.janus import JanusGenerator
+from imagepref.policy.generator import load_generator
+from imagepref.policy.families import tiny_generator as tiny
+from imagepref.policy.sampler import teacher_forced_logprobs
+from imagepref.policy.static_decoder import StaticDecoder
 
 FAMILIES = ["glyph", "emu3", "janus", "causal-vq"]
 PROMPTS = ['a red sign that says "OPEN"', 'the word "HI"', "a plain sign"]
@@ -121,7 +121,7 @@ def test_emu3_matches_transformers_generation_with_forced_tokens_and_guidance():
 
 
 def test_janus_matches_transformers_generation_with_its_unconditional_convention():
-    from policy.families.janus import IMAGE_START
+    from imagepref.policy.families.janus import IMAGE_START
 
     generator = JanusGenerator.tiny(layers=2)
     uncond = generator.encode_prompts(PROMPTS[:1], unconditional=True)[0]

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from policy.align import (DPOSettings, GRPOSettings, PPOSettings, build_rewards, load_aligned, train_dpo,
+from imagepref.policy.align import (DPOSettings, GRPOSettings, PPOSettings, build_rewards, load_aligned, train_dpo,
                           train_grpo, train_ppo)
-from policy.families import tiny_generator
-from policy.generator import load_generator
-from policy.sampler import teacher_forced_logprobs
+from imagepref.policy.families import tiny_generator
+from imagepref.policy.generator import load_generator
+from imagepref.policy.sampler import teacher_forced_logprobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

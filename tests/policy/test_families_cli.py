@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from policy.families.causal_vq import CausalVQGenerator
-from policy.families.emu3 import Emu3Generator
-from policy.families.janus import JanusGenerator
+from imagepref.policy.families.causal_vq import CausalVQGenerator
+from imagepref.policy.families.emu3 import Emu3Generator
+from imagepref.policy.families.janus import JanusGenerator
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ BUILDERS = {"emu3": Emu3Generator, "janus": JanusGenerator, "causal-vq": CausalV
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recipes.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -66,7 +66,7 @@ def test_generate_writes_a_candidate_set(family, folders, prompts, tmp_path):
 @pytest.mark.slow
 def test_eval_scores_a_family_checkpoint(folders, prompts, tmp_path):
     out = tmp_path / "eval"
-    result = subprocess.run([sys.executable, "-m", "recipes.cli", "eval", "--quiet", "--workers", "1", "--checkpoints",
+    result = subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "eval", "--quiet", "--workers", "1", "--checkpoints",
                              str(folders["janus"]), str(folders["emu3"]), "--prompts", str(prompts), "--samples", "2",
                              "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -126,7 +126,7 @@ def test_remote_code_needs_the_flag(folders, tmp_path, prompts):
 def test_a_janus_folder_without_imagepref_json_loads_from_its_transformers_config(folders, tmp_path):
     import shutil
 
-    from policy.generator import load_generator
+    from imagepref.policy.generator import load_generator
 
     folder = tmp_path / "plain-janus"
     shutil.copytree(folders["janus"], folder)
@@ -138,7 +138,7 @@ def test_a_janus_folder_without_imagepref_json_loads_from_its_transformers_confi
 def test_an_emu3_folder_without_imagepref_json_gets_the_processor_default_grid(folders, tmp_path):
     import shutil
 
-    from policy.generator import load_generator
+    from imagepref.policy.generator import load_generator
 
     folder = tmp_path / "plain-emu3"
     shutil.copytree(folders["emu3"], folder)

@@ -9,11 +9,11 @@ import sys
 import pandas as pd
 import pytest
 
-from policy.pretrain import micro_generator
+from imagepref.policy.pretrain import micro_generator
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recipes.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from policy.glyphworld import HELDOUT_WORDS, TRAIN_WORDS, heldout_prompts, render, sample_spec, training_specs
-from policy.glyphworld import rules
+from imagepref.policy.glyphworld import HELDOUT_WORDS, TRAIN_WORDS, heldout_prompts, render, sample_spec, training_specs
+from imagepref.policy.glyphworld import rules
 
 
 def clean_spec(**changes):

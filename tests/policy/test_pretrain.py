@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from imagepref.errors import BadInputError
-from policy.generator import load_generator
-from policy.pretrain import PretrainConfig, pretrain
+from imagepref.policy.generator import load_generator
+from imagepref.policy.pretrain import PretrainConfig, pretrain
 
 TINY = dict(num_shapes=64, codec_images=150, codec_iterations=2, hidden_size=48, layers=1, heads=2,
             batch_size=8, lr=3e-3, warmup=2)

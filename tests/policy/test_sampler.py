@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policy.pretrain import micro_generator
-from policy.sampler import filter_scores
-from policy.static_decoder import StaticDecoder
+from imagepref.policy.pretrain import micro_generator
+from imagepref.policy.sampler import filter_scores
+from imagepref.policy.static_decoder import StaticDecoder
 
 PROMPTS = ['a red sign that says "OPEN"', 'the word "SALE" in blue', '"HI" written in green']
 
@@ -88,7 +88,7 @@ def test_static_cache_runs_lora_wrapped_models_like_the_generic_path():
 def test_lora_dropout_in_training_mode_is_not_folded_into_weights():
     from peft import LoraConfig, get_peft_model
 
-    from policy.static_decoder import _effective_weight
+    from imagepref.policy.static_decoder import _effective_weight
 
     model = get_peft_model(micro_generator(seed=1).model, LoraConfig(r=4, lora_dropout=0.1, target_modules=["q_proj"]))
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj

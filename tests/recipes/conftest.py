@@ -18,7 +18,7 @@ MICRO_PRETRAIN = {"num_shapes": 48, "codec_images": 120, "codec_iterations": 2, 
 @pytest.fixture
 def cli(capsys):
     """Run ``imagepref ARGS`` in this process; returns (exit status, stdout, stderr)."""
-    from recipes.cli import main
+    from imagepref.recipes.cli import main
 
     def invoke(*args: str) -> tuple[int, str, str]:
         try:
@@ -80,7 +80,7 @@ def label_studio_state(tmp_path_factory) -> Path:
     starts in seconds instead of migrating for about 70 s (IMAGEPREF_TEST_LS_TEMPLATE keeps it)."""
     import os
 
-    from labeling.server import install_label_studio, start_server, stop_server
+    from imagepref.labeling.server import install_label_studio, start_server, stop_server
 
     install_label_studio()
     kept = os.environ.get("IMAGEPREF_TEST_LS_TEMPLATE")

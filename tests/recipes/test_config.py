@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from imagepref.errors import BadInputError, UnknownNameError
-from recipes.config import RECIPES_DIR, Recipe, apply_overrides, field_paths, load_recipe, nearest_key, validate_recipe
+from imagepref.recipes.config import RECIPES_DIR, Recipe, apply_overrides, field_paths, load_recipe, nearest_key, validate_recipe
 
 
 def test_every_field_has_a_default_and_a_help_text():

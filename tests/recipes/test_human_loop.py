@@ -28,8 +28,8 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float =
 @pytest.mark.slow
 @pytest.mark.integration
 def test_human_loop_shows_progress_and_continues_on_request(micro_recipe, label_studio_state, unused_port, tmp_path):
-    from labeling import connect, simulate
-    from labeling.server import stop_server
+    from imagepref.labeling import connect, simulate
+    from imagepref.labeling.server import stop_server
 
     run = tmp_path / "run"
     shutil.copytree(label_studio_state, run / "label-studio")

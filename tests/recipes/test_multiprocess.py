@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recipes.config import RECIPES_DIR
+from imagepref.recipes.config import RECIPES_DIR
 
 
 @pytest.mark.slow

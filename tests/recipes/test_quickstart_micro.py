@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from recipes.config import RECIPES_DIR
+from imagepref.recipes.config import RECIPES_DIR
 
 MICRO_REWARD = {"settings": {"epochs": 2, "width": 32, "layers": 1, "batch_size": 4}}
 MICRO_ALIGN = {"num_prompts": 4, "ocr_engine": "tesseract", "monitor": False,

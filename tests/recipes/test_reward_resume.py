@@ -23,9 +23,9 @@ REWARD = {"settings": {"epochs": 6, "patience": 6, "members": 2, "width": 32, "l
 @pytest.fixture(scope="module")
 def preferences(tmp_path_factory) -> Path:
     """Glyph-world preference data (candidates included), as a label stage would leave it."""
-    from eval.ocr import get_engine
-    from policy.pretrain import micro_generator
-    from reward.synthetic import glyph_preference_data
+    from imagepref.eval.ocr import get_engine
+    from imagepref.policy.pretrain import micro_generator
+    from imagepref.reward.synthetic import glyph_preference_data
 
     out = tmp_path_factory.mktemp("reward-resume") / "preferences"
     glyph_preference_data(out, micro_generator().codec, get_engine("tesseract").read_text, prompts=24,

@@ -9,8 +9,8 @@ import pytest
 @pytest.fixture(scope="session")
 def glyph_generator():
     """An untrained glyph generator around a small fitted codec (its embeddings feed the token backbone)."""
-    from policy.families.glyph import GlyphGenerator
-    from policy.pretrain import PretrainConfig, fit_codec
+    from imagepref.policy.families.glyph import GlyphGenerator
+    from imagepref.policy.pretrain import PretrainConfig, fit_codec
 
     codec = fit_codec(PretrainConfig(num_shapes=128, codec_images=300, codec_iterations=3))
     return GlyphGenerator.create(codec, hidden_size=32, layers=1, heads=2, seed=0)
@@ -19,8 +19,8 @@ def glyph_generator():
 @pytest.fixture(scope="session")
 def glyph_prefs(tmp_path_factory, glyph_generator):
     """Preference data over 60 prompts x 4 variants (360 pairs), 3 annotators erring 10 % of the time."""
-    from eval.ocr import get_engine
-    from reward.synthetic import glyph_preference_data
+    from imagepref.eval.ocr import get_engine
+    from imagepref.reward.synthetic import glyph_preference_data
 
     out = tmp_path_factory.mktemp("reward") / "prefs"
     glyph_preference_data(out, glyph_generator.codec, get_engine("tesseract").read_text, prompts=60,

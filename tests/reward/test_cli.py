@@ -13,7 +13,7 @@ import pytest
 
 
 def run_reward(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recipes.cli", "reward", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "reward", *args], capture_output=True, text=True,
                           timeout=600)
 
 
@@ -95,7 +95,7 @@ def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_
     assert len(pairs) == int((sizes * (sizes - 1) // 2).sum())
     assert (pairs["candidate_a"] < pairs["candidate_b"]).all() and pairs["uncertainty"].between(0, 1).all()
     assert "disagreement" not in pairs.columns  # one member has no spread
-    from labeling.candidates import load_pair_scores
+    from imagepref.labeling.candidates import load_pair_scores
 
     read = load_pair_scores(tmp_path / "pairs.csv", ["safety"])
     row = pairs.iloc[0]
@@ -104,7 +104,7 @@ def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_
 
 @pytest.mark.slow
 def test_glyph_data_writes_the_preference_contract(tmp_path):
-    from labeling.preferences import annotation_columns, pair_columns
+    from imagepref.labeling.preferences import annotation_columns, pair_columns
 
     out = tmp_path / "prefs"
     args = ("glyph-data", "--out", str(out), "--prompts", "3", "--variants", "3", "--annotators", "2", "--ocr", "tesseract")
@@ -123,8 +123,8 @@ def test_glyph_data_writes_the_preference_contract(tmp_path):
     # The tokens are the shipped generator's: its codec writes the same codes for the saved pixels.
     from PIL import Image
 
-    from policy.generator import load_generator
-    from recipes.stages.generation import SHIPPED_GENERATOR
+    from imagepref.policy.generator import load_generator
+    from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
 
     first = candidates.iloc[0]
     with Image.open(out / "candidates" / first["image_path"]) as image:

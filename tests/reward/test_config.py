@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from reward.backbones import edit_quoted_letter, prompt_bytes
-from reward.config import DEFAULT_MEMBERS, DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
+from imagepref.reward.backbones import edit_quoted_letter, prompt_bytes
+from imagepref.reward.config import DEFAULT_MEMBERS, DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
 
 
 def test_width_follows_the_backbone_unless_set():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from reward.losses import outcome_probabilities, preference_loss
+from imagepref.reward.losses import outcome_probabilities, preference_loss
 
 
 def one_head(diff: float, votes: tuple[float, float, float]):
@@ -72,7 +72,7 @@ def test_large_differences_stay_finite():
 
 
 def test_prompt_matching_loss_matches_hand_values_and_skips_invalid_rows():
-    from reward.losses import prompt_matching_loss
+    from imagepref.reward.losses import prompt_matching_loss
 
     own, other = torch.tensor([2.0, 0.0, 5.0]), torch.tensor([1.0, 0.0, -9.0])
     valid = torch.tensor([True, True, False])

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from imagepref.errors import BadInputError
-from policy.glyphworld import render, training_specs
-from reward import RewardConfig, RewardModel, load_reward_model
-from reward.config import HeadStatistics
+from imagepref.policy.glyphworld import render, training_specs
+from imagepref.reward import RewardConfig, RewardModel, load_reward_model
+from imagepref.reward.config import HeadStatistics
 
 PROMPTS = ['a red sign that says "OPEN"', 'the word "CAFE" in blue']
 
@@ -33,7 +33,7 @@ def test_pixel_round_trip_scores_exactly(tmp_path):
 
 
 def test_pixel_backbone_reads_prompt_characters_drawn_through_its_image_stem():
-    from reward.backbones import PAD_BYTE, rendered_bytes
+    from imagepref.reward.backbones import PAD_BYTE, rendered_bytes
 
     table = rendered_bytes(8, 16)
     assert table.shape == (PAD_BYTE + 1, 3, 16, 8) and table.dtype == torch.uint8
@@ -132,7 +132,7 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disa
 def test_scoring_a_candidate_set_per_candidate_and_per_pair(tmp_path):
     import pandas as pd
 
-    from reward.scoring import candidate_scores, pair_scores
+    from imagepref.reward.scoring import candidate_scores, pair_scores
 
     folder = tmp_path / "set"
     (folder / "images").mkdir(parents=True)

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-import reward.losses
-from reward import (RewardConfig, TrainingDivergedError, evaluate_reward_model, load_reward_model, read_preferences,
+import imagepref.reward.losses as losses
+from imagepref.reward import (RewardConfig, TrainingDivergedError, evaluate_reward_model, load_reward_model, read_preferences,
                     split_by_prompt, train_reward_model)
 
 AXES = ("aesthetics", "prompt_fidelity", "safety")
@@ -48,7 +48,7 @@ def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, gl
     model = result.model
     train, _ = split_by_prompt(read_preferences(glyph_prefs), 0.3, seed=0)
     ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
-    from reward import score_candidates
+    from imagepref.reward import score_candidates
 
     z = model.normalise(score_candidates(model, train, ids))
     assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
@@ -75,7 +75,7 @@ def test_an_ensemble_trains_each_member_in_turn_and_saves_them_in_one_folder(gly
     # The saved statistics normalise the ensemble's own scores on the training candidates.
     train, _ = split_by_prompt(read_preferences(glyph_prefs), 0.3, seed=0)
     ids = list(dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]]))
-    from reward import score_candidates
+    from imagepref.reward import score_candidates
 
     z = model.normalise(score_candidates(model, train, ids))
     assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
@@ -83,7 +83,7 @@ def test_an_ensemble_trains_each_member_in_turn_and_saves_them_in_one_folder(gly
 
 def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_prefs, glyph_generator, tmp_path,
                                                                         monkeypatch):
-    real = reward.losses.preference_loss
+    real = losses.preference_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -93,7 +93,7 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_pr
             return total * float("nan"), per_head
         return total, per_head
 
-    monkeypatch.setattr(reward.losses, "preference_loss", poisoned)
+    monkeypatch.setattr(losses, "preference_loss", poisoned)
     config = RewardConfig(backbone="token", width=32, heads=2, epochs=5, batch_size=32, val_fraction=0.3)
     with pytest.raises(TrainingDivergedError, match=r"at step \d+ \(epoch 2\).*last good checkpoint \(epoch 1"):
         train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False)
@@ -103,9 +103,9 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_pr
 
 
 def test_the_prompt_matching_loss_reads_each_image_against_another_prompt_on_the_fidelity_head():
-    from policy.glyphworld import render, training_specs
-    from reward import RewardModel
-    from reward.train import _pair_loss, _with_other_prompts
+    from imagepref.policy.glyphworld import render, training_specs
+    from imagepref.reward import RewardModel
+    from imagepref.reward.train import _pair_loss, _with_other_prompts
 
     model = RewardModel.create(RewardConfig(width=32, layers=1, heads=2, prompt_matching_weight=0.5))
     specs = training_specs(4, seed=2)
@@ -123,5 +123,5 @@ def test_the_prompt_matching_loss_reads_each_image_against_another_prompt_on_the
     torch.manual_seed(0)
     both, valid = _with_other_prompts(model, prepared, 2)
     scores = model(**both)[:, model.axes.index("prompt_fidelity")]
-    expected = 0.5 * reward.losses.prompt_matching_loss(scores[:2], scores[4:], valid)
+    expected = 0.5 * losses.prompt_matching_loss(scores[:2], scores[4:], valid)
     assert (with_loss - without).item() == pytest.approx(expected.item(), abs=1e-5)
