@@ -14,16 +14,19 @@ image size and prompt template.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from imagepref.errors import BadInputError, UnknownNameError
+
+if TYPE_CHECKING:
+    # The sampler imports nothing of this module at run time, so the two never import each other.
+    from imagepref.policy.sampler import Samples
 
 CONFIG_NAME = "imagepref.json"
 
@@ -45,18 +48,6 @@ class GeneratorConfig(BaseModel):
     def image_token_range(self) -> tuple[int, int]:
         """[start, end) of the image-token ids in the vocabulary."""
         return self.image_token_start, self.image_token_start + self.num_image_tokens
-
-
-@dataclasses.dataclass
-class Samples:
-    """What the sampler returns for a batch of prompts."""
-
-    prompts: list[str]
-    prompt_ids: list[list[int]]
-    codes: torch.Tensor  # (batch, num_codes) image codes in [0, num_image_tokens)
-    logprobs: torch.Tensor  # (batch, num_codes) raw policy log-probs of the sampled tokens
-    images: list[Image.Image]
-    completion_ids: torch.Tensor  # (batch, block length) vocabulary ids of the whole image block
 
 
 class Generator(abc.ABC):
@@ -146,6 +137,12 @@ class Generator(abc.ABC):
         image block, or None when ids go straight into the model (families with separate image
         embeddings, such as Janus, override this)."""
         return None
+
+    @classmethod
+    def overrides(cls, *names: str) -> bool:
+        """Whether this family replaces any of the base adapter's methods ``names`` (code that
+        reimplements those methods, such as ``policy.static_decoder``, asks before it runs)."""
+        return any(getattr(cls, name) is not getattr(Generator, name) for name in names)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 cache=None, inputs_embeds: torch.Tensor | None = None):

@@ -20,11 +20,30 @@ same tokens.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import torch
+from PIL import Image
 
 from imagepref.errors import BadInputError
-from imagepref.policy.generator import Generator, Samples
 from imagepref.policy.static_decoder import StaticDecoder
+
+if TYPE_CHECKING:
+    # Only for annotations: ``Generator.sample`` calls this module, so it must not import back.
+    from imagepref.policy.generator import Generator
+
+
+@dataclasses.dataclass
+class Samples:
+    """What the sampler returns for a batch of prompts."""
+
+    prompts: list[str]
+    prompt_ids: list[list[int]]
+    codes: torch.Tensor  # (batch, num_codes) image codes in [0, num_image_tokens)
+    logprobs: torch.Tensor  # (batch, num_codes) raw policy log-probs of the sampled tokens
+    images: list[Image.Image]
+    completion_ids: torch.Tensor  # (batch, block length) vocabulary ids of the whole image block
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

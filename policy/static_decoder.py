@@ -20,13 +20,16 @@ and log-probs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from imagepref.policy.generator import Generator
+if TYPE_CHECKING:
+    # Only for annotations: the generator reaches this module through the sampler.
+    from imagepref.policy.generator import Generator
 
 # Decoder layers whose forward is: x + attn(norm(x)), then x + mlp(norm(x)), with Llama attention
 # (q/k/v/o projections, rotary embedding, no q/k norms). Emu3's layer adds a dropout after each
@@ -36,9 +39,7 @@ SUPPORTED = ("LlamaDecoderLayer", "Emu3DecoderLayer")
 
 def _pieces(generator: Generator):
     """(decoder, head) when the generator's model can take the lean path, else None."""
-    family = type(generator)
-    if any(getattr(family, name) is not getattr(Generator, name)
-           for name in ("forward", "embed_block", "prompt_embeds")):
+    if generator.overrides("forward", "embed_block", "prompt_embeds"):
         return None
     model = generator.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
