@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import replaced_on_success
 from imagepref.processes import pid_alive
 
-LABEL_STUDIO_SPEC = "label-studio==1.23.*"
+LABEL_STUDIO_SERIES = "1.23"
+LABEL_STUDIO_SPEC = f"label-studio=={LABEL_STUDIO_SERIES}.*"
 ADMIN_EMAIL = "admin@imagepref.local"
 DEFAULT_PORT = 8080
 DEFAULT_STATE_DIR = Path(".imagepref/label-studio")
@@ -68,16 +71,21 @@ def installed_version() -> str | None:
     return (found.stdout.strip() or None) if found.returncode == 0 else None
 
 
-def install_label_studio(force: bool = False) -> str:
+def install_label_studio(force: bool = False, report: Callable[[str], None] | None = None) -> str:
     """Create or refresh the Label Studio virtual environment; quick when 1.23.x is already there.
 
-    Returns the installed version. A marker file is written only after pip succeeded, so an
-    interrupted install is redone from scratch on the next call.
+    Returns the installed version. An install says so first ("installing Label Studio 1.23
+    (once, about 2 minutes)"), then reports pip's progress (``PipProgress``) and the time it took
+    through ``report`` (default: stderr, which keeps stdout for results). A marker file is written
+    only after pip succeeded, so an interrupted install is redone from scratch on the next call.
     """
     version = installed_version()
-    if version and version.startswith("1.23.") and not force:
+    if version and version.startswith(f"{LABEL_STUDIO_SERIES}.") and not force:
         return version
+    report = report or _to_stderr
     venv = label_studio_venv()
+    report(f"installing Label Studio {LABEL_STUDIO_SERIES} (once, about 2 minutes) into {venv}")
+    started = time.monotonic()
     python = shutil.which("python3") or sys.executable
     if not (venv / "bin" / "python").exists() or force:
         shutil.rmtree(venv, ignore_errors=True)
@@ -85,13 +93,67 @@ def install_label_studio(force: bool = False) -> str:
         made = subprocess.run([python, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
         if made.returncode != 0:
             raise ServerError(f"could not create a virtual environment in {venv} ({made.stderr.strip()[-200:]})")
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", LABEL_STUDIO_SPEC],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ServerError(f"installing {LABEL_STUDIO_SPEC} failed ({last}); check that pip reaches the package index and retry")
+    pip_install(venv / "bin" / "python", [LABEL_STUDIO_SPEC], report)
     (venv / INSTALLED_MARKER).write_text(LABEL_STUDIO_SPEC + "\n", encoding="utf-8")
-    return installed_version() or "unknown"
+    version = installed_version() or "unknown"
+    report(f"Label Studio {version} installed in {time.monotonic() - started:.0f} s")
+    return version
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class PipProgress:
+    """Turns pip's output, line by line, into a few lines a person can follow: every ``every``-th
+    package collected, each download of 10 MB or more, and the install of the collected packages."""
+
+    def __init__(self, every: int = 10) -> None:
+        self.every = every
+        self.collected = 0
+
+    def feed(self, line: str) -> str | None:
+        """The progress line that ``line`` of pip's output calls for, or None."""
+        line = line.rstrip()
+        if line.startswith(("Collecting ", "Processing ")):
+            self.collected += 1
+            if self.collected % self.every == 0:
+                return f"  {self.collected} packages collected (latest: {_package_name(line)})"
+        elif line.lstrip().startswith("Downloading ") and line.endswith(" MB)"):
+            size = float(line.rsplit("(", 1)[1].split()[0])
+            if size >= 10:
+                return f"  downloading {_package_name(line)} ({size:g} MB)"
+        elif line.startswith("Installing collected packages:"):
+            count = len(line.split(":", 1)[1].split(","))
+            return f"  installing {count} package{'s' if count != 1 else ''}"
+        return None
+
+
+def _package_name(line: str) -> str:
+    """The package a ``Collecting``/``Processing``/``Downloading`` line of pip names."""
+    what = line.split()[1]
+    if what.endswith((".whl", ".tar.gz", ".zip")) or "/" in what:
+        return Path(what).name.split("-")[0]  # a file: name-version-...
+    return re.split(r"[<>=!~;\[ ]", what, maxsplit=1)[0]
+
+
+def pip_install(python: Path, requirements: list[str], report: Callable[[str], None]) -> None:
+    """``python -m pip install requirements``, reporting its progress as it goes (``PipProgress``);
+    a failure is a ``ServerError`` quoting pip's error line."""
+    command = [str(python), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check", *requirements]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               text=True, bufsize=1)
+    progress, lines = PipProgress(), []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        message = progress.feed(line)
+        if message:
+            report(message)
+    if process.wait() != 0:
+        errors = [line for line in lines if line.startswith("ERROR:")] or [line for line in lines if line.strip()] or ["no output"]
+        raise ServerError(f"installing {' '.join(requirements)} failed ({errors[-1]}); "
+                          "check that pip reaches the package index and retry")
 
 
 @dataclass(frozen=True)

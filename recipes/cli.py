@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from imagepref.errors import ImagePrefError  # noqa: E402
+from imagepref.known_warnings import silence_known_warnings  # noqa: E402
 from imagepref.recipes.commands import align, evaluate, label, policy, reward, run
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ evaluate.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; an ``ImagePrefError`` becomes one line on stderr and exit status 2."""
+    silence_known_warnings()
     try:
         app(args=argv, standalone_mode=True)
     except ImagePrefError as error:
