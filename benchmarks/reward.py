@@ -29,7 +29,7 @@ import torch
 from imagepref.eval.ocr import get_engine
 from imagepref.reward import (RewardConfig, RewardModel, evaluate_reward_model, load_reward_model, read_preferences,
                     train_reward_model)
-from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
+from imagepref.policy.glyphworld import SHIPPED_GENERATOR
 from imagepref.reward.config import config_with_overrides
 from imagepref.reward.synthetic import glyph_preference_data
 

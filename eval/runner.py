@@ -37,8 +37,26 @@ from imagepref.eval.ocr_pool import OCRPool
 from imagepref.eval.prompts import EvalPrompt
 from imagepref.errors import BadInputError
 
-# A reward scorer: (images, prompts) -> {axis: one score per image}. ``reward/`` provides one.
+# A reward scorer: (images, prompts) -> {axis: one score per image}; ``reward_model_scorer`` makes one.
 RewardScorer = Callable[[list[Any], list[str]], dict[str, list[float]]]
+
+
+def reward_model_scorer(path: Path) -> RewardScorer:
+    """The reward model in the folder ``path`` as a scorer: each head's raw score per image, plus
+    under ``UNSAFE_KEY`` whether its safety head calls the image unsafe (when it has one)."""
+    from imagepref.reward import load_reward_model
+
+    model = load_reward_model(path)
+
+    def score(images, prompts):
+        raw = model.raw_scores(images, prompts)
+        scores = {axis: [float(v) for v in raw[:, i]] for i, axis in enumerate(model.axes)}
+        unsafe = model.unsafe_from_scores(raw)
+        if unsafe is not None:
+            scores[UNSAFE_KEY] = [float(v) for v in unsafe]
+        return scores
+
+    return score
 
 
 @dataclass

@@ -58,7 +58,7 @@ class RankRecord(TrainerCallback):
 
 def main(spec_file: str) -> None:
     """Run the aligner described by ``spec_file`` in this process (no merge)."""
-    from imagepref.recipes.commands.align import run_aligner
+    from imagepref.policy.align.pipeline import run_aligner
 
     spec = json.loads(Path(spec_file).read_text())
     if spec.pop("record_ranks", False):

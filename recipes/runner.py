@@ -1,4 +1,5 @@
-"""The stage runner: plan a recipe's stages, skip the ones whose inputs did not change, run the rest.
+"""The stage runner: plan a recipe's stages, skip the ones whose inputs did not change, run the rest
+(``recipes.loop`` calls the stages in order; this module keeps the books).
 
 A stage's input hash covers its kind, round, its recipe section and the input hashes of the
 stages it reads from, so a change anywhere upstream reaches every stage below it and nothing
@@ -9,11 +10,12 @@ resumes from its own checkpoint; one whose hash changed starts from an empty fol
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ class StageContext:
     out: Path
     inputs: dict[str, dict[str, Any]]
     continue_labeling: bool = False
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Any = None  # what the loop built for every stage (``recipes.services.Services``)
 
     def log(self, message: str, console: bool = True) -> None:
         """One line in the run log under this stage's key."""
@@ -165,77 +167,101 @@ def _check_inputs(stages: list[PlannedStage], run: RunFolder) -> None:
                                 f"does not produce; add {kind} to stages (or run the full recipe once in {run.root})")
 
 
-def run_recipe(
-    recipe: Recipe,
-    stage_functions: dict[str, Callable[[StageContext], dict[str, Any]]],
-    external_inputs: Callable[[PlannedStage, Recipe], dict[str, Any]] | None = None,
-    from_stage: str | None = None,
-    force: bool = False,
-    continue_labeling: bool = False,
-    echo: Callable[[str], None] = print,
-) -> RunFolder:
-    """Run ``recipe``'s stages in its run folder, skipping finished stages whose inputs did not
-    change; ``from_stage`` forces a restart there. Returns the run folder."""
-    from imagepref.recipes.stages.labeling import Services
+class Runner:
+    """The bookkeeping of one run of a recipe: the plan, the run folder's lock and manifest, and
+    for each stage whether to skip it, resume it or start it afresh. ``recipes.loop`` says which
+    stage runs when; ``stage`` runs one with the services the loop built."""
 
-    stages = plan(recipe)
-    if not stages:
-        raise BadInputError("the recipe runs no stages; list some under stages:")
-    start_index = resolve_from(stages, from_stage) if from_stage else None
-    run = RunFolder(recipe.run_path(), console_every=recipe.logging.console_every, echo=echo)
-    if continue_labeling and run.holder() is not None:
-        run.continue_file.touch()
-        echo(f"told the runner waiting in {run.root} (pid {run.holder()}) to continue with the labels it has")
-        return run
-    run.open(recipe.name, force=force)
-    run.acquire()
-    services = Services(run, recipe, echo)
-    try:
-        run.write_recipe(recipe.model_dump(mode="json"))
-        _check_inputs(stages, run)
-        hashes: dict[str, str] = {key: entry.get("input_hash") for key, entry in run.manifest["stages"].items()}
-        run.log("run", f"recipe {recipe.name}: {len(stages)} stages in {run.root}")
-        for index, stage in enumerate(stages):
-            extra = external_inputs(stage, recipe) if external_inputs else {}
-            stage.input_hash = stage_hash(stage, recipe, hashes, extra)
-            hashes[stage.key] = stage.input_hash
-            entry = run.stage(stage.key)
-            forced = start_index is not None and index >= start_index
-            out = run.stage_dir(stage.key)
-            if entry.get("status") == "done" and entry.get("input_hash") == stage.input_hash and not forced:
-                run.log(stage.key, "unchanged, skipped")
-                continue
-            if forced or entry.get("input_hash") != stage.input_hash:
-                shutil.rmtree(out, ignore_errors=True)
-                how = "restarting (--from)" if forced else "starting"
-            else:
-                how = f"resuming (last status: {entry.get('status')})"
-            out.mkdir(parents=True, exist_ok=True)
-            run.set_stage(stage.key, status="running", input_hash=stage.input_hash, kind=stage.kind, round=stage.round,
-                          attempts=entry.get("attempts", 0) + 1,
-                          started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), outputs={}, error=None)
-            run.log(stage.key, how)
-            inputs = {key: run.stage(key).get("outputs", {}) for key in stage.needs if run.stage(key).get("status") == "done"}
-            context = StageContext(recipe, run, stage, out, inputs, continue_labeling, services.as_dict())
-            started = time.monotonic()
-            try:
-                outputs = stage_functions[stage.kind](context)
-            except ImagePrefError as error:
-                run.set_stage(stage.key, status="failed", error=str(error))
-                run.log(stage.key, f"failed: {error}", console=False)
-                raise
-            except BaseException as error:
-                run.set_stage(stage.key, status="failed", error=f"{type(error).__name__}: {error}")
-                raise
-            if outputs.get("waiting"):
-                run.set_stage(stage.key, status="waiting", outputs=outputs)
-                run.log(stage.key, "waiting for labels; run the same command with --continue to go on with what is there")
-                break
-            seconds = round(time.monotonic() - started, 1)
-            run.set_stage(stage.key, status="done", outputs=outputs, seconds=seconds,
-                          finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            run.log(stage.key, f"done in {seconds} s")
-    finally:
-        services.close()
-        run.release()
-    return run
+    def __init__(self, recipe: Recipe, external_inputs: Callable[[PlannedStage, Recipe], dict[str, Any]] | None = None,
+                 from_stage: str | None = None, continue_labeling: bool = False, echo: Callable[[str], None] = print) -> None:
+        self.recipe = recipe
+        self.external_inputs = external_inputs
+        self.continue_labeling = continue_labeling
+        self.planned = plan(recipe)
+        if not self.planned:
+            raise BadInputError("the recipe runs no stages; list some under stages:")
+        self.start_index = resolve_from(self.planned, from_stage) if from_stage else None
+        self.folder = RunFolder(recipe.run_path(), console_every=recipe.logging.console_every, echo=echo)
+        self.services: Any = None
+        self._next = 0
+        self._hashes: dict[str, str] = {}
+
+    def tell_waiting_runner(self) -> bool:
+        """With ``--continue`` while another runner of this folder waits for labels: tell it to go
+        on with the labels it has, and return True (this process then has nothing to do)."""
+        holder = self.folder.holder()
+        if not self.continue_labeling or holder is None:
+            return False
+        self.folder.continue_file.touch()
+        self.folder.echo(f"told the runner waiting in {self.folder.root} (pid {holder}) to continue with the labels it has")
+        return True
+
+    @contextlib.contextmanager
+    def open(self, services: Any, force: bool = False) -> Iterator[Runner]:
+        """Hold the run folder while the block runs its stages; ``services`` (anything with a
+        ``close()``) reach every stage through ``StageContext.services`` and are closed at the end."""
+        run = self.folder
+        run.open(self.recipe.name, force=force)
+        run.acquire()
+        self.services = services
+        try:
+            run.write_recipe(self.recipe.model_dump(mode="json"))
+            _check_inputs(self.planned, run)
+            self._hashes = {key: entry.get("input_hash") for key, entry in run.manifest["stages"].items()}
+            run.log("run", f"recipe {self.recipe.name}: {len(self.planned)} stages in {run.root}")
+            yield self
+        finally:
+            services.close()
+            run.release()
+
+    def stage(self, key: str, function: Callable[[StageContext], dict[str, Any]]) -> bool:
+        """Run the stage ``key`` with ``function`` unless it finished with the same inputs; a key
+        the recipe does not plan is passed over. False when the stage waits for labels (the run
+        stops there until ``--continue``)."""
+        index = next((i for i, planned in enumerate(self.planned) if planned.key == key), None)
+        if index is None:
+            return True
+        if index != self._next:
+            raise RuntimeError(f"stage {key} run out of the plan's order ({', '.join(s.key for s in self.planned)})")
+        self._next += 1
+        stage, run, recipe = self.planned[index], self.folder, self.recipe
+        extra = self.external_inputs(stage, recipe) if self.external_inputs else {}
+        stage.input_hash = stage_hash(stage, recipe, self._hashes, extra)
+        self._hashes[stage.key] = stage.input_hash
+        entry = run.stage(stage.key)
+        forced = self.start_index is not None and index >= self.start_index
+        out = run.stage_dir(stage.key)
+        if entry.get("status") == "done" and entry.get("input_hash") == stage.input_hash and not forced:
+            run.log(stage.key, "unchanged, skipped")
+            return True
+        if forced or entry.get("input_hash") != stage.input_hash:
+            shutil.rmtree(out, ignore_errors=True)
+            how = "restarting (--from)" if forced else "starting"
+        else:
+            how = f"resuming (last status: {entry.get('status')})"
+        out.mkdir(parents=True, exist_ok=True)
+        run.set_stage(stage.key, status="running", input_hash=stage.input_hash, kind=stage.kind, round=stage.round,
+                      attempts=entry.get("attempts", 0) + 1,
+                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), outputs={}, error=None)
+        run.log(stage.key, how)
+        inputs = {need: run.stage(need).get("outputs", {}) for need in stage.needs if run.stage(need).get("status") == "done"}
+        context = StageContext(recipe, run, stage, out, inputs, self.continue_labeling, self.services)
+        started = time.monotonic()
+        try:
+            outputs = function(context)
+        except ImagePrefError as error:
+            run.set_stage(stage.key, status="failed", error=str(error))
+            run.log(stage.key, f"failed: {error}", console=False)
+            raise
+        except BaseException as error:
+            run.set_stage(stage.key, status="failed", error=f"{type(error).__name__}: {error}")
+            raise
+        if outputs.get("waiting"):
+            run.set_stage(stage.key, status="waiting", outputs=outputs)
+            run.log(stage.key, "waiting for labels; run the same command with --continue to go on with what is there")
+            return False
+        seconds = round(time.monotonic() - started, 1)
+        run.set_stage(stage.key, status="done", outputs=outputs, seconds=seconds,
+                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        run.log(stage.key, f"done in {seconds} s")
+        return True

@@ -7,33 +7,7 @@ from typing import Optional
 
 import typer
 
-from imagepref.eval.figures import UNSAFE_KEY
 from imagepref.errors import ImagePrefError
-
-
-def _reward_scorer(path: Path):
-    """The reward package's scorer for ``path`` as ``(images, prompts) -> {axis: scores}``.
-
-    Imported lazily: the reward models live in ``reward/`` and are optional in a report.
-    """
-    try:
-        from imagepref.reward import load_reward_model  # type: ignore[attr-defined]
-    except ImportError:
-        raise ImagePrefError(
-            "--reward-model needs reward.load_reward_model, which this installation of imagepref does not have yet; "
-            "leave --reward-model out (the report then shows OCR and glyph-world rule figures)"
-        ) from None
-    model = load_reward_model(path)
-
-    def score(images, prompts):
-        raw = model.raw_scores(images, prompts)
-        scores = {axis: [float(v) for v in raw[:, i]] for i, axis in enumerate(model.axes)}
-        unsafe = model.unsafe_from_scores(raw)
-        if unsafe is not None:
-            scores[UNSAFE_KEY] = [float(v) for v in unsafe]
-        return scores
-
-    return score
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from imagepref.eval.prompts import load_prompts
         from imagepref.eval.report import markdown_summary
-        from imagepref.eval.runner import EvalSettings, evaluate
+        from imagepref.eval.runner import EvalSettings, evaluate, reward_model_scorer
         from imagepref.dtypes import torch_dtype
 
         torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
@@ -82,7 +56,7 @@ def register(app: typer.Typer) -> None:
             ocr_engine=ocr_engine, workers=workers or None, baseline=baseline, grid_prompts=grid_prompts,
             dtype=dtype, device=device,
         )
-        scorer = _reward_scorer(reward_model) if reward_model is not None else None
+        scorer = reward_model_scorer(reward_model) if reward_model is not None else None
         results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,
                            reward_scorer=scorer, progress=not quiet)
         # The console gets the figures and win rates; the table by target (a row per quoted

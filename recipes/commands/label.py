@@ -3,7 +3,6 @@ annotator accounts and simulated annotators. Each command is a thin layer over `
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.errors import BadInputError
 
 app = typer.Typer(no_args_is_help=True)
 server_app = typer.Typer(no_args_is_help=True, help="Run the managed Label Studio: install, start, stop, status.")
@@ -190,23 +189,6 @@ def invite_command(emails: list[str] = typer.Argument(..., help="E-mail addresse
             console.print(f"{person.email}: already has an account; log in at {person.login_url}")
 
 
-def _judge(name: str, axes: list[str]):
-    if name == "glyph":
-        # The glyph world's rules read text with the evaluation's default OCR; the error rate is
-        # applied by the simulated annotators, so the judge itself is exact.
-        from imagepref.eval.ocr import get_engine
-        from imagepref.policy.glyphworld.rules import simulated_judge
-
-        return simulated_judge(get_engine("rapidocr").read_text, axes=axes, error_rate=0.0)
-    module_name, _, factory = name.partition(":")
-    if not factory:
-        raise UnknownNameError(f"unknown judge {name!r}; use 'glyph' or 'package.module:factory'")
-    try:
-        return getattr(importlib.import_module(module_name), factory)(axes)
-    except (ImportError, AttributeError):
-        raise UnknownNameError(f"judge {name!r} cannot be imported; use 'glyph' or 'package.module:factory'") from None
-
-
 @app.command("simulate")
 def simulate_command(
     judge: str = typer.Option("glyph", help="'glyph' (the glyph world's rules) or 'package.module:factory' taking the axes."),
@@ -217,10 +199,11 @@ def simulate_command(
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
     """Scripted judges log in as their own annotator accounts and label through the API like people."""
+    from imagepref.eval.judges import load_judge
     from imagepref.labeling.simulate import simulate
 
     settings = _config(config, title=title)
-    report = simulate(_connect(url, token_env, state_dir), settings.title, _judge(judge, settings.axes),
+    report = simulate(_connect(url, token_env, state_dir), settings.title, load_judge(judge, settings.axes, setting="--judge"),
                       state_dir / "annotators.json", annotators, error_rate, seed, limit)
     console.print(f"{report.submitted} judgment(s) submitted, {report.already_done} already there: "
                   + ", ".join(f"{who} {count}" for who, count in report.per_annotator.items()))

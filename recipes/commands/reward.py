@@ -156,7 +156,7 @@ def glyph_data(
         codec = fit_codec(PretrainConfig(seed=seed, num_shapes=256, codec_images=600, codec_iterations=4))
     else:
         from imagepref.policy.generator import load_generator
-        from imagepref.recipes.stages.generation import shipped_generator
+        from imagepref.policy.glyphworld import shipped_generator
 
         folder = generator or shipped_generator()
         if folder is None:

@@ -36,8 +36,7 @@ def register(app: typer.Typer) -> None:
                                                "(tells a runner waiting for labels to continue, or continues the run)."),
     ) -> None:
         from imagepref.recipes.config import load_recipe
-        from imagepref.recipes.runner import run_recipe
-        from imagepref.recipes.stages import STAGE_FUNCTIONS, external_inputs
+        from imagepref.recipes.loop import run
 
         overrides = list(context.args)
         options = [item for item in overrides if item.startswith("-")]
@@ -45,9 +44,8 @@ def register(app: typer.Typer) -> None:
             from imagepref.errors import BadInputError
 
             raise BadInputError(f"unknown option {options[0]}; see imagepref run --help")
-        loaded = load_recipe(recipe, overrides)
-        run_recipe(loaded, STAGE_FUNCTIONS, external_inputs, from_stage=from_stage, force=force,
-                   continue_labeling=continue_labeling, echo=typer.echo)
+        run(load_recipe(recipe, overrides), from_stage=from_stage, force=force, continue_labeling=continue_labeling,
+            echo=typer.echo)
 
     app.add_typer(recipes_app, name="recipes")
 

@@ -48,11 +48,9 @@ def run_eval(context: StageContext) -> dict[str, Any]:
     scorer = None
     reward_model = context.output("reward", "model")
     if section.use_reward_model and reward_model is not None:
-        from imagepref.recipes.commands.evaluate import _reward_scorer
-
-        scorer = _reward_scorer(reward_model)
-    settings = EvalSettings(samples=section.samples, seed=context.recipe.seed, guidance_scale=section.guidance_scale,
-                            temperature=section.temperature, ocr_engine=section.ocr_engine, workers=section.workers or None,
+        scorer = context.services.reward_scorer(reward_model)
+    settings = EvalSettings(samples=section.samples, seed=context.recipe.seed, **section.sampler(),
+                            batch_size=section.batch_size, ocr_engine=section.ocr_engine, workers=section.workers or None,
                             dtype=context.recipe.generator.dtype, device=context.recipe.generator.device)
     context.log(f"evaluating {', '.join(c.name for c in checkpoints)} on {len(prompts)} prompts x {section.samples} samples")
     out = context.out / "report"

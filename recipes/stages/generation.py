@@ -6,14 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
+from imagepref.policy.glyphworld import shipped_generator
 from imagepref.recipes.runner import StageContext
-
-SHIPPED_GENERATOR = Path(__file__).resolve().parents[2] / "policy" / "glyphworld" / "pretrained"
-
-
-def shipped_generator() -> Path | None:
-    """The pretrained glyph generator shipped in the package, when it is there."""
-    return SHIPPED_GENERATOR if (SHIPPED_GENERATOR / "imagepref.json").is_file() else None
 
 
 def load_policy(context: StageContext, path: Path):

@@ -1,9 +1,10 @@
 """The label stage: push the round's pairs to Label Studio, get them labeled (simulated annotators,
 or people the run waits for), pull the preference data.
 
-The run's managed server keeps its state in ``<run>/label-studio`` and serves images from
-``<run>/stages``, where every candidate set lies; it is started on first use and stopped when the
-run ends. From round 2 on (``label.flywheel``) the previous round's reward model scores the new
+The Label Studio connection and the judge of the simulated annotators come from the run's
+services (``recipes.services``): a managed server keeps its state in ``<run>/label-studio``, serves
+images from ``<run>/stages``, where every candidate set lies, and is started on first use and
+stopped when the run ends. From round 2 on (``label.flywheel``) the previous round's reward model scores the new
 candidates, its choices go in as pre-annotations and the pairs it is least sure of come first.
 """
 
@@ -14,61 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
-from imagepref.files import replaced_on_success
+from imagepref.formats import AXES, write_scores
 from imagepref.recipes.runner import StageContext
 
-AXES = ("aesthetics", "prompt_fidelity", "safety")
-
-
-class Services:
-    """Long-lived helpers of one run: the Label Studio connection (started lazily, stopped at the end)."""
-
-    def __init__(self, run, recipe, echo) -> None:
-        self.run, self.recipe, self.echo = run, recipe, echo
-        self._connection = None
-        self._started = False
-        self.document_root: Path | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"label_studio": self}
-
-    def connection(self):
-        """A checked connection to the recipe's Label Studio (the managed one is started here)."""
-        if self._connection is not None:
-            return self._connection
-        from imagepref.labeling import connect, start_server
-
-        section = self.recipe.label
-        if section.url:
-            self._connection = connect(section.url, section.token_env)
-            if not section.document_root:
-                raise BadInputError("label.url needs label.document_root: the folder that server serves local files from, "
-                                    f"which must contain {self.run.files_root}")
-            self.document_root = Path(section.document_root).resolve()
-        else:
-            self.run.files_root.mkdir(parents=True, exist_ok=True)
-            status = start_server(self.run.label_studio_dir, section.port, self.run.files_root)
-            self._started = True
-            self.run.log("label-studio", f"running at {status.url} (pid {status.pid}); admin login and API token in "
-                         f"{self.run.label_studio_dir / 'secrets.json'} (0600)")
-            self._connection = connect(state_dir=self.run.label_studio_dir)
-            self.document_root = self.run.files_root.resolve()
-        self._connection.check()
-        return self._connection
-
-    def close(self) -> None:
-        """Close the connection and stop the server this run started."""
-        if self._connection is not None:
-            self._connection.close()
-        if self._started and self.recipe.label.mode == "human":
-            # People may still be labeling: leave their server up.
-            self.run.log("label-studio", "left running for the annotators; stop it with `imagepref label server stop "
-                         f"--state-dir {self.run.label_studio_dir}`")
-        elif self._started:
-            from imagepref.labeling import stop_server
-
-            stop_server(self.run.label_studio_dir)
-            self.run.log("label-studio", "stopped", console=False)
 
 
 def project_title(context: StageContext) -> str:
@@ -85,28 +34,12 @@ def _reward_scores(context: StageContext, candidates: Path) -> Path | None:
     from imagepref.reward import load_reward_model
     from imagepref.reward.scoring import pair_scores
 
-    table = pair_scores(load_reward_model(model_dir), [candidates])
+    model = load_reward_model(model_dir)
+    table = pair_scores(model, [candidates])
     path = context.out / "reward_scores.parquet"
-    with replaced_on_success(path) as temporary:
-        table.to_parquet(temporary, index=False)
+    write_scores(table, path, model.axes)
     context.log(f"reward model {context.relative(model_dir)} scored {len(table)} pairs for pre-annotation")
     return path
-
-
-def _judge(section):
-    if section.judge == "glyph":
-        from imagepref.eval.ocr import get_engine
-        from imagepref.policy.glyphworld.rules import simulated_judge
-
-        # The simulated annotators add their own error rate, so the judge itself is exact.
-        return simulated_judge(get_engine(section.ocr_engine).read_text, axes=AXES, error_rate=0.0)
-    import importlib
-
-    module_name, _, factory = section.judge.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), factory)(list(AXES))
-    except (ImportError, AttributeError, ValueError):
-        raise BadInputError(f"label.judge {section.judge!r} cannot be imported; use 'glyph' or 'package.module:factory'") from None
 
 
 def run_label(context: StageContext) -> dict[str, Any]:
@@ -114,11 +47,11 @@ def run_label(context: StageContext) -> dict[str, Any]:
     from imagepref.labeling import LabelingConfig, create_project, pull, push, simulate
 
     section = context.recipe.label
-    service: Services = context.services["label_studio"]
+    label_studio = context.services.label_studio
     candidates = context.output("generate", "candidates")
     if candidates is None:
         raise BadInputError(f"stage {context.stage.key} has no candidate set; run generate first")
-    connection = service.connection()
+    connection = label_studio.connection()
     title = project_title(context)
     scores = _reward_scores(context, candidates) if section.flywheel and (context.stage.round or 1) > 1 else None
     settings = LabelingConfig(title=title, overlap=section.overlap, seed=context.recipe.seed + (context.stage.round or 1),
@@ -126,13 +59,13 @@ def run_label(context: StageContext) -> dict[str, Any]:
                               pairs_per_prompt=section.pairs_per_prompt, max_pairs=section.max_pairs,
                               scores_file=scores, instructions=Path(section.instructions) if section.instructions else None)
     project = create_project(connection, settings)
-    pushed = push(connection, candidates, settings, service.document_root, pre_annotate=scores is not None)
+    pushed = push(connection, candidates, settings, label_studio.document_root, pre_annotate=scores is not None)
     context.log(f"project {title!r} (id {project.id}): pushed {pushed.added} new pairs, {pushed.already_present} already there"
                 + (" with reward-model pre-annotations, least certain first" if scores is not None else ""))
     pairs_total = pushed.added + pushed.already_present
     credentials = context.run.label_studio_dir / "annotators.json"
     if section.mode == "simulated":
-        judge = _judge(section)
+        judge = context.services.judge(AXES)
         counted = {"done": 0}
 
         def judge_and_log(prompt, left, right):

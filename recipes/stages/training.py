@@ -3,23 +3,12 @@ far, then move the generator with each configured aligner in turn (LoRA, merged 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from imagepref.errors import ImagePrefError
 from imagepref.recipes.runner import StageContext
 from imagepref.recipes.stages.generation import round_generator
-
-
-def require(module: str, name: str, stage: str, issue: str):
-    """``module.name``, or a one-line error saying which part is missing and how to run without it."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise ImagePrefError(
-            f"stage {stage} needs {module}.{name} ({issue}), which this installation of imagepref does not have yet; "
-            f"leave {stage} out of stages (for example stages=[pretrain,generate,label,eval,report])") from None
 
 
 def preference_rounds(context: StageContext) -> list[tuple[Path, Path]]:
@@ -51,16 +40,9 @@ def combined_preferences(context: StageContext, data: list[tuple[Path, Path]]) -
 def run_reward(context: StageContext) -> dict[str, Any]:
     """Train the multi-head reward model on the preferences of rounds 1..r; its held-out figures
     (per-axis accuracy on prompts it never saw) are the stage's evaluation."""
-    from pydantic import ValidationError
+    from imagepref.reward import train_reward_model
 
-    train = require("reward", "train_reward_model", "reward", "the reward issue")
-    from imagepref.reward.config import RewardConfig
-
-    try:
-        config = RewardConfig.model_validate({"seed": context.recipe.seed, **context.recipe.reward.settings})
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise ImagePrefError(f"reward.settings.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    config = context.recipe.reward.settings  # checked when the recipe loaded; its seed is the recipe's unless set
     data = preference_rounds(context)
     preferences = combined_preferences(context, data)
     generator = None
@@ -71,12 +53,12 @@ def run_reward(context: StageContext) -> dict[str, Any]:
     context.log(f"training the {config.backbone} reward model on {len(data)} round(s) of preferences")
     out = context.out / "model"
     # The per-epoch training state lives in the stage folder, so a killed stage resumes from its last epoch.
-    result = train(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False, log=context.log,
-                   checkpoint=context.out / "checkpoint",
-                   on_epoch=lambda record: context.step(record["member"] * config.epochs + record["epoch"],
-                                                        config.members * config.epochs,
-                                                        {k: round(v, 4) for k, v in record.items()
-                                                         if k not in ("epoch", "step", "member")}))
+    result = train_reward_model(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False,
+                                log=context.log, checkpoint=context.out / "checkpoint",
+                                on_epoch=lambda record: context.step(record["member"] * config.epochs + record["epoch"],
+                                                                     config.members * config.epochs,
+                                                                     {k: round(v, 4) for k, v in record.items()
+                                                                      if k not in ("epoch", "step", "member")}))
     report = _evaluate(context, result.model, preferences, [c for _, c in data], config)
     accuracy = {axis: round(entry["accuracy"], 4) for axis, entry in report["axes"].items()}
     context.log(f"best epoch {', '.join(map(str, result.best_epochs))}: held-out accuracy "
@@ -103,7 +85,8 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
 
 def run_align(context: StageContext) -> dict[str, Any]:
     """Run the configured aligners in order, each from the previous one's merged generator."""
-    align = require("imagepref.recipes.commands.align", "run_aligner", "align", "the align issue")
+    from imagepref.policy.align.pipeline import run_aligner
+
     source = round_generator(context)
     section = context.recipe.align
     reward_model = context.output("reward", "model", context.stage.round)
@@ -117,8 +100,9 @@ def run_align(context: StageContext) -> dict[str, Any]:
         if (merged / "imagepref.json").is_file():
             context.log(f"{method}: already finished")
         else:
-            settings = {"seed": context.recipe.seed, "report_to": context.recipe.logging.report_to, **getattr(section, method)}
-            if method != "dpo" and reward_model is not None and "rewards" not in getattr(section, method):
+            given = getattr(section, method)  # checked when the recipe loaded; its seed is the recipe's unless set
+            settings = {"report_to": context.recipe.logging.report_to, **given.model_dump(mode="json", exclude_unset=True)}
+            if method != "dpo" and reward_model is not None and "rewards" not in given.model_fields_set:
                 settings["rewards"] = {"weights": dict(section.rewards), "reward_model": str(reward_model)}
             context.log(f"{method}: from {source}")
             generator = context.recipe.generator
@@ -131,7 +115,7 @@ def run_align(context: StageContext) -> dict[str, Any]:
             if launch.accelerate_config or launch.num_processes > 1:
                 result = launched_aligner(context, spec, merged)
             else:
-                result = align(**spec, merge=True, log=context.log, step_log=step_lines(context))
+                result = run_aligner(**spec, merge=True, log=context.log, step_log=step_lines(context))
             context.log(f"{method}: {result.get('steps')} steps, merged generator in {context.relative(merged)}")
         outputs[method] = context.relative(out)
         source = merged

@@ -138,7 +138,7 @@ def test_ink_colour_reward_reads_the_colour_of_real_glyph_world_renders():
     # given, so the codes must be ones whose pixels keep the drawn ink colour.
     from imagepref.policy.generator import load_generator
     from imagepref.policy.glyphworld.world import FONTS, GlyphSpec, render
-    from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
+    from imagepref.policy.glyphworld import SHIPPED_GENERATOR
 
     generator = load_generator(SHIPPED_GENERATOR)
     specs = [GlyphSpec(text=text, colour=colour, background="white", font=font, size="tall", column=1, row=2)

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from imagepref.policy.pretrain import micro_generator
-from imagepref.recipes.commands.align import run_aligner
+from imagepref.policy.align.pipeline import run_aligner
 
 DPO = {"steps": 3, "batch_size": 2, "save_every": 10, "lora_r": 4, "report_to": []}
 

@@ -124,7 +124,7 @@ def test_glyph_data_writes_the_preference_contract(tmp_path):
     from PIL import Image
 
     from imagepref.policy.generator import load_generator
-    from imagepref.recipes.stages.generation import SHIPPED_GENERATOR
+    from imagepref.policy.glyphworld import SHIPPED_GENERATOR
 
     first = candidates.iloc[0]
     with Image.open(out / "candidates" / first["image_path"]) as image:

@@ -1,0 +1,159 @@
+"""The align pipeline: load a generator, build its rewards and monitoring, train one method with
+LoRA, merge the adapter. ``imagepref align`` and the recipe's align stage both call ``run_aligner``.
+
+The trainers in ``policy.align`` take the text reader and the text metrics as callables; this
+module is where they are joined to the evaluation suite's OCR engines and metrics (imported when
+a run starts, so importing it stays light).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from imagepref.errors import BadInputError
+
+METHODS = ("dpo", "grpo", "ppo")
+
+
+def settings_class(method: str):
+    """The settings model of ``method``."""
+    from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+
+    return {"dpo": DPOSettings, "grpo": GRPOSettings, "ppo": PPOSettings}[method]
+
+
+def validated_settings(method: str, settings: dict):
+    """``settings`` as ``method``'s settings model; a bad one is one error naming ``align.<method>.<key>``."""
+    from pydantic import ValidationError
+
+    try:
+        return settings_class(method).model_validate(settings)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise BadInputError(f"align.{method}.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
+    """(read_text, Flow-GRPO text reward(prompt, reading), word accuracy(reading, target)) from the
+    evaluation suite."""
+    from imagepref.eval.metrics import extract_targets, score_text
+    from imagepref.eval.ocr import get_engine
+
+    read_text = get_engine(engine).read_text
+
+    def text_reward(prompt: str, reading: str) -> float | None:
+        return score_text(extract_targets(prompt), reading).flow_grpo_score
+
+    def word_accuracy(reading: str, target: str) -> float:
+        return score_text(target, reading).word_accuracy or 0.0
+
+    return read_text, text_reward, word_accuracy
+
+
+def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
+    """``glyphworld`` (training-word prompts of the glyph world), ``glyphworld-align`` (mostly fresh
+    letter strings, disjoint from the held-out prompts) or a prompts file."""
+    if prompts == "glyphworld":
+        from imagepref.policy.glyphworld import training_specs
+
+        return [spec.prompt for spec in training_specs(count, seed)]
+    if prompts == "glyphworld-align":
+        from imagepref.policy.glyphworld.world import align_specs
+
+        return [spec.prompt for spec in align_specs(count, seed)]
+    from imagepref.formats import read_prompts
+
+    return [prompt.prompt for prompt in read_prompts(prompts)][:count or None]
+
+
+class _LineHandler(logging.Handler):
+    """Hands each record's message to a function (the caller's log)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__()
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write(record.getMessage())
+
+
+@contextlib.contextmanager
+def step_lines_to(write: Callable[[str], None]) -> Iterator[None]:
+    """Route the trainers' per-step lines (``policy.align.checkpoints.StepLines``) to ``write``
+    while the block runs: each line arrives as its step is logged, not after training."""
+    from imagepref.policy.align.checkpoints import StepLines
+
+    handler = _LineHandler(write)
+    StepLines.logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        StepLines.logger.removeHandler(handler)
+
+
+def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict | Any | None = None,
+                preferences: list | None = None, candidates: list | None = None, reward_model: str | Path | None = None,
+                prompts: str = "glyphworld", num_prompts: int = 256, ocr_engine: str = "rapidocr",
+                monitor: bool = True, merge: bool = True, log: Callable[[str], None] = print,
+                dtype: str | None = None, device: str | None = None, trust_remote_code: bool = False,
+                step_log: Callable[[str], None] | None = None) -> dict:
+    """Train ``method`` from the generator folder ``base`` into the run folder ``out`` (resuming a
+    run already there) and, with ``merge``, write the merged generator to ``out/merged``.
+
+    ``dtype`` (float32, bfloat16, float16) and ``device`` say how the base is loaded (LoRA
+    adapters stay float32: peft upcasts them). ``step_log`` gets one line per training step as it
+    happens (default: ``log``)."""
+    from imagepref.dtypes import dtype_name, torch_dtype
+    from imagepref.policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
+    from imagepref.policy.align import train_dpo, train_grpo, train_ppo
+    from imagepref.policy.align.checkpoints import RUN_FILE
+    from imagepref.policy.generator import load_generator
+
+    if method not in METHODS:
+        raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(settings, settings_class(method)):
+        settings = validated_settings(method, settings or {})
+    out = Path(out)
+    generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
+    log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")
+    if reward_model is not None:
+        from imagepref.reward import load_reward_model
+
+        reward_model = load_reward_model(Path(reward_model))
+    read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
+    monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
+    resume = (out / RUN_FILE).is_file()
+    common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
+    with step_lines_to(lambda line: (step_log or log)(f"{method} {line}")):
+        if method == "dpo":
+            if preferences:
+                examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
+            else:
+                from imagepref.policy.align.config import guidance_of
+                from imagepref.policy.align.rewards import scorer
+
+                pairs = settings.on_policy
+                weights = {"reward_model": 1.0} if reward_model is not None else pairs.rewards
+                functions, mixed = build_rewards(weights, generator, read_text, text_reward, reward_model)
+                examples = on_policy_examples(generator, training_prompts(prompts, pairs.prompts, settings.seed),
+                                              scorer(functions, mixed), pairs, settings.seed,
+                                              {"guidance_scale": guidance_of(settings, generator)})
+            log(f"dpo: {len(examples)} pairs")
+            result = train_dpo(generator, examples, settings, out, **common)
+        else:
+            functions, mixed = build_rewards(settings.rewards.weights, generator, read_text, text_reward, reward_model)
+            train = train_grpo if method == "grpo" else train_ppo
+            result = train(generator, training_prompts(prompts, num_prompts, settings.seed), functions, mixed, settings,
+                           out, **common)
+    if merge:
+        merged = out / "merged"
+        if not (merged / "imagepref.json").is_file():
+            shutil.rmtree(merged, ignore_errors=True)
+            merge_run(out, merged, base=base)
+        result["merged"] = str(merged)
+    return result
