@@ -1,7 +1,7 @@
 """Generate a checkpoint's images for a prompt set, or reuse the ones generated before.
 
 Each (checkpoint, prompts, seed, sampler settings) gets one folder under ``<out>/images/``, a
-candidate set in the design's contract (``candidates.parquet`` plus ``images/``) with a
+candidate set (``candidates.parquet`` plus ``images/``, see docs/formats.md) with a
 ``manifest.json`` recording what made it. A later evaluation with the same inputs reuses the
 folder instead of sampling again; a checkpoint whose files changed gets a new folder. Folders are
 written under a temporary name and renamed when complete, so an interrupted run leaves nothing
@@ -22,6 +22,7 @@ import pandas as pd
 from imagepref.eval.ocr import load_image
 from imagepref.eval.prompts import EvalPrompt
 from imagepref.errors import BadInputError
+from imagepref.formats import read_candidate_set
 
 MANIFEST = "manifest.json"
 
@@ -69,8 +70,8 @@ def load_cached(folder: Path) -> ImageSet:
     """Open a finished image set and check that every image is there and readable."""
     manifest = json.loads((folder / MANIFEST).read_text())
     try:
-        candidates = pd.read_parquet(folder / "candidates.parquet")
-    except (OSError, ValueError) as error:
+        candidates = read_candidate_set(folder).drop(columns="image_file").reset_index(drop=True)
+    except BadInputError as error:
         raise BadInputError(f"cached image set {folder} is damaged ({error}); delete that folder to regenerate it") from None
     for relative in candidates["image_path"]:
         try:

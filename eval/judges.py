@@ -19,10 +19,10 @@ Judge = Callable[[str, Path, Path], dict[str, str]]
 def glyph_judge(axes: Sequence[str], ocr_engine: str = "rapidocr") -> Judge:
     """The glyph world's rules, reading text with ``ocr_engine``. The judge is exact: simulated
     annotators apply their own error rate."""
-    from imagepref.eval.ocr import get_engine
+    from imagepref.eval.ocr import text_reader
     from imagepref.policy.glyphworld.rules import simulated_judge
 
-    return simulated_judge(get_engine(ocr_engine).read_text, axes=tuple(axes), error_rate=0.0)
+    return simulated_judge(text_reader(ocr_engine), axes=tuple(axes), error_rate=0.0)
 
 
 def load_judge(name: str, axes: Sequence[str], ocr_engine: str = "rapidocr", setting: str = "judge") -> Judge:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -322,6 +323,13 @@ def get_engine(name: str = DEFAULT_ENGINE, **settings: Any) -> OCREngine:
         return _cached_engine(name, frozen)
     except TypeError as error:
         raise BadInputError(f"bad setting for OCR engine {name!r}: {error}") from None
+
+
+def text_reader(engine_name: str = DEFAULT_ENGINE, **options: Any) -> Callable[[Image.Image], str]:
+    """The one way to get an OCR text reader: ``read(image) -> str``, the text ``engine_name``
+    (built by ``get_engine`` with ``options``) reads in an image, in reading order. Simulated
+    judges, the glyph-data generator and RL text rewards take this callable, not an engine."""
+    return get_engine(engine_name, **options).read_text
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:

@@ -3,32 +3,61 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from imagepref.errors import BadInputError
 
 
-@contextlib.contextmanager
-def staged_folder(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``out`` to write into; on success rename it to ``out``.
+FOLDER_MODES = ("new", "replace", "merge")
 
-    ``out`` may not exist or be an empty folder. On any error the temporary folder is removed, so
-    a failed or interrupted write leaves nothing that looks finished.
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, existing: str = "new") -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` to write into; on success it becomes ``out``.
+
+    ``existing`` says what happens to a folder already at ``out``:
+
+    * ``new``: ``out`` may not exist or must be empty (an output folder the user names);
+    * ``replace``: the old folder is moved aside, the new one renamed in, then the old one removed,
+      so one of them is whole at every moment (a re-pull, a training checkpoint);
+    * ``merge``: each file or folder written replaces the one of the same name in ``out``; other
+      entries of ``out`` stay (a model saved into a folder that also holds its checkpoints).
+
+    On any error the temporary folder is removed and ``out`` is left as it was.
     """
+    if existing not in FOLDER_MODES:
+        raise ValueError(f"existing must be one of {FOLDER_MODES}, not {existing!r}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if existing == "new" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInputError(f"{out} exists and is not empty; choose another output folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
         yield staging
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
+        if existing == "merge" and out.is_dir():
+            for item in staging.iterdir():
+                target = out / item.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+            staging.rmdir()
+        elif existing == "replace" and out.exists():
+            previous = out.with_name(f".{out.name}.previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            out.rename(previous)
+            staging.rename(out)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            if out.exists():
+                out.rmdir()
+            staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -53,3 +82,9 @@ def write_text_atomically(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through ``replaced_on_success``."""
     with replaced_on_success(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_json_atomically(path: str | Path, data: Any, indent: int | None = 1) -> None:
+    """Write ``data`` as JSON (``default=str`` for paths, dates and the like) through
+    ``replaced_on_success``."""
+    write_text_atomically(path, json.dumps(data, indent=indent, default=str))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagepref.labeling.preferences import majority
+from imagepref.formats import GOLD_FILE, majority, pair_axes, read_annotations, read_pairs
 
 ANSWERS = ("a", "b", "tie")
 
@@ -104,14 +104,13 @@ def agreement_report(rows: list[dict], gold_rows: list[dict], axes: list[str]) -
 
 def agreement_from_folder(folder: Path) -> dict:
     """Recompute the agreement report from a pulled preference-data folder."""
-    import pandas as pd
-
     from imagepref.labeling.preferences import to_ab
 
-    annotations = pd.read_parquet(folder / "annotations.parquet")
-    gold = pd.read_parquet(folder / "gold.parquet") if (folder / "gold.parquet").exists() else annotations.iloc[0:0]
-    axes = [column[: -len("_votes_a")] for column in pd.read_parquet(folder / "pairs.parquet").columns if column.endswith("_votes_a")]
-    pairs = pd.read_parquet(folder / "pairs.parquet").set_index("pair_id")
+    annotations = read_annotations(folder)
+    gold = read_annotations(folder, GOLD_FILE) if (Path(folder) / GOLD_FILE).exists() else annotations.iloc[0:0]
+    pairs = read_pairs(folder)
+    axes = pair_axes(pairs)
+    pairs = pairs.set_index("pair_id")
 
     def rows_of(frame) -> list[dict]:
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")

@@ -1,7 +1,8 @@
-"""Reading a candidate set (the contract in shared/design.md) and the scores a reward model writes.
+"""The candidate set labeling pairs, and the reward model's scores that rank its pairs.
 
-A candidate set is a folder with `candidates.parquet` and `images/`; one row per image with at
-least `candidate_id`, `prompt_id`, `prompt` and `image_path` (relative to the folder).
+Both files are read by ``imagepref.formats`` (the contracts are in docs/formats.md); this module
+adds what labeling makes of them. A candidate set to label must have every image on disk, since
+the images are served to annotators.
 
 A scores file (parquet or CSV) comes in one of two shapes:
 
@@ -25,9 +26,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from imagepref.errors import BadInputError
-
-REQUIRED_COLUMNS = ("candidate_id", "prompt_id", "prompt", "image_path")
+from imagepref.formats import check_images, read_candidate_set, read_scores
 
 
 @dataclass(frozen=True)
@@ -43,42 +42,15 @@ class CandidateSet:
 
     def image(self, candidate_id: str) -> Path:
         """The absolute path of a candidate's image."""
-        return self.root / str(self.table.at[candidate_id, "image_path"])
+        return Path(self.table.at[candidate_id, "image_file"])
 
 
 def load_candidate_set(folder: Path) -> CandidateSet:
-    """Read and check a candidate set: columns, unique ids, at least one row, every image on disk.
-
-    Raises `BadInputError` naming the first problem and the fix.
-    """
-    folder = Path(folder).resolve()
-    table_path = folder / "candidates.parquet"
-    if not table_path.is_file():
-        raise BadInputError(f"{folder} is not a candidate set: {table_path.name} is missing (make one with `imagepref generate`)")
-    try:
-        table = pd.read_parquet(table_path)
-    except Exception as error:  # pyarrow raises several types for a damaged file
-        raise BadInputError(f"{table_path} is not a readable parquet file ({type(error).__name__})") from None
-    missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
-    if missing:
-        raise BadInputError(f"{table_path} lacks the column(s) {', '.join(missing)} that the candidate-set contract requires")
-    if table.empty:
-        raise BadInputError(f"candidate set {folder} is empty: {table_path.name} has no rows, so there is nothing to label")
-    table = table.assign(candidate_id=table["candidate_id"].astype(str), prompt_id=table["prompt_id"].astype(str))
-    duplicated = table["candidate_id"][table["candidate_id"].duplicated()]
-    if not duplicated.empty:
-        raise BadInputError(f"candidate id {duplicated.iloc[0]!r} appears twice in {table_path}; candidate ids must be unique")
-    images_dir = (folder / "images").resolve()
-    absent = []
-    for relative in table["image_path"].astype(str):
-        image = (folder / relative).resolve()
-        if images_dir not in image.parents:
-            raise BadInputError(f"image {relative!r} lies outside {images_dir}; candidate images must be inside the set's images/ folder")
-        if not image.is_file():
-            absent.append(relative)
-    if absent:
-        raise BadInputError(f"{len(absent)} image(s) of {folder} are missing on disk, first {absent[0]!r}; regenerate or restore them")
-    return CandidateSet(folder, table.set_index("candidate_id", drop=False))
+    """Read and check a candidate set (``imagepref.formats.read_candidate_set``) with every image
+    on disk. Raises `BadInputError` naming the first problem and the fix."""
+    table = read_candidate_set(folder)
+    check_images(table)
+    return CandidateSet(Path(folder).resolve(), table)
 
 
 @dataclass(frozen=True)
@@ -107,15 +79,6 @@ def labeling_priority(score: Ranked | None) -> tuple[float, float]:
             -1.0 if score.uncertainty is None else score.uncertainty)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise BadInputError(f"scores file {path} does not exist; pass the file the reward model wrote")
-    try:
-        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    except Exception as error:
-        raise BadInputError(f"scores file {path} is neither parquet nor CSV ({type(error).__name__})") from None
-
-
 class PairScores:
     """Pair scores in a/b order (a < b), given per pair or computed from per-candidate scores."""
 
@@ -139,13 +102,12 @@ class PairScores:
 
 def load_pair_scores(path: Path, axes: list[str]) -> PairScores:
     """Read a scores file of either shape (see the module docstring) for the given axes."""
-    table = _read_table(Path(path))
-    if {"candidate_a", "candidate_b"} <= set(table.columns):
+    scores = read_scores(path, axes)
+    if scores.per_pair:
         per_pair: dict[tuple[str, str], PairScore] = {}
-        for row in table.to_dict("records"):
-            first, second = str(row["candidate_a"]), str(row["candidate_b"])
-            p_a = {axis: float(row[f"{axis}_p_a"]) for axis in axes
-                   if f"{axis}_p_a" in row and not _missing(row[f"{axis}_p_a"])}
+        for row in scores.table.to_dict("records"):
+            first, second = row["candidate_a"], row["candidate_b"]
+            p_a = {axis: float(row[f"{axis}_p_a"]) for axis in scores.axes if not _missing(row[f"{axis}_p_a"])}
             uncertainty, disagreement = (None if _missing(row.get(name)) else float(row[name])
                                          for name in ("uncertainty", "disagreement"))
             if first > second:
@@ -153,12 +115,8 @@ def load_pair_scores(path: Path, axes: list[str]) -> PairScores:
                 p_a = {axis: 1.0 - value for axis, value in p_a.items()}
             per_pair[(first, second)] = PairScore(uncertainty, p_a, disagreement)
         return PairScores(per_pair=per_pair)
-    score_axes = [axis for axis in axes if axis in table.columns]
-    if "candidate_id" not in table.columns or not score_axes:
-        raise BadInputError(f"scores file {path} needs candidate_a, candidate_b (per pair) or candidate_id plus "
-                            f"one column per axis ({', '.join(axes)}) (per candidate)")
-    ids = table["candidate_id"].astype(str)
-    return PairScores(per_candidate={axis: dict(zip(ids, table[axis].astype(float))) for axis in score_axes})
+    ids = scores.table["candidate_id"]
+    return PairScores(per_candidate={axis: dict(zip(ids, scores.table[axis].astype(float))) for axis in scores.axes})
 
 
 def _missing(value: object) -> bool:

@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from imagepref.errors import BadInputError
+from imagepref.formats import AXES, SIDES
 
-DEFAULT_AXES = ("aesthetics", "prompt_fidelity", "safety")
-CHOICES = ("left", "right", "tie")
+CHOICES = SIDES
 # One keyboard row per axis, in left / right / tie order, so the hands learn one layout.
 HOTKEY_ROWS = (("1", "2", "3"), ("q", "w", "e"), ("a", "s", "d"), ("z", "x", "c"))
 DEFAULT_QUESTIONS = {
@@ -36,7 +36,7 @@ class LabelingConfig(BaseModel):
     """Settings of one comparison project; every field has a default, so `{}` is a valid config."""
 
     title: str = Field("imagepref comparisons", description="Label Studio project title; push and pull find the project by it.")
-    axes: list[str] = Field(list(DEFAULT_AXES), description="Comparison axes, one left/right/tie question each.")
+    axes: list[str] = Field(list(AXES), description="Comparison axes, one left/right/tie question each.")
     questions: dict[str, str] = Field(default_factory=dict, description="Question shown per axis; defaults per known axis.")
     overlap: int = Field(2, ge=1, le=20, description="How many annotators label each task (Label Studio maximum_annotations).")
     instructions: Path | None = Field(None, description="Markdown file with the annotators' instructions.")

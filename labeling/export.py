@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from imagepref.errors import BadInputError
-from imagepref.labeling.config import DEFAULT_AXES
+from imagepref.formats import AXES
 from imagepref.labeling.connection import LabelStudioConnection, LabelStudioRequestError
 from imagepref.labeling.project import require_project
 
@@ -62,6 +62,6 @@ def read_export_file(path: Path) -> list[dict]:
 def axes_of(label_config: str | None) -> list[str]:
     """The axes a project asks about: its `<Choices>` names, or the default axes without a config."""
     if not label_config:
-        return list(DEFAULT_AXES)
+        return list(AXES)
     root = ElementTree.fromstring(label_config)
     return [element.get("name") for element in root.iter("Choices") if element.get("name")]

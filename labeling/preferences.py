@@ -1,4 +1,4 @@
-"""The preference data contract (shared/design.md): the two parquet tables and how they are built.
+"""Building the preference data contract's two tables (docs/formats.md) from judgments.
 
 `annotations.parquet` has one row per judgment of one pair by one annotator, with left/right
 screen answers; `pairs.parquet` has one row per pair with the votes per axis counted in the
@@ -8,29 +8,9 @@ are no votes or the top count is shared (annotators disagree without a majority)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from imagepref.files import replaced_on_success
-
-ANNOTATION_COLUMNS = ("pair_id", "prompt", "candidate_left", "candidate_right", "annotator", "source")
-ANNOTATION_TAIL = ("lead_time", "created_at")
-
-
-def annotation_columns(axes: list[str]) -> list[str]:
-    """The columns of annotations.parquet in contract order."""
-    return [*ANNOTATION_COLUMNS, *axes, *ANNOTATION_TAIL]
-
-
-def pair_columns(axes: list[str]) -> list[str]:
-    """The columns of pairs.parquet in contract order."""
-    columns = ["pair_id", "prompt", "candidate_a", "candidate_b"]
-    for axis in axes:
-        columns += [f"{axis}_votes_a", f"{axis}_votes_b", f"{axis}_votes_tie", f"{axis}_label"]
-    return columns
+from imagepref.formats import OUTCOMES, annotation_columns, majority, pair_columns
 
 
 def annotation_frame(rows: list[dict], axes: list[str], extra: list[str] | None = None) -> pd.DataFrame:
@@ -59,38 +39,25 @@ def to_ab(rows: list[dict], axes: list[str]) -> list[dict]:
     return converted
 
 
-def majority(votes: dict[str, int]) -> str | None:
-    """The answer with strictly the most votes, or None without one."""
-    ranked = sorted(votes.items(), key=lambda item: -item[1])
-    if not ranked or ranked[0][1] == 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
-        return None
-    return ranked[0][0]
-
-
 def pair_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """pairs.parquet's table: per pair and axis the a / b / tie vote counts and the majority label."""
     pairs: dict[str, dict] = {}
     for row in to_ab(rows, axes):
         pair = pairs.setdefault(row["pair_id"], {
             "pair_id": row["pair_id"], "prompt": row["prompt"], "candidate_a": row["candidate_a"],
-            "candidate_b": row["candidate_b"], **{f"{axis}_votes_{answer}": 0 for axis in axes for answer in ("a", "b", "tie")}})
+            "candidate_b": row["candidate_b"], **{f"{axis}_votes_{answer}": 0 for axis in axes for answer in OUTCOMES}})
         for axis in axes:
-            if row.get(axis) in ("a", "b", "tie"):
+            if row.get(axis) in OUTCOMES:
                 pair[f"{axis}_votes_{row[axis]}"] += 1
     for pair in pairs.values():
         for axis in axes:
-            pair[f"{axis}_label"] = majority({answer: pair[f"{axis}_votes_{answer}"] for answer in ("a", "b", "tie")})
+            pair[f"{axis}_label"] = majority({answer: pair[f"{axis}_votes_{answer}"] for answer in OUTCOMES})
     frame = pd.DataFrame(list(pairs.values()), columns=pair_columns(axes))
     for axis in axes:
-        for answer in ("a", "b", "tie"):
+        for answer in OUTCOMES:
             frame[f"{axis}_votes_{answer}"] = frame[f"{axis}_votes_{answer}"].astype("int64")
         frame[f"{axis}_label"] = frame[f"{axis}_label"].astype("string")
     for column in ("pair_id", "prompt", "candidate_a", "candidate_b"):
         frame[column] = frame[column].astype("string")
     return frame.sort_values("pair_id", kind="stable").reset_index(drop=True)
 
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write a table through a temp file and a rename, so a reader never sees half a file."""
-    with replaced_on_success(path) as temporary:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temporary)

@@ -11,8 +11,6 @@ judgment are superseded by the latest, and gold pairs are written apart (`gold.p
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,11 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from imagepref.errors import BadInputError
+from imagepref.files import staged_folder
+from imagepref.formats import GOLD_FILE, write_annotations, write_pairs, write_table
 from imagepref.labeling.agreement import agreement_report
 from imagepref.labeling.config import CHOICES, COMMENT_FIELD
 from imagepref.labeling.connection import LabelStudioConnection
 from imagepref.labeling.export import axes_of, fetch_snapshot_export, read_export_file
-from imagepref.labeling.preferences import annotation_frame, pair_frame, to_ab, write_parquet
+from imagepref.labeling.preferences import annotation_frame, pair_frame, to_ab
 
 SIMULATED_DOMAIN = "@simulated.imagepref.test"
 
@@ -169,14 +169,13 @@ def pull(
     report.pairs = len(pairs)
     gold = annotation_frame(gold_rows, axes, extra=["candidate_a", "candidate_b", *(f"{axis}_gold" for axis in axes)])
     agreement = agreement_report(to_ab(rows, axes), to_ab(gold_rows, axes), axes)
-    out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        write_parquet(annotations, staging / "annotations.parquet")
-        write_parquet(pairs, staging / "pairs.parquet")
-        write_parquet(gold, staging / "gold.parquet")
-        write_parquet(pd.DataFrame(comments, columns=["pair_id", "annotator", "comment"]), staging / "comments.parquet")
+    # A pull replaces the folder whole: the old output is moved aside before the new one is
+    # renamed in, so one of them is always whole.
+    with staged_folder(Path(out_dir).resolve(), existing="replace") as staging:
+        write_annotations(annotations, staging)
+        write_pairs(pairs, staging)
+        write_annotations(gold, staging, GOLD_FILE)
+        write_table(pd.DataFrame(comments, columns=["pair_id", "annotator", "comment"]), staging / "comments.parquet")
         with open(staging / "quarantine.jsonl", "w", encoding="utf-8") as handle:
             for entry in quarantine:
                 handle.write(json.dumps(entry, default=str) + "\n")
@@ -184,20 +183,4 @@ def pull(
         (staging / "agreement.json").write_text(json.dumps(agreement, indent=1), encoding="utf-8")
         report.seconds = round(time.monotonic() - started, 3)
         (staging / "pull_report.json").write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
-        _replace_folder(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    # The old output is moved aside before the new one is renamed in, so one of them is always whole.
-    previous = None
-    if target.exists():
-        previous = target.with_name(f".{target.name}.previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        target.rename(previous)
-    staging.rename(target)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)

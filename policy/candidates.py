@@ -1,4 +1,4 @@
-"""Candidate sets: a generator's images for a list of prompts, in the design's contract.
+"""Candidate sets: a generator's images for a list of prompts (the contract: docs/formats.md).
 
 A candidate set is a folder with ``candidates.parquet`` (one row per image: ``candidate_id``,
 ``prompt_id``, ``prompt``, ``image_path`` relative to the folder, ``image_tokens``, ``generator``,
@@ -18,37 +18,8 @@ import pandas as pd
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
+from imagepref.formats import CANDIDATES_FILE, write_candidate_table
 from imagepref.policy.generator import Generator
-
-CANDIDATES_FILE = "candidates.parquet"
-
-
-def read_prompts(path: str | Path) -> list[dict[str, str]]:
-    """Prompts from a JSONL file (``{"prompt": ..., "prompt_id"?: ...}`` per line) or a text file
-    (one prompt a line); each gets a ``prompt_id`` (given, or ``p<line number>``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"prompts file {path} does not exist")
-    prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if path.suffix == ".jsonl" or line.startswith("{"):
-            try:
-                record = json.loads(line)
-                text = record["prompt"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise BadInputError(f"{path}:{number} is not a JSON object with a \"prompt\" field; "
-                                    "write one {\"prompt\": \"...\"} per line, or use a .txt file") from None
-            if not isinstance(text, str) or not text.strip():
-                raise BadInputError(f"{path}:{number} has an empty prompt")
-            prompts.append({"prompt_id": str(record.get("prompt_id", f"p{number}")), "prompt": text.strip()})
-        else:
-            prompts.append({"prompt_id": f"p{number}", "prompt": line})
-    if not prompts:
-        raise BadInputError(f"prompts file {path} has no prompts: write one prompt per line")
-    return prompts
 
 
 def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]], out: str | Path,
@@ -96,8 +67,7 @@ def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]],
                 })
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(rows)), len(rows))
-        candidates = pd.DataFrame.from_records(records)
-        candidates.to_parquet(staging / CANDIDATES_FILE, index=False)
+        candidates = write_candidate_table(records, staging)
         manifest = {"generator": name, "images_per_prompt": images_per_prompt, "seed": seed, "sampler": sampler,
                     "seconds_per_image": (time.perf_counter() - started) / len(rows),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}

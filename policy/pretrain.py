@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from imagepref.errors import BadInputError
+from imagepref.files import staged_folder
 from imagepref.tensor_state import load_state, save_state
 from imagepref.policy.codec import PaletteCodec
 from imagepref.policy.families.glyph import GlyphGenerator
@@ -82,13 +82,10 @@ def learning_rate(config: PretrainConfig, step: int) -> float:
 
 
 def _save_checkpoint(folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float]) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    generator.save_pretrained(tmp)
-    save_state(tmp, "optimizer", optimizer.state_dict())
-    (tmp / "state.json").write_text(json.dumps({"step": step, "config": config.model_dump(), "losses": losses}))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with staged_folder(folder, existing="replace") as staging:
+        generator.save_pretrained(staging)
+        save_state(staging, "optimizer", optimizer.state_dict())
+        (staging / "state.json").write_text(json.dumps({"step": step, "config": config.model_dump(), "losses": losses}))
 
 
 def _load_checkpoint(folder: Path, optimizer) -> tuple[int, list[float]]:
@@ -192,18 +189,12 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_checkpoint(checkpoint, generator, optimizer, step, config, losses)
     model.eval()
-    tmp = out.with_name(out.name + ".saving")
-    shutil.rmtree(tmp, ignore_errors=True)
-    generator.save_pretrained(tmp)
-    record = {"config": config.model_dump(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "seconds": round(time.time() - started_at), "losses": losses}
-    (tmp / "pretrain.json").write_text(json.dumps(record, indent=1))
-    for item in tmp.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    tmp.rmdir()
+    # Merged into ``out``, which keeps its resumable checkpoint/ beside the finished model.
+    with staged_folder(out, existing="merge") as staging:
+        generator.save_pretrained(staging)
+        record = {"config": config.model_dump(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "seconds": round(time.time() - started_at), "losses": losses}
+        (staging / "pretrain.json").write_text(json.dumps(record, indent=1))
     return generator
 
 

@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from imagepref.errors import BadInputError
+from imagepref.formats import AXES
 
-DEFAULT_AXES = ("aesthetics", "prompt_fidelity", "safety")
 # The token backbone reads embeddings that already name letter pieces and colours, so it needs
 # less width than the pixel one; a narrow token model is what makes it cheap inside RL.
 DEFAULT_WIDTHS = {"pixel": 48, "token": 32, "clip": 96}
@@ -50,7 +50,7 @@ class HeadStatistics(BaseModel):
 class RewardConfig(BaseModel):
     """Everything that defines a reward model and how it is trained and mixed."""
 
-    axes: list[str] = Field(default_factory=lambda: list(DEFAULT_AXES), description="One head per axis, in this order.")
+    axes: list[str] = Field(default_factory=lambda: list(AXES), description="One head per axis, in this order.")
     backbone: Literal["pixel", "token", "clip"] = Field(
         "pixel", description="pixel: small conv stem + prompt reader trained from scratch; token: reads the generator's "
         "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")

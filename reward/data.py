@@ -1,8 +1,9 @@
-"""Reading preference data (shared/design.md contract) and the candidate sets its ids point at.
+"""Reading preference data and the candidate sets its ids point at (the contracts: docs/formats.md).
 
 ``pairs.parquet`` gives per pair and axis the a / b / tie vote counts; the candidate ids resolve
 through one or more candidate sets (``candidates.parquet`` + ``images/``) to an image, its prompt
-and its image tokens. Everything a user can get wrong here (axes the model lacks, no decisive
+and its image tokens. ``imagepref.formats`` reads and checks both files; this module checks what
+a reward model needs of them. Everything a user can get wrong here (axes the model lacks, no decisive
 votes, ids no candidate set holds, images missing on disk) is one ``BadInputError`` line.
 """
 
@@ -19,16 +20,8 @@ import torch
 from PIL import Image
 
 from imagepref.errors import BadInputError
-
-PAIRS_FILE = "pairs.parquet"
-ANNOTATIONS_FILE = "annotations.parquet"
-CANDIDATES_FILE = "candidates.parquet"
-OUTCOMES = ("a", "b", "tie")
-
-
-def data_axes(pairs: pd.DataFrame) -> list[str]:
-    """The axes a pairs table carries (every ``<axis>_votes_a`` column), in column order."""
-    return [c[: -len("_votes_a")] for c in pairs.columns if c.endswith("_votes_a")]
+from imagepref.formats import (CANDIDATES_FILE, OUTCOMES, PAIRS_FILE, check_images, pair_axes, read_candidate_sets,
+                               read_pairs)
 
 
 @dataclasses.dataclass
@@ -70,30 +63,6 @@ class PreferenceSet:
         return [list(self.candidates.at[c, "image_tokens"]) for c in ids]
 
 
-def read_candidate_sets(folders: Sequence[str | Path]) -> pd.DataFrame:
-    """Every candidate of the given sets, indexed by ``candidate_id``, with absolute image paths."""
-    frames = []
-    for folder in map(Path, folders):
-        table_path = folder / CANDIDATES_FILE
-        if not table_path.is_file():
-            raise BadInputError(f"{folder} is not a candidate set ({CANDIDATES_FILE} is missing); pass the folder "
-                                "`imagepref generate` wrote with --candidates")
-        table = pd.read_parquet(table_path)
-        missing = {"candidate_id", "prompt", "image_path"} - set(table.columns)
-        if missing:
-            raise BadInputError(f"{table_path} lacks {', '.join(sorted(missing))}, which the candidate-set contract requires")
-        table = table.assign(candidate_id=table["candidate_id"].astype(str),
-                             image_file=[str(folder / p) for p in table["image_path"]])
-        frames.append(table)
-    if not frames:
-        raise BadInputError("no candidate sets given: pass --candidates DIR (the sets the pairs were made from)")
-    table = pd.concat(frames, ignore_index=True)
-    duplicated = table["candidate_id"][table["candidate_id"].duplicated()]
-    if len(duplicated):
-        raise BadInputError(f"candidate id {duplicated.iloc[0]!r} appears in more than one candidate set; pass each set once")
-    return table.set_index("candidate_id", drop=False)
-
-
 def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path] = (), axes: Sequence[str] | None = None,
                      need_images: bool = True, require_decisive: bool = True) -> PreferenceSet:
     """Read and check preference data and its candidates.
@@ -104,14 +73,8 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
     """
     prefs_dir = Path(prefs_dir)
     pairs_path = prefs_dir / PAIRS_FILE
-    if not pairs_path.is_file():
-        raise BadInputError(f"{prefs_dir} is not preference data ({PAIRS_FILE} is missing); make it with "
-                            "`imagepref label pull --out DIR`")
-    pairs = pd.read_parquet(pairs_path)
-    missing = {"pair_id", "prompt", "candidate_a", "candidate_b"} - set(pairs.columns)
-    if missing:
-        raise BadInputError(f"{pairs_path} lacks {', '.join(sorted(missing))}, which the preference-data contract requires")
-    found = data_axes(pairs)
+    pairs = read_pairs(prefs_dir)
+    found = pair_axes(pairs)
     if axes is not None:
         extra = [a for a in found if a not in axes]
         if extra:
@@ -121,9 +84,7 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
         raise BadInputError(f"{pairs_path} has no <axis>_votes_a columns: it carries no votes")
     if len(pairs) == 0:
         raise BadInputError(f"{pairs_path} is empty: label some pairs first (`imagepref label pull`)")
-    set_set = PreferenceSet(pairs.assign(candidate_a=pairs["candidate_a"].astype(str),
-                                         candidate_b=pairs["candidate_b"].astype(str)).reset_index(drop=True),
-                            pd.DataFrame(), found)
+    set_set = PreferenceSet(pairs.reset_index(drop=True), pd.DataFrame(), found)
     votes = set_set.votes()
     if require_decisive and float(votes[..., :2].sum()) == 0:
         what = "every vote is a tie" if float(votes.sum()) > 0 else "no pair has a vote"
@@ -137,18 +98,9 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
         raise BadInputError(f"{len(unknown)} candidate id(s) of the pairs are in no candidate set given (e.g. "
                             f"{unknown[0]!r}); pass every set the pairs came from with --candidates")
     if need_images:
-        require_images(candidates, named)
+        check_images(candidates, named)
     set_set.candidates = candidates
     return set_set
-
-
-def require_images(candidates: pd.DataFrame, ids: Sequence[str]) -> None:
-    """Raise ``BadInputError`` unless every candidate in ``ids`` (of a ``read_candidate_sets``
-    table) has its image on disk."""
-    absent = [c for c in ids if not Path(candidates.at[c, "image_file"]).is_file()]
-    if absent:
-        raise BadInputError(f"{len(absent)} candidate image(s) are missing on disk (e.g. "
-                            f"{candidates.at[absent[0], 'image_file']}); restore the candidate set's images/")
 
 
 def split_by_prompt(prefs: PreferenceSet, fraction: float, seed: int) -> tuple[PreferenceSet, PreferenceSet]:

@@ -1,4 +1,5 @@
-"""Scoring candidate sets with a reward model, in the two shapes labeling's scores file reads.
+"""Scoring candidate sets with a reward model, in the two shapes of the scores file (docs/formats.md;
+written with ``imagepref.formats.write_scores``, read by labeling):
 
 - ``candidate_scores``: one row per candidate: ``candidate_id``, the raw score of each head,
   ``<axis>_normalised`` and ``combined`` (the RL reward), for reports and ad-hoc ranking;
@@ -19,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from imagepref.errors import BadInputError
-from imagepref.reward.data import PreferenceSet, read_candidate_sets, require_images
+from imagepref.formats import check_images, read_candidate_sets
+from imagepref.reward.data import PreferenceSet
 from imagepref.reward.model import RewardModel, score_candidates
 
 BATCH = 256
@@ -29,7 +30,7 @@ BATCH = 256
 def _member_scores(model: RewardModel, table: pd.DataFrame) -> torch.Tensor:
     """Raw scores (members, candidates, axes) of the rows of a ``read_candidate_sets`` table."""
     if model.config.backbone != "token":
-        require_images(table, table["candidate_id"])
+        check_images(table)
     candidates = PreferenceSet(pd.DataFrame(), table, list(model.axes))  # no pairs: every candidate of the set
     return score_candidates(model, candidates, table["candidate_id"], BATCH, per_member=True)
 
@@ -51,8 +52,6 @@ def pair_scores(model: RewardModel, candidate_sets: Sequence[str | Path]) -> pd.
     """One row per pair of candidates that share a ``prompt_id``: P(a preferred) per axis,
     ``uncertainty`` and (several members) ``disagreement``; see the module docstring."""
     table = read_candidate_sets(candidate_sets)
-    if "prompt_id" not in table.columns:
-        raise BadInputError("the candidate set has no prompt_id column, which the candidate-set contract requires")
     raw = _member_scores(model, table)
     position = {candidate: i for i, candidate in enumerate(table["candidate_id"])}
     pairs = [pair for _, group in table.groupby(table["prompt_id"].astype(str), sort=True)

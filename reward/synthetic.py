@@ -6,7 +6,7 @@ the wrong ink colour, or a different word of the same length. Every image goes t
 generator's codec (encode, then decode), exactly as a generated candidate would, so the pixels
 and the ``image_tokens`` column agree. Pairs within a prompt are judged by several simulated
 annotators (``policy.glyphworld.rules.simulated_judge``, independent errors) and written as
-``annotations.parquet`` and ``pairs.parquet`` with the columns of shared/design.md.
+``annotations.parquet`` and ``pairs.parquet`` of the preference-data contract (docs/formats.md).
 
 OCR comes in as a callable (``read_text``), so this module depends on no engine; readings are
 cached per image, since each image is judged in several pairs by several annotators.
@@ -27,8 +27,8 @@ from PIL import Image
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-
-AXES = ("aesthetics", "prompt_fidelity", "safety")
+from imagepref.formats import (AXES, OUTCOMES, PAIRS_FILE, majority, pair_columns, write_annotations,
+                               write_candidate_table, write_pairs)
 
 
 def _cached(read_text: Callable[[Image.Image], str]) -> Callable[[Image.Image], str]:
@@ -85,7 +85,7 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
     if prompts < 1 or variants_per_prompt < 2 or annotators < 1:
         raise BadInputError("need at least 1 prompt, 2 variants per prompt and 1 annotator")
     out = Path(out)
-    if (out / "pairs.parquet").exists():
+    if (out / PAIRS_FILE).exists():
         raise BadInputError(f"{out} already holds preference data; choose another --out")
     with staged_folder(out) as staging:
         (staging / "candidates" / "images").mkdir(parents=True)
@@ -104,8 +104,7 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
         for record, image, row in zip(records, decoded, codes):
             image.save(staging / "candidates" / record["image_path"])
             record["image_tokens"] = [int(c) for c in row]
-        candidates = pd.DataFrame.from_records(records)
-        candidates.to_parquet(staging / "candidates" / "candidates.parquet", index=False)
+        candidates = write_candidate_table(records, staging / "candidates")
 
         reader = _cached(read_text)
         judges = [simulated_judge(reader, AXES, error_rate, seed=seed * 1000 + k) for k in range(annotators)]
@@ -116,7 +115,7 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
             for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
                 pair_id = f"{a.candidate_id}~{b.candidate_id}"
                 pair = {"pair_id": pair_id, "prompt": a.prompt, "candidate_a": a.candidate_id, "candidate_b": b.candidate_id,
-                        **{f"{axis}_votes_{o}": 0 for axis in AXES for o in ("a", "b", "tie")}}
+                        **{f"{axis}_votes_{o}": 0 for axis in AXES for o in OUTCOMES}}
                 for k, judge in enumerate(judges):
                     left, right = (a, b) if rng.random() < 0.5 else (b, a)
                     verdict = judge(a.prompt, folder / left.image_path, folder / right.image_path)
@@ -128,11 +127,8 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
                         outcome = "tie" if chosen is None else ("a" if chosen.candidate_id == a.candidate_id else "b")
                         pair[f"{axis}_votes_{outcome}"] += 1
                 for axis in AXES:
-                    counts = sorted(((pair[f"{axis}_votes_{o}"], o) for o in ("a", "b", "tie")), reverse=True)
-                    pair[f"{axis}_label"] = counts[0][1] if counts[0][0] > counts[1][0] else None
+                    pair[f"{axis}_label"] = majority({o: pair[f"{axis}_votes_{o}"] for o in OUTCOMES})
                 pair_rows.append(pair)
-        pd.DataFrame(annotation_rows).to_parquet(staging / "annotations.parquet", index=False)
-        columns = ["pair_id", "prompt", "candidate_a", "candidate_b"] + [
-            f"{axis}_{part}" for axis in AXES for part in ("votes_a", "votes_b", "votes_tie", "label")]
-        pd.DataFrame(pair_rows, columns=columns).to_parquet(staging / "pairs.parquet", index=False)
+        write_annotations(pd.DataFrame(annotation_rows), staging)
+        write_pairs(pd.DataFrame(pair_rows, columns=pair_columns(AXES)), staging)
     return {"candidates": len(candidates), "pairs": len(pair_rows), "annotations": len(annotation_rows)}

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
-from imagepref.files import staged_folder, write_text_atomically
+from imagepref.files import staged_folder, write_json_atomically, write_text_atomically
 from imagepref.tensor_state import load_state, save_state
 from imagepref.policy.generator import CONFIG_NAME, Generator, load_generator
 
@@ -95,16 +94,11 @@ def _prepare_run_folder(out: Path, record: dict, resume: bool) -> str | None:
             raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
     elif resume:
         raise BadInputError(f"--resume given but {out} holds no run ({RUN_FILE} missing); drop --resume to start one")
-    write_json_atomic(existing, record)
+    write_json_atomically(existing, record)
     # transformers writes trainer_state.json last: a checkpoint without it was cut short by a kill.
     checkpoints = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
                          key=lambda p: int(p.name.split("-")[-1]))
     return str(checkpoints[-1]) if resume and checkpoints else None
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON through ``imagepref.files``: a crash never leaves half a file."""
-    write_text_atomically(path, json.dumps(data, indent=1, default=str))
 
 
 def lora_config(settings, generator: Generator):
@@ -120,8 +114,8 @@ def lora_config(settings, generator: Generator):
 def save_result(out: Path, trainer_model: torch.nn.Module, generator: Generator, lora: bool) -> Path:
     """Save the trained adapter (or the full generator) into ``out/adapter`` atomically."""
     target = out / ADAPTER_DIR
-    shutil.rmtree(target, ignore_errors=True)  # a resumed run replaces its earlier result
-    with staged_folder(target) as staging:
+    # A resumed run replaces its earlier result; the old one stays whole until the new one is.
+    with staged_folder(target, existing="replace") as staging:
         if lora:
             trainer_model.save_pretrained(str(staging), safe_serialization=True)
         else:

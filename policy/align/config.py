@@ -1,16 +1,33 @@
-"""Settings of the alignment trainers: one pydantic model per stage, every field documented.
+"""Settings of the alignment trainers: TRL's own configs, plus what image tokens need.
 
-A run writes its settings as ``align.json`` beside its adapter, so the folder is the record of the
-run; ``imagepref align <method> --config FILE.yaml`` and ``key=value`` overrides fill these models.
+``DPOSettings`` carries every field of TRL's ``DPOConfig``, ``GRPOSettings`` and ``PPOSettings``
+every field of its ``GRPOConfig`` (transformers' ``TrainingArguments`` included), under TRL's
+names, help texts and defaults: ``lr_scheduler_type=cosine warmup_steps=0.1
+gradient_accumulation_steps=2 bf16=true`` reach the trainer as they are. Declared here are only
+
+- our own fields (LoRA, held-out monitoring, guidance, the pair policy, rewards, PPO's value head);
+- the TRL fields whose default we change, each with the reason beside it;
+- the names the recipes and the README use for three TRL fields: ``steps`` (``max_steps``),
+  ``batch_size`` (``per_device_train_batch_size``), ``save_every`` (``save_steps``), and PPO's
+  ``epochs_per_rollout`` (``num_iterations``).
+
+Unknown keys are errors. This module imports pydantic only; the three settings classes are built
+from TRL's dataclasses on first use (``settings_class``, or importing the names), which imports
+TRL, transformers and torch (about 4 s on two cores). A run writes its settings as ``align.json``
+beside its adapter, so the folder is the record of the run.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import dataclasses
+import typing
+from typing import Any, ClassVar
 
-from imagepref.errors import UnknownNameError
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-AXES = ("aesthetics", "prompt_fidelity", "safety")
+from imagepref.errors import BadInputError, UnknownNameError
+
+METHODS = ("dpo", "grpo", "ppo")
 
 
 class Strict(BaseModel):
@@ -28,29 +45,6 @@ class PairPolicy(Strict):
     margin: float = Field(0.0, description="A weighted score with |score| <= margin is a tie.")
     ties: str = Field("drop", description="drop: ties leave the data; downweight: kept at tie_weight, chosen by score sign.")
     tie_weight: float = Field(0.25, description="Weight of a kept tie (ties=downweight).")
-
-
-class CommonSettings(Strict):
-    """What every trainer shares: LoRA, optimisation, checkpoints, monitoring."""
-
-    seed: int = Field(0, description="Seed of the data order, the sampler and the LoRA init.")
-    lora: bool = Field(True, description="Train a peft LoRA adapter (the reference is the model with it off); "
-                       "false: full fine-tune with a frozen reference copy.")
-    lora_r: int = Field(16, description="LoRA rank.")
-    lora_alpha: int = Field(32, description="LoRA alpha.")
-    lora_dropout: float = Field(0.0, description="LoRA dropout (0 keeps ratios exact at step 1).")
-    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                             "gate_proj", "up_proj", "down_proj"],
-                                    description="Module names LoRA wraps.")
-    learning_rate: float = Field(5e-4, description="Peak learning rate (AdamW).")
-    steps: int = Field(100, description="Optimizer steps.")
-    batch_size: int = Field(8, description="Sequences (DPO: pairs) per optimizer step.")
-    save_every: int = Field(25, description="Steps between resumable checkpoints (adapter, optimizer, RNG).")
-    monitor_every: int = Field(25, description="Steps between held-out monitoring passes (0: off).")
-    monitor_prompts: int = Field(16, description="Held-out glyph-world prompts in each monitoring pass.")
-    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="transformers report_to targets.")
-    guidance_scale: float | None = Field(None, description="Classifier-free guidance of the sampler (rollouts, monitoring; default: the generator's own).")
-    temperature: float = Field(1.0, description="Sampling temperature of rollouts.")
 
 
 class RewardMix(Strict):
@@ -74,45 +68,166 @@ class OnPolicyPairs(Strict):
                                       "(names as for GRPO; with --reward-model its combined reward ranks them).")
 
 
-class DPOSettings(CommonSettings):
-    """``imagepref align dpo``."""
+class AlignFields(Strict):
+    """What every trainer shares: our fields and our defaults for some of TRL's.
 
-    beta: float = Field(0.1, description="DPO beta.")
-    loss_type: str = Field("sigmoid", description="TRL DPO loss type.")
-    precompute_ref_log_probs: bool = Field(False, description="Compute reference log-probs once before training.")
-    pairs: PairPolicy = Field(default_factory=PairPolicy)
-    epochs: int = Field(0, description="Passes over the pairs; 0 uses ``steps``.")
+    The settings classes add every other field of TRL's config to these (``settings_class``)."""
+
+    # TRL's configs hold parallelism and accelerator objects as well as plain values.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    # Other names for TRL fields: {our name: TRL's}. They are accepted as input and stored under
+    # TRL's name, so a run's record and the trainer see one field.
+    ALIASES: ClassVar[dict[str, str]] = {"steps": "max_steps", "batch_size": "per_device_train_batch_size",
+                                         "save_every": "save_steps"}
+    # TRL fields the trainer sets itself (not settings): the run folder is --out.
+    TRAINER_SETS: ClassVar[tuple[str, ...]] = ("output_dir",)
+    # Filled when the settings class is built: TRL's config class and its fields' defaults.
+    trl_config: ClassVar[type | None] = None
+    trl_defaults: ClassVar[dict[str, Any]] = {}
+
+    # ----- TRL fields with our default, and why ---------------------------------------------
+    max_steps: int = Field(100, gt=0, description="Optimizer steps (also: steps). TRL's -1 means 3 epochs; our runs "
+                           "are sized in steps (30 for the quickstart's DPO, 120 for its GRPO).")
+    save_steps: int = Field(25, gt=0, description="Steps between resumable checkpoints: adapter, optimizer, RNG (also: "
+                            "save_every). TRL's 500 is longer than most glyph-world runs, so a killed run would restart "
+                            "from step 0.")
+    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (AdamW). TRL's 1e-6 is a full fine-tune's "
+                                 "rate; for LoRA on the glyph world GRPO at 5e-4 lifted held-out OCR word accuracy from "
+                                 "42.2 to 50.0 %, 1e-3 reached 37.5 % on the monitor at step 50 and 5e-3 collapsed.")
+    lr_scheduler_type: str = Field("constant", description="Learning-rate schedule (transformers SchedulerType: "
+                                   "linear, cosine, constant_with_warmup, ...). TRL's default decays linearly to 0; "
+                                   "every measured glyph-world run and the quickstart's figures used a constant rate.")
+    logging_steps: float = Field(1, gt=0, description="Steps between logged steps. TRL logs every 10; the run log, "
+                                 "the console line and metrics.jsonl here follow every step of these short runs.")
+    seed: int = Field(0, description="Seed of the data order, the sampler and the LoRA init. TRL's is 42; the "
+                      "quickstart's and the measured runs' figures were drawn with 0.")
+    bf16: bool = Field(False, description="bfloat16 autocast in training. TRL turns it on; off here because the "
+                       "sampler reports float32 log-probs, so under bf16 the training pass's log-probs differ from the "
+                       "rollout's and the step-1 ratio is not 1 nor the KL 0; on a CPU it is also slower.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass "
+                                         "(transformers 5 also reads activation_checkpointing, which wins when set). "
+                                         "TRL turns it on; off here: the glyph world's model is small and a step "
+                                         "runs slower with it. Set it for a large generator on a small GPU.")
+    report_to: str | list[str] = Field(default_factory=lambda: ["tensorboard"], description="transformers report_to "
+                                       "targets. TRL reports nowhere; the run folder keeps TensorBoard events in runs/.")
+    disable_tqdm: bool = Field(True, description="No progress bar: each logged step is one line in the run log instead.")
+
+    # ----- our fields -------------------------------------------------------------------------
+    lora: bool = Field(True, description="Train a peft LoRA adapter (the reference is the model with it off); "
+                       "false: full fine-tune with a frozen reference copy.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 keeps ratios exact at step 1).")
+    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                             "gate_proj", "up_proj", "down_proj"],
+                                    description="Module names LoRA wraps.")
+    monitor_every: int = Field(25, ge=0, description="Steps between held-out monitoring passes (0: off).")
+    monitor_prompts: int = Field(16, ge=1, description="Held-out glyph-world prompts in each monitoring pass.")
+    guidance_scale: float | None = Field(None, ge=0, description="Classifier-free guidance of the sampler (rollouts, "
+                                         "monitoring; default: the generator's own).")
+
+    # ----- other names (folded into TRL's field as the settings are read) --------------------
+    steps: int | None = Field(None, exclude=True, description="Same as max_steps.")
+    batch_size: int | None = Field(None, exclude=True, description="Same as per_device_train_batch_size: sequences "
+                                   "(DPO: pairs) per device per micro-step.")
+    save_every: int | None = Field(None, exclude=True, description="Same as save_steps.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_other_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for ours, theirs in cls.ALIASES.items():
+            if ours in data:
+                if theirs in data:
+                    raise ValueError(f"give {ours} or {theirs}, not both (they are one setting)")
+                data[theirs] = data.pop(ours)
+        return data
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        from transformers.trainer_utils import SchedulerType
+
+        names = [kind.value for kind in SchedulerType]
+        if value not in names:
+            raise ValueError(f"unknown schedule {value!r}; use one of {', '.join(names)}")
+        return value
+
+    def trl_arguments(self) -> dict[str, Any]:
+        """The TRL config fields whose value differs from TRL's own default, by TRL's names."""
+        values = {name: getattr(self, name) for name, default in self.trl_defaults.items()
+                  if not _same(getattr(self, name), default)}
+        # TRL 1.16 names the switch gradient_checkpointing, transformers 5.24 activation_checkpointing
+        # (the old name deprecated): the trainer gets the new name only, so no deprecation warning.
+        values.pop("gradient_checkpointing", None)
+        checkpointing = getattr(self, "activation_checkpointing", None)
+        values["activation_checkpointing"] = self.gradient_checkpointing if checkpointing is None else checkpointing
+        return values
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except Exception:  # noqa: BLE001 - an object without a plain comparison counts as changed
+        return False
+
+
+class DPOFields(AlignFields):
+    """``imagepref align dpo``: our fields besides TRL's ``DPOConfig``."""
+
+    # The examples are token ids already; TRL would otherwise truncate rows to 1024 tokens and cut
+    # image blocks (an Emu3 block alone is longer).
+    TRAINER_SETS: ClassVar[tuple[str, ...]] = ("output_dir", "max_length")
+
+    pairs: PairPolicy = Field(default_factory=PairPolicy, description="How per-axis verdicts become pairs.")
+    epochs: int = Field(0, ge=0, description="Passes over the pairs (sets num_train_epochs); 0 uses max_steps.")
     on_policy: OnPolicyPairs = Field(default_factory=OnPolicyPairs,
                                      description="Iterative DPO (no --preferences): how pairs are sampled and ranked.")
 
-
-class GRPOSettings(CommonSettings):
-    """``imagepref align grpo``."""
-
-    beta: float = Field(0.04, description="KL weight to the reference (TRL defaults to 0, which lets the policy drift).")
-    num_generations: int = Field(8, description="Images per prompt in a group.")
-    epsilon: float = Field(0.2, description="Clipping range of the ratio.")
-    loss_type: str = Field("dapo", description="TRL GRPO loss type.")
-    rewards: RewardMix = Field(default_factory=RewardMix)
+    def trl_arguments(self) -> dict[str, Any]:
+        values = super().trl_arguments()
+        values["max_length"] = None
+        if self.epochs:
+            values.update(max_steps=-1, num_train_epochs=self.epochs)
+        return values
 
 
-class PPOSettings(GRPOSettings):
+class GRPOFields(AlignFields):
+    """``imagepref align grpo``: our fields besides TRL's ``GRPOConfig``."""
+
+    # The completion is one image block (its length is the generator's) and the weights come from rewards.weights.
+    TRAINER_SETS: ClassVar[tuple[str, ...]] = ("output_dir", "max_completion_length", "reward_weights")
+
+    beta: float = Field(0.04, ge=0, description="KL weight to the reference. TRL's 0 drops the KL term and lets the "
+                        "policy drift from the base unchecked; every measured GRPO run here used 0.04.")
+    rewards: RewardMix = Field(default_factory=RewardMix, description="The rewards and their weights.")
+
+
+class PPOFields(GRPOFields):
     """``imagepref align ppo``: clipped surrogate, KL penalty, learned value baseline, GAE."""
 
-    num_generations: int = Field(4, description="Images per prompt per rollout (no group baseline is used).")
-    gamma: float = Field(1.0, description="GAE discount over image tokens.")
-    lam: float = Field(1.0, description="GAE lambda. 1: Monte-Carlo returns with the value as a baseline only; the "
-                       "reward arrives at the last of ~64 codes, and at 0.95 the first codes got 0.95**63 = 4 % of "
-                       "its credit, the rest from a weak value head's differences.")
-    value_coef: float = Field(0.5, description="Weight of the value loss.")
-    value_clip: float = Field(0.2, description="Clip range of the value update.")
-    value_lr: float = Field(1e-4, description="Learning rate of the value head (AdamW). At 1e-3 the linear head on "
-                            "~unit-scale hidden states oscillated on the shipped base (mean value -4.9 to +4, returns ~0.9).")
-    epochs_per_rollout: int = Field(1, description="Optimisation passes over each rollout batch (TRL num_iterations).")
-    guidance_scale: float | None = Field(None, description="Guidance of the held-out monitoring sampler only: PPO's "
-                                         "rollouts sample the raw policy (guidance 1), the distribution its ratio and KL use.")
+    ALIASES: ClassVar[dict[str, str]] = {**AlignFields.ALIASES, "epochs_per_rollout": "num_iterations"}
+
+    num_generations: int = Field(4, ge=1, description="Images per prompt per rollout. TRL's 8 sizes GRPO's groups; "
+                                 "PPO uses no group baseline, and its measured runs drew 4.")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount over image tokens.")
+    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda. 1: Monte-Carlo returns with the value as a baseline "
+                       "only; the reward arrives at the last of ~64 codes, and at 0.95 the first codes got 0.95**63 = "
+                       "4 % of its credit, the rest from a weak value head's differences.")
+    value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    value_clip: float = Field(0.2, gt=0, description="Clip range of the value update.")
+    value_lr: float = Field(1e-4, gt=0, description="Learning rate of the value head (AdamW). At 1e-3 the linear head "
+                            "on ~unit-scale hidden states oscillated on the shipped base (mean value -4.9 to +4, "
+                            "returns ~0.9).")
+    guidance_scale: float | None = Field(None, ge=0, description="Guidance of the held-out monitoring sampler only: "
+                                         "PPO's rollouts sample the raw policy (guidance 1), the distribution its "
+                                         "ratio and KL use.")
     temperature: float = Field(1.0, description="Must be 1: PPO's rollouts sample the raw policy, the distribution "
                                "its ratio and KL use.")
+    epochs_per_rollout: int | None = Field(None, exclude=True, description="Same as num_iterations: optimisation "
+                                           "passes over each rollout batch.")
 
     @field_validator("temperature")
     @classmethod
@@ -123,7 +238,85 @@ class PPOSettings(GRPOSettings):
         return value
 
 
-def guidance_of(settings: CommonSettings, generator) -> float:
+# ----- the settings classes: our fields plus every field of TRL's config ---------------------
+_FIELDS = {"dpo": (DPOFields, "trl.trainer.dpo_config", "DPOConfig", "DPOSettings"),
+           "grpo": (GRPOFields, "trl.trainer.grpo_config", "GRPOConfig", "GRPOSettings"),
+           "ppo": (PPOFields, "trl.trainer.grpo_config", "GRPOConfig", "PPOSettings")}
+_BUILT: dict[str, type[AlignFields]] = {}
+
+
+def settings_class(method: str) -> type[AlignFields]:
+    """The settings model of ``method`` (dpo, grpo or ppo): ours plus every field of TRL's config."""
+    if method not in _FIELDS:
+        raise UnknownNameError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in _BUILT:
+        _BUILT[method] = _build(*_FIELDS[method])
+    return _BUILT[method]
+
+
+def _build(ours: type[AlignFields], module: str, config_name: str, name: str) -> type[AlignFields]:
+    import importlib
+
+    config = getattr(importlib.import_module(module), config_name)
+    hints = typing.get_type_hints(config)
+    trl_fields: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for spec in dataclasses.fields(config):
+        if not spec.init or spec.name in ours.TRAINER_SETS:
+            continue
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        defaults[spec.name] = default
+        if spec.name in ours.model_fields:
+            continue  # ours: our default, with its reason
+        # A hub token never lands in a run's record.
+        common = {"description": spec.metadata.get("help", ""), "exclude": spec.name.endswith("_token") or None}
+        if spec.default_factory is not dataclasses.MISSING:
+            info = Field(default_factory=spec.default_factory, **common)
+        else:
+            info = Field(spec.default, **common)
+        trl_fields[spec.name] = (hints.get(spec.name, Any), info)
+    doc = (f"{ours.__doc__}\n\nEvery field of TRL's ``{config_name}`` is a setting too, with TRL's default unless "
+           "declared in this module.")
+    settings = create_model(name, __base__=ours, __module__=__name__, __doc__=doc, **trl_fields)
+    settings.trl_config = config
+    settings.trl_defaults = defaults
+    return settings
+
+
+def __getattr__(name: str):
+    # DPOSettings, GRPOSettings and PPOSettings are built on first use: building them imports TRL.
+    for method, (_, _, _, class_name) in _FIELDS.items():
+        if name == class_name:
+            return settings_class(method)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def settings_from_mapping(method: str, data: dict[str, Any] | None, where: str | None = None) -> AlignFields:
+    """``method``'s settings from a mapping (a recipe's ``align.<method>`` section, a ``--config``
+    file with overrides applied); the first problem is one line naming ``where.<key>`` and, for an
+    unknown key, the nearest known one."""
+    from imagepref import settings as checked
+
+    return checked.validated(settings_class(method), dict(data or {}), where or f"align.{method}",
+                             prefix=f"align.{method}.")
+
+
+def settings_help(method: str) -> str:
+    """Every setting of ``method``, one a line: ``name (default): help``; ours and our defaults
+    for TRL's fields first, then TRL's other fields (for ``imagepref align <method> --help``)."""
+    model = settings_class(method)
+    ours = _FIELDS[method][0].model_fields
+    lines = []
+    for name, field in model.model_fields.items():
+        if field.exclude and name not in ours:
+            continue
+        default = field.get_default(call_default_factory=True)
+        text = (field.description or "").split(". ")[0].strip().rstrip(".")
+        lines.append((name not in ours, f"{name} ({default!r}): {text}"))
+    return "\n".join(line for _, line in sorted(lines, key=lambda item: item[0]))
+
+
+def guidance_of(settings: AlignFields, generator) -> float:
     """The guidance scale a run samples with: the setting, else the generator's own, else 3."""
     if settings.guidance_scale is not None:
         return settings.guidance_scale
@@ -137,3 +330,8 @@ def check_reward_names(weights: dict[str, float]) -> None:
     for name in weights:
         if not known_reward(name):
             raise UnknownNameError(f"unknown reward {name!r} in the reward weights; use {REWARD_NAMES}")
+
+
+__all__ = ["AlignFields", "DPOFields", "GRPOFields", "METHODS", "OnPolicyPairs", "PPOFields", "PairPolicy",
+           "RewardMix", "Strict", "check_reward_names", "guidance_of", "settings_class", "settings_from_mapping",
+           "settings_help"]

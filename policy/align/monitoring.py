@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from imagepref.formats import AXES
 from imagepref.policy.generator import Generator
-from imagepref.policy.glyphworld.rules import AXES, ReadText, judge_image
+from imagepref.policy.glyphworld.rules import ReadText, judge_image
 
 
 class HeldoutMonitor(TrainerCallback):

@@ -20,10 +20,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from imagepref.errors import BadInputError
+from imagepref.formats import PAIRS_FILE, read_candidate_sets, read_pairs
 from imagepref.policy.align.config import OnPolicyPairs, PairPolicy
 from imagepref.policy.generator import Generator
 
@@ -47,19 +47,10 @@ def collapse_verdicts(row: dict, policy: PairPolicy) -> tuple[str, float] | None
 
 def read_candidates(folders: Sequence[str | Path]) -> dict[str, dict]:
     """candidate_id -> row (prompt, image_tokens) over one or more candidate sets."""
-    rows: dict[str, dict] = {}
-    for folder in folders:
-        table = Path(folder) / "candidates.parquet"
-        if not table.is_file():
-            raise BadInputError(f"{folder} is not a candidate set (no candidates.parquet); pass the folder "
-                                "`imagepref generate` wrote")
-        frame = pd.read_parquet(table)
-        if "image_tokens" not in frame.columns:
-            raise BadInputError(f"candidate set {folder} has no image_tokens column, so DPO has no tokens to train on; "
-                                "regenerate it with `imagepref generate` (images alone cannot be trained on)")
-        for record in frame.to_dict("records"):
-            rows[str(record["candidate_id"])] = record
-    return rows
+    table = read_candidate_sets(folders, columns=("image_tokens",),
+                                why="that DPO trains on (images alone cannot be trained on); regenerate the set with "
+                                    "`imagepref generate`")
+    return {str(record["candidate_id"]): record for record in table.to_dict("records")}
 
 
 def _tokens(candidate: dict, candidate_id: str, generator: Generator) -> torch.Tensor:
@@ -83,10 +74,8 @@ def preference_examples(preferences: str | Path, candidate_sets: Sequence[str | 
 
     Every candidate must be found in ``candidate_sets`` with image tokens in the generator's range;
     the error names the first one that is not."""
-    pairs_file = Path(preferences) / "pairs.parquet"
-    if not pairs_file.is_file():
-        raise BadInputError(f"{preferences} has no pairs.parquet; pass the folder `imagepref label pull --out` wrote")
-    pairs = pd.read_parquet(pairs_file)
+    pairs_file = Path(preferences) / PAIRS_FILE
+    pairs = read_pairs(preferences)
     candidates = read_candidates(candidate_sets)
     examples = []
     for row in pairs.to_dict("records"):

@@ -42,9 +42,9 @@ def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
     """(read_text, Flow-GRPO text reward(prompt, reading), word accuracy(reading, target)) from the
     evaluation suite."""
     from imagepref.eval.metrics import extract_targets, score_text
-    from imagepref.eval.ocr import get_engine
+    from imagepref.eval.ocr import text_reader
 
-    read_text = get_engine(engine).read_text
+    read_text = text_reader(engine)
 
     def text_reward(prompt: str, reading: str) -> float | None:
         return score_text(extract_targets(prompt), reading).flow_grpo_score

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.formats import AXES
 from imagepref.policy.generator import Generator
 from imagepref.policy.glyphworld import rules
 
@@ -156,7 +157,7 @@ def reward_heads(reward_model: Any) -> list[str]:
     heads = getattr(reward_model, "axes", None)
     if heads is None and getattr(reward_model, "config", None) is not None:
         heads = getattr(reward_model.config, "axes", None)
-    heads = heads or rules.AXES
+    heads = heads or AXES
     return list(heads.keys()) if isinstance(heads, dict) else [str(h) for h in heads]
 
 

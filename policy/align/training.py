@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from imagepref.policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result, write_json_atomic
+from imagepref.files import write_json_atomically
+from imagepref.policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result
 from imagepref.policy.align.config import CommonSettings, guidance_of
 from imagepref.policy.align.logprobs import generator_view, install_policy_logprobs
 from imagepref.policy.align.monitoring import HeldoutMonitor, attach_first
@@ -128,6 +129,6 @@ def run_training(trainer, generator: Generator, settings: CommonSettings, out: P
         record = read_run(out)
         record["finished"] = {"steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
                               "train_loss": result.training_loss, "adapter": ADAPTER_DIR}
-        write_json_atomic(out / RUN_FILE, record)
+        write_json_atomically(out / RUN_FILE, record)
     trainer.accelerator.wait_for_everyone()
     return {"adapter": str(adapter), "steps": trainer.state.global_step, "log_history": trainer.state.log_history}

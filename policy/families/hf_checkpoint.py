@@ -8,16 +8,14 @@ Emu3, Janus-Pro and the causal-LM-plus-VQ family each read in one file (``emu3.p
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from imagepref.errors import BadInputError, ImagePrefError
+from imagepref.files import staged_folder
 
 
 class UnsupportedByFamilyError(ImagePrefError):
@@ -63,38 +61,18 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     return names[dtype]
 
 
-def write_folder_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(temp_folder)``, then move its files into ``path``; a failure leaves ``path`` as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir()
-    try:
-        write(temp)
-        path.mkdir(exist_ok=True)
-        for item in temp.iterdir():
-            target = path / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(item, target)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def save_generator_folder(generator, path: str | Path, with_codec: bool = False) -> None:
     """Write ``generator``'s model (safetensors), tokenizer, codec folder when it has its own, and
-    ``imagepref.json`` into ``path``, atomically (``write_folder_atomically``)."""
+    ``imagepref.json`` into ``path`` through a staged folder (``imagepref.files.staged_folder``,
+    merged into what ``path`` already holds), so a failed save leaves ``path`` as it was."""
     from imagepref.policy.generator import CONFIG_NAME
 
-    def write(folder: Path) -> None:
+    with staged_folder(path, existing="merge") as folder:
         generator.model.save_pretrained(str(folder), safe_serialization=True)
         generator.tokenizer.save_pretrained(str(folder))
         if with_codec:
             generator.codec.save_pretrained(folder / generator.config.codec)
         (folder / CONFIG_NAME).write_text(generator.config.model_dump_json(indent=2))
-
-    write_folder_atomically(path, write)
 
 
 def pixels_in_unit_range(images, size: tuple[int, int], module: torch.nn.Module) -> torch.Tensor:

@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
+from imagepref.formats import AXES
 from imagepref.policy.glyphworld.world import FORBIDDEN_COLOUR, TEXT_COLOURS
 
-AXES = ("aesthetics", "prompt_fidelity", "safety")
 ReadText = Callable[[Image.Image], str]
 
 # How far apart two scores must be before a judge prefers one image; below it, a tie.

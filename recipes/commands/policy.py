@@ -66,7 +66,8 @@ def generate(
 ) -> None:
     """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
     from imagepref.dtypes import torch_dtype
-    from imagepref.policy.candidates import read_prompts, write_candidate_set
+    from imagepref.formats import read_prompts
+    from imagepref.policy.candidates import write_candidate_set
     from imagepref.policy.generator import load_generator, read_config
 
     if n <= 0:
@@ -74,7 +75,7 @@ def generate(
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} exists and is not empty; choose another --out")
     read_config(model)
-    prompt_rows = read_prompts(prompts)
+    prompt_rows = [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(prompts)]
     generator = load_generator(model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code)
     sampler = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
     with _progress() as progress:

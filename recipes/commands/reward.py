@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagepref.errors import BadInputError
-from imagepref.files import replaced_on_success, write_text_atomically
+from imagepref.files import write_text_atomically
+from imagepref.formats import write_scores
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -128,8 +129,7 @@ def score(
 
     reward_model = load_reward_model(model, device=device)
     frame = (pair_scores if pairs else candidate_scores)(reward_model, [candidates])
-    with replaced_on_success(out) as temporary:
-        frame.to_csv(temporary, index=False) if out.suffix == ".csv" else frame.to_parquet(temporary, index=False)
+    write_scores(frame, out, reward_model.axes)
     console.print(f"scored {len(frame)} {'pairs' if pairs else 'candidates'} into {out}")
 
 
@@ -147,7 +147,7 @@ def glyph_data(
     seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors."),
 ) -> None:
     """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
-    from imagepref.eval.ocr import get_engine
+    from imagepref.eval.ocr import text_reader
     from imagepref.reward.synthetic import glyph_preference_data
 
     if generator == "fresh":
@@ -163,7 +163,7 @@ def glyph_data(
             raise BadInputError("the shipped glyph generator is missing (run `make quickstart` once to pretrain it); "
                                 "or pass --generator DIR, or --generator fresh to fit a codec now")
         codec = load_generator(folder).codec
-    counts = glyph_preference_data(out, codec, get_engine(ocr).read_text, prompts=prompts, variants_per_prompt=variants,
+    counts = glyph_preference_data(out, codec, text_reader(ocr), prompts=prompts, variants_per_prompt=variants,
                                    annotators=annotators, error_rate=error_rate, seed=seed)
     console.print(f"wrote {counts['pairs']} pairs ({counts['annotations']} judgments) over {counts['candidates']} "
                   f"candidates into {out}")

@@ -91,14 +91,15 @@ def round_prompts(context: StageContext) -> list[dict[str, str]]:
 
         specs = training_specs(section.num_prompts, seed=context.recipe.seed * 1000 + round_)
         return [{"prompt_id": f"r{round_}p{i}", "prompt": spec.prompt} for i, spec in enumerate(specs)]
-    from imagepref.policy.candidates import read_prompts
+    from imagepref.formats import read_prompts
 
-    return read_prompts(section.prompts)[: section.num_prompts]
+    return [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(section.prompts)][: section.num_prompts]
 
 
 def run_generate(context: StageContext) -> dict[str, Any]:
     """Sample this round's candidate set with the round's generator."""
-    from imagepref.policy.candidates import CANDIDATES_FILE, write_candidate_set
+    from imagepref.formats import CANDIDATES_FILE
+    from imagepref.policy.candidates import write_candidate_set
 
     section = context.recipe.generate
     out = context.out / "candidates"
