@@ -325,12 +325,29 @@ class ScoresTable:
     axes: list[str]
 
 
+def _as_numbers(table: pd.DataFrame, path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    # CSV has no types: a column with one word in it reads as text, so its numbers are text too.
+    if path.suffix.lower() != ".csv":
+        return table
+    changes = {}
+    for column in columns:
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise _problem(path, column, row, f"is {table[column].iloc[row]!r}; expected a number")
+        changes[column] = numbers
+    return table.assign(**changes)
+
+
 def _check_scores(table: pd.DataFrame, path: Path, axes: Sequence[str]) -> ScoresTable:
     if {"candidate_a", "candidate_b"} <= set(table.columns):
         table = _ids(table, path, ("candidate_a", "candidate_b"))
         present = [axis for axis in axes if f"{axis}_p_a" in table.columns]
+        spread = [name for name in ("uncertainty", "disagreement") if name in table.columns]
+        table = _as_numbers(table, path, [f"{axis}_p_a" for axis in present] + spread)
         _numbers(table, path, [f"{axis}_p_a" for axis in present], low=0.0, high=1.0)
-        _numbers(table, path, [name for name in ("uncertainty", "disagreement") if name in table.columns], low=0.0)
+        _numbers(table, path, spread, low=0.0)
         return ScoresTable(table, True, present)
     present = [axis for axis in axes if axis in table.columns]
     if "candidate_id" not in table.columns or not present:
@@ -338,6 +355,7 @@ def _check_scores(table: pd.DataFrame, path: Path, axes: Sequence[str]) -> Score
                             f"one column per axis ({', '.join(axes)}) (per candidate)")
     table = _ids(table, path, ("candidate_id",))
     _unique(table, path, "candidate_id", "candidate id")
+    table = _as_numbers(table, path, present)
     _numbers(table, path, present)
     return ScoresTable(table, False, present)
 
