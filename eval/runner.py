@@ -12,7 +12,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from imagepref.eval.figures import (
     text_figures,
     win_rates,
 )
+from imagepref.eval.config import EvalSettings
 from imagepref.eval.generation import ImageSet, generate_image_set
 from imagepref.eval.metrics import score_text
 from imagepref.eval.ocr import drop_noise, get_engine
@@ -57,30 +57,6 @@ def reward_model_scorer(path: Path) -> RewardScorer:
         return scores
 
     return score
-
-
-@dataclass
-class EvalSettings:
-    """Settings of one evaluation; all of them are recorded in ``results.json``."""
-
-    samples: int = 2
-    seed: int = 0
-    guidance_scale: float | None = None  # None: the generator's own default
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    batch_size: int = 32
-    ocr_engine: str = "rapidocr"
-    workers: int | None = None
-    baseline: str | None = None
-    grid_prompts: int = 40
-    bootstrap_seed: int = 0
-    dtype: str | None = None  # weights' dtype of the checkpoints (float32, bfloat16, float16); None: the family's
-    device: str | None = None  # torch device to sample on; None: the loader's default
-
-    def sampler(self) -> dict[str, Any]:
-        """The sampler's settings, as ``Generator.sample`` takes them."""
-        return {"guidance_scale": self.guidance_scale, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -260,7 +236,7 @@ def evaluate(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "prompt_set": {"name": prompt_set, "prompts": len(prompts), "with_target": sum(p.has_target for p in prompts)},
         "ocr": engine.settings,
-        "settings": asdict(settings) | {"baseline": baseline},
+        "settings": settings.model_dump() | {"baseline": baseline},
         "figures": {f.key: {"label": f.label, "higher_is_better": f.higher_is_better, "percent": f.percent} for f in TEXT_FIGURES + OTHER_FIGURES},
         "best": best_checkpoints(results_checkpoints),
         "prompts": [{"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets} for p in prompts],

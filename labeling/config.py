@@ -15,10 +15,11 @@ from typing import Literal
 from xml.sax.saxutils import quoteattr
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagepref.errors import BadInputError
 from imagepref.formats import AXES, SIDES
+from imagepref.settings import validated
 
 CHOICES = SIDES
 # One keyboard row per axis, in left / right / tie order, so the hands learn one layout.
@@ -34,6 +35,8 @@ _AXIS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 class LabelingConfig(BaseModel):
     """Settings of one comparison project; every field has a default, so `{}` is a valid config."""
+
+    model_config = ConfigDict(extra="forbid")
 
     title: str = Field("imagepref comparisons", description="Label Studio project title; push and pull find the project by it.")
     axes: list[str] = Field(list(AXES), description="Comparison axes, one left/right/tie question each.")
@@ -96,12 +99,7 @@ class LabelingConfig(BaseModel):
                 if raw.get(key) and not Path(raw[key]).is_absolute():
                     raw[key] = str(path.parent / raw[key])
         raw.update({key: value for key, value in overrides.items() if value is not None})
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "config"
-            raise BadInputError(f"labeling config: {where}: {first['msg']}") from None
+        return validated(cls, raw, "labeling config")
 
 
 def label_config_xml(config: LabelingConfig) -> str:

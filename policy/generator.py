@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from imagepref.errors import BadInputError, UnknownNameError
 
@@ -34,13 +34,15 @@ CONFIG_NAME = "imagepref.json"
 class GeneratorConfig(BaseModel):
     """The imagepref part of a generator folder (``imagepref.json``)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     family: str = Field(description="Generator family: glyph, emu3, janus, causal-vq.")
     codec: str = Field("codec", description="Codec folder, relative to the generator folder.")
-    image_token_start: int = Field(description="Vocabulary id of image code 0.")
-    num_image_tokens: int = Field(description="How many image codes the vocabulary holds (the codec's code count).")
-    tokens_per_image: int = Field(description="Image codes the generator writes for one image.")
-    grid: tuple[int, int] = Field(description="Rows and columns of spatial codes in one image.")
-    image_size: tuple[int, int] = Field(description="Height and width of a decoded image in pixels.")
+    image_token_start: int = Field(ge=0, description="Vocabulary id of image code 0.")
+    num_image_tokens: int = Field(ge=1, description="How many image codes the vocabulary holds (the codec's code count).")
+    tokens_per_image: int = Field(ge=1, description="Image codes the generator writes for one image.")
+    grid: tuple[PositiveInt, PositiveInt] = Field(description="Rows and columns of spatial codes in one image.")
+    image_size: tuple[PositiveInt, PositiveInt] = Field(description="Height and width of a decoded image in pixels.")
     prompt_template: str = Field("{prompt}", description="How a prompt is written before the image begins.")
     extra: dict = Field(default_factory=dict, description="Family-specific settings.")
 

@@ -18,36 +18,15 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, Field
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
 from imagepref.tensor_state import load_state, save_state
 from imagepref.policy.codec import PaletteCodec
+from imagepref.policy.config import PretrainConfig
 from imagepref.policy.families.glyph import GlyphGenerator
 from imagepref.policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
 from imagepref.policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
-
-
-class PretrainConfig(BaseModel):
-    """Settings of ``imagepref pretrain``; the defaults are the shipped glyph-world generator."""
-
-    seed: int = Field(0, description="Seed of the codec fit, the initial weights and the data stream.")
-    num_shapes: int = Field(1024, description="Shape codes of the palette codec.")
-    codec_images: int = Field(4000, description="Signs the codec's k-means sees.")
-    codec_iterations: int = Field(8, description="Lloyd iterations of the codec's k-means.")
-    letter_init: bool = Field(True, description="Start each letter-piece code's embedding and output row from the "
-                              "embedding of the letter it depicts, so copying the quoted word is learned fast.")
-    hidden_size: int = Field(256, description="Width of the Llama.")
-    layers: int = Field(4, description="Transformer layers.")
-    heads: int = Field(4, description="Attention heads.")
-    steps: int = Field(1400, description="Optimizer steps (about 14 minutes on 2 CPU cores).")
-    batch_size: int = Field(32, description="Signs per step.")
-    lr: float = Field(2e-3, description="Peak learning rate (AdamW, linear warm-up, cosine decay).")
-    warmup: int = Field(100, description="Warm-up steps.")
-    weight_decay: float = Field(0.01, description="AdamW weight decay.")
-    unconditional_rate: float = Field(0.1, description="Share of signs shown without their prompt, for guidance.")
-    checkpoint_every: int = Field(100, description="Steps between resumable checkpoints.")
 
 
 def _batch_specs(config: PretrainConfig, step: int):

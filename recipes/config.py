@@ -11,23 +11,58 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
+from imagepref import settings
 from imagepref.dtypes import DTYPE_NAMES
-from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
+from imagepref.policy.config import PretrainConfig, SamplingConfig
+
+if TYPE_CHECKING:
+    from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+    from imagepref.reward.config import RewardConfig
 
 STAGES = ("pretrain", "generate", "label", "reward", "align", "eval", "report")
 ROUND_STAGES = ("generate", "label", "reward", "align")
 RECIPES_DIR = Path(__file__).parent
 
 
+LISTING = "`imagepref recipes show` lists every key"
+
+
+def _import_package_settings() -> None:
+    # The reward and align packages import torch and TRL, and the command line imports this
+    # module for every command: their settings models are imported when a recipe is first
+    # validated or listed, and a package that fails to import is an error, never a skipped check.
+    try:
+        from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
+        from imagepref.reward.config import RewardConfig
+    except ImportError as error:
+        raise ImagePrefError(f"the recipe's reward and align settings cannot be checked: {error}; "
+                             "reinstall imagepref with its dependencies (pip install -e .)") from None
+    globals().update(DPOSettings=DPOSettings, GRPOSettings=GRPOSettings, PPOSettings=PPOSettings,
+                     RewardConfig=RewardConfig)
+
+
 class Section(BaseModel):
     """A recipe section: unknown keys are errors, never silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def model_rebuild(cls, **kwargs):
+        """Pydantic finishes a model whose field types were not importable yet here, on first use."""
+        _import_package_settings()
+        return super().model_rebuild(**kwargs)
+
+
+def _as_given(value: BaseModel, info) -> dict[str, Any]:
+    # A package's settings are recorded as the recipe gives them (its seed filled in): a resolved
+    # recipe then runs again as it ran, and a stage still tells a given setting from a default.
+    return value.model_dump(mode=info.mode, exclude_unset=True)
 
 
 class GeneratorSection(Section):
@@ -40,20 +75,21 @@ class GeneratorSection(Section):
 
 class PretrainSection(Section):
     reuse_shipped: bool = Field(True, description="Use the generator shipped in policy/glyphworld/pretrained/ when present.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="Pretraining settings (policy.pretrain.PretrainConfig "
-                                     "fields: steps, batch_size, hidden_size, layers, num_shapes, ...); unset fields keep their defaults.")
+    settings: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining settings "
+                                     "(imagepref.policy.config.PretrainConfig); unset fields keep their defaults.")
+
+    @field_serializer("settings")
+    def _record_as_given(self, value, info):
+        return _as_given(value, info)
 
 
-class GenerateSection(Section):
+class GenerateSection(Section, SamplingConfig):
+    """The sampling settings (guidance_scale, temperature, top_k, top_p, batch_size) come from ``SamplingConfig``."""
+
     prompts: str = Field("glyphworld", description="'glyphworld' (seeded signs from the training words) or a prompts file "
                          "(JSONL with a prompt field, or one prompt a line).")
     num_prompts: int = Field(48, ge=1, description="Prompts per round ('glyphworld': how many to draw; a file: the first N).")
     images_per_prompt: int = Field(4, ge=2, description="Candidates per prompt (pairs are made within a prompt).")
-    guidance_scale: float | None = Field(None, description="Classifier-free guidance scale (default: the generator's own).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    top_k: int = Field(0, ge=0, description="Top-k sampling (0: off).")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (1: off).")
-    batch_size: int = Field(32, ge=1, description="Images sampled per batch.")
 
 
 class LabelSection(Section):
@@ -63,7 +99,7 @@ class LabelSection(Section):
     token_env: str = Field("LABEL_STUDIO_API_KEY", description="Environment variable holding the API token for url.")
     document_root: str | None = Field(None, description="With url: the folder that server serves local files from.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the managed server on 127.0.0.1.")
-    overlap: int = Field(2, ge=1, description="Annotators per pair.")
+    overlap: int = Field(2, ge=1, le=20, description="Annotators per pair.")
     pairing: Literal["random", "all", "uncertainty"] = Field("random", description="How round-1 pairs are made within a prompt.")
     pairs_per_prompt: int | None = Field(None, ge=1, description="Pairs per prompt (default: candidates // 2).")
     max_pairs: int | None = Field(None, ge=1, description="Cap on pairs pushed per round.")
@@ -81,16 +117,23 @@ class LabelSection(Section):
 
 
 class RewardSection(Section):
-    settings: dict[str, Any] = Field(default_factory=dict, description="Reward training settings, passed to the reward "
-                                     "package's config (see `imagepref reward train --help`).")
+    settings: RewardConfig = Field(default_factory=lambda: RewardConfig(), description="Reward training settings "
+                                   "(imagepref.reward.config.RewardConfig; seed: the recipe's unless set).")
+
+    @field_serializer("settings")
+    def _record_as_given(self, value, info):
+        return _as_given(value, info)
 
 
 class AlignSection(Section):
     methods: list[Literal["dpo", "grpo", "ppo"]] = Field(["dpo", "grpo"], description="Aligners run in order; each "
                                                          "starts from the previous one's merged generator.")
-    dpo: dict[str, Any] = Field(default_factory=dict, description="DPO settings (see `imagepref align dpo --help`).")
-    grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO settings (see `imagepref align grpo --help`).")
-    ppo: dict[str, Any] = Field(default_factory=dict, description="PPO settings (see `imagepref align ppo --help`).")
+    dpo: DPOSettings = Field(default_factory=lambda: DPOSettings(), description="DPO settings (see `imagepref align "
+                             "dpo --help`; seed: the recipe's unless set).")
+    grpo: GRPOSettings = Field(default_factory=lambda: GRPOSettings(), description="GRPO settings (see `imagepref "
+                               "align grpo --help`; seed: the recipe's unless set).")
+    ppo: PPOSettings = Field(default_factory=lambda: PPOSettings(), description="PPO settings (see `imagepref align "
+                             "ppo --help`; seed: the recipe's unless set).")
     rewards: dict[str, float] = Field({"reward_model": 1.0, "ocr": 1.0}, description="GRPO/PPO reward weights when a "
                                       "reward model was trained this round (a method's own rewards setting wins).")
     prompts: str = Field("glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file.")
@@ -98,13 +141,16 @@ class AlignSection(Section):
     ocr_engine: str = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
     monitor: bool = Field(True, description="Held-out monitoring passes during training (reward per head, KL, OCR, safety).")
 
+    @field_serializer("dpo", "grpo", "ppo")
+    def _record_as_given(self, value, info):
+        return _as_given(value, info)
 
-class EvalSection(Section):
+class EvalSection(Section, SamplingConfig):
+    """The sampling settings (guidance_scale, temperature, top_k, top_p, batch_size) come from ``SamplingConfig``."""
+
     prompts: str = Field("glyphworld-heldout", description="Prompt set: glyphworld-heldout, text-rendering or a file.")
     limit: int = Field(0, ge=0, description="Only the first N prompts (0: all).")
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint.")
-    guidance_scale: float | None = Field(None, description="Classifier-free guidance scale (default: the generator's own).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     ocr_engine: str = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
     workers: int = Field(0, ge=0, description="OCR processes (0: one per core).")
     use_reward_model: bool = Field(True, description="Add the last reward model's per-axis scores to the report.")
@@ -143,80 +189,34 @@ class Recipe(Section):
     launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process training.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Trackers and the run log.")
 
+    @model_validator(mode="after")
+    def _stage_seeds_follow_the_recipe(self) -> "Recipe":
+        # A package seed the recipe leaves unset is the recipe's, so `seed=1` reseeds every stage.
+        for package_settings in (self.reward.settings, self.align.dpo, self.align.grpo, self.align.ppo):
+            if "seed" not in package_settings.model_fields_set:
+                package_settings.seed = self.seed
+        return self
+
     def run_path(self) -> Path:
         """The run folder, with ``{name}`` filled in."""
         return Path(self.run_dir.format(name=self.name))
 
 
 def field_paths(model: type[BaseModel] = Recipe, prefix: str = "") -> dict[str, str]:
-    """Every valid dotted key of ``model`` with its help text (nested sections expanded)."""
-    paths = {}
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths.update(field_paths(annotation, key + "."))
-        else:
-            paths[key] = field.description or ""
-    return paths
+    """Every valid dotted key of ``model`` with its help text (nested sections and the packages'
+    settings expanded)."""
+    return settings.setting_paths(model, prefix)
 
 
 def nearest_key(key: str) -> str | None:
-    """The valid key closest to a misspelled ``key`` (or None when nothing is close)."""
-    paths = list(field_paths())
-    found = difflib.get_close_matches(key, paths, n=1, cutoff=0.6)
-    if not found:
-        # A key under the right section but misspelled in its last part: compare last parts only.
-        tail = key.rsplit(".", 1)[-1]
-        tails = {p.rsplit(".", 1)[-1]: p for p in paths if p.startswith(key.rsplit(".", 1)[0] + ".") or "." not in key}
-        close = difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.6)
-        found = [tails[close[0]]] if close else []
-    return found[0] if found else None
-
-
-def _unknown_key_error(key: str, where: str) -> BadInputError:
-    suggestion = nearest_key(key)
-    hint = f"; did you mean {suggestion}?" if suggestion else "; `imagepref recipes show` lists every key"
-    return BadInputError(f"{where}: unknown key {key}{hint}")
-
-
-def _is_free_form(path: list[str]) -> bool:
-    # Dict-valued fields (stage settings passed on to a package) take any sub-key.
-    model: type[BaseModel] = Recipe
-    for index, part in enumerate(path):
-        field = model.model_fields.get(part)
-        if field is None:
-            return False
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-            continue
-        return index < len(path) - 1 or getattr(annotation, "__origin__", None) is dict
-    return False
+    """The valid recipe key closest to a misspelled ``key`` (or None when nothing is close)."""
+    return settings.nearest_key(key, list(field_paths()))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides to a raw recipe dict; the value is parsed as YAML."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise BadInputError(f"override {item!r} is not key.path=value (for example rounds=2 or label.annotators=3)")
-        parts = key.split(".")
-        if key not in field_paths() and not _is_free_form(parts):
-            raise _unknown_key_error(key, "override")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        target = raw
-        for part in parts[:-1]:
-            existing = target.get(part)
-            target = target.setdefault(part, {}) if existing is None else existing
-            if not isinstance(target, dict):
-                raise BadInputError(f"override {key}: {part} is not a section")
-        target[parts[-1]] = value
-    return raw
+    return settings.apply_overrides(raw, overrides, Recipe, where="override",
+                                    example="rounds=2 or label.annotators=3", listing=LISTING)
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
@@ -238,59 +238,15 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
 
 
 def validate_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Validate a raw recipe mapping; the first problem becomes one line naming the key and fix."""
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise _unknown_key_error(key, where) from None
-        raise BadInputError(f"{where}: {key}: {first['msg']}") from None
-    _check_package_settings(recipe, where)
+    """Validate a raw recipe mapping, the packages' settings included; the first problem becomes
+    one line naming the key and fix (an unknown key: the nearest valid one)."""
+    recipe = settings.validated(Recipe, raw, where, listing=LISTING)
     for stage in recipe.stages:
         if stage not in STAGES:
             close = difflib.get_close_matches(stage, STAGES, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise UnknownNameError(f"{where}: unknown stage {stage!r}; {hint}stages are {', '.join(STAGES)}")
     return recipe
-
-
-def _package_models() -> dict[str, type[BaseModel]]:
-    """The packages' own settings models for the free-form recipe sections (imported lazily: a
-    package that is not installed leaves its section to be checked when its stage runs)."""
-    models: dict[str, type[BaseModel]] = {}
-    try:
-        from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
-
-        models.update({"align.dpo": DPOSettings, "align.grpo": GRPOSettings, "align.ppo": PPOSettings})
-    except ImportError:
-        pass
-    try:
-        from imagepref.reward.config import RewardConfig
-
-        models["reward.settings"] = RewardConfig
-    except ImportError:
-        pass
-    return models
-
-
-def _check_package_settings(recipe: Recipe, where: str) -> None:
-    # The stage settings are handed to their packages as they are; checking them here makes a
-    # typo fail at once, not after an hour of earlier stages.
-    for path, model in _package_models().items():
-        section, name = path.split(".")
-        data = getattr(getattr(recipe, section), name)
-        try:
-            model.model_validate(data)
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(part) for part in first["loc"])
-            if first["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(model.model_fields), n=1, cutoff=0.6)
-                hint = f"; did you mean {path}.{close[0]}?" if close else f"; see {model.__name__}'s fields"
-                raise BadInputError(f"{where}: unknown key {path}.{key}{hint}") from None
-            raise BadInputError(f"{where}: {path}.{key}: {first['msg']}") from None
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:

@@ -8,12 +8,12 @@ exactly as it did when it was trained.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from imagepref.errors import BadInputError
 from imagepref.formats import AXES
+from imagepref.settings import apply_overrides, validated
 
 # The token backbone reads embeddings that already name letter pieces and colours, so it needs
 # less width than the pixel one; a narrow token model is what makes it cheap inside RL.
@@ -43,6 +43,8 @@ def default_prompt_matching_weight(backbone: str, training_pairs: int) -> float:
 class HeadStatistics(BaseModel):
     """Mean and scale of one head's raw scores on the training candidates."""
 
+    model_config = ConfigDict(extra="forbid")
+
     mean: float = 0.0
     scale: float = 1.0
 
@@ -50,47 +52,49 @@ class HeadStatistics(BaseModel):
 class RewardConfig(BaseModel):
     """Everything that defines a reward model and how it is trained and mixed."""
 
+    model_config = ConfigDict(extra="forbid")
+
     axes: list[str] = Field(default_factory=lambda: list(AXES), description="One head per axis, in this order.")
     backbone: Literal["pixel", "token", "clip"] = Field(
         "pixel", description="pixel: small conv stem + prompt reader trained from scratch; token: reads the generator's "
         "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")
-    width: int | None = Field(None, description="Width of the prompt reader (pixel, token) or of the head MLP "
+    width: int | None = Field(None, ge=1, description="Width of the prompt reader (pixel, token) or of the head MLP "
                               "(clip); default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WIDTHS.items()))
     members: int | None = Field(None, ge=1, description="Networks trained independently (seeds seed, seed+1, ...) "
                                 "and averaged, a deep ensemble whose spread is also the disagreement labeling uses; "
                                 "default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_MEMBERS.items()))
-    layers: int = Field(1, description="Reading blocks (cross-attention from the image to the prompt, then an MLP) "
+    layers: int = Field(1, ge=1, description="Reading blocks (cross-attention from the image to the prompt, then an MLP) "
                         "of the pixel and token backbones.")
-    heads: int = Field(4, description="Attention heads of the prompt reader.")
-    dropout: float = Field(0.0, description="Dropout in the prompt reader's attention and the heads.")
-    image_size: int = Field(64, description="Pixel backbone: images are resized to this square size.")
-    patch: int = Field(8, description="Pixel backbone: patch size of the convolutional stem.")
-    max_prompt_length: int = Field(80, description="Prompt characters the pixel and token backbones read.")
+    heads: int = Field(4, ge=1, description="Attention heads of the prompt reader.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the prompt reader's attention and the heads.")
+    image_size: int = Field(64, ge=1, description="Pixel backbone: images are resized to this square size.")
+    patch: int = Field(8, ge=1, description="Pixel backbone: patch size of the convolutional stem.")
+    max_prompt_length: int = Field(80, ge=1, description="Prompt characters the pixel and token backbones read.")
     rendered_text: bool = Field(True, description="Pixel backbone: also read each prompt character drawn as "
                                 "pixels through the image stem (CLIPPO-style), so quoted letters and drawn letters "
                                 "share one feature function.")
     backbone_path: str | None = Field(None, description="clip: the local CLIP/SigLIP folder; token: the generator "
                                       "folder the embeddings were copied from (a record only; the copy is saved).")
     finetune: Literal["frozen", "lora"] = Field("frozen", description="clip: keep the backbone frozen or train LoRA on it.")
-    lora_rank: int = Field(8, description="clip + lora: LoRA rank.")
+    lora_rank: int = Field(8, ge=1, description="clip + lora: LoRA rank.")
     lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], description="clip + lora: modules.")
     trust_remote_code: bool = Field(False, description="clip: allow code from the backbone folder (off by default).")
-    image_token_start: int = Field(0, description="token: vocabulary id of image code 0 (filled from the generator).")
-    num_image_tokens: int = Field(0, description="token: image codes in the generator's vocabulary.")
-    tokens_per_image: int = Field(0, description="token: codes per image.")
-    embedding_dim: int = Field(0, description="token: the generator's embedding width.")
+    image_token_start: int = Field(0, ge=0, description="token: vocabulary id of image code 0 (filled from the generator).")
+    num_image_tokens: int = Field(0, ge=0, description="token: image codes in the generator's vocabulary.")
+    tokens_per_image: int = Field(0, ge=0, description="token: codes per image.")
+    embedding_dim: int = Field(0, ge=0, description="token: the generator's embedding width.")
 
     ties: Literal["davidson", "rao-kupper", "none"] = Field("davidson", description="How tie votes are modelled.")
-    loss_weights: dict[str, float] = Field(default_factory=dict, description="Per-axis loss weight (default 1).")
-    lr: float = Field(3e-3, description="AdamW learning rate.")
-    weight_decay: float = Field(0.01, description="AdamW weight decay.")
-    epochs: int = Field(30, description="Most passes over the training pairs.")
-    batch_size: int = Field(64, description="Pairs per step.")
-    patience: int = Field(5, description="Epochs without a better validation loss before stopping.")
-    val_fraction: float = Field(0.15, description="Share of prompts held out for validation (split by prompt).")
+    loss_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="Per-axis loss weight (default 1).")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    epochs: int = Field(30, ge=1, description="Most passes over the training pairs.")
+    batch_size: int = Field(64, ge=1, description="Pairs per step.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation loss before stopping.")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of prompts held out for validation (split by prompt).")
     seed: int = Field(0, description="Seed of the split, the initial weights and the batch order.")
-    max_grad_norm: float = Field(1.0, description="Gradient clipping norm.")
-    prompt_matching_weight: float | None = Field(None, description="Weight of the auxiliary prompt-matching loss: "
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    prompt_matching_weight: float | None = Field(None, ge=0, description="Weight of the auxiliary prompt-matching loss: "
                                                  "during training each image should score higher on "
                                                  "prompt_matching_axis against its own prompt than against another "
                                                  "pair's or one with a quoted letter changed (0 turns it off). Unset: "
@@ -107,7 +111,7 @@ class RewardConfig(BaseModel):
     safety_threshold: float | None = Field(None, description="Normalised safety score below which an image is unsafe; "
                                            "default: the cut learned on the training candidates.")
     gate_reward: float = Field(-3.0, description="Combined reward of a gated (unsafe) image.")
-    safety_penalty: float = Field(2.0, description="penalty mode: reward minus this times P(unsafe).")
+    safety_penalty: float = Field(2.0, ge=0, description="penalty mode: reward minus this times P(unsafe).")
 
     normalisation: dict[str, HeadStatistics] = Field(default_factory=dict, description="Set by training.")
     safety_cut: float | None = Field(None, description="Set by training: the normalised safety score that best "
@@ -125,6 +129,15 @@ class RewardConfig(BaseModel):
         for field, defaults in BY_BACKBONE.items():
             if getattr(self, field) is None:
                 setattr(self, field, defaults[self.backbone])
+                self.model_fields_set.discard(field)  # still a default, recorded as one: it follows the backbone
+        return self
+
+    @model_validator(mode="after")
+    def _width_suits_the_heads(self) -> "RewardConfig":
+        # The prompt reader's attention splits its width over the heads.
+        if self.backbone != "clip" and self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads ({self.heads}) for the {self.backbone} "
+                             "backbone's prompt reader")
         return self
 
     @model_validator(mode="after")
@@ -141,33 +154,17 @@ class RewardConfig(BaseModel):
 
 
 def config_with_overrides(config: RewardConfig, overrides: list[str]) -> RewardConfig:
-    """``config`` with ``key=value`` overrides (values parsed as JSON when they parse, else text)."""
-    import json
-
-    data = config.model_dump()
-    keys = {item.partition("=")[0] for item in overrides}
+    """``config`` with ``key=value`` overrides (values read as YAML: ``lr=1e-3``, ``axes=[safety]``); an
+    unknown key is one error naming the nearest valid one."""
+    data = apply_overrides(config.model_dump(), overrides, RewardConfig, where="reward config", example="lr=0.001")
+    keys = {item.partition("=")[0].strip() for item in overrides}
     for field, defaults in BY_BACKBONE.items():
-        if "backbone" in keys and field not in keys and data[field] == defaults[config.backbone]:
+        if "backbone" in keys and field not in keys and getattr(config, field) == defaults[config.backbone]:
             data[field] = None  # a default follows the new backbone
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in RewardConfig.model_fields:
-            raise BadInputError(f"override {item!r} is not key=value with a known key; known keys: "
-                                f"{', '.join(RewardConfig.model_fields)}")
-        try:
-            data[key] = json.loads(value)
-        except json.JSONDecodeError:
-            data[key] = value
     return validated_config(data)
 
 
 def validated_config(data: dict) -> RewardConfig:
-    """A ``RewardConfig`` from a dict, with a one-line error naming the bad field."""
-    from pydantic import ValidationError
-
-    try:
-        return RewardConfig.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise BadInputError(f"reward config field {where}: {first['msg']}") from None
+    """A ``RewardConfig`` from a dict, with a one-line error naming the bad field (and, for an
+    unknown one, the nearest valid field)."""
+    return validated(RewardConfig, data, "reward config")

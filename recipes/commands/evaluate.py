@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from imagepref.errors import ImagePrefError
+from imagepref.eval.config import EvalSettings
+from imagepref.recipes.config import EvalSection
+from imagepref.settings import option_bounds
 
 
 def register(app: typer.Typer) -> None:
@@ -23,16 +26,19 @@ def register(app: typer.Typer) -> None:
         checkpoints: list[Path] = typer.Option(..., "--checkpoints", help="Checkpoint folders: --checkpoints A B C."),
         prompts: str = typer.Option("text-rendering", "--prompts", help="text-rendering, glyphworld-heldout, or a JSONL/text file."),
         out: Path = typer.Option(..., "--out", help="Output folder (images are cached here and reused)."),
-        samples: int = typer.Option(2, help="Images per prompt (2 or more gives a diversity figure)."),
+        samples: int = typer.Option(2, help="Images per prompt (2 or more gives a diversity figure).",
+                                    callback=option_bounds(EvalSettings, "samples")),
         seed: int = typer.Option(0, help="Sampling seed; same seed, checkpoint and prompts reuse cached images."),
-        guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale of the sampler (default: the generator's own)."),
-        temperature: float = typer.Option(1.0, help="Sampling temperature."),
-        limit: int = typer.Option(0, help="Evaluate only the first N prompts (0: all)."),
+        guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale of the sampler (default: the generator's own).",
+                                                      callback=option_bounds(EvalSettings, "guidance_scale")),
+        temperature: float = typer.Option(1.0, help="Sampling temperature.", callback=option_bounds(EvalSettings, "temperature")),
+        limit: int = typer.Option(0, help="Evaluate only the first N prompts (0: all).", callback=option_bounds(EvalSection, "limit")),
         ocr_engine: str = typer.Option("rapidocr", help="OCR engine: rapidocr (default) or tesseract."),
-        workers: int = typer.Option(0, help="OCR processes (0: one per core)."),
+        workers: int = typer.Option(0, help="OCR processes (0: one per core).", callback=option_bounds(EvalSettings, "workers")),
         baseline: str = typer.Option(None, help="Checkpoint to compute win rates against (default: the first)."),
         reward_model: Path = typer.Option(None, help="Reward model folder for per-axis scores (optional)."),
-        grid_prompts: int = typer.Option(40, help="Prompts shown in the report's image grid."),
+        grid_prompts: int = typer.Option(40, help="Prompts shown in the report's image grid.",
+                                         callback=option_bounds(EvalSettings, "grid_prompts")),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
         device: Optional[str] = typer.Option(None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."),

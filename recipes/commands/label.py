@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from pydantic import Field
 from rich.console import Console
 
 from imagepref.errors import BadInputError
+from imagepref.recipes.config import LabelSection
+from imagepref.settings import option_bounds
 
 app = typer.Typer(no_args_is_help=True)
 server_app = typer.Typer(no_args_is_help=True, help="Run the managed Label Studio: install, start, stop, status.")
@@ -23,6 +26,13 @@ Url = typer.Option(None, "--url", help="An existing Label Studio deployment; the
 TokenEnv = typer.Option("LABEL_STUDIO_API_KEY", "--token-env", help="Environment variable holding the API token for --url.")
 ConfigFile = typer.Option(None, "--config", help="Labeling config YAML (axes, overlap, instructions, gold, pairing).")
 Title = typer.Option(None, "--title", help="Project title (overrides the config).")
+
+
+def _labeling_config():
+    # Imported when an option is checked: the labeling package is heavy to import for every command.
+    from imagepref.labeling.config import LabelingConfig
+
+    return LabelingConfig
 
 
 def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = True):
@@ -51,7 +61,8 @@ def server_install(force: bool = typer.Option(False, help="Reinstall even when 1
 
 @server_app.command("start")
 def server_start(
-    port: int = typer.Option(8080, help="Port on 127.0.0.1; a busy port is an error, never silently another."),
+    port: int = typer.Option(8080, help="Port on 127.0.0.1; a busy port is an error, never silently another.",
+                             callback=option_bounds(LabelSection, "port")),
     files_root: Path = typer.Option(Path("workspace"), "--files-root", help="Folder whose images the server may show; candidate sets must lie inside."),
     state_dir: Path = StateDir,
 ) -> None:
@@ -85,7 +96,8 @@ def server_status_command(url: Optional[str] = Url, state_dir: Path = StateDir) 
 
 @app.command("create")
 def create(config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-           overlap: Optional[int] = typer.Option(None, help="Annotators per task (default 2)."),
+           overlap: Optional[int] = typer.Option(None, help="Annotators per task (default 2).",
+                                                 callback=option_bounds(_labeling_config, "overlap")),
            instructions: Optional[Path] = typer.Option(None, help="Markdown instructions for annotators."),
            url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir) -> None:
     """Create (or update) the comparison project: prompt, two images, one left/right/tie question per axis."""
@@ -104,8 +116,10 @@ def push_command(
     scores: Optional[Path] = typer.Option(None, help="Reward-model scores file (parquet/CSV), see README."),
     pre_annotate: bool = typer.Option(False, "--pre-annotate", help="Add the scores' choices as predictions."),
     gold_file: Optional[Path] = typer.Option(None, help="Known-answer pairs file."),
-    gold_rate: Optional[float] = typer.Option(None, help="Gold pairs per regular pair."),
-    max_pairs: Optional[int] = typer.Option(None, help="Cap on regular pairs."),
+    gold_rate: Optional[float] = typer.Option(None, help="Gold pairs per regular pair.",
+                                               callback=option_bounds(_labeling_config, "gold_rate")),
+    max_pairs: Optional[int] = typer.Option(None, help="Cap on regular pairs.",
+                                             callback=option_bounds(_labeling_config, "max_pairs")),
     document_root: Optional[Path] = typer.Option(None, help="With --url: the folder the server serves local files from."),
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:
@@ -192,9 +206,12 @@ def invite_command(emails: list[str] = typer.Argument(..., help="E-mail addresse
 @app.command("simulate")
 def simulate_command(
     judge: str = typer.Option("glyph", help="'glyph' (the glyph world's rules) or 'package.module:factory' taking the axes."),
-    annotators: int = typer.Option(2, help="How many simulated annotators."),
-    error_rate: float = typer.Option(0.1, help="Chance per axis that an answer is flipped."),
-    seed: int = typer.Option(0), limit: Optional[int] = typer.Option(None, help="Label at most this many tasks."),
+    annotators: int = typer.Option(2, help="How many simulated annotators.", callback=option_bounds(LabelSection, "annotators")),
+    error_rate: float = typer.Option(0.1, help="Chance per axis that an answer is flipped.",
+                                    callback=option_bounds(LabelSection, "error_rate")),
+    seed: int = typer.Option(0),
+    limit: Optional[int] = typer.Option(None, help="Label at most this many tasks.",
+                                        callback=option_bounds(Annotated[int, Field(ge=1)])),
     config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
     url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
 ) -> None:

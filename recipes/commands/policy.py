@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from pydantic import Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from imagepref.errors import BadInputError
+from imagepref.policy.config import PretrainConfig, SamplingConfig
+from imagepref.settings import option_bounds
 
 console = Console(stderr=True)
 
@@ -21,11 +24,13 @@ def _progress() -> Progress:
 
 def pretrain(
     out: Path = typer.Option(..., "--out", help="Folder for the trained generator (resumes from out/checkpoint)."),
-    steps: Optional[int] = typer.Option(None, help="Optimizer steps (default: the shipped generator's)."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps (default: the shipped generator's).",
+                                        callback=option_bounds(PretrainConfig, "steps")),
     seed: Optional[int] = typer.Option(None, help="Seed of codec, weights and data (default 0)."),
-    batch_size: Optional[int] = typer.Option(None, help="Signs per step."),
-    hidden_size: Optional[int] = typer.Option(None, help="Width of the Llama."),
-    layers: Optional[int] = typer.Option(None, help="Transformer layers."),
+    batch_size: Optional[int] = typer.Option(None, help="Signs per step.", callback=option_bounds(PretrainConfig, "batch_size")),
+    hidden_size: Optional[int] = typer.Option(None, help="Width of the Llama (a multiple of 8: twice the 4 heads).",
+                                              callback=option_bounds(PretrainConfig, "hidden_size")),
+    layers: Optional[int] = typer.Option(None, help="Transformer layers.", callback=option_bounds(PretrainConfig, "layers")),
 ) -> None:
     """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
     from imagepref.policy.pretrain import PretrainConfig, pretrain as run_pretrain
@@ -53,13 +58,14 @@ def generate(
     model: Path = typer.Option(..., "--model", help="Generator folder (imagepref.json inside)."),
     prompts: Path = typer.Option(..., "--prompts", help="Prompts: JSONL ({\"prompt\": ...} a line) or text, one a line."),
     out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
-    n: int = typer.Option(2, "--n", help="Images per prompt."),
+    n: int = typer.Option(2, "--n", help="Images per prompt.", callback=option_bounds(Annotated[int, Field(ge=1)])),
     seed: int = typer.Option(0, help="Sampling seed."),
-    guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1 = none; default: the generator's own)."),
-    temperature: float = typer.Option(1.0, help="Sampling temperature."),
-    top_k: int = typer.Option(0, help="Keep the k most likely codes (0 = all)."),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
-    batch_size: int = typer.Option(32, help="Images per sampler batch."),
+    guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1 = none; default: the generator's own).",
+                                                  callback=option_bounds(SamplingConfig, "guidance_scale")),
+    temperature: float = typer.Option(1.0, help="Sampling temperature.", callback=option_bounds(SamplingConfig, "temperature")),
+    top_k: int = typer.Option(0, help="Keep the k most likely codes (0 = all).", callback=option_bounds(SamplingConfig, "top_k")),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (0 < p <= 1).", callback=option_bounds(SamplingConfig, "top_p")),
+    batch_size: int = typer.Option(32, help="Images per sampler batch.", callback=option_bounds(SamplingConfig, "batch_size")),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     dtype: Optional[str] = typer.Option(None, help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a family's remote code (off by default)."),
