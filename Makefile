@@ -1,14 +1,14 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make quickstart   set up, then run the quickstart recipe on the embedded glyph world
-#   make test         set up (system packages too), then run the test suite
+#   make test         set up (system packages too), then ruff (lint and format check) and the test suite
 PY ?= python3
 VENV ?= .venv
-# The CPU build of torch. For a GPU machine see README "GPU installs", e.g.
+# The CPU build of torch. For a GPU machine see README "Install" (docs/generators.md), e.g.
 #   make quickstart TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test test-quick system-deps
+.PHONY: setup quickstart lint test test-quick system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,11 @@ system-deps:
 quickstart: setup
 	$(VENV)/bin/imagepref run recipes/quickstart.yaml
 
-test: setup system-deps
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup system-deps lint
 	$(VENV)/bin/imagepref label server install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
