@@ -4,8 +4,8 @@ Two engines, chosen by measurement on generated-looking text images (see README 
 ``benchmarks/ocr_truth.py``):
 
 - ``rapidocr`` (default): PaddleOCR's models on onnxruntime; the models ship inside the wheel, so
-  it runs offline. The most accurate engine we measured, about 0.03-0.1 s per image on one core.
-- ``tesseract``: Tesseract 5 through ``tesserocr`` with Debian's language data. About ten times
+  it runs offline. The most accurate engine on the truth set (docs/benchmarks.md).
+- ``tesseract``: Tesseract 5 through ``tesserocr`` with Debian's language data. Several times
   faster and much weaker: a cheap reward inside RL, not the evaluation default.
 
 Figures from different engines or settings are not comparable, so every engine carries its
@@ -113,11 +113,10 @@ class RapidOCREngine(_EngineBase):
     """RapidOCR 3.x (PaddleOCR models on onnxruntime) with the settings we measured best.
 
     No angle classifier (it once flipped a word upside down), detection side limit of type
-    ``max`` at 960, no upscaling (``upscale_to=0``; the field notes suggested 512, but on our
-    truth set upscaling 64 and 128 px images to 512 lowered word accuracy from 96 to 93 % and
-    took 4.5 times as long), lines read sideways dropped (``horizontal_only``, see
-    ``_read_sideways``), and one onnxruntime thread: parallelism comes from one
-    OCR process per core (``read_many``), which uses the CPU better than threads.
+    ``max`` at 960, no upscaling (``upscale_to=0``: on the rendered truth set, upscaling 64 and
+    128 px images to 512 made them both less accurate and slower to read; docs/benchmarks.md),
+    lines read sideways dropped (``horizontal_only``, see ``_read_sideways``), and one onnxruntime
+    thread: parallelism comes from one OCR process per core (``read_many``), which uses the CPU better than threads.
     """
 
     name = "rapidocr"

@@ -1,7 +1,7 @@
 """Read many images with one single-threaded OCR process per core (``OCRPool``, ``read_many``).
 
 One process per core uses the CPU better than onnxruntime's threads at the sizes generators
-produce (field notes; ``benchmarks/eval.py`` measures it). Workers are started with ``spawn``, so
+produce (``benchmarks/eval.py`` measures it). Workers are started with ``spawn``, so
 a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
 """
 

@@ -1,6 +1,6 @@
 """Annotator accounts that can log in, made through Label Studio's invite-link sign-up.
 
-Users created through the API have no password and cannot log in (field notes), so an account
+Users created through the API have no password and cannot log in, so an account
 is made the way a person would: fetch the organisation's invite link with the admin token, then
 post the sign-up form with a generated password. Passwords go only into a 0600 file
 (`annotators.json` beside the server state), never into output or logs.

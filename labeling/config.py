@@ -4,7 +4,7 @@ One `LabelingConfig` holds what a project needs: the comparison axes, how many a
 each task (overlap), the annotators' instructions, the gold-pair rate and the pairing strategy.
 `label_config_xml` turns the axes into Label Studio's XML: one required single-choice group per
 axis with left / right / tie, because `<Pairwise>` records only the last of several groups and
-has no tie (see shared/field-notes.md).
+has no tie.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ DEFAULT_PORT = 8080
 DEFAULT_STATE_DIR = Path(".imagepref/label-studio")
 DEFAULT_FILES_ROOT = Path("workspace")
 INSTALLED_MARKER = ".imagepref-installed"
-# Label Studio reads these bare names too (field notes), so a stray USERNAME in the shell must not
+# Label Studio reads these bare names too, so a stray USERNAME in the shell must not
 # reach it.
 _STRAY_VARIABLES = ("USERNAME", "PASSWORD", "HOST", "PORT", "DEBUG")
 

@@ -8,7 +8,7 @@ What it does differently from ``transformers`` ``generate(guidance_scale=...)``:
   end-of-row markers) are fed without sampling;
 - it reports the policy's own **raw** log-probs of each sampled code: a log-softmax over the whole
   vocabulary of the conditional row, before guidance, masking, temperature and top-k/top-p.
-  Those are the numbers RL ratios and KL terms must use (see shared field notes on PPO);
+  Those are the numbers RL ratios and KL terms must use;
 - for Llama-shaped decoders (glyph, Emu3, causal LMs) it decodes over a preallocated key/value
   buffer without transformers' per-step machinery, and runs identical prompt rows (the
   unconditional ones, a prompt asked for several images) once in the prefill

@@ -20,8 +20,8 @@ from imagepref.settings import apply_overrides, validated
 DEFAULT_WIDTHS = {"pixel": 48, "token": 32, "clip": 96}
 # Members of the deep ensemble (independently seeded copies whose scores are averaged). The pixel
 # backbone learns to read letters from scratch and each seed learns a different part of it well
-# (colour or letters): on 2,400 pairs single seeds reached 75-80 % held-out fidelity, four of them
-# averaged 87.0 % (benchmarks/reward.py). The token backbone starts from the generator's embeddings
+# (colour or letters), so the mean of four reaches what a single seed only sometimes does
+# (benchmarks/reward.py; docs/results.md has the figures). The token backbone starts from the generator's embeddings
 # and one copy meets its targets; a CLIP member would load its backbone once per member.
 DEFAULT_MEMBERS = {"pixel": 4, "token": 1, "clip": 1}
 # Fields whose default depends on the backbone; an override of ``backbone`` resets them.
@@ -29,9 +29,9 @@ BY_BACKBONE = {"width": DEFAULT_WIDTHS, "members": DEFAULT_MEMBERS}
 
 # The prompt-matching loss left unset is on (weight 1) for the pixel backbone from this many
 # training pairs. The pixel backbone learns letters and colours from scratch, and on 2,400 pairs the
-# loss is most of what taught it to compare them with the prompt (held-out fidelity 71-75 % without
-# it, 75-87 % with it over seeds); on 360 pairs it cost 6 points of fidelity and 16 of aesthetics.
-# The token backbone starts from the generator's embeddings and lost about 10 points on 360 pairs.
+# loss is most of what taught it to compare them with the prompt; on a few hundred pairs it cost the
+# pixel backbone fidelity and aesthetics, and the token backbone (which starts from the generator's
+# embeddings) fidelity. docs/results.md has the figures.
 PROMPT_MATCHING_MIN_PAIRS = 1000
 
 

@@ -9,7 +9,7 @@ which vocabulary rows are image codes. The prompt is ``prompt_template`` (defaul
 
 ``from_text_model`` makes such a generator from a text-only LM: it adds ``<boi>``, ``<eoi>`` and
 one ``<img_i>`` token per code, resizes the embeddings, and ``image_rows_peft_config`` makes the
-new rows trainable with peft next to LoRA (field notes: ``trainable_token_indices`` on the input
+new rows trainable with peft next to LoRA (``trainable_token_indices`` on the input
 embedding is the small adapter that works with TRL; ``modules_to_save`` keeps full copies of the
 embedding and ``lm_head`` but also trains the output rows of an untied head).
 """

@@ -97,7 +97,7 @@ class JanusGenerator(Generator):
                     intermediate_size=hidden_size * 2, num_hidden_layers=layers, num_attention_heads=2,
                     num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-        # num_image_tokens must equal (image_size // patch_size) ** 2 (the VQ grid, field notes).
+        # num_image_tokens must equal (image_size // patch_size) ** 2 (the VQ grid).
         vision = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=side * 8, patch_size=8,
                       num_image_tokens=side * side, projection_dim=hidden_size, intermediate_size=32)
         vq = dict(embed_dim=4, num_embeddings=num_codes, latent_channels=32, base_channels=32,

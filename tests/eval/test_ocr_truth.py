@@ -1,4 +1,4 @@
-"""The default OCR engine's accuracy floors on the truth set rendered in code (issue 6)."""
+"""The default OCR engine's accuracy floors on the truth set rendered in code."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`imagepref reward ...` through the real command line: a train/eval/score run, and every bad
-input the issue names as one line with exit status 2, nothing half-written."""
+input as one line with exit status 2, nothing half-written."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, gl
     report = evaluate_reward_model(load_reward_model(tmp_path / "rm"), val, resamples=200)
     accuracy = {axis: report["axes"][axis]["accuracy"] for axis in AXES}
     # From pixels, matching the quoted word to the drawn letters needs more pairs than this small
-    # set holds (benchmarks/reward.py: about 80 % on 2,400 pairs); the token backbone starts from the
+    # set holds (benchmarks/reward.py measures it on 2,400 pairs); the token backbone starts from the
     # generator's letter-aware embeddings and gets every head here.
     heads = AXES if backbone == "token" else ("aesthetics", "safety")
     assert all(accuracy[axis] >= 0.65 for axis in heads), accuracy
