@@ -101,39 +101,31 @@ def test_second_run_reuses_cached_images(evaluated, micro_run, prompts_file):
     ]
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-def test_missing_checkpoint_folder(tmp_path, micro_run):
+def test_missing_checkpoint_folder(tmp_path, micro_run, one_line_error):
     result = run_eval("--checkpoints", str(micro_run[0]), str(tmp_path / "nope"), "--limit", "2", "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, "nope", "does not exist")
+    one_line_error(result, "nope", "does not exist")
     assert not (tmp_path / "o" / "results.json").exists()
 
 
-def test_unknown_ocr_engine(tmp_path, micro_run):
+def test_unknown_ocr_engine(tmp_path, micro_run, one_line_error):
     result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "easyocr", "--limit", "2", "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, "unknown OCR engine 'easyocr'", "rapidocr, tesseract")
+    one_line_error(result, "unknown OCR engine 'easyocr'", "rapidocr, tesseract")
 
 
-def test_engine_models_missing_names_what_to_install(tmp_path, micro_run):
+def test_engine_models_missing_names_what_to_install(tmp_path, micro_run, one_line_error):
     result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "tesseract", "--limit", "2",
                       "--out", str(tmp_path / "o"), env={"TESSDATA_PREFIX": str(tmp_path)})
-    assert_one_line_error(result, "eng.traineddata", "apt-get install tesseract-ocr tesseract-ocr-eng")
+    one_line_error(result, "eng.traineddata", "apt-get install tesseract-ocr tesseract-ocr-eng")
 
 
-def test_prompts_file_without_a_usable_line(tmp_path, micro_run):
+def test_prompts_file_without_a_usable_line(tmp_path, micro_run, one_line_error):
     prompts = tmp_path / "empty.jsonl"
     prompts.write_text("\n# nothing here\n")
     result = run_eval("--checkpoints", str(micro_run[0]), "--prompts", str(prompts), "--out", str(tmp_path / "o"))
-    assert_one_line_error(result, "empty.jsonl has no usable line")
+    one_line_error(result, "empty.jsonl has no usable line")
 
 
-def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_run, prompts_file):
+def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_run, prompts_file, one_line_error):
     out, _ = evaluated
     before = (out / "results.json").read_bytes()
     folder = out / json.loads(before)["checkpoints"][1]["image_folder"]
@@ -143,12 +135,12 @@ def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_r
     try:
         result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
                           "--samples", "2", "--out", str(out))
-        assert_one_line_error(result, victim.name, "cannot be read", "delete that folder")
+        one_line_error(result, victim.name, "cannot be read", "delete that folder")
         assert (out / "results.json").read_bytes() == before
         victim.unlink()
         result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
                           "--samples", "2", "--out", str(out))
-        assert_one_line_error(result, victim.name, "does not exist")
+        one_line_error(result, victim.name, "does not exist")
     finally:
         victim.write_bytes(original)
 

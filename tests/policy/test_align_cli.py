@@ -21,29 +21,20 @@ def run(*args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line
-             and not line.startswith("  ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
-def test_unknown_reward_and_unknown_setting_are_refused(micro_folder, tmp_path):
+def test_unknown_reward_and_unknown_setting_are_refused(micro_folder, tmp_path, one_line_error):
     out = tmp_path / "run"
-    assert_one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out), "--reward", "rule_sharpness=1"),
-                          "rule_sharpness")
-    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "stepz=3"), "stepz")
-    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "temperature=0.8"),
-                          "temperature", "raw policy")
-    assert_one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out),
-                              "on_policy.rewards={rule_sharpness: 1}"), "rule_sharpness")
+    one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out), "--reward", "rule_sharpness=1"),
+                   "rule_sharpness")
+    one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "stepz=3"), "stepz")
+    one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "temperature=0.8"),
+                   "temperature", "raw policy")
+    one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out),
+                       "on_policy.rewards={rule_sharpness: 1}"), "rule_sharpness")
     assert not out.exists()
 
 
-def test_preferences_without_tokens_or_with_foreign_tokens_are_refused(micro_folder, tmp_path, preference_writer):
+def test_preferences_without_tokens_or_with_foreign_tokens_are_refused(micro_folder, tmp_path, preference_writer,
+                                                                       one_line_error):
     generator = load_generator(micro_folder)
     candidates = preference_writer(generator, tmp_path)
     for name, frame, word in (
@@ -55,13 +46,13 @@ def test_preferences_without_tokens_or_with_foreign_tokens_are_refused(micro_fol
         folder.mkdir()
         frame.to_parquet(folder / "candidates.parquet")
         out = tmp_path / f"run-{name}"
-        assert_one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out), "--ocr-engine", "tesseract",
-                                  "--preferences", str(tmp_path / "preferences"), "--candidates", str(folder)), word)
+        one_line_error(run("dpo", "--base", str(micro_folder), "--out", str(out), "--ocr-engine", "tesseract",
+                           "--preferences", str(tmp_path / "preferences"), "--candidates", str(folder)), word)
         assert not out.exists()
 
 
 @pytest.mark.slow
-def test_grpo_run_monitors_resumes_only_itself_and_merges(micro_folder, tmp_path):
+def test_grpo_run_monitors_resumes_only_itself_and_merges(micro_folder, tmp_path, one_line_error):
     out = tmp_path / "run"
     result = run("grpo", "--base", str(micro_folder), "--out", str(out), "--ocr-engine", "tesseract",
                  "--reward", "ocr=1", "--reward", "rule_safety=0.5", "--num-prompts", "8",
@@ -83,12 +74,12 @@ def test_grpo_run_monitors_resumes_only_itself_and_merges(micro_folder, tmp_path
     assert record["settings"]["rewards"]["weights"] == {"ocr": 1.0, "rule_safety": 0.5}
 
     # Another method's settings cannot resume this folder; without --resume it is not overwritten.
-    assert_one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "--resume"), "another run")
-    assert_one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out)), "already holds a run")
+    one_line_error(run("ppo", "--base", str(micro_folder), "--out", str(out), "--resume"), "another run")
+    one_line_error(run("grpo", "--base", str(micro_folder), "--out", str(out)), "already holds a run")
 
     other = tmp_path / "other-base"
     micro_generator(seed=0, model_seed=3).save_pretrained(other)
-    assert_one_line_error(run("merge", str(out), "--out", str(tmp_path / "bad"), "--base", str(other)), "another base")
+    one_line_error(run("merge", str(out), "--out", str(tmp_path / "bad"), "--base", str(other)), "another base")
     assert not (tmp_path / "bad").exists()
     merged = tmp_path / "merged"
     result = run("merge", str(out), "--out", str(merged))

@@ -24,15 +24,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=600)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("families")
@@ -76,27 +67,27 @@ def test_eval_scores_a_family_checkpoint(folders, prompts, tmp_path):
     assert (out / "report.html").is_file()
 
 
-def test_a_plain_text_model_folder_is_no_known_family(tmp_path, prompts):
+def test_a_plain_text_model_folder_is_no_known_family(tmp_path, prompts, one_line_error):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path / "text-only"
     LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                  num_attention_heads=2)).save_pretrained(folder)
     result = run("generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "llama", "no known generator family", "causal_vq")
+    one_line_error(result, "llama", "no known generator family", "causal_vq")
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unknown_family_name_is_refused(folders, tmp_path, prompts):
+def test_an_unknown_family_name_is_refused(folders, tmp_path, prompts, one_line_error):
     folder = tmp_path / "renamed"
     folder.mkdir()
     config = json.loads((folders["causal-vq"] / "imagepref.json").read_text())
     (folder / "imagepref.json").write_text(json.dumps({**config, "family": "dalle"}))
     result = run("generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "dalle", "causal-vq", "emu3", "janus")
+    one_line_error(result, "dalle", "causal-vq", "emu3", "janus")
 
 
-def test_a_codec_with_another_code_count_is_refused(folders, tmp_path, prompts):
+def test_a_codec_with_another_code_count_is_refused(folders, tmp_path, prompts, one_line_error):
     import shutil
 
     from diffusers import VQModel
@@ -108,11 +99,11 @@ def test_a_codec_with_another_code_count_is_refused(folders, tmp_path, prompts):
     shutil.rmtree(folder / "codec")
     VQModel(**{**codec_config, "num_vq_embeddings": 32}).save_pretrained(folder / "codec")
     result = run("generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "32 codes", "64")
+    one_line_error(result, "32 codes", "64")
     assert not (tmp_path / "out").exists()
 
 
-def test_remote_code_needs_the_flag(folders, tmp_path, prompts):
+def test_remote_code_needs_the_flag(folders, tmp_path, prompts, one_line_error):
     import shutil
 
     folder = tmp_path / "remote"
@@ -120,7 +111,7 @@ def test_remote_code_needs_the_flag(folders, tmp_path, prompts):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
     result = run("generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "--trust-remote-code")
+    one_line_error(result, "--trust-remote-code")
 
 
 def test_a_janus_folder_without_imagepref_json_loads_from_its_transformers_config(folders, tmp_path):

@@ -75,7 +75,7 @@ def _mismatched_codec(model, tmp_path):
     ("malformed prompts", "is not a JSON object"),
     ("n zero", "--n must be at least 1"),
 ])
-def test_bad_inputs_give_one_line_and_exit_2(model, prompts, tmp_path, case, message):
+def test_bad_inputs_give_one_line_and_exit_2(model, prompts, tmp_path, case, message, one_line_error):
     model_arg, prompts_arg, n = str(model), str(prompts), "2"
     if case == "missing model":
         model_arg = str(tmp_path / "nothing")
@@ -96,8 +96,5 @@ def test_bad_inputs_give_one_line_and_exit_2(model, prompts, tmp_path, case, mes
         n = "0"
     out = tmp_path / "out"
     result = run("generate", "--model", model_arg, "--prompts", prompts_arg, "--out", str(out), "--n", n)
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    one_line_error(result, message)
     assert not out.exists() and not list(tmp_path.glob(".out.partial"))

@@ -63,46 +63,36 @@ def test_bad_values_and_unknown_stages():
         apply_overrides({}, ["rounds"])
 
 
-def _one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0]
-
-
-def test_cli_refuses_a_file_that_is_not_yaml(cli, tmp_path):
+def test_cli_refuses_a_file_that_is_not_yaml(cli, tmp_path, one_line_error):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n  stages: {\n")
-    _one_line_error(*cli("run", path)[::2], "not valid YAML")
+    one_line_error(cli("run", path), "not valid YAML")
     path.write_text("- just\n- a list\n")
-    _one_line_error(*cli("run", path)[::2], "must be a YAML mapping")
-    _one_line_error(*cli("run", tmp_path / "absent.yaml")[::2], "does not exist")
+    one_line_error(cli("run", path), "must be a YAML mapping")
+    one_line_error(cli("run", tmp_path / "absent.yaml"), "does not exist")
 
 
-def test_cli_refuses_unknown_stage_key_and_from(cli, micro_recipe):
+def test_cli_refuses_unknown_stage_key_and_from(cli, micro_recipe, one_line_error):
     path = micro_recipe()
-    _one_line_error(*cli("run", path, "stages=[generate,lable]")[::2], "unknown stage 'lable'", "did you mean label")
-    _one_line_error(*cli("run", path, "label.anotators=3")[::2], "did you mean label.annotators")
-    _one_line_error(*cli("run", path, "--from", "align")[::2], "no stage 'align'", "pretrain, r1/generate")
+    one_line_error(cli("run", path, "stages=[generate,lable]"), "unknown stage 'lable'", "did you mean label")
+    one_line_error(cli("run", path, "label.anotators=3"), "did you mean label.annotators")
+    one_line_error(cli("run", path, "--from", "align"), "no stage 'align'", "pretrain, r1/generate")
 
 
-def test_cli_refuses_a_stage_whose_input_cannot_be_produced(cli, micro_recipe, tmp_path):
+def test_cli_refuses_a_stage_whose_input_cannot_be_produced(cli, micro_recipe, tmp_path, one_line_error):
     path = micro_recipe(stages=["reward"])
-    _one_line_error(*cli("run", path)[::2], "r1/reward needs the output of r1/generate", "add generate to stages")
+    one_line_error(cli("run", path), "r1/reward needs the output of r1/generate", "add generate to stages")
     path = micro_recipe(stages=["eval"], pretrain={"reuse_shipped": False})
-    code, _, err = cli("run", path)
-    _one_line_error(code, err, "no generator to start from")
+    one_line_error(cli("run", path), "no generator to start from")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["stages"]["eval"]["status"] == "failed"
 
 
-def test_cli_refuses_a_run_folder_of_another_recipe_unless_forced(cli, micro_recipe, tmp_path):
+def test_cli_refuses_a_run_folder_of_another_recipe_unless_forced(cli, micro_recipe, tmp_path, one_line_error):
     first = micro_recipe("first", stages=["pretrain"])
     assert cli("run", first)[0] == 0
     second = micro_recipe("second", stages=["pretrain"])
-    _one_line_error(*cli("run", second)[::2], "was made by recipe 'first'", "--force")
+    one_line_error(cli("run", second), "was made by recipe 'first'", "--force")
     code, out, err = cli("run", second, "--force")
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["recipe"] == "second"

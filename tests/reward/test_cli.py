@@ -17,14 +17,6 @@ def run_reward(*args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def copy_prefs(source, target, change=None):
     shutil.copytree(source, target)
     if change is not None:
@@ -41,27 +33,27 @@ def all_ties(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs
 
 
-def test_bad_preference_data_is_one_line(glyph_prefs, tmp_path):
+def test_bad_preference_data_is_one_line(glyph_prefs, tmp_path, one_line_error):
     def train(prefs, *extra):
         return run_reward("train", "--prefs", str(prefs), "--out", str(tmp_path / "out"), "--quiet", *extra)
 
     extra_axis = copy_prefs(glyph_prefs, tmp_path / "extra", lambda p: p.assign(style_votes_a=1, style_votes_b=0,
                                                                                style_votes_tie=0, style_label="a"))
-    assert_one_line_error(train(extra_axis), "axes the model lacks: style")
-    assert_one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "empty", lambda p: p.iloc[:0])), "is empty")
-    assert_one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "ties", all_ties)), "every vote is a tie")
+    one_line_error(train(extra_axis), "axes the model lacks: style")
+    one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "empty", lambda p: p.iloc[:0])), "is empty")
+    one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "ties", all_ties)), "every vote is a tie")
     gone = copy_prefs(glyph_prefs, tmp_path / "gone")
     next((gone / "candidates" / "images").iterdir()).unlink()
-    assert_one_line_error(train(gone), "missing on disk")
-    assert_one_line_error(train(glyph_prefs, "--candidates", str(tmp_path / "nowhere")), "not a candidate set")
+    one_line_error(train(gone), "missing on disk")
+    one_line_error(train(glyph_prefs, "--candidates", str(tmp_path / "nowhere")), "not a candidate set")
     (tmp_path / "not-clip").mkdir()
-    assert_one_line_error(train(glyph_prefs, "--backbone", "clip", "--backbone-path", str(tmp_path / "not-clip")),
-                          "does not load")
-    assert_one_line_error(train(glyph_prefs, "--set", "epochs=many"), "epochs")
-    assert_one_line_error(train(glyph_prefs, "--backbone", "token"), "--generator")
+    one_line_error(train(glyph_prefs, "--backbone", "clip", "--backbone-path", str(tmp_path / "not-clip")),
+                   "does not load")
+    one_line_error(train(glyph_prefs, "--set", "epochs=many"), "epochs")
+    one_line_error(train(glyph_prefs, "--backbone", "token"), "--generator")
     assert not (tmp_path / "out" / "model.safetensors").exists()
-    assert_one_line_error(run_reward("eval", "--model", str(tmp_path / "nothing"), "--prefs", str(glyph_prefs)),
-                          "not a reward model folder")
+    one_line_error(run_reward("eval", "--model", str(tmp_path / "nothing"), "--prefs", str(glyph_prefs)),
+                   "not a reward model folder")
 
 
 @pytest.mark.slow
@@ -103,7 +95,7 @@ def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_
 
 
 @pytest.mark.slow
-def test_glyph_data_writes_the_preference_contract(tmp_path):
+def test_glyph_data_writes_the_preference_contract(tmp_path, one_line_error):
     from imagepref.labeling.preferences import annotation_columns, pair_columns
 
     out = tmp_path / "prefs"
@@ -130,4 +122,4 @@ def test_glyph_data_writes_the_preference_contract(tmp_path):
     with Image.open(out / "candidates" / first["image_path"]) as image:
         codes = load_generator(SHIPPED_GENERATOR).codec.encode([image.convert("RGB")]).reshape(-1)
     assert codes.tolist() == list(first["image_tokens"])
-    assert_one_line_error(run_reward(*args), "already holds preference data")
+    one_line_error(run_reward(*args), "already holds preference data")
