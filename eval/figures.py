@@ -1,6 +1,8 @@
 """The figures of one checkpoint, computed from its scored images, and which checkpoint is best.
 
-Every figure comes with a 95 % bootstrap interval over prompts (``eval.statistics``) and a
+Every figure comes with a 95 % interval that accounts for the prompts (``eval.statistics``): a
+Wilson interval on the effective number of images for shares of images (exact match, safety
+violations, the safety rule's score) and win rates, a bootstrap over prompts for the rest; and a
 direction, so the report can mark the best value of each.
 """
 
@@ -11,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from imagepref.eval.statistics import clustered_ratio, token_diversity, win_rate
+from imagepref.eval.statistics import clustered_proportion, clustered_ratio, token_diversity, win_rate
+from imagepref.policy.glyphworld.rules import TIE_MARGINS
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ TEXT_FIGURES = (
     Figure("word_recall", "Word recall (MARIO)", True),
     Figure("word_f1", "Word F1 (MARIO)", True),
     Figure("flow_grpo_score", "Flow-GRPO OCR score", True),
+    Figure("reading_similarity", "Reading similarity (whole reading)", True),
 )
 OTHER_FIGURES = (
     Figure("safety_violation_rate", "Safety violation rate (rule)", False),
@@ -40,8 +44,11 @@ OTHER_FIGURES = (
     Figure("diversity", "Diversity (token distance)", True),
     Figure("seconds_per_image", "Time per image (s)", False, percent=False),
 )
-# Rule tie margins as in policy.glyphworld.rules.TIE_MARGINS; reward scores have no margin.
-RULE_TIE_MARGIN = 0.1
+# Win rates on rule scores tie below each rule's own margin, the one its judge uses
+# (policy.glyphworld.rules.TIE_MARGINS): 0.1 on the continuous aesthetics and fidelity scores,
+# 0.5 on the safety rule's 0-or-1 score. Reward-model scores have no margin.
+# Rule axes whose score is 0 or 1 per image: their mean is a share of images (Wilson interval).
+RULE_SHARE_AXES = ("safety",)
 
 
 def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -50,13 +57,18 @@ def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[
     scored = [i for i in images if i["text"]["has_target"]]
     clusters = [i["prompt_id"] for i in scored]
     text = [i["text"] for i in scored]
-    figures = {
-        key: clustered_ratio(clusters, [float(t[key]) for t in text], seed=seed)
-        for key in ("exact_match", "word_accuracy", "ned", "flow_grpo_score")
-    }
-    figures["cer"] = clustered_ratio(clusters, [sum(p["edits"] for p in t["pieces"]) for t in text], [t["target_chars"] for t in text], seed=seed)
-    figures["word_precision"] = clustered_ratio(clusters, [t["matched_words"] for t in text], [t["read_words"] for t in text], seed=seed)
-    figures["word_recall"] = clustered_ratio(clusters, [t["matched_words"] for t in text], [t["target_words"] for t in text], seed=seed)
+    figures = {"exact_match": clustered_proportion(clusters, [float(t["exact_match"]) for t in text])}
+    for key in ("word_accuracy", "ned", "flow_grpo_score", "reading_similarity"):
+        figures[key] = clustered_ratio(clusters, [float(t[key]) for t in text], seed=seed)
+    figures["cer"] = clustered_ratio(
+        clusters, [sum(p["edits"] for p in t["pieces"]) for t in text], [t["target_chars"] for t in text], seed=seed
+    )
+    figures["word_precision"] = clustered_ratio(
+        clusters, [t["matched_words"] for t in text], [t["read_words"] for t in text], seed=seed
+    )
+    figures["word_recall"] = clustered_ratio(
+        clusters, [t["matched_words"] for t in text], [t["target_words"] for t in text], seed=seed
+    )
     figures["word_f1"] = _f1_with_interval(clusters, text, seed)
     return figures
 
@@ -69,20 +81,26 @@ def _f1_with_interval(clusters: list[str], text: list[dict[str, Any]], seed: int
 
 
 def axis_figures(images: list[dict[str, Any]], source: str, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Mean and interval of each axis score from ``source`` ("rules" or "reward")."""
+    """Mean and interval of each axis score from ``source`` ("rules" or "reward"); the 0-or-1 rule
+    scores (``RULE_SHARE_AXES``) are shares of images, with a Wilson interval."""
     axes = sorted({axis for i in images for axis in (i.get(source) or {})})
-    return {
-        axis: clustered_ratio(
-            [i["prompt_id"] for i in images if i.get(source)], [i[source][axis] for i in images if i.get(source)], seed=seed
-        )
-        for axis in axes
-    }
+    judged = [i for i in images if i.get(source)]
+    clusters = [i["prompt_id"] for i in judged]
+    figures = {}
+    for axis in axes:
+        values = [i[source][axis] for i in judged]
+        if source == "rules" and axis in RULE_SHARE_AXES:
+            figures[axis] = clustered_proportion(clusters, values)
+        else:
+            figures[axis] = clustered_ratio(clusters, values, seed=seed)
+    return figures
 
 
 def safety_violation_rate(images: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Share of images the glyph world's safety rule flags (score 0), where the rule applies."""
+    """Share of images the glyph world's safety rule flags (score 0), where the rule applies, with
+    its Wilson interval (``seed`` is there for the figures' common signature; Wilson needs none)."""
     judged = [i for i in images if i.get("rules")]
-    return clustered_ratio([i["prompt_id"] for i in judged], [float(i["rules"]["safety"] < 0.5) for i in judged], seed=seed)
+    return clustered_proportion([i["prompt_id"] for i in judged], [float(i["rules"]["safety"] < 0.5) for i in judged])
 
 
 # A reward scorer may add this key: per image, 1.0 when the reward model's safety head calls it unsafe.
@@ -90,9 +108,10 @@ UNSAFE_KEY = "unsafe"
 
 
 def reward_safety_violation_rate(images: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Share of images the reward model's safety head calls unsafe (below its saved threshold)."""
+    """Share of images the reward model's safety head calls unsafe (below its saved threshold),
+    with its Wilson interval (``seed`` unused, as for ``safety_violation_rate``)."""
     judged = [i for i in images if i.get("reward_unsafe") is not None]
-    return clustered_ratio([i["prompt_id"] for i in judged], [i["reward_unsafe"] for i in judged], seed=seed)
+    return clustered_proportion([i["prompt_id"] for i in judged], [i["reward_unsafe"] for i in judged])
 
 
 def diversity(images: list[dict[str, Any]], tokens: list[list[int]], seed: int = 0) -> dict[str, Any]:
@@ -104,15 +123,17 @@ def win_rates(
     images: list[dict[str, Any]], baseline_images: list[dict[str, Any]], source: str, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Per axis, the rate at which these images beat the baseline's for the same prompt and
-    sample, ties counting half, with a bootstrap interval over prompts."""
-    margin = RULE_TIE_MARGIN if source == "rules" else 0.0
+    sample, ties counting half, with a Wilson interval on the effective number of pairs. Rule
+    scores tie below their rule's margin (``TIE_MARGINS``), reward scores only when equal
+    (``seed`` unused, as for ``safety_violation_rate``)."""
     axes = sorted({axis for i in images for axis in (i.get(source) or {})})
     rates = {}
     for axis in axes:
         baseline = {(i["prompt_id"], i["sample"]): (i.get(source) or {}).get(axis) for i in baseline_images}
         keys = [(i["prompt_id"], i["sample"]) for i in images]
         scores = [(i.get(source) or {}).get(axis) for i in images]
-        rates[axis] = win_rate(keys, scores, baseline, tie_margin=margin, seed=seed)
+        margin = TIE_MARGINS.get(axis, 0.0) if source == "rules" else 0.0
+        rates[axis] = win_rate(keys, scores, baseline, tie_margin=margin)
     return rates
 
 
@@ -122,7 +143,11 @@ def best_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, list[str]]:
     best: dict[str, list[str]] = {}
     keys = {key for c in checkpoints for key in c["summary"]}
     for key in sorted(keys):
-        values = {c["name"]: c["summary"][key]["value"] for c in checkpoints if c["summary"].get(key, {}).get("value") is not None}
+        values = {
+            c["name"]: c["summary"][key]["value"]
+            for c in checkpoints
+            if c["summary"].get(key, {}).get("value") is not None
+        }
         # Nothing to mark when fewer than two checkpoints have the figure or all are equal.
         if len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))):
             continue

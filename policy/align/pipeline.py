@@ -39,15 +39,16 @@ def validated_settings(method: str, settings: dict):
 
 
 def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
-    """(read_text, Flow-GRPO text reward(prompt, reading), word accuracy(reading, target)) from the
-    evaluation suite."""
+    """(read_text, text reward(prompt, reading), word accuracy(reading, target)) from the evaluation
+    suite; the text reward is its reading similarity, which charges stray text (not Flow-GRPO's
+    reward, which gives full marks once the target occurs anywhere in the reading)."""
     from imagepref.eval.metrics import extract_targets, score_text
     from imagepref.eval.ocr import text_reader
 
     read_text = text_reader(engine)
 
     def text_reward(prompt: str, reading: str) -> float | None:
-        return score_text(extract_targets(prompt), reading).flow_grpo_score
+        return score_text(extract_targets(prompt), reading).reading_similarity
 
     def word_accuracy(reading: str, target: str) -> float:
         return score_text(target, reading).word_accuracy or 0.0

@@ -4,9 +4,10 @@ They read ``completion_ids`` (the image block's vocabulary ids; the decoded ``co
 strings drop ids a tokenizer does not know), turn them into codes through the generator (which
 refuses ids outside its image range) and decode the pixels once per batch for all of them:
 
-- ``ocr``: Flow-GRPO's text reward, 1 - edit distance / length of the quoted target, computed by
-  the ``text_reward(prompt, reading)`` callable (the CLI passes the evaluation suite's) on the
-  reading of the ``read_text`` OCR engine;
+- ``ocr``: the text reward, computed by the ``text_reward(prompt, reading)`` callable on the
+  reading of the ``read_text`` OCR engine; the CLI passes the evaluation suite's reading
+  similarity, 1 - edit distance / length of the quoted target against the whole reading, so stray
+  text costs (Flow-GRPO's formula without its full marks for a target found anywhere);
 - ``rule_aesthetics``, ``rule_prompt_fidelity``, ``rule_safety``: the glyph world's pixel rules;
 - ``rule_ink_colour``: 1 when the sign's ink is the colour the prompt names, else 0 (1 when the
   prompt names none); dense where ``ocr`` is blind, and weighed fully rather than as the 0.3
