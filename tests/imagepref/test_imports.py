@@ -115,6 +115,15 @@ print(json.dumps(failures))
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
 
 
+def test_the_command_line_starts_without_torch():
+    # `imagepref label ...` runs beside Label Studio on machines without a GPU stack: the commands
+    # import torch, transformers and TRL only when they run.
+    script = "import sys, imagepref.recipes.cli; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_only_the_command_line_imports_the_command_line():
     library = {name: path for name, path in MODULES.items() if not name.startswith(COMMAND_LINE)}
     assert len(library) > 50 and "imagepref.recipes.stages.training" in library
