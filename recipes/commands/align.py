@@ -1,7 +1,7 @@
 """`imagepref align dpo|grpo|ppo|merge`: move a generator toward preferences with LoRA.
 
 The commands parse their arguments and call ``policy.align.pipeline.run_aligner``, the same entry
-point as the recipe's align stage.
+point as the recipe's align stage (imported inside the commands: it brings TRL and transformers).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any, Optional
 import typer
 
 from imagepref.errors import BadInputError
-from imagepref.policy.align.pipeline import run_aligner, settings_class
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,6 +21,7 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
     import yaml
     from pydantic import ValidationError
 
+    from imagepref.policy.align.pipeline import settings_class
     from imagepref.settings import apply_overrides, error_line
 
     model = settings_class(method)
@@ -85,6 +85,7 @@ def _train(method: str, context: typer.Context, base, out, config, resume, ocr_e
            num_prompts, no_monitor, dtype, device, rewards=None, preferences=None, candidates=None) -> None:
     from imagepref.dtypes import torch_dtype
     from imagepref.policy.align.checkpoints import RUN_FILE, read_run
+    from imagepref.policy.align.pipeline import run_aligner
 
     torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
     settings = load_settings(method, config, list(context.args), rewards)
