@@ -166,7 +166,8 @@ class LaunchSection(Section):
 
 class LoggingSection(Section):
     report_to: list[str] = Field(["tensorboard"], description="Trackers for the trainers (anything TRL supports, or none).")
-    console_every: int = Field(10, ge=1, description="Echo every Nth step line to the console (the run log gets all).")
+    console_every: int = Field(10, ge=1, description="Show every Nth training step's summary on the console (and the "
+                               "last and held-out ones); the run log gets every step with every metric.")
 
 
 class Recipe(Section):

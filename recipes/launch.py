@@ -73,7 +73,7 @@ def main(spec_file: str) -> None:
 
         run_log = spec.pop("run_log")
         folder = RunFolder(Path(run_log["root"]))
-        step_log = lambda line: folder.log(run_log["stage"], line, console=False)  # noqa: E731
+        step_log = lambda line: folder.log(run_log["stage"], str(line), console=False)  # noqa: E731
     run_aligner(**spec, merge=False, step_log=step_log)
 
 

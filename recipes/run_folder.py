@@ -112,13 +112,14 @@ class RunFolder:
         self.save()
 
     # ----- log ---------------------------------------------------------------------------
-    def log(self, stage: str, message: str, console: bool = True) -> None:
-        """Append one line to the run log (and echo it to the console when ``console``)."""
+    def log(self, stage: str, message: str, console: bool = True, summary: str | None = None) -> None:
+        """Append one line to the run log (and echo it to the console when ``console``; ``summary``,
+        when given, is what the console shows instead, e.g. a few of a training step's metrics)."""
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{stage}] {message}"
         with open(self.log_file, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
         if console:
-            self.echo(f"[{stage}] {message}")
+            self.echo(f"[{stage}] {summary if summary is not None else message}")
 
     def step_logger(self, stage: str):
         """A callback ``(done, total, info)`` writing one line per step; every Nth goes to the console."""

@@ -62,9 +62,9 @@ class StageContext:
     continue_labeling: bool = False
     services: Any = None  # what the loop built for every stage (``recipes.services.Services``)
 
-    def log(self, message: str, console: bool = True) -> None:
-        """One line in the run log under this stage's key."""
-        self.run.log(self.stage.key, message, console=console)
+    def log(self, message: str, console: bool = True, summary: str | None = None) -> None:
+        """One line in the run log under this stage's key (``summary``: the console's shorter form)."""
+        self.run.log(self.stage.key, message, console=console, summary=summary)
 
     def step(self, done: int | None, total: int | None, info: dict | None = None) -> None:
         """One line per step or batch of work."""

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_json_atomically, write_text_atomically
 from imagepref.tensor_state import load_state, save_state
+from imagepref.policy.align.steps import StepLines
 from imagepref.policy.generator import CONFIG_NAME, Generator, load_generator
 
 RUN_FILE = "align.json"
@@ -188,8 +188,8 @@ class CheckpointFiles:
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # StepLines replaces transformers' PrinterCallback (with tqdm off it prints every log
-        # dict to stdout): one formatted line a step, routed where the caller wants it.
+        # StepLines (policy.align.steps) replaces transformers' PrinterCallback (with tqdm off it
+        # prints every log dict to stdout): one line a step, routed where the caller wants it.
         self.remove_callback(PrinterCallback)
         self.add_callback(StepLines())
 
@@ -259,22 +259,3 @@ class CheckpointFiles:
             Path(output_dir, "training_args.bin").unlink(missing_ok=True)
             write_text_atomically(Path(output_dir) / "training_args.json", self.args.to_json_string())
 
-
-class StepLines(TrainerCallback):
-    """One line per logged training step (the aligners log every step) to the logger
-    ``policy.align.steps``, from the main process only, as the step happens: ``step N/M key=value
-    ...``. Whoever runs the aligner routes that logger where it wants (the recipe runner: the run log)."""
-
-    logger = logging.getLogger("imagepref.policy.align.steps")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or not state.is_world_process_zero:
-            return
-        details = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                           for key, value in logs.items() if value == value)  # NaN: not measured this step
-        # transformers logs once more at the end, with the run's totals (train_runtime, train_loss).
-        kind = "finished" if "train_runtime" in logs else "step"
-        self.logger.info("%s %d/%d %s", kind, state.global_step, state.max_steps, details)
-
-
-StepLines.logger.setLevel(logging.INFO)  # its lines are the point; the root logger's WARNING would drop them

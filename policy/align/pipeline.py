@@ -12,10 +12,14 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagepref.errors import BadInputError
+
+if TYPE_CHECKING:
+    from imagepref.policy.align.steps import StepLine
 
 METHODS = ("dpo", "grpo", "ppo")
 
@@ -73,21 +77,21 @@ def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
 
 
 class _LineHandler(logging.Handler):
-    """Hands each record's message to a function (the caller's log)."""
+    """Hands each record's ``StepLine`` to a function (the caller's log)."""
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[StepLine], None]) -> None:
         super().__init__()
         self.write = write
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.write(record.getMessage())
+        self.write(record.msg)
 
 
 @contextlib.contextmanager
-def step_lines_to(write: Callable[[str], None]) -> Iterator[None]:
-    """Route the trainers' per-step lines (``policy.align.checkpoints.StepLines``) to ``write``
+def step_lines_to(write: Callable[[StepLine], None]) -> Iterator[None]:
+    """Route the trainers' per-step lines (``policy.align.steps.StepLines``) to ``write``
     while the block runs: each line arrives as its step is logged, not after training."""
-    from imagepref.policy.align.checkpoints import StepLines
+    from imagepref.policy.align.steps import StepLines
 
     handler = _LineHandler(write)
     StepLines.logger.addHandler(handler)
@@ -102,13 +106,14 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
                 prompts: str = "glyphworld", num_prompts: int = 256, ocr_engine: str = "rapidocr",
                 monitor: bool = True, merge: bool = True, log: Callable[[str], None] = print,
                 dtype: str | None = None, device: str | None = None, trust_remote_code: bool = False,
-                step_log: Callable[[str], None] | None = None) -> dict:
+                step_log: Callable[[StepLine], None] | None = None) -> dict:
     """Train ``method`` from the generator folder ``base`` into the run folder ``out`` (resuming a
     run already there) and, with ``merge``, write the merged generator to ``out/merged``.
 
     ``dtype`` (float32, bfloat16, float16) and ``device`` say how the base is loaded (LoRA
-    adapters stay float32: peft upcasts them). ``step_log`` gets one line per training step as it
-    happens (default: ``log``)."""
+    adapters stay float32: peft upcasts them). ``step_log`` gets a ``StepLine`` per training step
+    as it happens (``str(line)``: every metric, for a log; ``line.summary``: the few a person
+    reads); without it, ``log`` gets each step's summary."""
     from imagepref.dtypes import dtype_name, torch_dtype
     from imagepref.policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
     from imagepref.policy.align import train_dpo, train_grpo, train_ppo
@@ -130,7 +135,14 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
     resume = (out / RUN_FILE).is_file()
     common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
-    with step_lines_to(lambda line: (step_log or log)(f"{method} {line}")):
+    def write_step(line: StepLine) -> None:
+        line = replace(line, prefix=method)
+        if step_log is not None:
+            step_log(line)
+        else:
+            log(line.summary)
+
+    with step_lines_to(write_step):
         if method == "dpo":
             if preferences:
                 examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)

@@ -124,14 +124,14 @@ def run_align(context: StageContext) -> dict[str, Any]:
 
 
 def step_lines(context: StageContext):
-    """Where the aligner's per-step lines go: the run log as each step happens, every
-    ``logging.console_every``-th on the console too."""
-    count = 0
+    """Where the aligner's per-step lines go: every metric to the run log as each step happens;
+    the step's summary to the console every ``logging.console_every``-th step, on the last step
+    and on the steps that measured held-out figures."""
+    every = context.recipe.logging.console_every
 
-    def write(line: str) -> None:
-        nonlocal count
-        count += 1
-        context.log(line, console=count % context.recipe.logging.console_every == 0)
+    def write(line) -> None:  # a policy.align.steps.StepLine
+        show = line.kind == "step" and (line.step % every == 0 or line.step == line.max_steps or line.measured)
+        context.log(str(line), console=show, summary=line.summary)
 
     return write
 

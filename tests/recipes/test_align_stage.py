@@ -36,6 +36,9 @@ def test_bfloat16_recipe_aligns_and_evaluates_in_bfloat16_with_a_log_line_per_st
     assert re.search(r"\[r1/align\] dpo: \S+ loaded in bfloat16 on cpu", log)
     steps = [int(m) for m in re.findall(r"\[r1/align\] dpo step (\d+)/3 .*loss=", log)]
     assert steps == [1, 2, 3]
+    # The console shows the last step's summary; TRL's token accuracy stays in the run log.
+    assert re.search(r"^\[r1/align\] dpo step 3/3  loss \S+  margin \S+  accuracy \S+$", out, re.M), out
+    assert "mean_token_accuracy" in log and "mean_token_accuracy" not in out and "dpo step 1/3" not in out
     # Eval sampled both checkpoints in bfloat16 (each image set's manifest records how it loaded).
     manifests = [json.loads(p.read_text()) for p in (run / "stages" / "eval" / "report" / "images").glob("*/manifest.json")]
     assert len(manifests) == 2 and {m["dtype"] for m in manifests} == {"bfloat16"}
@@ -59,8 +62,8 @@ def test_step_lines_arrive_while_training_runs(tmp_path):
     seen: list[tuple[str, bool]] = []
     result = run_aligner("dpo", base, out, {**DPO, "steps": 4}, ocr_engine="tesseract", monitor=False, merge=False,
                          log=lambda line: None,
-                         step_log=lambda line: seen.append((line, (out / "align.json").is_file() and
-                                                            "finished" in (out / "align.json").read_text())))
+                         step_log=lambda line: seen.append((str(line), (out / "align.json").is_file() and
+                                                                 "finished" in (out / "align.json").read_text())))
     assert result["steps"] == 4
     steps = [int(re.match(r"dpo step (\d+)/4 ", line).group(1)) for line, _ in seen if " step " in line]
     assert steps == [1, 2, 3, 4]
