@@ -91,7 +91,7 @@ def round_prompts(context: StageContext) -> list[dict[str, str]]:
 
 def run_generate(context: StageContext) -> dict[str, Any]:
     """Sample this round's candidate set with the round's generator."""
-    from imagepref.formats import CANDIDATES_FILE
+    from imagepref.formats import CANDIDATES_FILE, read_candidate_set
     from imagepref.policy.candidates import write_candidate_set
 
     section = context.recipe.generate
@@ -110,7 +110,5 @@ def run_generate(context: StageContext) -> dict[str, Any]:
                             batch_size=section.batch_size, generator_name=str(source),
                             on_progress=lambda done, total: context.step(done, total, {"images": done}),
                             id_prefix=f"r{context.stage.round}-")
-    import pandas as pd
-
-    count = len(pd.read_parquet(out / CANDIDATES_FILE, columns=["candidate_id"]))
+    count = len(read_candidate_set(out))
     return {"candidates": context.relative(out), "images": count, "generator": str(source)}

@@ -221,4 +221,17 @@ def test_text_only_model_gets_trainable_image_rows(tmp_path):
 def test_janus_cannot_offer_a_plain_vocabulary_model_and_says_which_can():
     with pytest.raises(ImagePrefError, match="glyph, emu3, causal-vq"):
         JanusGenerator.tiny().vocabulary_model()
-    assert Emu3Generator.tiny().vocabulary_model() is not None
+    # Emu3 can: a plain causal LM whose lm_head rows cover the image codes and whose logits, fed
+    # the prompt and the drawn block as ids, give the very log-probs the sampler reported.
+    generator = Emu3Generator.tiny()
+    model = generator.vocabulary_model()
+    start, end = generator.config.image_token_range
+    assert model.get_output_embeddings().weight.shape[0] >= end
+    samples = generator.sample(PROMPTS[:1], guidance_scale=1.0, temperature=1.0, seed=0, decode=False)
+    prompt = samples.prompt_ids[0]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + samples.completion_ids[0].tolist()])).logits
+    predicting = logits[0, len(prompt) - 1:-1]  # the logits at position t score token t+1
+    slots = [i for i, forced in enumerate(generator.block_layout()) if forced is None]
+    drawn = torch.log_softmax(predicting[slots].float(), dim=-1)[:, start:end].gather(-1, samples.codes[0, :, None])[:, 0]
+    assert torch.allclose(drawn, samples.logprobs[0], atol=1e-4)
