@@ -58,7 +58,10 @@ class RankRecord(TrainerCallback):
 
 def main(spec_file: str) -> None:
     """Run the aligner described by ``spec_file`` in this process (no merge)."""
+    from imagepref.known_warnings import silence_known_warnings
     from imagepref.policy.align.pipeline import run_aligner
+
+    silence_known_warnings()  # each process's output goes to launch.log, read by a person
 
     spec = json.loads(Path(spec_file).read_text())
     if spec.pop("record_ranks", False):
