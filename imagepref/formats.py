@@ -276,26 +276,25 @@ def _check_annotations(annotations: pd.DataFrame, path: Path) -> pd.DataFrame:
     return _ids(annotations, path, ("pair_id", "candidate_left", "candidate_right", "annotator"))
 
 
-def read_pairs(folder: str | Path) -> pd.DataFrame:
-    """A checked ``pairs.parquet``: the contract's columns, text ids, unique pair ids, whole
-    non-negative vote counts and labels among a / b / tie (or empty). May have no rows."""
-    folder = Path(folder)
-    path = folder / PAIRS_FILE
-    if not path.is_file():
-        raise BadInputError(f"{folder} is not preference data ({PAIRS_FILE} is missing); make it with "
-                            "`imagepref label pull --out DIR`")
-    return _check_pairs(_read_table(path, "pairs table"), path)
-
-
-def read_annotations(folder: str | Path, name: str = ANNOTATIONS_FILE) -> pd.DataFrame:
-    """A checked ``annotations.parquet`` (or ``gold.parquet`` with ``name``): the judgment columns
-    and text ids."""
+def _read_preference_file(folder: str | Path, name: str) -> tuple[pd.DataFrame, Path]:
     folder = Path(folder)
     path = folder / name
     if not path.is_file():
         raise BadInputError(f"{folder} is not preference data ({name} is missing); make it with "
                             "`imagepref label pull --out DIR`")
-    return _check_annotations(_read_table(path, "annotations table"), path)
+    return _read_table(path, "preference table"), path
+
+
+def read_pairs(folder: str | Path) -> pd.DataFrame:
+    """A checked ``pairs.parquet``: the contract's columns, text ids, unique pair ids, whole
+    non-negative vote counts and labels among a / b / tie (or empty). May have no rows."""
+    return _check_pairs(*_read_preference_file(folder, PAIRS_FILE))
+
+
+def read_annotations(folder: str | Path, name: str = ANNOTATIONS_FILE) -> pd.DataFrame:
+    """A checked ``annotations.parquet`` (or ``gold.parquet`` with ``name``): the judgment columns
+    and text ids."""
+    return _check_annotations(*_read_preference_file(folder, name))
 
 
 def write_pairs(pairs: pd.DataFrame, folder: str | Path) -> None:
@@ -311,6 +310,19 @@ def write_annotations(annotations: pd.DataFrame, folder: str | Path, name: str =
     path = Path(folder) / name
     _check_annotations(annotations, path)
     write_table(annotations, path)
+
+
+def read_known_answers(path: str | Path, axes: Sequence[str]) -> pd.DataFrame:
+    """A checked known-answer (gold) file, parquet or CSV: ``candidate_a``, ``candidate_b`` and per
+    axis the known answer ``a``, ``b`` or ``tie`` in that column order (empty: not checked)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"gold file {path} does not exist")
+    table = _read_table(path, "gold file")
+    _require_columns(table, path, ("candidate_a", "candidate_b"), "that a gold file needs")
+    table = _ids(table, path, ("candidate_a", "candidate_b"))
+    _choices(table, path, [axis for axis in axes if axis in table.columns], OUTCOMES)
+    return table
 
 
 # --- scores ---------------------------------------------------------------------------------------

@@ -14,13 +14,11 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from imagepref.errors import BadInputError
+from imagepref.formats import read_known_answers
 from imagepref.labeling.candidates import CandidateSet, PairScores, labeling_priority
 from imagepref.labeling.config import CHOICES, LabelingConfig
 
-GOLD_ANSWERS = ("a", "b", "tie")
 # A prediction says "tie" when the reward model's P(a wins) is this close to a coin toss.
 TIE_MARGIN = 0.1
 
@@ -133,24 +131,13 @@ def plan_gold_pairs(candidates: CandidateSet, config: LabelingConfig, regular_co
     if config.gold_file is None:
         raise BadInputError(f"gold_rate is {config.gold_rate} but no gold_file is set; give known-answer pairs or set gold_rate 0")
     path = Path(config.gold_file)
-    if not path.is_file():
-        raise BadInputError(f"gold file {path} does not exist")
-    table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    if not {"candidate_a", "candidate_b"} <= set(table.columns):
-        raise BadInputError(f"gold file {path} needs the columns candidate_a and candidate_b")
     pool: list[PlannedPair] = []
-    for row in table.to_dict("records"):
-        first, second = str(row["candidate_a"]), str(row["candidate_b"])
+    for row in read_known_answers(path, config.axes).to_dict("records"):
+        first, second = row["candidate_a"], row["candidate_b"]
         for candidate in (first, second):
             if candidate not in candidates.table.index:
                 raise BadInputError(f"gold pair candidate {candidate!r} is not in candidate set {candidates.root}")
-        answers = {}
-        for axis in config.axes:
-            value = row.get(axis)
-            if isinstance(value, str) and value:
-                if value not in GOLD_ANSWERS:
-                    raise BadInputError(f"gold file {path}: {axis} is {value!r}; use a, b or tie")
-                answers[axis] = value
+        answers = {axis: row[axis] for axis in config.axes if isinstance(row.get(axis), str) and row[axis]}
         if first > second:
             answers = {axis: {"a": "b", "b": "a"}.get(value, value) for axis, value in answers.items()}
         if not answers:

@@ -27,13 +27,13 @@ def combined_preferences(context: StageContext, data: list[tuple[Path, Path]]) -
     unique across rounds, so the rows simply stack); a single round is used as it is."""
     import pandas as pd
 
+    from imagepref.formats import read_annotations, read_pairs, write_annotations, write_pairs
+
     if len(data) == 1:
         return data[0][0]
     out = context.out / "preferences-all"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("pairs.parquet", "annotations.parquet"):
-        frames = [pd.read_parquet(folder / name) for folder, _ in data if (folder / name).is_file()]
-        pd.concat(frames, ignore_index=True).to_parquet(out / name, index=False)
+    write_pairs(pd.concat([read_pairs(folder) for folder, _ in data], ignore_index=True), out)
+    write_annotations(pd.concat([read_annotations(folder) for folder, _ in data], ignore_index=True), out)
     return out
 
 

@@ -14,8 +14,8 @@ from PIL import Image
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
 from imagepref.formats import (AXES, CANDIDATES_FILE, GOLD_FILE, annotation_columns, check_images, pair_columns,
-                               parse_prompts, read_annotations, read_candidate_set, read_candidate_sets, read_pairs,
-                               read_prompts, read_scores, write_annotations, write_candidate_table, write_pairs,
+                               parse_prompts, read_annotations, read_candidate_set, read_candidate_sets, read_known_answers,
+                               read_pairs, read_prompts, read_scores, write_annotations, write_candidate_table, write_pairs,
                                write_scores)
 
 
@@ -182,6 +182,21 @@ def test_missing_preference_files_and_bad_annotations(tmp_path):
         write_annotations(annotations_table().assign(candidate_left=["c1", None]), tmp_path / "out")
     assert_names(error, "candidate_left", "row 1")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_known_answer_file_reads_back_and_refuses_screen_sides(tmp_path):
+    path = tmp_path / "gold.csv"
+    pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", None],
+                  "aesthetics": ["tie", "b"]}).to_csv(path, index=False)
+    table = read_known_answers(path, AXES)
+    assert table["candidate_b"].tolist() == ["c1", "c3"] and table["aesthetics"].tolist() == ["tie", "b"]
+    pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", "left"]}).to_csv(path, index=False)
+    with pytest.raises(BadInputError) as error:
+        read_known_answers(path, AXES)
+    assert_names(error, "gold.csv", "column safety", "row 1", "'left'")
+    with pytest.raises(BadInputError) as error:
+        read_known_answers(tmp_path / "none.csv", AXES)
+    assert_names(error, "gold file", "does not exist")
 
 
 # --- scores ---------------------------------------------------------------------------------------
