@@ -84,8 +84,8 @@ def clustered_proportion(
     held between 1 (independent images) and the mean number of trials per cluster (a prompt's
     images all alike), so the effective number lies between the number of prompts and the number
     of images. At a share of 0 or 1, or with a single prompt, the clusters' agreement cannot be
-    measured, and each prompt counts as one trial: the cautious end. Returns ``{"value", "ci", "n", "interval",
-    "effective_n"}``; the value is None when there is nothing to count.
+    measured, and each prompt counts as one trial: the cautious end. Returns ``{"value", "ci",
+    "n", "interval", "effective_n"}``; the value is None when there is nothing to count.
     """
     successes = np.asarray(successes, dtype=float)
     trials = np.ones_like(successes) if trials is None else np.asarray(trials, dtype=float)
