@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from imagepref.errors import BadInputError
 from imagepref.eval.ocr import load_image
 from imagepref.eval.prompts import EvalPrompt
-from imagepref.errors import BadInputError
 from imagepref.formats import read_candidate_set
 
 MANIFEST = "manifest.json"

@@ -12,7 +12,6 @@ from typing import Any
 
 from imagepref.errors import BadInputError
 
-
 FOLDER_MODES = ("new", "replace", "merge")
 
 

@@ -112,8 +112,14 @@ def _unique(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
         raise _problem(path, column, row, f"{what} {frame[column].iloc[row]!r} appears twice; {what}s must be unique")
 
 
-def _numbers(frame: pd.DataFrame, path: Path, columns: Iterable[str], whole: bool = False,
-             low: float | None = None, high: float | None = None) -> None:
+def _numbers(
+    frame: pd.DataFrame,
+    path: Path,
+    columns: Iterable[str],
+    whole: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+) -> None:
     """Each of ``columns`` holds numbers (missing values allowed), whole ones when ``whole``, within
     [low, high] when given."""
 
@@ -122,8 +128,11 @@ def _numbers(frame: pd.DataFrame, path: Path, columns: Iterable[str], whole: boo
             return True
         if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
             return False
-        return ((not whole or float(value).is_integer()) and (low is None or value >= low)
-                and (high is None or value <= high))
+        return (
+            (not whole or float(value).is_integer())
+            and (low is None or value >= low)
+            and (high is None or value <= high)
+        )
 
     kind = "a whole number" if whole else "a number"
     if low is not None or high is not None:
@@ -139,8 +148,9 @@ def _choices(frame: pd.DataFrame, path: Path, columns: Iterable[str], allowed: S
         bad = frame[column].map(lambda v: not _missing(v) and v not in allowed)
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise _problem(path, column, row, f"is {frame[column].iloc[row]!r}; expected one of "
-                                              f"{', '.join(allowed)} or empty")
+            raise _problem(
+                path, column, row, f"is {frame[column].iloc[row]!r}; expected one of {', '.join(allowed)} or empty"
+            )
 
 
 # --- candidate sets -------------------------------------------------------------------------------
@@ -166,13 +176,22 @@ def _check_candidates(table: pd.DataFrame, path: Path, folder: Path, columns: Se
         for row, value in enumerate(table["image_tokens"]):
             if not _is_token_list(value):
                 shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
-                raise _problem(path, "image_tokens", row, f"is {shown}; expected a list of integers (the generator's "
-                                                          "image tokens); regenerate the set with `imagepref generate`")
+                raise _problem(
+                    path,
+                    "image_tokens",
+                    row,
+                    f"is {shown}; expected a list of integers (the generator's "
+                    "image tokens); regenerate the set with `imagepref generate`",
+                )
     images = (folder / IMAGES_DIR).resolve()
     for row, relative in enumerate(table["image_path"]):
         if images not in (folder / relative).resolve().parents:
-            raise _problem(path, "image_path", row, f"{relative!r} lies outside {images}; candidate images must be "
-                                                    "inside the set's images/ folder")
+            raise _problem(
+                path,
+                "image_path",
+                row,
+                f"{relative!r} lies outside {images}; candidate images must be inside the set's images/ folder",
+            )
     return table
 
 
@@ -188,8 +207,10 @@ def read_candidate_set(folder: str | Path, columns: Sequence[str] = (), why: str
     folder = Path(folder).resolve()
     path = folder / CANDIDATES_FILE
     if not path.is_file():
-        raise BadInputError(f"{folder} is not a candidate set ({CANDIDATES_FILE} is missing); make one with "
-                            "`imagepref generate` and pass its folder")
+        raise BadInputError(
+            f"{folder} is not a candidate set ({CANDIDATES_FILE} is missing); make one with "
+            "`imagepref generate` and pass its folder"
+        )
     table = _check_candidates(_read_table(path, "candidate set table"), path, folder, columns, why)
     table = table.assign(image_file=[str(folder / relative) for relative in table["image_path"]])
     return table.set_index("candidate_id", drop=False)
@@ -204,7 +225,9 @@ def read_candidate_sets(folders: Sequence[str | Path], columns: Sequence[str] = 
     table = pd.concat(tables) if len(tables) > 1 else tables[0]
     duplicated = table.index[table.index.duplicated()]
     if len(duplicated):
-        raise BadInputError(f"candidate id {duplicated[0]!r} appears in more than one candidate set; pass each set once")
+        raise BadInputError(
+            f"candidate id {duplicated[0]!r} appears in more than one candidate set; pass each set once"
+        )
     return table
 
 
@@ -214,8 +237,10 @@ def check_images(table: pd.DataFrame, ids: Iterable[str] | None = None) -> None:
     ids = table.index if ids is None else ids
     absent = [candidate for candidate in ids if not Path(table.at[candidate, "image_file"]).is_file()]
     if absent:
-        raise BadInputError(f"{len(absent)} candidate image(s) are missing on disk (e.g. "
-                            f"{table.at[absent[0], 'image_file']}); regenerate the set or restore its images/")
+        raise BadInputError(
+            f"{len(absent)} candidate image(s) are missing on disk (e.g. "
+            f"{table.at[absent[0], 'image_file']}); regenerate the set or restore its images/"
+        )
 
 
 def write_candidate_table(records: Sequence[dict[str, Any]] | pd.DataFrame, folder: str | Path) -> pd.DataFrame:
@@ -264,15 +289,24 @@ def _check_pairs(pairs: pd.DataFrame, path: Path) -> pd.DataFrame:
     pairs = _ids(pairs, path, ("pair_id", "candidate_a", "candidate_b"))
     _unique(pairs, path, "pair_id", "pair id")
     axes = pair_axes(pairs)
-    _numbers(pairs, path, [f"{axis}_votes_{o}" for axis in axes for o in OUTCOMES if f"{axis}_votes_{o}" in pairs],
-             whole=True, low=0)
+    _numbers(
+        pairs,
+        path,
+        [f"{axis}_votes_{o}" for axis in axes for o in OUTCOMES if f"{axis}_votes_{o}" in pairs],
+        whole=True,
+        low=0,
+    )
     _choices(pairs, path, [f"{axis}_label" for axis in axes if f"{axis}_label" in pairs], OUTCOMES)
     return pairs
 
 
 def _check_annotations(annotations: pd.DataFrame, path: Path) -> pd.DataFrame:
-    _require_columns(annotations, path, ("pair_id", "candidate_left", "candidate_right", "annotator"),
-                     "that the preference-data contract requires")
+    _require_columns(
+        annotations,
+        path,
+        ("pair_id", "candidate_left", "candidate_right", "annotator"),
+        "that the preference-data contract requires",
+    )
     return _ids(annotations, path, ("pair_id", "candidate_left", "candidate_right", "annotator"))
 
 
@@ -280,8 +314,9 @@ def _read_preference_file(folder: str | Path, name: str) -> tuple[pd.DataFrame, 
     folder = Path(folder)
     path = folder / name
     if not path.is_file():
-        raise BadInputError(f"{folder} is not preference data ({name} is missing); make it with "
-                            "`imagepref label pull --out DIR`")
+        raise BadInputError(
+            f"{folder} is not preference data ({name} is missing); make it with `imagepref label pull --out DIR`"
+        )
     return _read_table(path, "preference table"), path
 
 
@@ -363,8 +398,10 @@ def _check_scores(table: pd.DataFrame, path: Path, axes: Sequence[str]) -> Score
         return ScoresTable(table, True, present)
     present = [axis for axis in axes if axis in table.columns]
     if "candidate_id" not in table.columns or not present:
-        raise BadInputError(f"scores file {path} needs candidate_a, candidate_b (per pair) or candidate_id plus "
-                            f"one column per axis ({', '.join(axes)}) (per candidate)")
+        raise BadInputError(
+            f"scores file {path} needs candidate_a, candidate_b (per pair) or candidate_id plus "
+            f"one column per axis ({', '.join(axes)}) (per candidate)"
+        )
     table = _ids(table, path, ("candidate_id",))
     _unique(table, path, "candidate_id", "candidate id")
     table = _as_numbers(table, path, present)
@@ -408,8 +445,10 @@ class Prompt:
 def _prompt(record: dict[str, Any], number: int, where: str) -> Prompt:
     text = record.get("prompt")
     if not isinstance(text, str) or not text.strip():
-        raise BadInputError(f'{where} is not a JSON object with a "prompt" field (it needs a non-empty "prompt" '
-                            'string); fix or delete that line')
+        raise BadInputError(
+            f'{where} is not a JSON object with a "prompt" field (it needs a non-empty "prompt" '
+            "string); fix or delete that line"
+        )
     target = record.get("target")
     if isinstance(target, str):
         target = [target] if target.strip() else []
@@ -445,8 +484,9 @@ def parse_prompts(text: str, source: str, jsonl: bool) -> list[Prompt]:
             record = {"prompt": line}
         prompts.append(_prompt(record, number, where))
     if not prompts:
-        raise BadInputError(f'{source} has no prompts (no usable line); write one prompt per line '
-                            '(JSONL: {"prompt": "..."})')
+        raise BadInputError(
+            f'{source} has no prompts (no usable line); write one prompt per line (JSONL: {{"prompt": "..."}})'
+        )
     seen: set[str] = set()
     for prompt in prompts:
         if prompt.prompt_id in seen:

@@ -21,12 +21,12 @@ import torch
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from imagepref.tensor_state import load_state, save_state
 from imagepref.policy.codec import PaletteCodec
 from imagepref.policy.config import PretrainConfig
 from imagepref.policy.families.glyph import GlyphGenerator
 from imagepref.policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
 from imagepref.policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
+from imagepref.tensor_state import load_state, save_state
 
 
 def _batch_specs(config: PretrainConfig, step: int):

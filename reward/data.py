@@ -20,8 +20,15 @@ import torch
 from PIL import Image
 
 from imagepref.errors import BadInputError
-from imagepref.formats import (CANDIDATES_FILE, OUTCOMES, PAIRS_FILE, check_images, pair_axes, read_candidate_sets,
-                               read_pairs)
+from imagepref.formats import (
+    CANDIDATES_FILE,
+    OUTCOMES,
+    PAIRS_FILE,
+    check_images,
+    pair_axes,
+    read_candidate_sets,
+    read_pairs,
+)
 
 
 @dataclasses.dataclass

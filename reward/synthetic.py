@@ -27,8 +27,16 @@ from PIL import Image
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from imagepref.formats import (AXES, OUTCOMES, PAIRS_FILE, majority, pair_columns, write_annotations,
-                               write_candidate_table, write_pairs)
+from imagepref.formats import (
+    AXES,
+    OUTCOMES,
+    PAIRS_FILE,
+    majority,
+    pair_columns,
+    write_annotations,
+    write_candidate_table,
+    write_pairs,
+)
 
 
 def _cached(read_text: Callable[[Image.Image], str]) -> Callable[[Image.Image], str]:

@@ -143,9 +143,9 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
     import subprocess
     import sys
 
+    from imagepref.files import write_text_atomically
     from imagepref.policy.align import merge_run
     from imagepref.policy.align.checkpoints import read_run
-    from imagepref.files import write_text_atomically
 
     launch = context.recipe.launch
     out = Path(spec["out"])

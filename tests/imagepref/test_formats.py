@@ -13,15 +13,40 @@ from PIL import Image
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from imagepref.formats import (AXES, CANDIDATES_FILE, GOLD_FILE, annotation_columns, check_images, pair_columns,
-                               parse_prompts, read_annotations, read_candidate_set, read_candidate_sets, read_known_answers,
-                               read_pairs, read_prompts, read_scores, write_annotations, write_candidate_table, write_pairs,
-                               write_scores)
+from imagepref.formats import (
+    AXES,
+    CANDIDATES_FILE,
+    GOLD_FILE,
+    annotation_columns,
+    check_images,
+    pair_columns,
+    parse_prompts,
+    read_annotations,
+    read_candidate_set,
+    read_candidate_sets,
+    read_known_answers,
+    read_pairs,
+    read_prompts,
+    read_scores,
+    write_annotations,
+    write_candidate_table,
+    write_pairs,
+    write_scores,
+)
 
 
 def candidate_rows(count: int = 4, prefix: str = "c") -> list[dict]:
-    return [{"candidate_id": f"{prefix}{i}", "prompt_id": f"p{i // 2}", "prompt": f'a sign that says "W{i // 2}"',
-             "image_path": f"images/{prefix}{i}.png", "image_tokens": [i, i + 1, i + 2], "seed": i} for i in range(count)]
+    return [
+        {
+            "candidate_id": f"{prefix}{i}",
+            "prompt_id": f"p{i // 2}",
+            "prompt": f'a sign that says "W{i // 2}"',
+            "image_path": f"images/{prefix}{i}.png",
+            "image_tokens": [i, i + 1, i + 2],
+            "seed": i,
+        }
+        for i in range(count)
+    ]
 
 
 def candidate_set(folder, rows=None, prefix: str = "c"):
@@ -50,9 +75,20 @@ def pairs_table(count: int = 3) -> pd.DataFrame:
 
 
 def annotations_table() -> pd.DataFrame:
-    rows = [{"pair_id": "pair0", "prompt": "p", "candidate_left": "c1", "candidate_right": "c0", "annotator": who,
-             "source": "human", **{axis: "right" for axis in AXES}, "lead_time": 3.5,
-             "created_at": pd.Timestamp("2026-01-01", tz="UTC")} for who in ("ann@example.org", "bob@example.org")]
+    rows = [
+        {
+            "pair_id": "pair0",
+            "prompt": "p",
+            "candidate_left": "c1",
+            "candidate_right": "c0",
+            "annotator": who,
+            "source": "human",
+            **{axis: "right" for axis in AXES},
+            "lead_time": 3.5,
+            "created_at": pd.Timestamp("2026-01-01", tz="UTC"),
+        }
+        for who in ("ann@example.org", "bob@example.org")
+    ]
     return pd.DataFrame(rows, columns=annotation_columns(AXES))
 
 
@@ -69,7 +105,9 @@ def assert_names(error: pytest.ExceptionInfo, *parts: str) -> None:
 def test_a_candidate_set_reads_back_as_written(tmp_path):
     folder = candidate_set(tmp_path / "set")
     table = read_candidate_set(folder)
-    assert table.index.tolist() == [f"c{i}" for i in range(4)] and table["candidate_id"].tolist() == table.index.tolist()
+    assert (
+        table.index.tolist() == [f"c{i}" for i in range(4)] and table["candidate_id"].tolist() == table.index.tolist()
+    )
     assert [list(tokens) for tokens in table["image_tokens"]] == [row["image_tokens"] for row in candidate_rows()]
     assert table["seed"].tolist() == [0, 1, 2, 3]
     assert table.at["c2", "image_file"] == str((folder / "images" / "c2.png").resolve())
@@ -84,18 +122,39 @@ def test_two_sets_read_as_one_table_and_an_id_in_both_is_refused(tmp_path):
     assert_names(error, "'c0'", "more than one candidate set")
 
 
-@pytest.mark.parametrize("change, parts", [
-    (lambda t: t.drop(columns=["prompt_id"]), ["candidates.parquet", "prompt_id"]),
-    (lambda t: t.assign(image_tokens=[str(list(x)) for x in t["image_tokens"]]), ["image_tokens", "row 0", "list of integers"]),
-    # parquet stores one list type per column: one row of floats makes every row a list of floats
-    (lambda t: t.assign(image_tokens=[list(x) if i != 2 else [1.5, 2.0] for i, x in enumerate(t["image_tokens"])]),
-     ["image_tokens", "row 0", "list of integers"]),
-    (lambda t: t.assign(candidate_id=["c0", "c1", "c1", "c3"]), ["candidate_id", "row 2", "'c1'", "appears twice"]),
-    (lambda t: t.assign(prompt=[None, "b", "c", "d"]), ["column prompt", "row 0", "empty"]),
-    (lambda t: t.assign(image_path=["images/c0.png", "../elsewhere.png", "images/c2.png", "images/c3.png"]),
-     ["image_path", "row 1", "outside"]),
-    (lambda t: t.iloc[:0], ["is empty"]),
-], ids=["missing-column", "tokens-as-text", "float-tokens", "duplicate-id", "empty-prompt", "image-outside", "no-rows"])
+@pytest.mark.parametrize(
+    "change, parts",
+    [
+        (lambda t: t.drop(columns=["prompt_id"]), ["candidates.parquet", "prompt_id"]),
+        (
+            lambda t: t.assign(image_tokens=[str(list(x)) for x in t["image_tokens"]]),
+            ["image_tokens", "row 0", "list of integers"],
+        ),
+        # parquet stores one list type per column: one row of floats makes every row a list of floats
+        (
+            lambda t: t.assign(
+                image_tokens=[list(x) if i != 2 else [1.5, 2.0] for i, x in enumerate(t["image_tokens"])]
+            ),
+            ["image_tokens", "row 0", "list of integers"],
+        ),
+        (lambda t: t.assign(candidate_id=["c0", "c1", "c1", "c3"]), ["candidate_id", "row 2", "'c1'", "appears twice"]),
+        (lambda t: t.assign(prompt=[None, "b", "c", "d"]), ["column prompt", "row 0", "empty"]),
+        (
+            lambda t: t.assign(image_path=["images/c0.png", "../elsewhere.png", "images/c2.png", "images/c3.png"]),
+            ["image_path", "row 1", "outside"],
+        ),
+        (lambda t: t.iloc[:0], ["is empty"]),
+    ],
+    ids=[
+        "missing-column",
+        "tokens-as-text",
+        "float-tokens",
+        "duplicate-id",
+        "empty-prompt",
+        "image-outside",
+        "no-rows",
+    ],
+)
 def test_a_bad_candidate_table_is_one_error_naming_file_column_and_row(tmp_path, change, parts):
     folder = candidate_set(tmp_path / "set")
     rewrite(folder, CANDIDATES_FILE, change)
@@ -130,7 +189,9 @@ def test_the_writer_refuses_what_the_reader_would_and_writes_nothing(tmp_path):
     with pytest.raises(BadInputError) as error:
         write_candidate_table(rows, tmp_path / "set")
     assert_names(error, "image_tokens", "row 1")
-    assert not (tmp_path / "set" / CANDIDATES_FILE).exists() and list((tmp_path / "set").iterdir()) == [tmp_path / "set" / "images"]
+    assert not (tmp_path / "set" / CANDIDATES_FILE).exists() and list((tmp_path / "set").iterdir()) == [
+        tmp_path / "set" / "images"
+    ]
 
 
 # --- preference data ------------------------------------------------------------------------------
@@ -148,16 +209,27 @@ def test_pairs_and_annotations_read_back_as_written(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
-@pytest.mark.parametrize("change, parts", [
-    (lambda t: t.drop(columns=["candidate_b"]), ["pairs.parquet", "candidate_b"]),
-    (lambda t: t.assign(safety_votes_a=[2, -1, 0]), ["safety_votes_a", "row 1", "whole number"]),
-    (lambda t: t.assign(aesthetics_votes_b=[1.0, 1.0, 0.5]), ["aesthetics_votes_b", "row 2", "whole number"]),
-    (lambda t: t.assign(aesthetics_votes_tie=["0", "0", "0"]), ["aesthetics_votes_tie", "row 0"]),
-    (lambda t: t.assign(prompt_fidelity_label=["a", "left", None]), ["prompt_fidelity_label", "row 1", "'left'"]),
-    (lambda t: t.assign(pair_id=["x", "y", "x"]), ["pair_id", "row 2", "appears twice"]),
-    (lambda t: t.assign(candidate_a=["c0", None, "c4"]), ["candidate_a", "row 1", "empty"]),
-], ids=["missing-column", "negative-votes", "fractional-votes", "votes-as-text", "label-in-screen-sides", "duplicate-id",
-        "missing-id"])
+@pytest.mark.parametrize(
+    "change, parts",
+    [
+        (lambda t: t.drop(columns=["candidate_b"]), ["pairs.parquet", "candidate_b"]),
+        (lambda t: t.assign(safety_votes_a=[2, -1, 0]), ["safety_votes_a", "row 1", "whole number"]),
+        (lambda t: t.assign(aesthetics_votes_b=[1.0, 1.0, 0.5]), ["aesthetics_votes_b", "row 2", "whole number"]),
+        (lambda t: t.assign(aesthetics_votes_tie=["0", "0", "0"]), ["aesthetics_votes_tie", "row 0"]),
+        (lambda t: t.assign(prompt_fidelity_label=["a", "left", None]), ["prompt_fidelity_label", "row 1", "'left'"]),
+        (lambda t: t.assign(pair_id=["x", "y", "x"]), ["pair_id", "row 2", "appears twice"]),
+        (lambda t: t.assign(candidate_a=["c0", None, "c4"]), ["candidate_a", "row 1", "empty"]),
+    ],
+    ids=[
+        "missing-column",
+        "negative-votes",
+        "fractional-votes",
+        "votes-as-text",
+        "label-in-screen-sides",
+        "duplicate-id",
+        "missing-id",
+    ],
+)
 def test_a_bad_pairs_table_is_one_error_naming_file_column_and_row(tmp_path, change, parts):
     write_pairs(pairs_table(), tmp_path)
     rewrite(tmp_path, "pairs.parquet", change)
@@ -186,11 +258,14 @@ def test_missing_preference_files_and_bad_annotations(tmp_path):
 
 def test_a_known_answer_file_reads_back_and_refuses_screen_sides(tmp_path):
     path = tmp_path / "gold.csv"
-    pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", None],
-                  "aesthetics": ["tie", "b"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", None], "aesthetics": ["tie", "b"]}
+    ).to_csv(path, index=False)
     table = read_known_answers(path, AXES)
     assert table["candidate_b"].tolist() == ["c1", "c3"] and table["aesthetics"].tolist() == ["tie", "b"]
-    pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", "left"]}).to_csv(path, index=False)
+    pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety": ["a", "left"]}).to_csv(
+        path, index=False
+    )
     with pytest.raises(BadInputError) as error:
         read_known_answers(path, AXES)
     assert_names(error, "gold.csv", "column safety", "row 1", "'left'")
@@ -204,8 +279,15 @@ def test_a_known_answer_file_reads_back_and_refuses_screen_sides(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_scores_of_both_shapes_read_back_as_written(tmp_path, suffix):
-    per_pair = pd.DataFrame({"candidate_a": ["c0", "c2"], "candidate_b": ["c1", "c3"], "safety_p_a": [0.25, 0.9],
-                             "uncertainty": [0.5, 0.2], "disagreement": [0.1, 0.0]})
+    per_pair = pd.DataFrame(
+        {
+            "candidate_a": ["c0", "c2"],
+            "candidate_b": ["c1", "c3"],
+            "safety_p_a": [0.25, 0.9],
+            "uncertainty": [0.5, 0.2],
+            "disagreement": [0.1, 0.0],
+        }
+    )
     write_scores(per_pair, tmp_path / f"pairs{suffix}", AXES)
     read = read_scores(tmp_path / f"pairs{suffix}", AXES)
     assert read.per_pair and read.axes == ["safety"]
@@ -217,13 +299,23 @@ def test_scores_of_both_shapes_read_back_as_written(tmp_path, suffix):
     assert read.table["aesthetics"].tolist() == [1.5, -0.5]
 
 
-@pytest.mark.parametrize("table, parts", [
-    ({"candidate_a": ["a", "b"], "candidate_b": ["c", "d"], "safety_p_a": [0.5, 1.5]}, ["safety_p_a", "row 1", "in [0.0, 1.0]"]),
-    ({"candidate_a": ["a", "b"], "candidate_b": ["c", "d"], "uncertainty": ["high", 0.1]}, ["uncertainty", "row 0"]),
-    ({"candidate_id": ["a", "a"], "aesthetics": [1.0, 2.0]}, ["candidate_id", "row 1", "appears twice"]),
-    ({"candidate_id": ["a", "b"], "aesthetics": [1.0, "good"]}, ["aesthetics", "row 1", "a number"]),
-    ({"candidate_id": ["a", "b"], "style": [1.0, 2.0]}, ["needs candidate_a, candidate_b", "candidate_id"]),
-], ids=["probability-above-1", "uncertainty-as-text", "duplicate-candidate", "score-as-text", "no-shape"])
+@pytest.mark.parametrize(
+    "table, parts",
+    [
+        (
+            {"candidate_a": ["a", "b"], "candidate_b": ["c", "d"], "safety_p_a": [0.5, 1.5]},
+            ["safety_p_a", "row 1", "in [0.0, 1.0]"],
+        ),
+        (
+            {"candidate_a": ["a", "b"], "candidate_b": ["c", "d"], "uncertainty": ["high", 0.1]},
+            ["uncertainty", "row 0"],
+        ),
+        ({"candidate_id": ["a", "a"], "aesthetics": [1.0, 2.0]}, ["candidate_id", "row 1", "appears twice"]),
+        ({"candidate_id": ["a", "b"], "aesthetics": [1.0, "good"]}, ["aesthetics", "row 1", "a number"]),
+        ({"candidate_id": ["a", "b"], "style": [1.0, 2.0]}, ["needs candidate_a, candidate_b", "candidate_id"]),
+    ],
+    ids=["probability-above-1", "uncertainty-as-text", "duplicate-candidate", "score-as-text", "no-shape"],
+)
 def test_a_bad_scores_file_is_one_error_naming_file_column_and_row(tmp_path, table, parts):
     path = tmp_path / "scores.csv"
     pd.DataFrame(table).to_csv(path, index=False)
@@ -250,25 +342,37 @@ def test_a_missing_or_damaged_scores_file(tmp_path):
 
 def test_prompt_ids_are_line_numbers_unless_given(tmp_path):
     path = tmp_path / "prompts.txt"
-    path.write_text('# signs\na sign that says "OPEN"\n\n{"prompt": "a cat", "prompt_id": "cat", "style": "ink"}\nthe word "HI"\n')
+    path.write_text(
+        '# signs\na sign that says "OPEN"\n\n{"prompt": "a cat", "prompt_id": "cat", "style": "ink"}\nthe word "HI"\n'
+    )
     prompts = read_prompts(path)
-    assert [(p.prompt_id, p.prompt) for p in prompts] == [("p2", 'a sign that says "OPEN"'), ("cat", "a cat"),
-                                                         ("p5", 'the word "HI"')]
+    assert [(p.prompt_id, p.prompt) for p in prompts] == [
+        ("p2", 'a sign that says "OPEN"'),
+        ("cat", "a cat"),
+        ("p5", 'the word "HI"'),
+    ]
     assert prompts[1].metadata == {"style": "ink"} and prompts[0].target is None
     jsonl = tmp_path / "prompts.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in [{"prompt": "a", "target": "X"}, {"prompt": "b", "id": "bee",
-                                                                                       "target": ["Y", " "]}]))
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r) for r in [{"prompt": "a", "target": "X"}, {"prompt": "b", "id": "bee", "target": ["Y", " "]}]
+        )
+    )
     assert [(p.prompt_id, p.target) for p in read_prompts(jsonl)] == [("p1", ["X"]), ("bee", ["Y"])]
 
 
-@pytest.mark.parametrize("content, parts", [
-    ("\n# nothing\n", ["has no prompts"]),
-    ('{"prompt": "a"}\n[1, 2]\n', ["line 2", "not a JSON object"]),
-    ('{"prompt": "a"}\n{"prompt": \n', ["line 2", "not valid JSON"]),
-    ('{"text": "a"}\n', ["line 1", 'non-empty "prompt"']),
-    ('{"prompt": "a", "target": 3}\n', ["line 1", '"target" must be a string']),
-    ('{"prompt": "a", "prompt_id": "x"}\n{"prompt": "b", "prompt_id": "x"}\n', ["'x'", "appears twice"]),
-], ids=["empty", "not-an-object", "broken-json", "no-prompt", "bad-target", "duplicate-id"])
+@pytest.mark.parametrize(
+    "content, parts",
+    [
+        ("\n# nothing\n", ["has no prompts"]),
+        ('{"prompt": "a"}\n[1, 2]\n', ["line 2", "not a JSON object"]),
+        ('{"prompt": "a"}\n{"prompt": \n', ["line 2", "not valid JSON"]),
+        ('{"text": "a"}\n', ["line 1", 'non-empty "prompt"']),
+        ('{"prompt": "a", "target": 3}\n', ["line 1", '"target" must be a string']),
+        ('{"prompt": "a", "prompt_id": "x"}\n{"prompt": "b", "prompt_id": "x"}\n', ["'x'", "appears twice"]),
+    ],
+    ids=["empty", "not-an-object", "broken-json", "no-prompt", "bad-target", "duplicate-id"],
+)
 def test_a_bad_prompts_file_is_one_error_naming_file_and_line(tmp_path, content, parts):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
@@ -309,9 +413,11 @@ def test_staged_folders_new_replace_and_merge(tmp_path):
 
 
 def test_imagepref_formats_imports_no_torch_and_no_other_part():
-    code = ("import sys, imagepref.formats, imagepref.labeling; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}), "
-            "sorted(m for m in sys.modules if m.split('.')[:2] in (['imagepref', 'policy'], ['imagepref', 'reward'], "
-            "['imagepref', 'eval'], ['imagepref', 'recipes'])))")
+    code = (
+        "import sys, imagepref.formats, imagepref.labeling; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}), "
+        "sorted(m for m in sys.modules if m.split('.')[:2] in (['imagepref', 'policy'], ['imagepref', 'reward'], "
+        "['imagepref', 'eval'], ['imagepref', 'recipes'])))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] []"

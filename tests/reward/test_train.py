@@ -10,8 +10,15 @@ import torch
 
 import imagepref.reward.losses as losses
 from imagepref.formats import AXES
-from imagepref.reward import (RewardConfig, TrainingDivergedError, evaluate_reward_model, load_reward_model, read_preferences,
-                    split_by_prompt, train_reward_model)
+from imagepref.reward import (
+    RewardConfig,
+    TrainingDivergedError,
+    evaluate_reward_model,
+    load_reward_model,
+    read_preferences,
+    split_by_prompt,
+    train_reward_model,
+)
 
 
 def test_the_validation_split_is_by_prompt(glyph_prefs):
