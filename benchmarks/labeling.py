@@ -20,16 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 from PIL import Image
 
+from imagepref.formats import write_candidate_table
+from imagepref.labeling.candidates import load_candidate_set
 from imagepref.labeling.config import LabelingConfig
 from imagepref.labeling.connection import connect
+from imagepref.labeling.pairing import plan_pairs
 from imagepref.labeling.project import create_project
 from imagepref.labeling.pull import pull
 from imagepref.labeling.push import push, task_payload
-from imagepref.labeling.candidates import load_candidate_set
-from imagepref.labeling.pairing import plan_pairs
 from imagepref.labeling.server import start_server, stop_server
 
 
@@ -48,7 +48,7 @@ def candidate_set(folder: Path, prompts: int) -> Path:
             Image.new("RGB", (8, 8), (index * 60, 0, 0)).save(folder / "images" / f"{candidate}.png")
             rows.append({"candidate_id": candidate, "prompt_id": f"p{prompt}", "prompt": f"prompt {prompt}",
                          "image_path": f"images/{candidate}.png"})
-    pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
+    write_candidate_table(rows, folder)
     return folder
 
 
