@@ -5,6 +5,7 @@ TensorBoard events; merge writes a loadable generator."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -59,6 +60,10 @@ def test_grpo_run_monitors_resumes_only_itself_and_merges(micro_folder, tmp_path
                  "steps=2", "batch_size=4", "num_generations=2", "save_every=1", "monitor_every=2",
                  "monitor_prompts=4", "report_to=[tensorboard]")
     assert result.returncode == 0, result.stderr[-3000:]
+    # The console: one short line a step (held-out figures on the measured step), no library warnings.
+    assert re.search(r"^grpo step 1/2  loss \S+  reward \S+  kl \S+$", result.stdout, re.M), result.stdout
+    assert re.search(r"^grpo step 2/2  loss \S+  reward \S+  kl \S+  held-out ocr \S+ kl \S+$", result.stdout, re.M)
+    assert "grad_norm" not in result.stdout and "Warning" not in result.stderr, result.stderr[-3000:]
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
     assert list((out / "runs").rglob("events.out.tfevents.*"))
