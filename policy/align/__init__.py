@@ -3,21 +3,31 @@
 - ``train_dpo`` (``policy.align.dpo``): TRL's DPOTrainer over token-id pairs;
 - ``train_grpo`` (``policy.align.grpo``): TRL's GRPOTrainer with our sampler as rollout;
 - ``train_ppo`` (``policy.align.ppo``): PPO with a value head and GAE on GRPOTrainer machinery;
-- pairs (``policy.align.pairs``), rewards (``policy.align.rewards``), run folders, resume and
-  merge (``policy.align.checkpoints``), held-out monitoring (``policy.align.monitoring``).
+- settings (``policy.align.config``), pairs (``policy.align.pairs``), rewards
+  (``policy.align.rewards``), run folders, resume and merge (``policy.align.checkpoints``),
+  held-out monitoring (``policy.align.monitoring``).
+
+The names below are imported on first use, so ``policy.align.config`` (pydantic only) can be
+imported to check settings without importing torch and TRL.
 """
 
-from imagepref.policy.align.checkpoints import load_aligned, merge_run
-from imagepref.policy.align.config import DPOSettings, GRPOSettings, OnPolicyPairs, PairPolicy, PPOSettings, RewardMix
-from imagepref.policy.align.dpo import train_dpo
-from imagepref.policy.align.grpo import train_grpo
-from imagepref.policy.align.pairs import collapse_verdicts, on_policy_examples, preference_examples
-from imagepref.policy.align.ppo import train_ppo
-from imagepref.policy.align.rewards import build_rewards
-from imagepref.policy.align.training import Monitoring
+import importlib
 
-__all__ = [
-    "DPOSettings", "GRPOSettings", "Monitoring", "OnPolicyPairs", "PPOSettings", "PairPolicy", "RewardMix",
-    "build_rewards", "collapse_verdicts", "load_aligned", "merge_run", "on_policy_examples", "preference_examples",
-    "train_dpo", "train_grpo", "train_ppo",
-]
+_HOMES = {
+    "load_aligned": "checkpoints", "merge_run": "checkpoints",
+    "DPOSettings": "config", "GRPOSettings": "config", "PPOSettings": "config", "OnPolicyPairs": "config",
+    "PairPolicy": "config", "RewardMix": "config", "settings_class": "config", "settings_from_mapping": "config",
+    "train_dpo": "dpo", "train_grpo": "grpo", "train_ppo": "ppo",
+    "collapse_verdicts": "pairs", "on_policy_examples": "pairs", "preference_examples": "pairs",
+    "build_rewards": "rewards", "Monitoring": "training",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

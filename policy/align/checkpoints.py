@@ -5,7 +5,7 @@ An alignment run writes one folder::
     OUT/align.json        method, settings, base generator path and fingerprint (the run's record)
     OUT/adapter/          the peft adapter (or, for a full fine-tune, the whole generator folder)
     OUT/metrics.jsonl     training logs and held-out monitoring, one JSON object a line
-    OUT/checkpoint-N/     transformers checkpoints every ``save_every`` steps, pickle-free: adapter,
+    OUT/checkpoint-N/     transformers checkpoints every ``save_steps`` steps, pickle-free: adapter,
                           optimizer and RNG tensors as safetensors, the rest (scheduler, step
                           counts, training arguments) as JSON (``CheckpointFiles``)
     OUT/runs/             TensorBoard events (transformers' default place)
@@ -52,7 +52,8 @@ def base_fingerprint(generator: Generator) -> str:
 def run_record(method: str, settings, base_path: str | None, generator: Generator) -> dict:
     """What ``align.json`` holds for a run (``dtype`` is the base's weights' dtype as loaded, so the
     adapter is later applied to the base loaded the same way)."""
-    return {"method": method, "settings": settings.model_dump(), "base": str(base_path) if base_path else None,
+    return {"method": method, "settings": settings.model_dump(mode="json"),
+            "base": str(base_path) if base_path else None,
             "base_fingerprint": base_fingerprint(generator), "dtype": dtype_name(generator.model.dtype)}
 
 
@@ -102,7 +103,7 @@ def _prepare_run_folder(out: Path, record: dict, resume: bool) -> str | None:
 
 
 def lora_config(settings, generator: Generator):
-    """The peft ``LoraConfig`` of ``settings`` (a ``CommonSettings``); the family narrows the
+    """The peft ``LoraConfig`` of ``settings`` (``policy.align.config``); the family narrows the
     target names to its language model (``Generator.lora_target_modules``)."""
     from peft import LoraConfig
 
@@ -177,7 +178,10 @@ def merge_run(run: str | Path, out: str | Path, base: str | Path | None = None) 
 class CheckpointFiles:
     """Mixin for the aligners' trainers (TRL 1.16 on transformers 5.24): checkpoints without pickle.
 
-    Overrides these transformers 5.24 ``Trainer`` hooks, with their signatures there:
+    transformers has no public hook for the checkpoint format (it pickles the optimizer, scheduler,
+    RNG states and arguments), so this overrides these private transformers 5.24 ``Trainer``
+    hooks, with their signatures there (tests/policy/test_align_checkpoints.py::test_upstream_hooks
+    fails when one changes):
     ``_save_optimizer_and_scheduler(output_dir)`` / ``_load_optimizer_and_scheduler(checkpoint)``,
     ``_save_scaler(output_dir)`` / ``_load_scaler(checkpoint)``, ``_save_rng_state(output_dir)`` /
     ``_load_rng_state(checkpoint)``, and ``_save(output_dir, state_dict)``, whose last line pickles

@@ -13,26 +13,34 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 from imagepref.errors import BadInputError
 from imagepref.policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
 from imagepref.policy.align.config import DPOSettings
-from imagepref.policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
-                                   trainer_arguments)
+from imagepref.policy.align.training import (
+    Monitoring,
+    attach_monitor,
+    reference_copy,
+    route_logprobs,
+    run_training,
+    trainer_arguments,
+)
 from imagepref.policy.generator import Generator
 
 
 class TokenDPOTrainer(CheckpointFiles, DPOTrainer):
     """TRL 1.16 ``DPOTrainer`` that takes token-id examples as they are.
 
-    Hook: ``DPOTrainer._prepare_dataset`` (private in TRL 1.16; it extracts prompts, appends EOS
-    and tokenizes text). Our examples are already the ids its collator uses, so it returns the
-    dataset unchanged. TRL declined token-id input upstream (trl issue 2368), so TRL is pinned
-    and ``tests/policy/test_align_dpo.py`` covers this hook. Checkpoints are pickle-free
-    (``CheckpointFiles``)."""
+    Checkpoints are pickle-free (``CheckpointFiles``)."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        # Upstream hook: DPOTrainer._prepare_dataset(dataset, processing_class, args, dataset_name),
+        # private in TRL 1.16, called from __init__ unless the dataset holds images; it extracts
+        # prompts, appends EOS and tokenizes text. TRL takes no token-id input (it declined it
+        # upstream) and has no public switch to skip this step, and our examples are already the
+        # ids its collator reads, so the dataset passes unchanged.
+        # tests/policy/test_align_dpo.py::test_upstream_dataset_hook fails when TRL changes it.
         return dataset
 
 
@@ -47,12 +55,7 @@ def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOS
                       ) -> TokenDPOTrainer:
     """A ``TokenDPOTrainer`` on ``generator.model`` writing into ``out``."""
     torch.manual_seed(settings.seed)  # the LoRA initialisation
-    arguments = trainer_arguments(settings, out)
-    if settings.epochs:
-        arguments.update(max_steps=-1, num_train_epochs=settings.epochs)
-    config = DPOConfig(**arguments, beta=settings.beta, loss_type=[settings.loss_type],
-                       precompute_ref_log_probs=settings.precompute_ref_log_probs, max_length=None,
-                       remove_unused_columns=True)
+    config = trainer_arguments(settings, out)
     trainer = TokenDPOTrainer(
         model=generator.model, ref_model=reference_copy(generator, settings), args=config,
         train_dataset=dpo_dataset(examples), processing_class=generator.tokenizer,

@@ -14,14 +14,20 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import RepeatSampler
 
 from imagepref.errors import BadInputError
 from imagepref.policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
 from imagepref.policy.align.config import GRPOSettings, guidance_of
-from imagepref.policy.align.training import (Monitoring, attach_monitor, reference_copy, route_logprobs, run_training,
-                                   trainer_arguments)
+from imagepref.policy.align.training import (
+    Monitoring,
+    attach_monitor,
+    reference_copy,
+    route_logprobs,
+    run_training,
+    trainer_arguments,
+)
 from imagepref.policy.generator import Generator
 
 
@@ -39,28 +45,40 @@ def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale:
             "logprobs": logprobs.tolist(), "env_mask": [mask.tolist()] * len(prompts)}
 
 
-class EpochSeededRepeatSampler(RepeatSampler):
-    """TRL 1.16's ``RepeatSampler`` whose shuffle is a function of (seed, epoch).
+class EpochSeededSampler(Sampler):
+    """TRL's ``RepeatSampler`` (as ``GRPOTrainer._get_train_sampler`` builds it) whose shuffle is a
+    function of (seed, epoch).
 
-    TRL seeds the sampler once, so epoch k's order is the k-th draw of its generator; a run
+    TRL seeds its sampler once, so epoch k's order is the k-th draw of its generator; a run
     resumed in epoch k starts a fresh sampler and would draw epoch 1's order. transformers calls
-    ``set_epoch`` on the sampler at each epoch (also on resume), so reseeding there restores the
-    same data order."""
+    ``set_epoch`` on the train sampler at each epoch (also on resume), so reseeding the wrapped
+    sampler's generator there restores the same data order. It reads the ``shuffle``, ``seed`` and
+    ``generator`` attributes of TRL 1.16's RepeatSampler (checked by
+    tests/policy/test_align_grpo.py::test_upstream_sampler_hook)."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
     def set_epoch(self, epoch: int) -> None:
-        if self.shuffle:
-            self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
+        if self.sampler.shuffle:
+            self.sampler.generator.manual_seed((self.sampler.seed or 0) * 1_000_003 + epoch)
 
 
 class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
     """TRL 1.16 ``GRPOTrainer`` whose rollouts are image blocks from our sampler.
 
     Hooks: the ``rollout_func`` constructor argument (experimental in TRL 1.16), the fused
-    log-prob forward TRL patches onto the model (replaced by ``route_logprobs``) and
-    ``_get_train_sampler`` (an epoch-seeded sampler, so a resumed run keeps the data order). For a full
-    fine-tune, TRL 1.16 would reload the reference from ``config._name_or_path``; an in-memory
-    generator has none, so the frozen copy is set after construction instead. Checkpoints are
-    pickle-free (``CheckpointFiles``)."""
+    log-prob forward TRL patches onto the model (answered by ``route_logprobs``, see
+    ``policy.align.logprobs``) and ``_get_train_sampler`` (an epoch-seeded sampler, so a resumed
+    run keeps the data order). For a full fine-tune, TRL 1.16 would reload the reference from
+    ``config._name_or_path``; an in-memory generator has none, so the frozen copy is set after
+    construction instead. Checkpoints are pickle-free (``CheckpointFiles``)."""
 
     def __init__(self, generator: Generator, settings: GRPOSettings, reward_funcs, args: GRPOConfig,
                  train_dataset: Dataset, ref_model: torch.nn.Module | None = None, want_hidden: bool = False):
@@ -79,9 +97,11 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         route_logprobs(self, generator, want_hidden=want_hidden)
 
     def _get_train_sampler(self, dataset=None):
-        sampler = super()._get_train_sampler(dataset)
-        sampler.__class__ = EpochSeededRepeatSampler
-        return sampler
+        # Upstream hook: transformers 5.24 Trainer._get_train_sampler, which TRL 1.16's GRPOTrainer
+        # overrides as _get_train_sampler(dataset=None) to build its RepeatSampler; the train
+        # dataloader takes its sampler from here. There is no public way to reseed a sampler per
+        # epoch. tests/policy/test_align_grpo.py::test_upstream_sampler_hook fails when it changes.
+        return EpochSeededSampler(super()._get_train_sampler(dataset))
 
     def _rollout(self, prompts: list, trainer) -> dict:
         # The seed is a function of the step, so a resumed run draws the same images.
@@ -106,16 +126,15 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         return guidance_of(self.settings, self.generator), self.settings.temperature
 
 
-def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float],
-                   config_class=GRPOConfig, **extra) -> GRPOConfig:
-    """The ``GRPOConfig`` (or a subclass) of ``settings``."""
-    if settings.batch_size % settings.num_generations:
-        raise BadInputError(f"batch_size ({settings.batch_size}) must be a multiple of num_generations "
+def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float]
+                   ) -> GRPOConfig:
+    """The ``GRPOConfig`` of ``settings``: the completion is one image block of the generator's."""
+    batch_size = settings.per_device_train_batch_size
+    if batch_size % settings.num_generations:
+        raise BadInputError(f"batch_size ({batch_size}) must be a multiple of num_generations "
                             f"({settings.num_generations}): each step trains on whole groups")
-    return config_class(**trainer_arguments(settings, out), beta=settings.beta, epsilon=settings.epsilon,
-                        loss_type=settings.loss_type, num_generations=settings.num_generations,
-                        max_completion_length=len(generator.block_layout()), reward_weights=reward_weights,
-                        steps_per_generation=1, log_completions=False, remove_unused_columns=False, **extra)
+    return trainer_arguments(settings, out, max_completion_length=len(generator.block_layout()),
+                             reward_weights=reward_weights)
 
 
 def prompt_dataset(prompts: list[str]) -> Dataset:

@@ -102,7 +102,16 @@ def install_policy_logprobs(model: torch.nn.Module, generator: Generator, want_h
 
     ``model`` is the plain (un-peft-wrapped) causal LM; LoRA layers injected into it stay active
     or disabled exactly as TRL's ``use_adapter`` context says. Without ``fused_lm_head`` the
-    original forward runs, so sampling (and the view's own teacher-forced pass) is unchanged."""
+    original forward runs, so sampling (and the view's own teacher-forced pass) is unchanged.
+
+    Upstream hook: the forward ``trl.trainer.utils.add_fused_lm_head`` installs (TRL 1.16), which
+    DPOTrainer ``_compute_loss`` / ``compute_ref_log_probs`` and GRPOTrainer
+    ``_get_per_token_logps_and_entropies`` call as ``model(..., labels=..., fused_lm_head=True)``
+    and read ``.log_probs`` from. A trainer-method override could compute the same numbers, but
+    it would call the model around the DDP/FSDP wrapper TRL calls through, which under
+    ``accelerate launch`` skips the gradient synchronisation; answering inside the model's own
+    forward keeps every wrapper in the call. tests/policy/test_align_dpo.py::
+    test_upstream_fused_forward_hook fails when TRL stops calling it this way."""
     original = model.forward
     view = generator_view(generator, model)
 

@@ -15,20 +15,22 @@ What differs from GRPO:
   codes are on policy for the ratio, the surrogate and the KL estimate; guidance applies only to
   the held-out monitoring.
 
-Hooks of TRL 1.16's GRPOTrainer overridden (besides our own ``rollout_sampling``):
-``_calculate_rewards`` (keeps the mixed reward instead of only group advantages),
-``_generate_and_score_completions`` (adds values, GAE advantages and returns), ``_compute_loss``
-(the PPO loss), ``create_optimizer`` (adds the value head's parameter group), ``_save_checkpoint``
-and ``_load_optimizer_and_scheduler`` (the value head beside each checkpoint, as safetensors).
+Hooks of TRL 1.16's GRPOTrainer overridden (besides our own ``rollout_sampling``), private there
+and so checked by tests/policy/test_align_ppo.py::test_upstream_hooks: ``_calculate_rewards``
+(keeps the mixed reward instead of only group advantages), ``_generate_and_score_completions``
+(adds values, GAE advantages and returns) and ``_compute_loss`` (the PPO loss); and transformers'
+public ``create_optimizer`` (adds the value head's parameter group). The value head is saved
+beside each checkpoint by a callback (``on_save``) and read back before a resumed run starts.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from imagepref.policy.align.checkpoints import prepare_run, run_record
 from imagepref.policy.align.config import PPOSettings
@@ -64,6 +66,7 @@ class ImagePPOTrainer(ImageGRPOTrainer):
         super().__init__(generator, settings, reward_funcs, args, train_dataset, ref_model=ref_model,
                          want_hidden=True)
         self.value_head.to(self.accelerator.device)
+        self.add_callback(ValueHeadCheckpoints(self.value_head))
         self._slots = torch.tensor([i for i, t in enumerate(generator.block_layout()) if t is None])
 
     def rollout_sampling(self) -> tuple[float, float]:
@@ -78,6 +81,9 @@ class ImagePPOTrainer(ImageGRPOTrainer):
         return 1.0, 1.0
 
     # ----- rewards, values, GAE -------------------------------------------------------------
+    # Upstream hooks (TRL 1.16 GRPOTrainer, private): _calculate_rewards(inputs, prompts,
+    # completions, completion_ids_list) -> (batch, reward functions) tensor,
+    # _generate_and_score_completions(inputs) -> the batch dict _compute_loss(model, inputs) reads.
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._mixed_rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)[None]).nansum(1)
@@ -146,17 +152,21 @@ class ImagePPOTrainer(ImageGRPOTrainer):
                                    "weight_decay": 0.0})
         return optimizer
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if not self.args.should_save:  # the main process writes the shared checkpoint files
-            return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        save_value_head(self.value_head, Path(folder))
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
+    def load_value_head(self, checkpoint: str | None) -> None:
+        """Read the value head saved beside ``checkpoint`` (a resumed run), before training starts."""
         if checkpoint is not None and (Path(checkpoint) / VALUE_HEAD_FILE).is_file():
             self.value_head.load_state_dict(load_file(str(Path(checkpoint) / VALUE_HEAD_FILE)))
-        super()._load_optimizer_and_scheduler(checkpoint)
+
+
+class ValueHeadCheckpoints(TrainerCallback):
+    """Write the value head into each checkpoint folder as it is saved (the main process only)."""
+
+    def __init__(self, value_head: torch.nn.Module) -> None:
+        self.value_head = value_head
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            save_value_head(self.value_head, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 def save_value_head(value_head: torch.nn.Module, folder: Path) -> None:
@@ -169,7 +179,7 @@ def save_value_head(value_head: torch.nn.Module, folder: Path) -> None:
 def build_ppo_trainer(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
                       settings: PPOSettings, out: Path) -> ImagePPOTrainer:
     """An ``ImagePPOTrainer`` writing into ``out``."""
-    args = grpo_arguments(settings, out, generator, reward_weights, num_iterations=settings.epochs_per_rollout)
+    args = grpo_arguments(settings, out, generator, reward_weights)
     torch.manual_seed(settings.seed)  # the LoRA initialisation
     return ImagePPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
                            ref_model=reference_copy(generator, settings))
@@ -183,6 +193,7 @@ def train_ppo(generator: Generator, prompts: list[str], reward_funcs: list, rewa
     resume_from = prepare_run(out, run_record("ppo", settings, base_path, generator), resume)
     trainer = build_ppo_trainer(generator, prompts, reward_funcs, reward_weights, settings, out)
     attach_monitor(trainer, generator, settings, out, monitoring)
+    trainer.load_value_head(resume_from)
     result = run_training(trainer, generator, settings, out, resume_from)
     if trainer.is_world_process_zero():
         save_value_head(trainer.value_head, out)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from imagepref.errors import BadInputError
 from imagepref.files import write_json_atomically
 from imagepref.policy.align.checkpoints import ADAPTER_DIR, RUN_FILE, read_run, save_result
-from imagepref.policy.align.config import CommonSettings, guidance_of
+from imagepref.policy.align.config import AlignFields, guidance_of
 from imagepref.policy.align.logprobs import generator_view, install_policy_logprobs
 from imagepref.policy.align.monitoring import HeldoutMonitor, attach_first
 from imagepref.policy.generator import Generator
@@ -34,19 +35,22 @@ class Monitoring:
     head_scores: Callable[[list, list[str]], dict[str, list[float]]] | None = None
 
 
-def trainer_arguments(settings: CommonSettings, out: Path) -> dict:
-    """The ``transformers.TrainingArguments`` fields every trainer sets the same way."""
-    return dict(
-        output_dir=str(out), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        logging_steps=1, save_strategy="steps", save_steps=settings.save_every, save_only_model=False,
-        report_to=list(settings.report_to), seed=settings.seed, data_seed=settings.seed,
-        activation_checkpointing=False, disable_tqdm=True, dataloader_num_workers=0, bf16=False, fp16=False,
-        use_cpu=not torch.cuda.is_available(),
-    )
+def trainer_arguments(settings: AlignFields, out: Path, **trainer_sets):
+    """TRL's config (``settings.trl_config``: DPOConfig or GRPOConfig) of ``settings`` for a run in
+    ``out``: every TRL field the settings changed from TRL's default, plus what the trainer sets
+    itself (``trainer_sets``: the run folder, the image block's length, ...).
+
+    Without a GPU the run is placed on the CPU, as ``prepare_run`` places it. TRL's own checks of
+    the values (loss weights per loss type, batch sizes) are one error line."""
+    values = {**settings.trl_arguments(), **trainer_sets, "output_dir": str(out)}
+    values["use_cpu"] = bool(values.get("use_cpu")) or not torch.cuda.is_available()
+    try:
+        return settings.trl_config(**values)
+    except ValueError as error:
+        raise BadInputError(f"align settings: {str(error).splitlines()[0]}") from None
 
 
-def reference_copy(generator: Generator, settings: CommonSettings) -> torch.nn.Module | None:
+def reference_copy(generator: Generator, settings: AlignFields) -> torch.nn.Module | None:
     """A frozen copy of the model for a full fine-tune (LoRA needs none: its reference is the
     same model with the adapter off)."""
     if settings.lora:
@@ -102,7 +106,7 @@ def reference_logprobs_of(trainer, generator: Generator) -> Callable[[list, torc
     return reference
 
 
-def attach_monitor(trainer, generator: Generator, settings: CommonSettings, out: Path,
+def attach_monitor(trainer, generator: Generator, settings: AlignFields, out: Path,
                    monitoring: Monitoring | None) -> HeldoutMonitor:
     """Add held-out monitoring to ``trainer``; without ``monitoring`` (or with monitor_every=0) it
     only copies the training logs into ``metrics.jsonl``."""
@@ -118,7 +122,7 @@ def attach_monitor(trainer, generator: Generator, settings: CommonSettings, out:
     return monitor
 
 
-def run_training(trainer, generator: Generator, settings: CommonSettings, out: Path,
+def run_training(trainer, generator: Generator, settings: AlignFields, out: Path,
                  resume_from: str | None) -> dict:
     """Train (resuming when asked), save the adapter, and record the outcome in ``align.json``."""
     started = time.time()

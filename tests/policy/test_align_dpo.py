@@ -3,6 +3,7 @@ LoRA keeps no reference copy, and the precomputed reference and full fine-tune o
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from imagepref.policy.align import DPOSettings, OnPolicyPairs, on_policy_examples, train_dpo
@@ -97,3 +98,76 @@ def test_on_policy_pairs_put_the_best_candidate_over_the_worst(rule_reward):
         chosen, rejected = reward(None, None, [example["chosen_ids"], example["rejected_ids"]])
         assert chosen > rejected
         assert len(example["chosen_ids"]) == generator.num_codes
+
+
+def test_a_trl_schedule_set_in_the_settings_reaches_the_trainer(tmp_path):
+    # Any TRL field is a setting: a cosine schedule with 2 warmup steps, as a recipe or a
+    # key=value override gives it, drives the learning rate of the trainer's optimizer.
+    from imagepref.policy.align.config import settings_from_mapping
+
+    generator = micro_generator()
+    chosen = settings_from_mapping("dpo", {"steps": 6, "batch_size": 4, "learning_rate": 1e-2, "save_every": 100,
+                                           "monitor_every": 0, "report_to": [], "lr_scheduler_type": "cosine",
+                                           "warmup_steps": 2})
+    result = train_dpo(generator, pairs(generator), chosen, tmp_path / "cosine")
+    rates = [h["learning_rate"] for h in result["log_history"] if "learning_rate" in h]
+    assert len(rates) == 6
+    # The rate logged at step s is the one step s trained with: warmup s/2 of the peak, then
+    # cosine decay over the remaining 4 steps.
+    import math
+
+    expected = [1e-2 * s / 2 if s < 2 else 1e-2 * 0.5 * (1 + math.cos(math.pi * (s - 2) / 4)) for s in range(6)]
+    assert rates == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    # Our default stays a constant rate (the quickstart's figures were measured with it).
+    constant = train_dpo(micro_generator(), pairs(generator), settings(steps=3), tmp_path / "constant")
+    assert {h["learning_rate"] for h in constant["log_history"] if "learning_rate" in h} == {3e-3}
+
+
+def test_upstream_dataset_hook(tmp_path, monkeypatch):
+    # TokenDPOTrainer overrides TRL 1.16's private DPOTrainer._prepare_dataset: this fails when TRL
+    # renames it, changes its signature or stops calling it, so the override would be skipped.
+    import inspect
+
+    from trl import DPOTrainer
+
+    from imagepref.policy.align.dpo import TokenDPOTrainer
+
+    parameters = list(inspect.signature(DPOTrainer._prepare_dataset).parameters)
+    assert parameters == ["self", "dataset", "processing_class", "args", "dataset_name"]
+    calls = []
+    original = TokenDPOTrainer._prepare_dataset
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[-1] if args else kwargs.get("dataset_name"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TokenDPOTrainer, "_prepare_dataset", counted)
+    generator = micro_generator()
+    trainer = build_dpo_trainer(generator, pairs(generator, 2), settings(steps=1), tmp_path / "run")
+    assert calls == ["train"]
+    assert sorted(trainer.train_dataset.column_names) == ["chosen_ids", "prompt_ids", "rejected_ids"]
+
+
+def test_upstream_fused_forward_hook(tmp_path, monkeypatch):
+    # policy.align.logprobs answers the fused log-prob forward TRL 1.16 patches onto the model
+    # (trl.trainer.utils.add_fused_lm_head) and calls with fused_lm_head=True; this fails when TRL
+    # stops calling the model that way, so the patch would no longer be the log-probs TRL uses.
+    import inspect
+
+    from trl import DPOTrainer, GRPOTrainer
+    from trl.trainer import utils
+
+    assert callable(utils.add_fused_lm_head)
+    for method in (DPOTrainer._compute_loss, DPOTrainer.compute_ref_log_probs,
+                   GRPOTrainer._get_per_token_logps_and_entropies):
+        source = inspect.getsource(method)
+        assert "fused_lm_head=True" in source and ".log_probs" in source, method.__qualname__
+    from imagepref.policy.align import logprobs
+
+    calls = []
+    original = logprobs.policy_logprobs
+    monkeypatch.setattr(logprobs, "policy_logprobs",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    generator = micro_generator()
+    train_dpo(generator, pairs(generator, 2), settings(steps=1, batch_size=2), tmp_path / "run")
+    assert calls  # TRL's log-probs of the one step came through the generator interface

@@ -154,3 +154,32 @@ def test_ink_colour_reward_reads_the_colour_of_real_glyph_world_renders():
     assert reward(wrong, None, ids) == [0.0, 0.0, 0.0]
     # The colour named outside the quotes counts, and a prompt naming none asks for no colour.
     assert reward(quoted_colour, None, ids) == [0.0, 1.0, 1.0]
+
+
+def test_upstream_sampler_hook(tmp_path, rule_reward):
+    # ImageGRPOTrainer wraps the sampler TRL 1.16's GRPOTrainer._get_train_sampler builds, and
+    # reseeds its generator per epoch: this fails when the hook or the sampler's attributes change.
+    import inspect
+
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    from imagepref.policy.align.grpo import EpochSeededSampler, ImageGRPOTrainer, grpo_arguments, prompt_dataset
+
+    assert list(inspect.signature(GRPOTrainer._get_train_sampler).parameters) == ["self", "dataset"]
+    generator = micro_generator()
+    settings = GRPOSettings(steps=1, batch_size=4, num_generations=2, save_every=100, monitor_every=0, report_to=[])
+    functions, weights = [rule_reward(generator)], [1.0]
+    trainer = ImageGRPOTrainer(generator, settings, functions, grpo_arguments(settings, tmp_path, generator, weights),
+                               prompt_dataset(PROMPTS))
+    loader = trainer.get_train_dataloader()
+    sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
+    assert isinstance(sampler, EpochSeededSampler) and isinstance(sampler.sampler, RepeatSampler)
+    assert sampler.sampler.shuffle and isinstance(sampler.sampler.generator, torch.Generator)
+    sampler.set_epoch(3)
+    first = list(sampler)
+    list(sampler)  # another draw moves TRL's generator on
+    sampler.set_epoch(3)
+    assert list(sampler) == first  # a resumed epoch 3 draws epoch 3's order
+    sampler.set_epoch(4)
+    assert list(sampler) != first

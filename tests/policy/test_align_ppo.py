@@ -108,3 +108,23 @@ def test_rollouts_are_drawn_from_the_raw_policy_whose_log_probs_ppo_uses(tmp_pat
 def test_a_rollout_temperature_other_than_one_is_refused():
     with pytest.raises(ValidationError, match="raw policy"):
         PPOSettings(temperature=0.8)
+
+
+def test_upstream_hooks(tmp_path, rule_reward):
+    # ImagePPOTrainer overrides these private hooks of TRL 1.16's GRPOTrainer and transformers'
+    # create_optimizer: this fails when one is renamed or changes its signature; the 1-step run
+    # shows the value head's optimizer group is used and its checkpoint written.
+    import inspect
+
+    from trl import GRPOTrainer
+
+    expected = {"_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+                "_generate_and_score_completions": ["self", "inputs"], "_compute_loss": ["self", "model", "inputs"],
+                "create_optimizer": ["self", "model"]}
+    for name, parameters in expected.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == parameters, name
+    generator = micro_generator()
+    settings = PPOSettings(steps=1, batch_size=4, num_generations=2, save_every=1, monitor_every=0, report_to=[])
+    result = train_ppo(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
+    assert [h["ppo/value_loss"] for h in result["log_history"] if "ppo/value_loss" in h]
+    assert (tmp_path / "run" / "checkpoint-1" / "value_head.safetensors").is_file()
