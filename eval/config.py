@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field
 
 from imagepref.policy.config import SamplingConfig
+from imagepref.settings import Seed
 
 
 class EvalSettings(SamplingConfig):
@@ -17,12 +18,15 @@ class EvalSettings(SamplingConfig):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint (2 or more gives a diversity figure).")
-    seed: int = Field(0, description="Sampling seed; the same seed, checkpoint and prompts reuse cached images.")
+    seed: Seed = Field(0, description="Sampling seed; the same seed, checkpoint and prompts reuse cached images.")
     ocr_engine: str = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
     workers: int | None = Field(None, ge=0, description="OCR processes (None or 0: one per core).")
-    baseline: str | None = Field(None, description="Checkpoint the win rates are computed against (default: the first).")
+    baseline: str | None = Field(
+        None, description="Checkpoint the win rates are computed against (default: the first)."
+    )
     grid_prompts: int = Field(40, ge=0, description="Prompts shown in the report's image grid.")
-    bootstrap_seed: int = Field(0, description="Seed of the bootstrap intervals.")
-    dtype: str | None = Field(None, description="Weights' dtype of the checkpoints (float32, bfloat16, float16; "
-                              "default: the family's).")
+    bootstrap_seed: Seed = Field(0, description="Seed of the bootstrap intervals.")
+    dtype: str | None = Field(
+        None, description="Weights' dtype of the checkpoints (float32, bfloat16, float16; default: the family's)."
+    )
     device: str | None = Field(None, description="Torch device to sample on (default: the loader's).")

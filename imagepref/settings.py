@@ -21,12 +21,15 @@ import difflib
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from imagepref.errors import BadInputError
+
+# A seed every generator takes: torch, numpy (which stops at 2**32 - 1) and Python's random.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 def _settings_type(annotation: Any) -> type[BaseModel] | None:
@@ -110,8 +113,15 @@ def parse_override(item: str, example: str = "steps=50") -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], model: type, where: str = "override",
-                    prefix: str = "", example: str = "steps=50", listing: str = "") -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any],
+    overrides: list[str],
+    model: type,
+    where: str = "override",
+    prefix: str = "",
+    example: str = "steps=50",
+    listing: str = "",
+) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides to the raw settings dict ``data`` of ``model`` (in place;
     returned). A key ``model`` does not have is one error naming the nearest valid key; ``prefix``
     is how the user's keys are written before the model's own (``reward.settings.``)."""
@@ -150,8 +160,12 @@ def validated(model: type[BaseModel], data: dict[str, Any], where: str, prefix: 
         raise error_line(error, model, where, prefix, listing) from None
 
 
-_BOUND_WORDS = {"greater_than": ("must be greater than", "gt"), "greater_than_equal": ("must be at least", "ge"),
-                "less_than": ("must be less than", "lt"), "less_than_equal": ("must be at most", "le")}
+_BOUND_WORDS = {
+    "greater_than": ("must be greater than", "gt"),
+    "greater_than_equal": ("must be at least", "ge"),
+    "less_than": ("must be less than", "lt"),
+    "less_than_equal": ("must be at most", "le"),
+}
 
 
 def option_bounds(model: Any, field: str | None = None) -> Callable[[Any, Any, Any], Any]:

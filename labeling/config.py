@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagepref.errors import BadInputError
 from imagepref.formats import AXES, SIDES
-from imagepref.settings import validated
+from imagepref.settings import Seed, validated
 
 CHOICES = SIDES
 # One keyboard row per axis, in left / right / tie order, so the hands learn one layout.
@@ -49,7 +49,7 @@ class LabelingConfig(BaseModel):
     pairs_per_prompt: int | None = Field(None, ge=1, description="Pairs per prompt (random: default candidates // 2; uncertainty: default all).")
     max_pairs: int | None = Field(None, ge=1, description="Cap on regular pairs per push (uncertainty keeps the most uncertain).")
     scores_file: Path | None = Field(None, description="Reward-model scores (parquet/CSV) for uncertainty pairing and pre-annotations.")
-    seed: int = Field(0, description="Seed for pairing, left/right order and gold sampling.")
+    seed: Seed = Field(0, description="Seed for pairing, left/right order and gold sampling.")
 
     @field_validator("axes")
     @classmethod

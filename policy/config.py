@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from imagepref.settings import Seed
+
 
 class SamplingConfig(BaseModel):
     """How image tokens are sampled: guidance, temperature, top-k, top-p and the batch size."""
@@ -20,8 +22,9 @@ class SamplingConfig(BaseModel):
 
     # Guidance mixes the conditional and unconditional scores as cond + (g - 1) * (cond - uncond):
     # 1 is no guidance, 0 the unconditional model; a negative scale pushes away from the prompt.
-    guidance_scale: float | None = Field(None, ge=0, description="Classifier-free guidance scale (1: none; default: "
-                                         "the generator's own).")
+    guidance_scale: float | None = Field(
+        None, ge=0, description="Classifier-free guidance scale (1: none; default: the generator's own)."
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_k: int = Field(0, ge=0, description="Keep the k most likely codes (0: all).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (1: off).")
@@ -29,8 +32,12 @@ class SamplingConfig(BaseModel):
 
     def sampler(self) -> dict[str, Any]:
         """The settings ``Generator.sample`` takes besides the seed and batch size."""
-        return {"guidance_scale": self.guidance_scale, "temperature": self.temperature, "top_k": self.top_k,
-                "top_p": self.top_p}
+        return {
+            "guidance_scale": self.guidance_scale,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+        }
 
 
 class PretrainConfig(BaseModel):
@@ -38,12 +45,15 @@ class PretrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, description="Seed of the codec fit, the initial weights and the data stream.")
+    seed: Seed = Field(0, description="Seed of the codec fit, the initial weights and the data stream.")
     num_shapes: int = Field(1024, ge=1, description="Shape codes of the palette codec.")
     codec_images: int = Field(4000, ge=1, description="Signs the codec's k-means sees.")
     codec_iterations: int = Field(8, ge=1, description="Lloyd iterations of the codec's k-means.")
-    letter_init: bool = Field(True, description="Start each letter-piece code's embedding and output row from the "
-                              "embedding of the letter it depicts, so copying the quoted word is learned fast.")
+    letter_init: bool = Field(
+        True,
+        description="Start each letter-piece code's embedding and output row from the "
+        "embedding of the letter it depicts, so copying the quoted word is learned fast.",
+    )
     hidden_size: int = Field(256, ge=2, description="Width of the Llama (a multiple of twice the heads).")
     layers: int = Field(4, ge=1, description="Transformer layers.")
     heads: int = Field(4, ge=1, description="Attention heads.")
@@ -52,15 +62,18 @@ class PretrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay).")
     warmup: int = Field(100, ge=0, description="Warm-up steps.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    unconditional_rate: float = Field(0.1, ge=0, le=1, description="Share of signs shown without their prompt, "
-                                      "for guidance.")
+    unconditional_rate: float = Field(
+        0.1, ge=0, le=1, description="Share of signs shown without their prompt, for guidance."
+    )
     checkpoint_every: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
 
     @model_validator(mode="after")
-    def _width_suits_the_heads(self) -> "PretrainConfig":
+    def _width_suits_the_heads(self) -> PretrainConfig:
         # Each head gets hidden_size / heads dimensions, and rotary position embeddings rotate
         # them in pairs, so the split must be whole and even.
         if self.hidden_size % (2 * self.heads):
-            raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of 2 x heads "
-                             f"({2 * self.heads}), for example {2 * self.heads * max(1, self.hidden_size // (2 * self.heads))}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of 2 x heads "
+                f"({2 * self.heads}), for example {2 * self.heads * max(1, self.hidden_size // (2 * self.heads))}"
+            )
         return self

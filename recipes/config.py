@@ -20,6 +20,7 @@ from imagepref import settings
 from imagepref.dtypes import DTYPE_NAMES
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 from imagepref.policy.config import PretrainConfig, SamplingConfig
+from imagepref.settings import Seed
 
 if TYPE_CHECKING:
     from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
@@ -177,7 +178,7 @@ class Recipe(Section):
                       "belongs to one recipe name.")
     description: str = Field("", description="What this recipe is for (shown by `imagepref recipes list`).")
     run_dir: str = Field("runs/{name}", description="Run folder ({name} is the recipe name).")
-    seed: int = Field(0, description="Seed of every stage (each derives its own from it).")
+    seed: Seed = Field(0, description="Seed of every stage (each derives its own from it).")
     rounds: int = Field(1, ge=1, le=100, description="How many times generate -> label -> reward -> align repeats.")
     stages: list[str] = Field(list(STAGES), description=f"Stages to run, from {', '.join(STAGES)}.")
     generator: GeneratorSection = Field(default_factory=GeneratorSection, description="The generator to start from.")
@@ -191,7 +192,7 @@ class Recipe(Section):
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Trackers and the run log.")
 
     @model_validator(mode="after")
-    def _stage_seeds_follow_the_recipe(self) -> "Recipe":
+    def _stage_seeds_follow_the_recipe(self) -> Recipe:
         # A package seed the recipe leaves unset is the recipe's, so `seed=1` reseeds every stage.
         for package_settings in (self.reward.settings, self.align.dpo, self.align.grpo, self.align.ppo):
             if "seed" not in package_settings.model_fields_set:

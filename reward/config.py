@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imagepref.formats import AXES
-from imagepref.settings import apply_overrides, validated
+from imagepref.settings import Seed, apply_overrides, validated
 
 # The token backbone reads embeddings that already name letter pieces and colours, so it needs
 # less width than the pixel one; a narrow token model is what makes it cheap inside RL.
@@ -92,7 +92,7 @@ class RewardConfig(BaseModel):
     batch_size: int = Field(64, ge=1, description="Pairs per step.")
     patience: int = Field(5, ge=1, description="Epochs without a better validation loss before stopping.")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of prompts held out for validation (split by prompt).")
-    seed: int = Field(0, description="Seed of the split, the initial weights and the batch order.")
+    seed: Seed = Field(0, description="Seed of the split, the initial weights and the batch order.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     prompt_matching_weight: float | None = Field(None, ge=0, description="Weight of the auxiliary prompt-matching loss: "
                                                  "during training each image should score higher on "
@@ -125,7 +125,7 @@ class RewardConfig(BaseModel):
         return axes
 
     @model_validator(mode="after")
-    def _defaults_by_backbone(self) -> "RewardConfig":
+    def _defaults_by_backbone(self) -> RewardConfig:
         for field, defaults in BY_BACKBONE.items():
             if getattr(self, field) is None:
                 setattr(self, field, defaults[self.backbone])
@@ -133,7 +133,7 @@ class RewardConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _width_suits_the_heads(self) -> "RewardConfig":
+    def _width_suits_the_heads(self) -> RewardConfig:
         # The prompt reader's attention splits its width over the heads.
         if self.backbone != "clip" and self.width % self.heads:
             raise ValueError(f"width {self.width} must be a multiple of heads ({self.heads}) for the {self.backbone} "
@@ -141,7 +141,7 @@ class RewardConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _named_axes_exist(self) -> "RewardConfig":
+    def _named_axes_exist(self) -> RewardConfig:
         for field in ("loss_weights", "mix_weights"):
             unknown = set(getattr(self, field)) - set(self.axes)
             if unknown:

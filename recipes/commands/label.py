@@ -13,7 +13,7 @@ from rich.console import Console
 
 from imagepref.errors import BadInputError
 from imagepref.recipes.config import LabelSection
-from imagepref.settings import option_bounds
+from imagepref.settings import Seed, option_bounds
 
 app = typer.Typer(no_args_is_help=True)
 server_app = typer.Typer(no_args_is_help=True, help="Run the managed Label Studio: install, start, stop, status.")
@@ -209,7 +209,7 @@ def simulate_command(
     annotators: int = typer.Option(2, help="How many simulated annotators.", callback=option_bounds(LabelSection, "annotators")),
     error_rate: float = typer.Option(0.1, help="Chance per axis that an answer is flipped.",
                                     callback=option_bounds(LabelSection, "error_rate")),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the simulated answers and errors.", callback=option_bounds(Seed)),
     limit: Optional[int] = typer.Option(None, help="Label at most this many tasks.",
                                         callback=option_bounds(Annotated[int, Field(ge=1)])),
     config: Optional[Path] = ConfigFile, title: Optional[str] = Title,

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from imagepref.errors import BadInputError
 from imagepref.policy.config import PretrainConfig, SamplingConfig
-from imagepref.settings import option_bounds
+from imagepref.settings import Seed, option_bounds
 
 console = Console(stderr=True)
 
@@ -26,7 +26,7 @@ def pretrain(
     out: Path = typer.Option(..., "--out", help="Folder for the trained generator (resumes from out/checkpoint)."),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps (default: the shipped generator's).",
                                         callback=option_bounds(PretrainConfig, "steps")),
-    seed: Optional[int] = typer.Option(None, help="Seed of codec, weights and data (default 0)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of codec, weights and data (default 0).", callback=option_bounds(Seed)),
     batch_size: Optional[int] = typer.Option(None, help="Signs per step.", callback=option_bounds(PretrainConfig, "batch_size")),
     hidden_size: Optional[int] = typer.Option(None, help="Width of the Llama (a multiple of 8: twice the 4 heads).",
                                               callback=option_bounds(PretrainConfig, "hidden_size")),
@@ -59,7 +59,7 @@ def generate(
     prompts: Path = typer.Option(..., "--prompts", help="Prompts: JSONL ({\"prompt\": ...} a line) or text, one a line."),
     out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
     n: int = typer.Option(2, "--n", help="Images per prompt.", callback=option_bounds(Annotated[int, Field(ge=1)])),
-    seed: int = typer.Option(0, help="Sampling seed."),
+    seed: int = typer.Option(0, help="Sampling seed.", callback=option_bounds(Seed)),
     guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1 = none; default: the generator's own).",
                                                   callback=option_bounds(SamplingConfig, "guidance_scale")),
     temperature: float = typer.Option(1.0, help="Sampling temperature.", callback=option_bounds(SamplingConfig, "temperature")),

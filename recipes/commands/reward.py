@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
 from imagepref.errors import BadInputError
 from imagepref.files import write_text_atomically
 from imagepref.formats import write_scores
+from imagepref.recipes.config import LabelSection
+from imagepref.settings import Seed, option_bounds
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -86,7 +89,8 @@ def evaluate(
     prefs: Path = typer.Option(..., "--prefs", help="Preference data folder to evaluate on (held-out pairs)."),
     candidates: Optional[list[Path]] = Candidates,
     out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
-    resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals.",
+                                   callback=option_bounds(Annotated[int, Field(ge=1)])),
 ) -> None:
     """Per-head pairwise accuracy (bootstrap 95 % CI), calibration (ECE), ties, and single-human agreement."""
     from imagepref.reward.data import read_preferences
@@ -136,15 +140,18 @@ def score(
 @app.command("glyph-data")
 def glyph_data(
     out: Path = typer.Option(..., "--out", help="Folder for pairs.parquet, annotations.parquet and candidates/."),
-    prompts: int = typer.Option(200, help="Prompts (one clean sign each, then variants)."),
-    variants: int = typer.Option(4, help="Images per prompt; every pair of them is judged."),
-    annotators: int = typer.Option(3, help="Simulated annotators per pair."),
-    error_rate: float = typer.Option(0.1, "--error-rate", help="Chance that a simulated annotator errs on an axis."),
+    prompts: int = typer.Option(200, help="Prompts (one clean sign each, then variants).",
+                                 callback=option_bounds(Annotated[int, Field(ge=1)])),
+    variants: int = typer.Option(4, help="Images per prompt; every pair of them is judged.",
+                                  callback=option_bounds(Annotated[int, Field(ge=2)])),
+    annotators: int = typer.Option(3, help="Simulated annotators per pair.", callback=option_bounds(LabelSection, "annotators")),
+    error_rate: float = typer.Option(0.1, "--error-rate", help="Chance that a simulated annotator errs on an axis.",
+                                    callback=option_bounds(LabelSection, "error_rate")),
     generator: Optional[str] = typer.Option(None, help="Generator folder whose codec makes the image tokens "
                                             "(default: the shipped glyph generator, so the tokens are the ones it "
                                             "writes); 'fresh' fits a small codec now."),
     ocr: str = typer.Option("rapidocr", help="OCR engine the simulated annotators read with: rapidocr | tesseract."),
-    seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors."),
+    seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors.", callback=option_bounds(Seed)),
 ) -> None:
     """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
     from imagepref.eval.ocr import text_reader

@@ -31,7 +31,9 @@ def test_overrides_parse_values_as_yaml_and_nest(tmp_path):
     recipe = load_recipe(path, ["rounds=3", "label.annotators=5", "align.methods=[dpo]", "align.dpo.beta=0.2",
                                 "generator.path=/models/x"])
     assert recipe.rounds == 3 and recipe.label.annotators == 5 and recipe.align.methods == ["dpo"]
-    assert recipe.align.dpo == {"beta": 0.2} and recipe.generator.path == "/models/x"
+    # A package's settings are typed; the resolved recipe records them as given (the seed: the recipe's).
+    assert recipe.align.dpo.beta == 0.2 and recipe.generator.path == "/models/x"
+    assert recipe.model_dump(mode="json")["align"]["dpo"] == {"beta": 0.2, "seed": 0}
 
 
 def test_misspelled_override_suggests_the_nearest_key():
@@ -51,7 +53,7 @@ def test_package_settings_are_checked_when_the_recipe_loads():
         validate_recipe({"align": {"dpo": {"stepz": 3}}})
     with pytest.raises(BadInputError, match=r"reward\.settings\.backbone: Input should be 'pixel', 'token' or 'clip'"):
         validate_recipe({"reward": {"settings": {"backbone": "resnet"}}})
-    assert validate_recipe({"align": {"grpo": {"steps": 3, "rewards": {"weights": {"ocr": 1.0}}}}}).align.grpo["steps"] == 3
+    assert validate_recipe({"align": {"grpo": {"steps": 3, "rewards": {"weights": {"ocr": 1.0}}}}}).align.grpo.max_steps == 3
 
 
 def test_bad_values_and_unknown_stages():
