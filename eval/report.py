@@ -235,7 +235,7 @@ def _engine_line(settings: dict[str, Any]) -> str:
 def write_reports(results: dict[str, Any], out: Path) -> None:
     """Write ``results.json``, ``summary.md`` and ``report.html`` into ``out``."""
     environment = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: resources.files("eval").joinpath(name).read_text(encoding="utf-8")),
+        loader=jinja2.FunctionLoader(lambda name: resources.files("imagepref.eval").joinpath(name).read_text(encoding="utf-8")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
