@@ -140,9 +140,9 @@ def _package_name(line: str) -> str:
 def pip_install(python: Path, requirements: list[str], report: Callable[[str], None]) -> None:
     """``python -m pip install requirements``, reporting its progress as it goes (``PipProgress``);
     a failure is a ``ServerError`` quoting pip's error line."""
-    command = [str(python), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check", *requirements]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               text=True, bufsize=1)
+    command = [str(python), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check"]
+    process = subprocess.Popen([*command, *requirements], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, text=True, bufsize=1)
     progress, lines = PipProgress(), []
     assert process.stdout is not None
     for line in process.stdout:
@@ -151,7 +151,8 @@ def pip_install(python: Path, requirements: list[str], report: Callable[[str], N
         if message:
             report(message)
     if process.wait() != 0:
-        errors = [line for line in lines if line.startswith("ERROR:")] or [line for line in lines if line.strip()] or ["no output"]
+        errors = [line for line in lines if line.startswith("ERROR:")] or [line for line in lines if line.strip()]
+        errors = errors or ["no output"]
         raise ServerError(f"installing {' '.join(requirements)} failed ({errors[-1]}); "
                           "check that pip reaches the package index and retry")
 

@@ -45,8 +45,11 @@ class StepLine:
     prefix: str = ""  # who trained, e.g. "grpo"; leads both lines
 
     def __str__(self) -> str:
-        details = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                           for key, value in self.metrics.items() if not _is_nan(value))  # NaN: not measured this step
+        details = " ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in self.metrics.items()
+            if not _is_nan(value)
+        )  # NaN: not measured this step
         return " ".join(part for part in (self.prefix, f"{self.kind} {self.step}/{self.max_steps}", details) if part)
 
     @property
@@ -60,8 +63,10 @@ class StepLine:
         parts = [" ".join(part for part in (self.prefix, f"{self.kind} {self.step}/{self.max_steps}") if part)]
         if self.kind == "finished":
             runtime, loss = self._number("train_runtime"), self._number("train_loss")
-            parts += [f"mean loss {figure(loss)}" if loss is not None else "",
-                      f"{runtime:.0f} s" if runtime is not None else ""]
+            parts += [
+                f"mean loss {figure(loss)}" if loss is not None else "",
+                f"{runtime:.0f} s" if runtime is not None else "",
+            ]
         else:
             for label, keys in CONSOLE_FIGURES:
                 value = next((v for v in map(self._number, keys) if v is not None), None)
