@@ -5,7 +5,7 @@ per degradation, on blanks, and the time per image.
     .venv/bin/python benchmarks/ocr_truth.py --sweep         # also the settings we chose between
     .venv/bin/python benchmarks/ocr_truth.py --per-cell 20 --blanks 60 --workers 2
 
-The settings in ``eval/ocr.py`` were chosen from the ``--sweep`` figures (README, eval section).
+The settings in ``eval/ocr.py`` were chosen from the ``--sweep`` figures (docs/benchmarks.md, OCR).
 """
 
 from __future__ import annotations

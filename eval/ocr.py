@@ -1,6 +1,6 @@
 """OCR engines behind one small interface: an image in, words with confidences and boxes out.
 
-Two engines, chosen by measurement on generated-looking text images (see README and
+Two engines, chosen by measurement on generated-looking text images (see docs/benchmarks.md and
 ``benchmarks/ocr_truth.py``):
 
 - ``rapidocr`` (default): PaddleOCR's models on onnxruntime; the models ship inside the wheel, so

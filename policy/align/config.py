@@ -7,7 +7,7 @@ gradient_accumulation_steps=2 bf16=true`` reach the trainer as they are. Declare
 
 - our own fields (LoRA, held-out monitoring, guidance, the pair policy, rewards, PPO's value head);
 - the TRL fields whose default we change, each with the reason beside it;
-- the names the recipes and the README use for three TRL fields: ``steps`` (``max_steps``),
+- the names the recipes and the docs use for three TRL fields: ``steps`` (``max_steps``),
   ``batch_size`` (``per_device_train_batch_size``), ``save_every`` (``save_steps``), and PPO's
   ``epochs_per_rollout`` (``num_iterations``).
 

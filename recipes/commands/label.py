@@ -113,7 +113,7 @@ def push_command(
     candidates: Path = typer.Argument(..., help="Candidate-set folder (candidates.parquet + images/)."),
     config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
     pairing: Optional[str] = typer.Option(None, help="random | all | uncertainty"),
-    scores: Optional[Path] = typer.Option(None, help="Reward-model scores file (parquet/CSV), see README."),
+    scores: Optional[Path] = typer.Option(None, help="Reward-model scores file (parquet/CSV), see docs/formats.md."),
     pre_annotate: bool = typer.Option(False, "--pre-annotate", help="Add the scores' choices as predictions."),
     gold_file: Optional[Path] = typer.Option(None, help="Known-answer pairs file."),
     gold_rate: Optional[float] = typer.Option(None, help="Gold pairs per regular pair.",
