@@ -102,8 +102,9 @@ class AlignFields(Strict):
                                    "every measured glyph-world run and the quickstart's figures used a constant rate.")
     logging_steps: float = Field(1, gt=0, description="Steps between logged steps. TRL logs every 10; the run log, "
                                  "the console line and metrics.jsonl here follow every step of these short runs.")
-    seed: int = Field(0, description="Seed of the data order, the sampler and the LoRA init. TRL's is 42; the "
-                      "quickstart's and the measured runs' figures were drawn with 0.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the data order (unless data_seed is set), the "
+                      "sampler and the LoRA init. TRL's is 42; the quickstart's and the measured runs' figures were "
+                      "drawn with 0.")
     bf16: bool = Field(False, description="bfloat16 autocast in training. TRL turns it on; off here because the "
                        "sampler reports float32 log-probs: with bf16, PPO's step-1 ratio on the micro model was off "
                        "by 1.0e-3 (4.8e-7 without), and on two CPU cores 3 steps took 27.3 s instead of 10.7 s.")
@@ -176,6 +177,10 @@ class AlignFields(Strict):
         values.pop("gradient_checkpointing", None)
         checkpointing = getattr(self, "activation_checkpointing", None)
         values["activation_checkpointing"] = self.gradient_checkpointing if checkpointing is None else checkpointing
+        if getattr(self, "data_seed", None) is None:
+            # Unset, accelerate's seedable sampler takes torch's last seed, which the LoRA
+            # initialisation and the sampler also set: the data order follows the run's seed instead.
+            values["data_seed"] = self.seed
         return values
 
 
