@@ -485,7 +485,7 @@ def parse_prompts(text: str, source: str, jsonl: bool) -> list[Prompt]:
         prompts.append(_prompt(record, number, where))
     if not prompts:
         raise BadInputError(
-            f'{source} has no prompts (no usable line); write one prompt per line (JSONL: {{"prompt": "..."}})'
+            f'{source} has no usable line and so has no prompts; write one prompt per line (JSONL: {{"prompt": "..."}})'
         )
     seen: set[str] = set()
     for prompt in prompts:
