@@ -56,13 +56,19 @@ def measure(kind: str, model: str, steps: int, batch_size: int) -> dict:
     if kind == "grpo":
         settings = GRPOSettings(**common, num_generations=min(8, batch_size))
         functions, weights = build_rewards({"rule_safety": 1.0, "rule_aesthetics": 1.0}, generator)
-        trainer = ImageGRPOTrainer(generator, settings, functions, grpo_arguments(settings, out, generator, weights),
-                                   prompt_dataset(prompts))
+        trainer = ImageGRPOTrainer(
+            generator, settings, functions, grpo_arguments(settings, out, generator, weights), prompt_dataset(prompts)
+        )
     else:
-        samples = generator.sample(prompts[:2 * batch_size], seed=0, decode=False)
-        examples = [{"prompt_ids": samples.prompt_ids[i], "chosen_ids": samples.completion_ids[i].tolist(),
-                     "rejected_ids": samples.completion_ids[(i + 1) % len(prompts[:2 * batch_size])].tolist()}
-                    for i in range(2 * batch_size)]
+        samples = generator.sample(prompts[: 2 * batch_size], seed=0, decode=False)
+        examples = [
+            {
+                "prompt_ids": samples.prompt_ids[i],
+                "chosen_ids": samples.completion_ids[i].tolist(),
+                "rejected_ids": samples.completion_ids[(i + 1) % len(prompts[: 2 * batch_size])].tolist(),
+            }
+            for i in range(2 * batch_size)
+        ]
         lora = kind == "dpo-lora-precomputed"
         settings = DPOSettings(**common, lora=lora, precompute_ref_log_probs=lora)
         trainer = build_dpo_trainer(generator, examples, settings, out)
@@ -84,9 +90,23 @@ def main() -> None:
         return
     figures = {}
     for kind in ("dpo-lora-precomputed", "dpo-full-copy", "grpo"):
-        result = subprocess.run([sys.executable, __file__, "--one", kind, "--model", args.model, "--steps",
-                                 str(args.steps), "--batch-size", str(args.batch_size)], capture_output=True, text=True,
-                                cwd=ROOT)
+        result = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                kind,
+                "--model",
+                args.model,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         if result.returncode != 0:
             sys.exit(f"{kind} failed:\n{result.stderr[-3000:]}")
         figures[kind] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -95,10 +115,11 @@ def main() -> None:
     print(f"{'':34}{'s/step':>10}{'peak MB':>10}")
     for kind in ("dpo-lora-precomputed", "dpo-full-copy"):
         print(f"{kind:34}{figures[kind]['seconds_per_step']:>10.3f}{figures[kind]['peak_memory_mb']:>10.0f}")
-    print(f"full copy / LoRA+precomputed: step time x{full['seconds_per_step'] / lora['seconds_per_step']:.2f}, "
-          f"peak memory x{full['peak_memory_mb'] / lora['peak_memory_mb']:.2f}")
-    print(f"GRPO: {figures['grpo']['steps_per_second']:.3f} steps/s "
-          f"({args.batch_size} images per step, rule rewards)")
+    print(
+        f"full copy / LoRA+precomputed: step time x{full['seconds_per_step'] / lora['seconds_per_step']:.2f}, "
+        f"peak memory x{full['peak_memory_mb'] / lora['peak_memory_mb']:.2f}"
+    )
+    print(f"GRPO: {figures['grpo']['steps_per_second']:.3f} steps/s ({args.batch_size} images per step, rule rewards)")
 
 
 if __name__ == "__main__":

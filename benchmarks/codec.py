@@ -9,10 +9,8 @@ held-out signs and on their reconstructions through the shipped codec, and the r
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-
 
 
 def main() -> None:

@@ -11,9 +11,7 @@ warmed before timing; the start-up cost is printed on its own.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 from imagepref.eval.ocr import get_engine
 from imagepref.eval.ocr_pool import OCRPool, available_cores

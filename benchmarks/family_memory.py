@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from transformers import Emu3Config, Emu3ForConditionalGeneration, JanusConfig, JanusForConditionalGeneration
 
-GIB = 1024 ** 3
+GIB = 1024**3
 LORA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PROMPT_TOKENS = 64
 
@@ -29,14 +29,36 @@ PROMPT_TOKENS = 64
 def janus_config(size: str) -> JanusConfig:
     """Janus-Pro 1B or 7B: a DeepSeek-LLM language model, SigLIP-L encoder, 16,384-code VQ (24x24)."""
     width, intermediate, layers, heads = {"1B": (2048, 5632, 24, 16), "7B": (4096, 11008, 30, 32)}[size]
-    text = dict(model_type="llama", vocab_size=102400, hidden_size=width, intermediate_size=intermediate,
-                num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                max_position_embeddings=16384)
-    vision = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, image_size=384, patch_size=16,
-                  projection_dim=width, depth=2, num_image_tokens=576)
-    vq = dict(embed_dim=8, num_embeddings=16384, latent_channels=256, base_channels=128,
-              channel_multiplier=[1, 1, 2, 2, 4], projection_dim=width, image_token_embed_dim=width,
-              num_hidden_layers=2)
+    text = dict(
+        model_type="llama",
+        vocab_size=102400,
+        hidden_size=width,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=16384,
+    )
+    vision = dict(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=384,
+        patch_size=16,
+        projection_dim=width,
+        depth=2,
+        num_image_tokens=576,
+    )
+    vq = dict(
+        embed_dim=8,
+        num_embeddings=16384,
+        latent_channels=256,
+        base_channels=128,
+        channel_multiplier=[1, 1, 2, 2, 4],
+        projection_dim=width,
+        image_token_embed_dim=width,
+        num_hidden_layers=2,
+    )
     # The released Janus-Pro checkpoints keep a separate lm_head (2.09 B and 7.42 B parameters in all).
     return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, tie_word_embeddings=False)
 
@@ -71,11 +93,19 @@ def figures(name: str, model: torch.nn.Module, text, inside: str, image_tokens: 
     activations = kept + working + logsoftmax
     weights = parameters * 2
     optimizer = lora * 16
-    return {"model": name, "params_b": parameters / 1e9, "lm_params_b": language / 1e9, "weights_gib": weights / GIB,
-            "lora_m": lora / 1e6, "lora_optimizer_gib": optimizer / GIB, "sequence": sequence,
-            "kv_cache_gib": kv_cache / GIB, "activations_gib": activations / GIB,
-            "sample_gib": (weights + 8 * kv_cache) / GIB,
-            "dpo_pair_gib": (weights + optimizer + 2 * activations) / GIB}
+    return {
+        "model": name,
+        "params_b": parameters / 1e9,
+        "lm_params_b": language / 1e9,
+        "weights_gib": weights / GIB,
+        "lora_m": lora / 1e6,
+        "lora_optimizer_gib": optimizer / GIB,
+        "sequence": sequence,
+        "kv_cache_gib": kv_cache / GIB,
+        "activations_gib": activations / GIB,
+        "sample_gib": (weights + 8 * kv_cache) / GIB,
+        "dpo_pair_gib": (weights + optimizer + 2 * activations) / GIB,
+    }
 
 
 def main() -> None:
@@ -84,21 +114,34 @@ def main() -> None:
         for size in ("1B", "7B"):
             config = janus_config(size)
             model = JanusForConditionalGeneration(config)
-            rows.append(figures(f"Janus-Pro {size}", model, config.text_config, "language_model",
-                                config.vision_config.num_image_tokens, config.vq_config.num_embeddings))
+            rows.append(
+                figures(
+                    f"Janus-Pro {size}",
+                    model,
+                    config.text_config,
+                    "language_model",
+                    config.vision_config.num_image_tokens,
+                    config.vq_config.num_embeddings,
+                )
+            )
         config = emu3_config()
         model = Emu3ForConditionalGeneration(config)
-        rows.append(figures("Emu3-Gen", model, config.text_config, "text_model", 90 * 91 + 3,
-                            config.text_config.vocab_size))
-    header = ("| model | params | LM params | bf16 weights | LoRA r=16 | LoRA optimizer | tokens/image seq | "
-              "KV cache/image (CFG) | activations/seq | sample 8 images | DPO 1 pair |")
+        rows.append(
+            figures("Emu3-Gen", model, config.text_config, "text_model", 90 * 91 + 3, config.text_config.vocab_size)
+        )
+    header = (
+        "| model | params | LM params | bf16 weights | LoRA r=16 | LoRA optimizer | tokens/image seq | "
+        "KV cache/image (CFG) | activations/seq | sample 8 images | DPO 1 pair |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in rows:
-        print(f"| {r['model']} | {r['params_b']:.2f} B | {r['lm_params_b']:.2f} B | {r['weights_gib']:.1f} GiB | "
-              f"{r['lora_m']:.1f} M | {r['lora_optimizer_gib']:.2f} GiB | {r['sequence']} | "
-              f"{r['kv_cache_gib']:.2f} GiB | {r['activations_gib']:.1f} GiB | {r['sample_gib']:.1f} GiB | "
-              f"{r['dpo_pair_gib']:.1f} GiB |")
+        print(
+            f"| {r['model']} | {r['params_b']:.2f} B | {r['lm_params_b']:.2f} B | {r['weights_gib']:.1f} GiB | "
+            f"{r['lora_m']:.1f} M | {r['lora_optimizer_gib']:.2f} GiB | {r['sequence']} | "
+            f"{r['kv_cache_gib']:.2f} GiB | {r['activations_gib']:.1f} GiB | {r['sample_gib']:.1f} GiB | "
+            f"{r['dpo_pair_gib']:.1f} GiB |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,14 @@ def candidate_set(folder: Path, prompts: int) -> Path:
         for index in range(4):
             candidate = f"c{prompt:04d}-{index}"
             Image.new("RGB", (8, 8), (index * 60, 0, 0)).save(folder / "images" / f"{candidate}.png")
-            rows.append({"candidate_id": candidate, "prompt_id": f"p{prompt}", "prompt": f"prompt {prompt}",
-                         "image_path": f"images/{candidate}.png"})
+            rows.append(
+                {
+                    "candidate_id": candidate,
+                    "prompt_id": f"p{prompt}",
+                    "prompt": f"prompt {prompt}",
+                    "image_path": f"images/{candidate}.png",
+                }
+            )
     write_candidate_table(rows, folder)
     return folder
 
@@ -73,10 +79,14 @@ def main() -> None:
         loaded = load_candidate_set(candidates)
         started = time.monotonic()
         for pair in pairs:
-            connection.request("POST", f"/api/projects/{loop_project.id}/import", json=[task_payload(pair, loaded, files, False, "")])
+            connection.request(
+                "POST", f"/api/projects/{loop_project.id}/import", json=[task_payload(pair, loaded, files, False, "")]
+            )
         loop_seconds = (time.monotonic() - started) / len(pairs) * report.added
-        print(f"push: {report.added} pairs in {push_seconds:.1f} s ({report.added / push_seconds:.0f} pairs/s); "
-              f"one request per task: ~{loop_seconds:.1f} s; ratio {loop_seconds / push_seconds:.1f}x")
+        print(
+            f"push: {report.added} pairs in {push_seconds:.1f} s ({report.added / push_seconds:.0f} pairs/s); "
+            f"one request per task: ~{loop_seconds:.1f} s; ratio {loop_seconds / push_seconds:.1f}x"
+        )
         # Seed 2,000 annotations: the same pairs again, imported with two annotations each.
         pull_config = LabelingConfig(title="benchmark-pull", pairing="all", overlap=2)
         pull_project = create_project(connection, pull_config)
@@ -84,9 +94,17 @@ def main() -> None:
         seeded = []
         for pair in plan_pairs(loaded, pull_config):
             task = task_payload(pair, loaded, files, False, "")
-            task["annotations"] = [{"completed_by": admin, "lead_time": 1.0, "result": [
-                {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
-                for axis in config.axes]} for answer in ("left", "right")]
+            task["annotations"] = [
+                {
+                    "completed_by": admin,
+                    "lead_time": 1.0,
+                    "result": [
+                        {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
+                        for axis in config.axes
+                    ],
+                }
+                for answer in ("left", "right")
+            ]
             seeded.append(task)
         connection.request("POST", f"/api/projects/{pull_project.id}/import", json=seeded)
         project = pull_project
@@ -98,8 +116,10 @@ def main() -> None:
         connection.request("GET", f"/api/projects/{project.id}/export", params={"exportType": "JSON"})
         quick_seconds = time.monotonic() - started
         total = pulled.annotations
-        print(f"pull: {total} annotations in {pull_seconds:.1f} s ({total / pull_seconds:.0f} annotations/s, validated and written); "
-              f"quick export download alone: {quick_seconds:.1f} s; ratio {pull_seconds / quick_seconds:.1f}x")
+        print(
+            f"pull: {total} annotations in {pull_seconds:.1f} s ({total / pull_seconds:.0f} annotations/s, validated and written); "
+            f"quick export download alone: {quick_seconds:.1f} s; ratio {pull_seconds / quick_seconds:.1f}x"
+        )
         if "--large" in sys.argv:
             # A 10,002-task project (with a few hundred annotations): push, then pull through the snapshot export.
             large = candidate_set(files / "large", prompts=1667)
@@ -112,16 +132,25 @@ def main() -> None:
             annotated = []
             for pair in plan_pairs(loaded_large, large_config)[:300]:
                 task = task_payload(pair, loaded_large, files, False, "")
-                task["annotations"] = [{"completed_by": admin, "lead_time": 1.0, "result": [
-                    {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": ["left"]}}
-                    for axis in large_config.axes]}]
+                task["annotations"] = [
+                    {
+                        "completed_by": admin,
+                        "lead_time": 1.0,
+                        "result": [
+                            {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": ["left"]}}
+                            for axis in large_config.axes
+                        ],
+                    }
+                ]
                 annotated.append(task)
             connection.request("POST", f"/api/projects/{large_project.id}/import", json=annotated)
             started = time.monotonic()
             large_pull = pull(scratch / "large-out", connection=connection, title=large_config.title)
-            print(f"large project: pushed {large_report.added} tasks in {large_push:.1f} s; pulled "
-                  f"{large_pull.annotations} annotations from {large_report.added + len(annotated)} tasks in "
-                  f"{time.monotonic() - started:.1f} s without a time-out")
+            print(
+                f"large project: pushed {large_report.added} tasks in {large_push:.1f} s; pulled "
+                f"{large_pull.annotations} annotations from {large_report.added + len(annotated)} tasks in "
+                f"{time.monotonic() - started:.1f} s without a time-out"
+            )
     finally:
         stop_server(state)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from imagepref.eval.ocr import get_engine
@@ -60,12 +59,16 @@ def main() -> None:
     args = parser.parse_args()
 
     images = truth_set(per_cell=args.per_cell, blanks=args.blanks, seed=args.seed)
-    print(f"truth set: {len(images)} images ({args.per_cell} per size x degradation, {args.blanks} blanks), seed {args.seed}")
+    print(
+        f"truth set: {len(images)} images ({args.per_cell} per size x degradation, {args.blanks} blanks), seed {args.seed}"
+    )
     results = []
     for name, settings in DEFAULTS + (SWEEP if args.sweep else []):
         engine = get_engine(name, **settings)
         figures = measure_engine(engine, images, workers=args.workers)
-        label = f"{name} " + " ".join(f"{k}={v}" for k, v in settings.items()) if settings else f"{name} (default settings)"
+        label = (
+            f"{name} " + " ".join(f"{k}={v}" for k, v in settings.items()) if settings else f"{name} (default settings)"
+        )
         print_figures(label, figures)
         results.append(figures)
     if args.json:

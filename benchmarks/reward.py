@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from imagepref.eval.ocr import get_engine
-from imagepref.reward import (RewardConfig, RewardModel, evaluate_reward_model, load_reward_model, read_preferences,
-                    train_reward_model)
 from imagepref.policy.glyphworld import SHIPPED_GENERATOR
+from imagepref.reward import (
+    RewardConfig,
+    RewardModel,
+    evaluate_reward_model,
+    load_reward_model,
+    read_preferences,
+    train_reward_model,
+)
 from imagepref.reward.config import config_with_overrides
 from imagepref.reward.synthetic import glyph_preference_data
 
@@ -69,11 +74,20 @@ def main() -> None:
     parser.add_argument("--generator", default=str(SHIPPED_GENERATOR), help="generator folder, or 'fresh'")
     parser.add_argument("--train-prompts", type=int, default=400)
     parser.add_argument("--heldout-prompts", type=int, default=150)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="RewardConfig override for both backbones (default: none, the shipped defaults)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="RewardConfig override for both backbones (default: none, the shipped defaults)",
+    )
     parser.add_argument("--batch", type=int, default=256, help="candidates per timed scoring call")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and timing "
-                        "(1 was fastest on the shared 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training and timing (1 was fastest on the shared 2-core machine)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -96,18 +110,25 @@ def main() -> None:
         if not (out / "model.safetensors").is_file():
             config = config_with_overrides(RewardConfig(backbone=backbone), args.set)
             result = train_reward_model(work / "train", [], out, config, generator=generator, show_progress=False)
-            print(f"{backbone}: trained in {result.seconds:.0f} s, {len(result.best_epochs)} member(s), best epochs {result.best_epochs}")
+            print(
+                f"{backbone}: trained in {result.seconds:.0f} s, {len(result.best_epochs)} member(s), best epochs {result.best_epochs}"
+            )
         models[backbone] = load_reward_model(out)
         report = evaluate_reward_model(models[backbone], heldout, resamples=1000)
         results[backbone] = report
         for axis, e in report["axes"].items():
             low, high = e["accuracy_unanimous_ci95"]
-            print(f"{backbone:5s} {axis:16s} agreed pairs {e['accuracy_unanimous']:.1%} [{low:.1%}, {high:.1%}] "
-                  f"(n={e['unanimous_pairs']}) majority {e['accuracy']:.1%} [{e['accuracy_ci95'][0]:.1%}, "
-                  f"{e['accuracy_ci95'][1]:.1%}] "
-                  f"ECE {e['ece']:.3f}  single human {e.get('single_human_accuracy', float('nan')):.1%}")
-    gaps = {axis: results["token"]["axes"][axis]["accuracy_unanimous"] - results["pixel"]["axes"][axis]["accuracy_unanimous"]
-            for axis in results["pixel"]["axes"]}
+            print(
+                f"{backbone:5s} {axis:16s} agreed pairs {e['accuracy_unanimous']:.1%} [{low:.1%}, {high:.1%}] "
+                f"(n={e['unanimous_pairs']}) majority {e['accuracy']:.1%} [{e['accuracy_ci95'][0]:.1%}, "
+                f"{e['accuracy_ci95'][1]:.1%}] "
+                f"ECE {e['ece']:.3f}  single human {e.get('single_human_accuracy', float('nan')):.1%}"
+            )
+    gaps = {
+        axis: results["token"]["axes"][axis]["accuracy_unanimous"]
+        - results["pixel"]["axes"][axis]["accuracy_unanimous"]
+        for axis in results["pixel"]["axes"]
+    }
     print("token minus pixel, agreed pairs: " + ", ".join(f"{a} {100 * g:+.1f} points" for a, g in gaps.items()))
 
     ids = list(heldout.candidates.index[: args.batch])
@@ -126,20 +147,34 @@ def main() -> None:
     one.members[0].load_state_dict(pixel.members[0].state_dict())
 
     images = codec.decode(tokens)
-    best = best_times({"pixel": pixel_path, "token": token_path,
-                       "pixel_only": lambda: pixel.score(images=images, prompts=prompts),
-                       "pixel_one_member": lambda: one.score(images=codec.decode(tokens), prompts=prompts)})
+    best = best_times(
+        {
+            "pixel": pixel_path,
+            "token": token_path,
+            "pixel_only": lambda: pixel.score(images=images, prompts=prompts),
+            "pixel_one_member": lambda: one.score(images=codec.decode(tokens), prompts=prompts),
+        }
+    )
     t_pixel, t_token, t_pixel_only = best["pixel"], best["token"], best["pixel_only"]
     print(f"scoring {len(ids)} candidates from their image tokens ({args.threads} threads):")
-    print(f"  pixel backbone ({len(pixel.members)} members), decode + score: {t_pixel * 1000:.0f} ms "
-          f"({len(ids) / t_pixel:.0f} images/s); score only, images given: {t_pixel_only * 1000:.0f} ms; one member, "
-          f"decode + score: {best['pixel_one_member'] * 1000:.0f} ms")
+    print(
+        f"  pixel backbone ({len(pixel.members)} members), decode + score: {t_pixel * 1000:.0f} ms "
+        f"({len(ids) / t_pixel:.0f} images/s); score only, images given: {t_pixel_only * 1000:.0f} ms; one member, "
+        f"decode + score: {best['pixel_one_member'] * 1000:.0f} ms"
+    )
     print(f"  token backbone, score tokens:   {t_token * 1000:.0f} ms ({len(ids) / t_token:.0f} images/s)")
-    print(f"  speed-up of the token path: {t_pixel / t_token:.1f}x (vs pixel score only: {t_pixel_only / t_token:.1f}x; "
-          f"vs one pixel member: {best['pixel_one_member'] / t_token:.1f}x)")
-    results["timing"] = {"batch": len(ids), "pixel_decode_and_score_s": t_pixel, "pixel_score_only_s": t_pixel_only,
-                         "pixel_one_member_decode_and_score_s": best["pixel_one_member"],
-                         "token_score_s": t_token, "speedup": t_pixel / t_token}
+    print(
+        f"  speed-up of the token path: {t_pixel / t_token:.1f}x (vs pixel score only: {t_pixel_only / t_token:.1f}x; "
+        f"vs one pixel member: {best['pixel_one_member'] / t_token:.1f}x)"
+    )
+    results["timing"] = {
+        "batch": len(ids),
+        "pixel_decode_and_score_s": t_pixel,
+        "pixel_score_only_s": t_pixel_only,
+        "pixel_one_member_decode_and_score_s": best["pixel_one_member"],
+        "token_score_s": t_token,
+        "speedup": t_pixel / t_token,
+    }
     (work / "results.json").write_text(json.dumps(results, indent=1))
 
 

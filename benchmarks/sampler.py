@@ -13,7 +13,6 @@ Without --model it uses the shipped glyph generator when present, else a fresh o
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -42,10 +41,18 @@ def transformers_generate(generator, prompts, scale):
     start, end = generator.config.image_token_range
     ids, mask = left_pad(generator.encode_prompts(prompts), generator.pad_token_id, generator.device)
     suppress = [i for i in range(generator.model.config.vocab_size) if not start <= i < end]
-    out = generator.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, guidance_scale=scale,
-                                   max_new_tokens=generator.num_codes, min_new_tokens=generator.num_codes,
-                                   suppress_tokens=suppress, top_k=0, pad_token_id=generator.pad_token_id)
-    return out[:, ids.shape[1]:]
+    out = generator.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=True,
+        guidance_scale=scale,
+        max_new_tokens=generator.num_codes,
+        min_new_tokens=generator.num_codes,
+        suppress_tokens=suppress,
+        top_k=0,
+        pad_token_id=generator.pad_token_id,
+    )
+    return out[:, ids.shape[1] :]
 
 
 def timed(fn, repeats):
@@ -86,19 +93,26 @@ def main() -> None:
     logging.set_verbosity_error()
     generator = load(args.model)
     peak = matmul_flops()
-    print(f"threads {torch.get_num_threads()}, {generator.num_codes} image tokens per image, guidance {args.scale}, "
-          f"matmul peak (1024^3) {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"threads {torch.get_num_threads()}, {generator.num_codes} image tokens per image, guidance {args.scale}, "
+        f"matmul peak (1024^3) {peak / 1e9:.1f} GFLOP/s"
+    )
     print(f"{'batch':>5} {'imagepref':>10} {'no static':>10} {'generate':>10} {'ratio':>7} {'of peak':>8}   (tokens/s)")
     for batch in args.batch:
         prompts = [f'a red sign that says "W{i % 10}RD"' for i in range(batch)]
         tokens = batch * generator.num_codes
-        ours_s = timed(lambda: ours(generator, prompts, args.scale), args.repeats)
-        generic_s = timed(lambda: ours(generator, prompts, args.scale, static_cache=False), args.repeats)
-        theirs_s = timed(lambda: transformers_generate(generator, prompts, args.scale), args.repeats)
+        ours_s = timed(lambda prompts=prompts: ours(generator, prompts, args.scale), args.repeats)
+        generic_s = timed(
+            lambda prompts=prompts: ours(generator, prompts, args.scale, static_cache=False), args.repeats
+        )
+        theirs_s = timed(lambda prompts=prompts: transformers_generate(generator, prompts, args.scale), args.repeats)
         prompt_length = max(len(p) for p in generator.encode_prompts(prompts))
         achieved = sampler_flops(generator, batch, prompt_length, args.scale != 1.0) / ours_s
-        print(f"{batch:>5} {tokens / ours_s:>10.0f} {tokens / generic_s:>10.0f} {tokens / theirs_s:>10.0f} "
-              f"{theirs_s / ours_s:>6.2f}x {100 * achieved / peak:>7.1f}%", flush=True)
+        print(
+            f"{batch:>5} {tokens / ours_s:>10.0f} {tokens / generic_s:>10.0f} {tokens / theirs_s:>10.0f} "
+            f"{theirs_s / ours_s:>6.2f}x {100 * achieved / peak:>7.1f}%",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

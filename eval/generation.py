@@ -51,8 +51,14 @@ def checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def image_set_key(checkpoint: Path, prompts: list[EvalPrompt], samples: int, seed: int, sampler: dict[str, Any],
-                  placement: dict[str, str] | None = None) -> str:
+def image_set_key(
+    checkpoint: Path,
+    prompts: list[EvalPrompt],
+    samples: int,
+    seed: int,
+    sampler: dict[str, Any],
+    placement: dict[str, str] | None = None,
+) -> str:
     """The cache key of an image set: checkpoint contents, prompts, samples per prompt, seed,
     sampler settings and, when given, the dtype and device sampled in (they change the images)."""
     record = {
@@ -72,7 +78,9 @@ def load_cached(folder: Path) -> ImageSet:
     try:
         candidates = read_candidate_set(folder).drop(columns="image_file").reset_index(drop=True)
     except BadInputError as error:
-        raise BadInputError(f"cached image set {folder} is damaged ({error}); delete that folder to regenerate it") from None
+        raise BadInputError(
+            f"cached image set {folder} is damaged ({error}); delete that folder to regenerate it"
+        ) from None
     for relative in candidates["image_path"]:
         try:
             load_image(folder / relative)
@@ -114,12 +122,24 @@ def generate_image_set(
         raise BadInputError(f"cached image set {folder} has no {MANIFEST}; delete that folder to regenerate it")
     generator = load_generator(checkpoint, dtype=torch_dtype(dtype), device=device)
     candidates = write_candidate_set(
-        generator, [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts], folder,
-        images_per_prompt=samples, seed=seed, sampler=sampler, batch_size=batch_size,
-        generator_name=f"{generator.family}:{checkpoint}", on_progress=on_progress, id_prefix=f"{checkpoint.name}-{key}-",
-        extra={"checkpoint": str(checkpoint), "family": generator.family, "fingerprint": checkpoint_fingerprint(checkpoint),
-               "samples": samples, "dtype": dtype_name(generator.model.dtype),
-               "device": str(generator.model.device)},
+        generator,
+        [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts],
+        folder,
+        images_per_prompt=samples,
+        seed=seed,
+        sampler=sampler,
+        batch_size=batch_size,
+        generator_name=f"{generator.family}:{checkpoint}",
+        on_progress=on_progress,
+        id_prefix=f"{checkpoint.name}-{key}-",
+        extra={
+            "checkpoint": str(checkpoint),
+            "family": generator.family,
+            "fingerprint": checkpoint_fingerprint(checkpoint),
+            "samples": samples,
+            "dtype": dtype_name(generator.model.dtype),
+            "device": str(generator.model.device),
+        },
     )
     seconds_per_image = json.loads((folder / MANIFEST).read_text())["seconds_per_image"]
     return ImageSet(folder, candidates, seconds_per_image, reused=False)

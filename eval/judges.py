@@ -36,4 +36,6 @@ def load_judge(name: str, axes: Sequence[str], ocr_engine: str = "rapidocr", set
     try:
         return getattr(importlib.import_module(module_name), factory)(list(axes))
     except (ImportError, AttributeError):
-        raise UnknownNameError(f"{setting} {name!r} cannot be imported; use 'glyph' or 'package.module:factory'") from None
+        raise UnknownNameError(
+            f"{setting} {name!r} cannot be imported; use 'glyph' or 'package.module:factory'"
+        ) from None

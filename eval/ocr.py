@@ -340,7 +340,4 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     except FileNotFoundError:
         raise BadInputError(f"image {path} does not exist; regenerate the image set or remove its cache") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise BadInputError(
-            f"image {path} cannot be read ({error}); delete it and regenerate the image set"
-        ) from None
-
+        raise BadInputError(f"image {path} cannot be read ({error}); delete it and regenerate the image set") from None

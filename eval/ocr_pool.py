@@ -10,15 +10,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 from PIL import Image
 
-from imagepref.eval.ocr import DEFAULT_ENGINE, OCREngine, OCRWord, get_engine, load_image
 from imagepref.errors import BadInputError
+from imagepref.eval.ocr import DEFAULT_ENGINE, OCREngine, OCRWord, get_engine, load_image
 
-
-ImageSource = Union[Image.Image, str, os.PathLike]
+ImageSource = Image.Image | str | os.PathLike
 # Keys of ``settings`` that describe an engine rather than configure it.
 _DESCRIPTIVE_SETTINGS = ("engine", "version")
 

@@ -97,7 +97,9 @@ def _contrasting_colour(rng: random.Random, background: Image.Image) -> tuple[in
     return (0, 0, 0) if mean > 127 else (255, 255, 255)
 
 
-def _draw_text(canvas: Image.Image, text: str, font_file: str, colour: tuple[int, int, int], rng: random.Random) -> None:
+def _draw_text(
+    canvas: Image.Image, text: str, font_file: str, colour: tuple[int, int, int], rng: random.Random
+) -> None:
     # Fit the text to 55-90 % of the width (and at most 45 % of the height), then place it with
     # some jitter, as a generator would.
     width, height = canvas.size
@@ -126,7 +128,9 @@ def _distractors(canvas: Image.Image, rng: random.Random, count: int) -> None:
         colour = tuple(rng.randint(0, 255) for _ in range(3))
         shape = rng.choice(("ellipse", "rectangle", "line"))
         if shape == "line":
-            draw.line((x, y, x + rng.uniform(-2, 2) * r, y + rng.uniform(-2, 2) * r), fill=colour, width=max(1, size // 64))
+            draw.line(
+                (x, y, x + rng.uniform(-2, 2) * r, y + rng.uniform(-2, 2) * r), fill=colour, width=max(1, size // 64)
+            )
         else:
             getattr(draw, shape)((x - r, y - r, x + r, y + r), fill=colour)
 
@@ -218,7 +222,9 @@ def score_truth_readings(images: list[TruthImage], readings: list[list[OCRWord]]
     for size in sorted({s for s, _ in cells}):
         figures["by_size"][size] = summarise([x for (s, _), v in cells.items() if s == size for x in v])
     for degradation in dict.fromkeys(d for _, d in cells):
-        figures["by_degradation"][degradation] = summarise([x for (_, d), v in cells.items() if d == degradation for x in v])
+        figures["by_degradation"][degradation] = summarise(
+            [x for (_, d), v in cells.items() if d == degradation for x in v]
+        )
     if cells:
         figures["all_text"] = summarise([x for v in cells.values() for x in v])
     for kind, clear in blank_clear.items():

@@ -32,15 +32,19 @@ def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     keys = keys[:8] + extra + keys[8:]  # text figures, then axis scores, then the rest
     rows = []
     for key in keys:
-        meta = known.get(key, {"label": key.replace("/", ": ").replace("_", " "), "higher_is_better": True, "percent": False})
+        meta = known.get(
+            key, {"label": key.replace("/", ": ").replace("_", " "), "higher_is_better": True, "percent": False}
+        )
         cells = []
         for checkpoint in results["checkpoints"]:
             figure = checkpoint["summary"].get(key, {"value": None, "ci": [None, None]})
-            cells.append({
-                "text": format_value(figure["value"], meta["percent"]),
-                "ci": format_interval(figure["ci"], meta["percent"]),
-                "best": checkpoint["name"] in results["best"].get(key, []),
-            })
+            cells.append(
+                {
+                    "text": format_value(figure["value"], meta["percent"]),
+                    "ci": format_interval(figure["ci"], meta["percent"]),
+                    "best": checkpoint["name"] in results["best"].get(key, []),
+                }
+            )
         arrow = "↑" if meta["higher_is_better"] else "↓"
         rows.append({"key": key, "label": f"{meta['label']} {arrow}", "cells": cells})
     return rows
@@ -100,22 +104,34 @@ def plots(results: dict[str, Any]) -> list[dict[str, str]]:
     figure, axes = plt.subplots(1, len(PLOTTED), figsize=(3.2 * len(PLOTTED), 3.2), squeeze=False)
     for axis, key in zip(axes[0], PLOTTED):
         values = [c["summary"][key]["value"] or 0.0 for c in checkpoints]
-        lows = [v - (c["summary"][key]["ci"][0] if c["summary"][key]["ci"][0] is not None else v) for v, c in zip(values, checkpoints)]
-        highs = [(c["summary"][key]["ci"][1] if c["summary"][key]["ci"][1] is not None else v) - v for v, c in zip(values, checkpoints)]
+        lows = [
+            v - (c["summary"][key]["ci"][0] if c["summary"][key]["ci"][0] is not None else v)
+            for v, c in zip(values, checkpoints)
+        ]
+        highs = [
+            (c["summary"][key]["ci"][1] if c["summary"][key]["ci"][1] is not None else v) - v
+            for v, c in zip(values, checkpoints)
+        ]
         axis.bar(range(len(names)), values, yerr=[lows, highs], capsize=4, color="#4c78a8")
         axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         axis.set_title(results["figures"][key]["label"], fontsize=9)
         axis.set_ylim(0, 1)
     figure.tight_layout()
-    out.append({"title": "Text rendering per checkpoint (95 % bootstrap intervals over prompts)", "uri": _plot_uri(figure)})
+    out.append(
+        {"title": "Text rendering per checkpoint (95 % bootstrap intervals over prompts)", "uri": _plot_uri(figure)}
+    )
     plt.close(figure)
     steps = [c["step"] for c in checkpoints]
     if len(checkpoints) >= 2 and all(s is not None for s in steps) and len(set(steps)) == len(steps):
         order = sorted(range(len(steps)), key=lambda i: steps[i])
         figure, axis = plt.subplots(figsize=(6, 3.5))
         for key in PLOTTED:
-            axis.plot([steps[i] for i in order], [checkpoints[i]["summary"][key]["value"] for i in order], marker="o",
-                      label=results["figures"][key]["label"])
+            axis.plot(
+                [steps[i] for i in order],
+                [checkpoints[i]["summary"][key]["value"] for i in order],
+                marker="o",
+                label=results["figures"][key]["label"],
+            )
         axis.set_xlabel("training step")
         axis.set_ylim(0, 1)
         axis.legend(fontsize=7)
@@ -131,14 +147,16 @@ def image_grid(results: dict[str, Any], out: Path, limit: int) -> list[dict[str,
         cells = []
         for checkpoint in results["checkpoints"]:
             images = [i for i in checkpoint["images"] if i["prompt_id"] == prompt["prompt_id"]]
-            cells.append([
-                {
-                    "uri": _data_uri(out / image["image"]),
-                    "words": marked_reading(image["reading"], prompt["targets"]),
-                    "exact": image["text"]["exact_match"],
-                }
-                for image in images
-            ])
+            cells.append(
+                [
+                    {
+                        "uri": _data_uri(out / image["image"]),
+                        "words": marked_reading(image["reading"], prompt["targets"]),
+                        "exact": image["text"]["exact_match"],
+                    }
+                    for image in images
+                ]
+            )
         rows.append({"prompt": prompt, "cells": cells})
     return rows
 
@@ -168,10 +186,19 @@ def target_rows(results: dict[str, Any], limit: int = TARGET_ROWS) -> tuple[list
         row = []
         for (hits, total), misses in cells:
             common = misses.most_common(1)
-            row.append({"hits": hits, "total": total, "rate": hits / total if total else None,
-                        "misreading": common[0][0] if common else "", "misread": common[0][1] if common else 0})
+            row.append(
+                {
+                    "hits": hits,
+                    "total": total,
+                    "rate": hits / total if total else None,
+                    "misreading": common[0][0] if common else "",
+                    "misread": common[0][1] if common else 0,
+                }
+            )
         rows.append({"target": target, "cells": row})
-    rows.sort(key=lambda r: (r["cells"][baseline]["rate"] if r["cells"][baseline]["rate"] is not None else 2.0, r["target"]))
+    rows.sort(
+        key=lambda r: (r["cells"][baseline]["rate"] if r["cells"][baseline]["rate"] is not None else 2.0, r["target"])
+    )
     return rows[:limit], max(0, len(rows) - limit)
 
 
@@ -214,9 +241,15 @@ def _markdown(results: dict[str, Any], targets: tuple[list[dict[str, Any]], int]
             )
     rows, left_out = targets or ([], 0)
     if rows:
-        lines += ["", "## By target", "",
-                  "Images spelling every quoted piece exactly, and the commonest misreading; the baseline's worst first.", "",
-                  "| target | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [
+            "",
+            "## By target",
+            "",
+            "Images spelling every quoted piece exactly, and the commonest misreading; the baseline's worst first.",
+            "",
+            "| target | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         lines += [_markdown_cells([row["target"], *(_target_cell(c) for c in row["cells"])]) for row in rows]
         if left_out:
             lines.append(f"\n{left_out} more target(s) are in results.json.")
@@ -235,7 +268,9 @@ def _engine_line(settings: dict[str, Any]) -> str:
 def write_reports(results: dict[str, Any], out: Path) -> None:
     """Write ``results.json``, ``summary.md`` and ``report.html`` into ``out``."""
     environment = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: resources.files("imagepref.eval").joinpath(name).read_text(encoding="utf-8")),
+        loader=jinja2.FunctionLoader(
+            lambda name: resources.files("imagepref.eval").joinpath(name).read_text(encoding="utf-8")
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

@@ -17,25 +17,25 @@ from typing import Any
 
 from PIL import Image
 
+from imagepref.errors import BadInputError
+from imagepref.eval.config import EvalSettings
 from imagepref.eval.figures import (
     OTHER_FIGURES,
     TEXT_FIGURES,
+    UNSAFE_KEY,
     axis_figures,
     best_checkpoints,
     diversity,
-    UNSAFE_KEY,
     reward_safety_violation_rate,
     safety_violation_rate,
     text_figures,
     win_rates,
 )
-from imagepref.eval.config import EvalSettings
 from imagepref.eval.generation import ImageSet, generate_image_set
 from imagepref.eval.metrics import score_text
 from imagepref.eval.ocr import drop_noise, get_engine
 from imagepref.eval.ocr_pool import OCRPool
 from imagepref.eval.prompts import EvalPrompt
-from imagepref.errors import BadInputError
 
 # A reward scorer: (images, prompts) -> {axis: one score per image}; ``reward_model_scorer`` makes one.
 RewardScorer = Callable[[list[Any], list[str]], dict[str, list[float]]]
@@ -90,7 +90,9 @@ def check_inputs(checkpoints: list[Path], prompts: list[EvalPrompt], settings: E
         raise BadInputError("no checkpoints given: pass --checkpoints DIR [DIR ...]")
     for path in checkpoints:
         if not path.is_dir():
-            raise BadInputError(f"checkpoint folder {path} does not exist; pass folders made by `imagepref pretrain` or an aligner")
+            raise BadInputError(
+                f"checkpoint folder {path} does not exist; pass folders made by `imagepref pretrain` or an aligner"
+            )
         read_config(path)
     if not prompts:
         raise BadInputError("the prompt set is empty; pass a file with at least one prompt")
@@ -108,7 +110,11 @@ def check_inputs(checkpoints: list[Path], prompts: list[EvalPrompt], settings: E
 
 
 def _score_images(
-    image_set: ImageSet, readings: list[list[Any]], prompts: dict[str, EvalPrompt], family: str, out: Path,
+    image_set: ImageSet,
+    readings: list[list[Any]],
+    prompts: dict[str, EvalPrompt],
+    family: str,
+    out: Path,
     reward_scorer: RewardScorer | None,
 ) -> list[dict[str, Any]]:
     from imagepref.eval.ocr import load_image
@@ -121,7 +127,10 @@ def _score_images(
     unsafe = None
     if reward_scorer is not None:
         images = [load_image(p) for p in image_set.image_paths()]
-        rewards = {axis: [float(v) for v in values] for axis, values in reward_scorer(images, [r["prompt"] for r in rows]).items()}
+        rewards = {
+            axis: [float(v) for v in values]
+            for axis, values in reward_scorer(images, [r["prompt"] for r in rows]).items()
+        }
         unsafe = rewards.pop(UNSAFE_KEY, None)
     scored = []
     for index, (row, words) in enumerate(zip(rows, readings)):
@@ -193,10 +202,19 @@ def evaluate(
             task = bar.add_task(f"images {name}", total=len(prompts) * settings.samples)
             image_sets.append(
                 generate_image_set(
-                    path, prompts, out / "images", settings.samples, settings.seed, settings.sampler(),
-                    settings.batch_size, on_progress=lambda done, total, task=task, name=name: (
-                        bar.update(task, completed=done), on_step and on_step(f"images {name}", done, total)),
-                    dtype=settings.dtype, device=settings.device,
+                    path,
+                    prompts,
+                    out / "images",
+                    settings.samples,
+                    settings.seed,
+                    settings.sampler(),
+                    settings.batch_size,
+                    on_progress=lambda done, total, task=task, name=name: (
+                        bar.update(task, completed=done),
+                        on_step and on_step(f"images {name}", done, total),
+                    ),
+                    dtype=settings.dtype,
+                    device=settings.device,
                 )
             )
             bar.update(task, completed=len(prompts) * settings.samples)
@@ -219,17 +237,27 @@ def evaluate(
         images = _score_images(image_set, readings[offset : offset + count], by_id, family, out, reward_scorer)
         offset += count
         tokens = [list(t) for t in image_set.candidates["image_tokens"]]
-        results_checkpoints.append({
-            "name": name, "path": str(path), "step": checkpoint_step(path), "family": family,
-            "images_reused": image_set.reused,
-            "no_target_images": sum(not i["text"]["has_target"] for i in images), "image_folder": str(image_set.folder.relative_to(out)),
-            "summary": _summary(images, tokens, image_set.seconds_per_image, settings.bootstrap_seed),
-            "images": images,
-        })
+        results_checkpoints.append(
+            {
+                "name": name,
+                "path": str(path),
+                "step": checkpoint_step(path),
+                "family": family,
+                "images_reused": image_set.reused,
+                "no_target_images": sum(not i["text"]["has_target"] for i in images),
+                "image_folder": str(image_set.folder.relative_to(out)),
+                "summary": _summary(images, tokens, image_set.seconds_per_image, settings.bootstrap_seed),
+                "images": images,
+            }
+        )
     base = next(c for c in results_checkpoints if c["name"] == baseline)
     for checkpoint in results_checkpoints:
         source = "reward" if reward_scorer is not None else "rules"
-        checkpoint["win_rates"] = {} if checkpoint is base else win_rates(checkpoint["images"], base["images"], source, settings.bootstrap_seed)
+        checkpoint["win_rates"] = (
+            {}
+            if checkpoint is base
+            else win_rates(checkpoint["images"], base["images"], source, settings.bootstrap_seed)
+        )
         checkpoint["win_rate_source"] = source
     results = {
         "format": "imagepref-eval/1",
@@ -237,7 +265,10 @@ def evaluate(
         "prompt_set": {"name": prompt_set, "prompts": len(prompts), "with_target": sum(p.has_target for p in prompts)},
         "ocr": engine.settings,
         "settings": settings.model_dump() | {"baseline": baseline},
-        "figures": {f.key: {"label": f.label, "higher_is_better": f.higher_is_better, "percent": f.percent} for f in TEXT_FIGURES + OTHER_FIGURES},
+        "figures": {
+            f.key: {"label": f.label, "higher_is_better": f.higher_is_better, "percent": f.percent}
+            for f in TEXT_FIGURES + OTHER_FIGURES
+        },
         "best": best_checkpoints(results_checkpoints),
         "prompts": [{"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets} for p in prompts],
         "checkpoints": results_checkpoints,

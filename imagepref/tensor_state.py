@@ -93,6 +93,11 @@ def save_numbered_state(folder: str | Path, name: str, state, number: int) -> No
 def load_newest_state(folder: str | Path, name: str):
     """The newest whole state ``save_numbered_state`` wrote into ``folder``, or None."""
     folder = Path(folder)
-    numbers = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / f"{name}.json").is_file()),
-                     reverse=True) if folder.is_dir() else []
+    numbers = (
+        sorted(
+            (int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / f"{name}.json").is_file()), reverse=True
+        )
+        if folder.is_dir()
+        else []
+    )
     return load_state(folder / str(numbers[0]), name) if numbers else None

@@ -15,7 +15,25 @@ from imagepref.labeling.server import install_label_studio, server_status, start
 from imagepref.labeling.simulate import Judge, SimulationReport, simulate
 
 __all__ = [
-    "Invitation", "Judge", "LabelStudioConnection", "LabelingConfig", "PullReport", "PushReport", "SimulationReport",
-    "agreement_from_folder", "agreement_report", "connect", "create_project", "find_project", "install_label_studio",
-    "invite", "label_config_xml", "pull", "push", "server_status", "simulate", "start_server", "stop_server",
+    "Invitation",
+    "Judge",
+    "LabelStudioConnection",
+    "LabelingConfig",
+    "PullReport",
+    "PushReport",
+    "SimulationReport",
+    "agreement_from_folder",
+    "agreement_report",
+    "connect",
+    "create_project",
+    "find_project",
+    "install_label_studio",
+    "invite",
+    "label_config_xml",
+    "pull",
+    "push",
+    "server_status",
+    "simulate",
+    "start_server",
+    "stop_server",
 ]

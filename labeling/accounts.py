@@ -50,9 +50,11 @@ def _signup(url: str, invite_path: str, email: str, password: str) -> str | None
     """Post the sign-up form; None on success, else the form's complaint."""
     with httpx.Client(base_url=url, timeout=60.0) as browser:
         browser.get(invite_path).raise_for_status()
-        answer = browser.post(invite_path, data={"email": email, "password": password,
-                                                 "csrfmiddlewaretoken": browser.cookies.get("csrftoken", "")},
-                              headers={"Referer": url + invite_path})
+        answer = browser.post(
+            invite_path,
+            data={"email": email, "password": password, "csrfmiddlewaretoken": browser.cookies.get("csrftoken", "")},
+            headers={"Referer": url + invite_path},
+        )
     if answer.status_code == 302:
         return None
     if "already exists" in answer.text:
@@ -90,9 +92,11 @@ def login_token(url: str, email: str, password: str) -> str:
     """Log in through the login form as a person would, and return that account's API token."""
     with httpx.Client(base_url=url, timeout=60.0) as browser:
         browser.get("/user/login/").raise_for_status()
-        answer = browser.post("/user/login/", data={"email": email, "password": password,
-                                                    "csrfmiddlewaretoken": browser.cookies.get("csrftoken", "")},
-                              headers={"Referer": url + "/user/login/"})
+        answer = browser.post(
+            "/user/login/",
+            data={"email": email, "password": password, "csrfmiddlewaretoken": browser.cookies.get("csrftoken", "")},
+            headers={"Referer": url + "/user/login/"},
+        )
         if answer.status_code != 302:
             raise AccountError(f"{email} could not log in to {url}; recreate the account with `imagepref label invite`")
         return browser.get("/api/current-user/token").json()["token"]

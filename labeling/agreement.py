@@ -58,8 +58,9 @@ def axis_agreement(rows: list[dict], gold_rows: list[dict], axis: str) -> dict:
             compared += 1
             agreeing += first == second
     answers_all = [answer for answers in by_item.values() for answer in answers.values()]
-    per_annotator: dict[str, dict] = defaultdict(lambda: {"answers": 0, "with_majority": 0, "majority_compared": 0,
-                                                          "gold_correct": 0, "gold_answered": 0})
+    per_annotator: dict[str, dict] = defaultdict(
+        lambda: {"answers": 0, "with_majority": 0, "majority_compared": 0, "gold_correct": 0, "gold_answered": 0}
+    )
     for answers in by_item.values():
         for who, answer in answers.items():
             stats = per_annotator[who]
@@ -79,11 +80,13 @@ def axis_agreement(rows: list[dict], gold_rows: list[dict], axis: str) -> dict:
             stats["gold_answered"] += 1
             stats["gold_correct"] += row[axis] == expected
     annotators = {
-        who: {"answers": stats["answers"],
-              "agreement_with_majority": _ratio(stats["with_majority"], stats["majority_compared"]),
-              "majority_compared": stats["majority_compared"],
-              "gold_accuracy": _ratio(stats["gold_correct"], stats["gold_answered"]),
-              "gold_answered": stats["gold_answered"]}
+        who: {
+            "answers": stats["answers"],
+            "agreement_with_majority": _ratio(stats["with_majority"], stats["majority_compared"]),
+            "majority_compared": stats["majority_compared"],
+            "gold_accuracy": _ratio(stats["gold_correct"], stats["gold_answered"]),
+            "gold_answered": stats["gold_answered"],
+        }
         for who, stats in sorted(per_annotator.items())
     }
     return {
@@ -135,11 +138,27 @@ def format_agreement_table(report: dict):
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
     for axis, figures in report["axes"].items():
-        table.add_row(axis, "(all)", show(figures["answers"]), show(figures["krippendorff_alpha"]),
-                      show(figures["pairwise_agreement"]), "", "", show(figures["tie_rate"]))
+        table.add_row(
+            axis,
+            "(all)",
+            show(figures["answers"]),
+            show(figures["krippendorff_alpha"]),
+            show(figures["pairwise_agreement"]),
+            "",
+            "",
+            show(figures["tie_rate"]),
+        )
         for who, stats in figures["annotators"].items():
-            table.add_row("", who, show(stats["answers"]), "", "", show(stats["agreement_with_majority"]),
-                          show(stats["gold_accuracy"]), "")
+            table.add_row(
+                "",
+                who,
+                show(stats["answers"]),
+                "",
+                "",
+                show(stats["agreement_with_majority"]),
+                show(stats["gold_accuracy"]),
+                "",
+            )
     return table
 
 

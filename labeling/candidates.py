@@ -75,15 +75,20 @@ def labeling_priority(score: Ranked | None) -> tuple[float, float]:
     uncertainty (-1 for what a scores file does not give)."""
     if score is None:
         return (-1.0, -1.0)
-    return (-1.0 if score.disagreement is None else score.disagreement,
-            -1.0 if score.uncertainty is None else score.uncertainty)
+    return (
+        -1.0 if score.disagreement is None else score.disagreement,
+        -1.0 if score.uncertainty is None else score.uncertainty,
+    )
 
 
 class PairScores:
     """Pair scores in a/b order (a < b), given per pair or computed from per-candidate scores."""
 
-    def __init__(self, per_pair: dict[tuple[str, str], PairScore] | None = None,
-                 per_candidate: dict[str, dict[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        per_pair: dict[tuple[str, str], PairScore] | None = None,
+        per_candidate: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         self._per_pair = per_pair or {}
         self._per_candidate = per_candidate or {}
 
@@ -108,8 +113,9 @@ def load_pair_scores(path: Path, axes: list[str]) -> PairScores:
         for row in scores.table.to_dict("records"):
             first, second = row["candidate_a"], row["candidate_b"]
             p_a = {axis: float(row[f"{axis}_p_a"]) for axis in scores.axes if not _missing(row[f"{axis}_p_a"])}
-            uncertainty, disagreement = (None if _missing(row.get(name)) else float(row[name])
-                                         for name in ("uncertainty", "disagreement"))
+            uncertainty, disagreement = (
+                None if _missing(row.get(name)) else float(row[name]) for name in ("uncertainty", "disagreement")
+            )
             if first > second:
                 first, second = second, first
                 p_a = {axis: 1.0 - value for axis, value in p_a.items()}

@@ -38,17 +38,35 @@ class LabelingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field("imagepref comparisons", description="Label Studio project title; push and pull find the project by it.")
+    title: str = Field(
+        "imagepref comparisons", description="Label Studio project title; push and pull find the project by it."
+    )
     axes: list[str] = Field(list(AXES), description="Comparison axes, one left/right/tie question each.")
-    questions: dict[str, str] = Field(default_factory=dict, description="Question shown per axis; defaults per known axis.")
-    overlap: int = Field(2, ge=1, le=20, description="How many annotators label each task (Label Studio maximum_annotations).")
+    questions: dict[str, str] = Field(
+        default_factory=dict, description="Question shown per axis; defaults per known axis."
+    )
+    overlap: int = Field(
+        2, ge=1, le=20, description="How many annotators label each task (Label Studio maximum_annotations)."
+    )
     instructions: Path | None = Field(None, description="Markdown file with the annotators' instructions.")
-    gold_rate: float = Field(0.0, ge=0.0, le=1.0, description="Gold pairs mixed in per regular pair (0.1 = one gold per ten).")
-    gold_file: Path | None = Field(None, description="Known-answer pairs: candidate_a, candidate_b and one a/b/tie column per axis.")
-    pairing: Literal["random", "all", "uncertainty"] = Field("random", description="How pairs are made within each prompt.")
-    pairs_per_prompt: int | None = Field(None, ge=1, description="Pairs per prompt (random: default candidates // 2; uncertainty: default all).")
-    max_pairs: int | None = Field(None, ge=1, description="Cap on regular pairs per push (uncertainty keeps the most uncertain).")
-    scores_file: Path | None = Field(None, description="Reward-model scores (parquet/CSV) for uncertainty pairing and pre-annotations.")
+    gold_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Gold pairs mixed in per regular pair (0.1 = one gold per ten)."
+    )
+    gold_file: Path | None = Field(
+        None, description="Known-answer pairs: candidate_a, candidate_b and one a/b/tie column per axis."
+    )
+    pairing: Literal["random", "all", "uncertainty"] = Field(
+        "random", description="How pairs are made within each prompt."
+    )
+    pairs_per_prompt: int | None = Field(
+        None, ge=1, description="Pairs per prompt (random: default candidates // 2; uncertainty: default all)."
+    )
+    max_pairs: int | None = Field(
+        None, ge=1, description="Cap on regular pairs per push (uncertainty keeps the most uncertain)."
+    )
+    scores_file: Path | None = Field(
+        None, description="Reward-model scores (parquet/CSV) for uncertainty pairing and pre-annotations."
+    )
     seed: Seed = Field(0, description="Seed for pairing, left/right order and gold sampling.")
 
     @field_validator("axes")
@@ -65,20 +83,26 @@ class LabelingConfig(BaseModel):
 
     def question(self, axis: str) -> str:
         """The question annotators see for `axis`."""
-        return self.questions.get(axis) or DEFAULT_QUESTIONS.get(axis) or f"{axis.replace('_', ' ').capitalize()}: which image is better?"
+        return (
+            self.questions.get(axis)
+            or DEFAULT_QUESTIONS.get(axis)
+            or f"{axis.replace('_', ' ').capitalize()}: which image is better?"
+        )
 
     def instructions_html(self) -> str:
         """The instructions markdown rendered to HTML for Label Studio ('' when none is set)."""
         if self.instructions is None:
             return ""
         if not self.instructions.is_file():
-            raise BadInputError(f"instructions file {self.instructions} does not exist; point `instructions` at a markdown file")
+            raise BadInputError(
+                f"instructions file {self.instructions} does not exist; point `instructions` at a markdown file"
+            )
         from markdown_it import MarkdownIt
 
         return MarkdownIt("commonmark").render(self.instructions.read_text(encoding="utf-8"))
 
     @classmethod
-    def load(cls, path: Path | None, **overrides: object) -> "LabelingConfig":
+    def load(cls, path: Path | None, **overrides: object) -> LabelingConfig:
         """Read a YAML config (or defaults when `path` is None), apply non-None overrides, validate.
 
         Relative paths inside the file are taken relative to the file's folder, so a config
@@ -91,7 +115,9 @@ class LabelingConfig(BaseModel):
             try:
                 raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as error:
-                raise BadInputError(f"labeling config {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+                raise BadInputError(
+                    f"labeling config {path} is not valid YAML ({str(error).splitlines()[0]})"
+                ) from None
             if not isinstance(raw, dict):
                 raise BadInputError(f"labeling config {path} must be a mapping of settings")
             raw = raw.get("labeling", raw)
@@ -119,7 +145,7 @@ def label_config_xml(config: LabelingConfig) -> str:
     ]
     for index, axis in enumerate(config.axes):
         keys = HOTKEY_ROWS[index] if index < len(HOTKEY_ROWS) else (None, None, None)
-        parts.append(f"  <Header value={quoteattr(config.question(axis))} size=\"6\"/>")
+        parts.append(f'  <Header value={quoteattr(config.question(axis))} size="6"/>')
         parts.append(f'  <Choices name="{axis}" toName="left" choice="single-radio" required="true" showInline="true">')
         for choice, key in zip(CHOICES, keys):
             hotkey = f' hotkey="{key}"' if key else ""

@@ -55,8 +55,9 @@ class LabelStudioConnection:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(base_url=self.url, timeout=self.timeout_s,
-                                        headers={"Authorization": f"Token {self.token}"})
+            self._client = httpx.Client(
+                base_url=self.url, timeout=self.timeout_s, headers={"Authorization": f"Token {self.token}"}
+            )
         return self._client
 
     def close(self) -> None:
@@ -65,8 +66,9 @@ class LabelStudioConnection:
             self._client.close()
             self._client = None
 
-    def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201, 204), retry: bool = True,
-                **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201, 204), retry: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         """Send one request, retrying connection errors and 502/503/504 with exponential backoff.
 
         Raises `LabelStudioUnavailableError` when the server stays unreachable,
@@ -86,17 +88,20 @@ class LabelStudioConnection:
                 if answer.status_code in (401, 403):
                     raise LabelStudioAuthError(
                         f"Label Studio at {self.url} refused the token ({answer.status_code}); "
-                        f"set {DEFAULT_TOKEN_ENV} to a valid API token of that server")
+                        f"set {DEFAULT_TOKEN_ENV} to a valid API token of that server"
+                    )
                 if answer.status_code not in _RETRYABLE_STATUS:
                     raise LabelStudioRequestError(
-                        f"Label Studio {method} {path} answered {answer.status_code}: {_short_detail(answer)}")
+                        f"Label Studio {method} {path} answered {answer.status_code}: {_short_detail(answer)}"
+                    )
                 last_problem = f"HTTP {answer.status_code}"
             if delay is None:
                 break
             time.sleep(delay)
         raise LabelStudioUnavailableError(
             f"Label Studio at {self.url} is unreachable ({last_problem}) after retrying; "
-            "start it with `imagepref label server start` or check --url")
+            "start it with `imagepref label server start` or check --url"
+        )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`request` and decode the JSON answer."""
@@ -118,8 +123,9 @@ def _short_detail(answer: httpx.Response) -> str:
     return str(body)[:300]
 
 
-def connect(url: str | None = None, token_env: str = DEFAULT_TOKEN_ENV,
-            state_dir: Path = DEFAULT_STATE_DIR) -> LabelStudioConnection:
+def connect(
+    url: str | None = None, token_env: str = DEFAULT_TOKEN_ENV, state_dir: Path = DEFAULT_STATE_DIR
+) -> LabelStudioConnection:
     """A connection to an existing deployment (`url`, token from the `token_env` variable) or,
     without `url`, to the managed server of `state_dir` with the token from its secrets file."""
     if url:
@@ -130,7 +136,8 @@ def connect(url: str | None = None, token_env: str = DEFAULT_TOKEN_ENV,
     paths = StatePaths(state_dir.resolve())
     if not paths.server_file.is_file():
         raise LabelStudioUnavailableError(
-            f"no managed Label Studio runs from {paths.root}; run `imagepref label server start` or pass --url")
+            f"no managed Label Studio runs from {paths.root}; run `imagepref label server start` or pass --url"
+        )
     record = json.loads(paths.server_file.read_text(encoding="utf-8"))
     return LabelStudioConnection(record["url"], read_secrets(state_dir)["api_token"])
 

@@ -24,22 +24,34 @@ SNAPSHOT_TIMEOUT_S = 600.0
 def fetch_snapshot_export(connection: LabelStudioConnection, title: str) -> tuple[list[dict], str]:
     """All tasks of project `title` with their annotations (annotators by e-mail), and its label config."""
     project = require_project(connection, title)
-    snapshot = connection.json("POST", f"/api/projects/{project.id}/exports/", json={
-        "title": "imagepref pull",
-        "serialization_options": {"annotations__completed_by": {"only_id": False},
-                                  "drafts": {"only_id": True}, "predictions": {"only_id": True}},
-    })
+    snapshot = connection.json(
+        "POST",
+        f"/api/projects/{project.id}/exports/",
+        json={
+            "title": "imagepref pull",
+            "serialization_options": {
+                "annotations__completed_by": {"only_id": False},
+                "drafts": {"only_id": True},
+                "predictions": {"only_id": True},
+            },
+        },
+    )
     try:
         deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
         while snapshot.get("status") != "completed":
             if snapshot.get("status") == "failed":
-                raise LabelStudioRequestError(f"Label Studio failed to build the export of project {title!r}; see its log")
+                raise LabelStudioRequestError(
+                    f"Label Studio failed to build the export of project {title!r}; see its log"
+                )
             if time.monotonic() > deadline:
-                raise LabelStudioRequestError(f"the export of project {title!r} took over {SNAPSHOT_TIMEOUT_S:.0f} s; retry later")
+                raise LabelStudioRequestError(
+                    f"the export of project {title!r} took over {SNAPSHOT_TIMEOUT_S:.0f} s; retry later"
+                )
             time.sleep(0.5)
             snapshot = connection.json("GET", f"/api/projects/{project.id}/exports/{snapshot['id']}")
-        answer = connection.request("GET", f"/api/projects/{project.id}/exports/{snapshot['id']}/download",
-                                    params={"exportType": "JSON"})
+        answer = connection.request(
+            "GET", f"/api/projects/{project.id}/exports/{snapshot['id']}/download", params={"exportType": "JSON"}
+        )
         tasks = answer.json()
     finally:
         connection.request("DELETE", f"/api/projects/{project.id}/exports/{snapshot['id']}", expect=(200, 204, 404))
@@ -55,7 +67,9 @@ def read_export_file(path: Path) -> list[dict]:
     except (ValueError, UnicodeDecodeError):
         raise BadInputError(f"{path} is not Label Studio JSON (not JSON at all); export the project as JSON") from None
     if not isinstance(tasks, list) or not all(isinstance(task, dict) and "data" in task for task in tasks):
-        raise BadInputError(f"{path} is not Label Studio JSON (expected a list of tasks with 'data'); export the project as JSON")
+        raise BadInputError(
+            f"{path} is not Label Studio JSON (expected a list of tasks with 'data'); export the project as JSON"
+        )
     return tasks
 
 

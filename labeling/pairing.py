@@ -74,8 +74,10 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
     table = candidates.table
     groups = {prompt_id: sorted(group["candidate_id"]) for prompt_id, group in table.groupby("prompt_id", sort=True)}
     if all(len(ids) < 2 for ids in groups.values()):
-        raise BadInputError(f"candidate set {candidates.root} has one image per prompt, so there is nothing to pair; "
-                            "generate at least two images per prompt")
+        raise BadInputError(
+            f"candidate set {candidates.root} has one image per prompt, so there is nothing to pair; "
+            "generate at least two images per prompt"
+        )
     if config.pairing == "uncertainty" and scores is None:
         raise BadInputError("pairing 'uncertainty' needs a scores file (scores_file / --scores) with uncertainties")
     prompts = table.groupby("prompt_id")["prompt"].first().to_dict()
@@ -85,8 +87,12 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
             continue
         every = list(itertools.combinations(ids, 2))
         if config.pairing == "random":
-            chosen = _random_pairs(ids, every, config.pairs_per_prompt or max(1, len(ids) // 2),
-                                   random.Random(f"{config.seed}:{prompt_id}"))
+            chosen = _random_pairs(
+                ids,
+                every,
+                config.pairs_per_prompt or max(1, len(ids) // 2),
+                random.Random(f"{config.seed}:{prompt_id}"),
+            )
         elif config.pairing == "all":
             chosen = every
         else:
@@ -94,12 +100,23 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
             chosen = ranked[: config.pairs_per_prompt] if config.pairs_per_prompt else ranked
         for first, second in chosen:
             score = scores.get(first, second) if scores is not None else None
-            pairs.append(_make(prompt_id, prompts[prompt_id], first, second, config.seed,
-                               uncertainty=score.uncertainty if score else None, p_a=dict(score.p_a) if score else {},
-                               disagreement=score.disagreement if score else None))
+            pairs.append(
+                _make(
+                    prompt_id,
+                    prompts[prompt_id],
+                    first,
+                    second,
+                    config.seed,
+                    uncertainty=score.uncertainty if score else None,
+                    p_a=dict(score.p_a) if score else {},
+                    disagreement=score.disagreement if score else None,
+                )
+            )
     if config.pairing == "uncertainty":
         if all(pair.uncertainty is None and pair.disagreement is None for pair in pairs):
-            raise BadInputError("the scores file gives no uncertainty for any pair of this candidate set; check its candidate ids")
+            raise BadInputError(
+                "the scores file gives no uncertainty for any pair of this candidate set; check its candidate ids"
+            )
         pairs.sort(key=labeling_priority, reverse=True)
         return pairs[: config.max_pairs] if config.max_pairs else pairs
     if config.max_pairs and len(pairs) > config.max_pairs:
@@ -108,10 +125,12 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
     return pairs
 
 
-def _random_pairs(ids: list[str], every: list[tuple[str, str]], wanted: int, rng: random.Random) -> list[tuple[str, str]]:
+def _random_pairs(
+    ids: list[str], every: list[tuple[str, str]], wanted: int, rng: random.Random
+) -> list[tuple[str, str]]:
     shuffled = list(ids)
     rng.shuffle(shuffled)
-    disjoint = [tuple(sorted(shuffled[index:index + 2])) for index in range(0, len(shuffled) - 1, 2)]
+    disjoint = [tuple(sorted(shuffled[index : index + 2])) for index in range(0, len(shuffled) - 1, 2)]
     if wanted <= len(disjoint):
         return disjoint[:wanted]  # type: ignore[return-value]
     rest = [pair for pair in every if pair not in disjoint]
@@ -129,7 +148,9 @@ def plan_gold_pairs(candidates: CandidateSet, config: LabelingConfig, regular_co
     if wanted == 0:
         return []
     if config.gold_file is None:
-        raise BadInputError(f"gold_rate is {config.gold_rate} but no gold_file is set; give known-answer pairs or set gold_rate 0")
+        raise BadInputError(
+            f"gold_rate is {config.gold_rate} but no gold_file is set; give known-answer pairs or set gold_rate 0"
+        )
     path = Path(config.gold_file)
     pool: list[PlannedPair] = []
     for row in read_known_answers(path, config.axes).to_dict("records"):

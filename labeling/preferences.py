@@ -43,9 +43,16 @@ def pair_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     """pairs.parquet's table: per pair and axis the a / b / tie vote counts and the majority label."""
     pairs: dict[str, dict] = {}
     for row in to_ab(rows, axes):
-        pair = pairs.setdefault(row["pair_id"], {
-            "pair_id": row["pair_id"], "prompt": row["prompt"], "candidate_a": row["candidate_a"],
-            "candidate_b": row["candidate_b"], **{f"{axis}_votes_{answer}": 0 for axis in axes for answer in OUTCOMES}})
+        pair = pairs.setdefault(
+            row["pair_id"],
+            {
+                "pair_id": row["pair_id"],
+                "prompt": row["prompt"],
+                "candidate_a": row["candidate_a"],
+                "candidate_b": row["candidate_b"],
+                **{f"{axis}_votes_{answer}": 0 for axis in axes for answer in OUTCOMES},
+            },
+        )
         for axis in axes:
             if row.get(axis) in OUTCOMES:
                 pair[f"{axis}_votes_{row[axis]}"] += 1
@@ -60,4 +67,3 @@ def pair_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     for column in ("pair_id", "prompt", "candidate_a", "candidate_b"):
         frame[column] = frame[column].astype("string")
     return frame.sort_values("pair_id", kind="stable").reset_index(drop=True)
-

@@ -33,7 +33,9 @@ class ProjectInfo:
 
 
 def _info(payload: dict) -> ProjectInfo:
-    return ProjectInfo(payload["id"], payload["title"], payload["label_config"], payload.get("maximum_annotations") or 1)
+    return ProjectInfo(
+        payload["id"], payload["title"], payload["label_config"], payload.get("maximum_annotations") or 1
+    )
 
 
 def find_project(connection: LabelStudioConnection, title: str) -> ProjectInfo | None:
@@ -49,7 +51,9 @@ def require_project(connection: LabelStudioConnection, title: str) -> ProjectInf
     """The project titled `title`; a one-line error naming the fix when it is missing."""
     project = find_project(connection, title)
     if project is None:
-        raise MissingProjectError(f"no project titled {title!r} on {connection.url}; create it with `imagepref label create`")
+        raise MissingProjectError(
+            f"no project titled {title!r} on {connection.url}; create it with `imagepref label create`"
+        )
     return project
 
 
@@ -86,10 +90,17 @@ def ensure_image_storage(connection: LabelStudioConnection, project_id: int, ima
     storages = connection.json("GET", "/api/storages/localfiles", params={"project": project_id})
     if any(Path(storage["path"]) == images_dir for storage in storages):
         return
-    connection.request("POST", "/api/storages/localfiles", json={
-        "project": project_id, "path": str(images_dir), "title": f"images {images_dir.parent.name}",
-        "use_blob_urls": False, "regex_filter": r".*\.(png|jpg|jpeg|webp)$",
-    })
+    connection.request(
+        "POST",
+        "/api/storages/localfiles",
+        json={
+            "project": project_id,
+            "path": str(images_dir),
+            "title": f"images {images_dir.parent.name}",
+            "use_blob_urls": False,
+            "regex_filter": r".*\.(png|jpg|jpeg|webp)$",
+        },
+    )
 
 
 def list_task_data(connection: LabelStudioConnection, project_id: int) -> list[dict]:
@@ -97,8 +108,12 @@ def list_task_data(connection: LabelStudioConnection, project_id: int) -> list[d
     tasks: list[dict] = []
     page = 1
     while True:
-        answer = connection.request("GET", "/api/tasks/", params={
-            "project": project_id, "page": page, "page_size": PAGE_SIZE, "include": "id,data"}, expect=(200, 404))
+        answer = connection.request(
+            "GET",
+            "/api/tasks/",
+            params={"project": project_id, "page": page, "page_size": PAGE_SIZE, "include": "id,data"},
+            expect=(200, 404),
+        )
         if answer.status_code == 404:  # Label Studio answers 404 past the last page
             break
         body = answer.json()

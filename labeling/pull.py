@@ -82,7 +82,9 @@ def check_result(result: object, axes: list[str], validator) -> tuple[dict[str, 
     return choices, comment, None
 
 
-def parse_export(tasks: list, axes: list[str], label_config: str | None) -> tuple[list[dict], list[dict], list[dict], list[dict], PullReport]:
+def parse_export(
+    tasks: list, axes: list[str], label_config: str | None
+) -> tuple[list[dict], list[dict], list[dict], list[dict], PullReport]:
     """Split an export into regular rows, gold rows, comments and quarantined entries."""
     validator = None
     if label_config:
@@ -93,13 +95,23 @@ def parse_export(tasks: list, axes: list[str], label_config: str | None) -> tupl
     rows, gold_rows, comments, quarantine = [], [], [], []
     for task in tasks:
         data = task.get("data") or {}
-        missing = [key for key in ("pair_id", "candidate_left", "candidate_right", "candidate_a", "candidate_b") if key not in data]
+        missing = [
+            key
+            for key in ("pair_id", "candidate_left", "candidate_right", "candidate_a", "candidate_b")
+            if key not in data
+        ]
         annotations = task.get("annotations") or []
         report.annotations += len(annotations)
         if missing:
             for annotation in annotations:
-                quarantine.append({"task": task.get("id"), "annotation": annotation.get("id"),
-                                   "reason": f"task lacks {', '.join(missing)} (not pushed by imagepref)", "raw": annotation})
+                quarantine.append(
+                    {
+                        "task": task.get("id"),
+                        "annotation": annotation.get("id"),
+                        "reason": f"task lacks {', '.join(missing)} (not pushed by imagepref)",
+                        "raw": annotation,
+                    }
+                )
             continue
         latest: dict[str, dict] = {}
         for annotation in annotations:
@@ -116,15 +128,31 @@ def parse_export(tasks: list, axes: list[str], label_config: str | None) -> tupl
                 continue
             choices, comment, problem = check_result(annotation.get("result"), axes, validator)
             if problem:
-                quarantine.append({"task": task.get("id"), "annotation": annotation.get("id"), "pair_id": data["pair_id"],
-                                   "annotator": who, "reason": problem, "raw": annotation.get("result")})
+                quarantine.append(
+                    {
+                        "task": task.get("id"),
+                        "annotation": annotation.get("id"),
+                        "pair_id": data["pair_id"],
+                        "annotator": who,
+                        "reason": problem,
+                        "raw": annotation.get("result"),
+                    }
+                )
                 continue
             report.partial += any(value is None for value in choices.values())
-            row = {"pair_id": data["pair_id"], "prompt": data.get("prompt"),
-                   "candidate_left": data["candidate_left"], "candidate_right": data["candidate_right"],
-                   "candidate_a": data["candidate_a"], "candidate_b": data["candidate_b"],
-                   "annotator": who, "source": "simulated" if who.endswith(SIMULATED_DOMAIN) else "human",
-                   **choices, "lead_time": annotation.get("lead_time"), "created_at": annotation.get("created_at")}
+            row = {
+                "pair_id": data["pair_id"],
+                "prompt": data.get("prompt"),
+                "candidate_left": data["candidate_left"],
+                "candidate_right": data["candidate_right"],
+                "candidate_a": data["candidate_a"],
+                "candidate_b": data["candidate_b"],
+                "annotator": who,
+                "source": "simulated" if who.endswith(SIMULATED_DOMAIN) else "human",
+                **choices,
+                "lead_time": annotation.get("lead_time"),
+                "created_at": annotation.get("created_at"),
+            }
             if comment:
                 comments.append({"pair_id": data["pair_id"], "annotator": who, "comment": comment})
             if data.get("is_gold"):

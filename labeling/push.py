@@ -41,24 +41,30 @@ def local_file_url(image: Path, document_root: Path) -> str:
     return "/data/local-files/?d=" + quote(relative.as_posix(), safe="/")
 
 
-def task_payload(pair: PlannedPair, candidates: CandidateSet, document_root: Path, pre_annotate: bool, model_version: str) -> dict:
+def task_payload(
+    pair: PlannedPair, candidates: CandidateSet, document_root: Path, pre_annotate: bool, model_version: str
+) -> dict:
     """One Label Studio task for a pair: what the annotator sees plus the recorded side mapping."""
-    task: dict = {"data": {
-        "prompt": pair.prompt,
-        "prompt_id": pair.prompt_id,
-        "image_left": local_file_url(candidates.image(pair.candidate_left), document_root),
-        "image_right": local_file_url(candidates.image(pair.candidate_right), document_root),
-        "pair_id": pair.pair_id,
-        "candidate_a": pair.candidate_a,
-        "candidate_b": pair.candidate_b,
-        "candidate_left": pair.candidate_left,
-        "candidate_right": pair.candidate_right,
-        "is_gold": pair.is_gold,
-        "gold": pair.gold,
-    }}
+    task: dict = {
+        "data": {
+            "prompt": pair.prompt,
+            "prompt_id": pair.prompt_id,
+            "image_left": local_file_url(candidates.image(pair.candidate_left), document_root),
+            "image_right": local_file_url(candidates.image(pair.candidate_right), document_root),
+            "pair_id": pair.pair_id,
+            "candidate_a": pair.candidate_a,
+            "candidate_b": pair.candidate_b,
+            "candidate_left": pair.candidate_left,
+            "candidate_right": pair.candidate_right,
+            "is_gold": pair.is_gold,
+            "gold": pair.gold,
+        }
+    }
     if pre_annotate and pair.p_a and not pair.is_gold:
         confidence = sum(max(p, 1.0 - p) for p in pair.p_a.values()) / len(pair.p_a)
-        task["predictions"] = [{"result": prediction_result(pair), "score": round(confidence, 4), "model_version": model_version}]
+        task["predictions"] = [
+            {"result": prediction_result(pair), "score": round(confidence, 4), "model_version": model_version}
+        ]
     return task
 
 
@@ -81,16 +87,22 @@ def push(
     candidates = load_candidate_set(Path(candidate_dir))
     scores = load_pair_scores(config.scores_file, config.axes) if config.scores_file else None
     if pre_annotate and scores is None:
-        raise BadInputError("pre-annotations need a scores file (scores_file / --scores) with per-axis probabilities or scores")
+        raise BadInputError(
+            "pre-annotations need a scores file (scores_file / --scores) with per-axis probabilities or scores"
+        )
     regular = plan_pairs(candidates, config, scores)
     planned = regular + plan_gold_pairs(candidates, config, len(regular))
     if document_root is None:
-        raise BadInputError("the folder Label Studio serves images from is unknown: start the managed server "
-                            "(`imagepref label server start`) or, with --url, pass --document-root")
+        raise BadInputError(
+            "the folder Label Studio serves images from is unknown: start the managed server "
+            "(`imagepref label server start`) or, with --url, pass --document-root"
+        )
     document_root = Path(document_root).resolve()
     if document_root not in candidates.images_dir.parents:
-        raise BadInputError(f"candidate set {candidates.root} is outside the folder Label Studio serves ({document_root}); "
-                            "move it there or restart the server with --files-root")
+        raise BadInputError(
+            f"candidate set {candidates.root} is outside the folder Label Studio serves ({document_root}); "
+            "move it there or restart the server with --files-root"
+        )
     project = require_project(connection, config.title)
     ensure_image_storage(connection, project.id, candidates.images_dir)
     present = existing_pair_ids(connection, project.id)
@@ -98,22 +110,32 @@ def push(
     model_version = f"scores:{Path(config.scores_file).name}" if config.scores_file else ""
     tasks = {pair.pair_id: task_payload(pair, candidates, document_root, pre_annotate, model_version) for pair in todo}
     for start in range(0, len(todo), batch_size):
-        _import_batch(connection, project.id, [pair.pair_id for pair in todo[start:start + batch_size]], tasks)
-    return PushReport(project.id, len(planned), len(todo), len(planned) - len(todo),
-                      sum(pair.is_gold for pair in todo), time.monotonic() - started)
+        _import_batch(connection, project.id, [pair.pair_id for pair in todo[start : start + batch_size]], tasks)
+    return PushReport(
+        project.id,
+        len(planned),
+        len(todo),
+        len(planned) - len(todo),
+        sum(pair.is_gold for pair in todo),
+        time.monotonic() - started,
+    )
 
 
-def _import_batch(connection: LabelStudioConnection, project_id: int, pair_ids: list[str], tasks: dict[str, dict]) -> None:
+def _import_batch(
+    connection: LabelStudioConnection, project_id: int, pair_ids: list[str], tasks: dict[str, dict]
+) -> None:
     for delay in [*retry_delays(), None]:
         try:
-            connection.request("POST", f"/api/projects/{project_id}/import", retry=False,
-                               json=[tasks[pair_id] for pair_id in pair_ids])
+            connection.request(
+                "POST", f"/api/projects/{project_id}/import", retry=False, json=[tasks[pair_id] for pair_id in pair_ids]
+            )
             return
         except LabelStudioUnavailableError:
             if delay is None:
                 raise LabelStudioUnavailableError(
                     f"push stopped: Label Studio at {connection.url} stopped answering; the pairs already in stay, "
-                    "and running the same push again adds only the missing ones") from None
+                    "and running the same push again adds only the missing ones"
+                ) from None
             time.sleep(delay)
             # The lost answer may belong to a batch the server did save: ask before resending.
             try:

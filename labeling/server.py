@@ -66,7 +66,9 @@ def installed_version() -> str | None:
         return None
     found = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('label-studio'))"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return (found.stdout.strip() or None) if found.returncode == 0 else None
 
@@ -141,8 +143,14 @@ def pip_install(python: Path, requirements: list[str], report: Callable[[str], N
     """``python -m pip install requirements``, reporting its progress as it goes (``PipProgress``);
     a failure is a ``ServerError`` quoting pip's error line."""
     command = [str(python), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check"]
-    process = subprocess.Popen([*command, *requirements], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, text=True, bufsize=1)
+    process = subprocess.Popen(
+        [*command, *requirements],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
     progress, lines = PipProgress(), []
     assert process.stdout is not None
     for line in process.stdout:
@@ -153,8 +161,10 @@ def pip_install(python: Path, requirements: list[str], report: Callable[[str], N
     if process.wait() != 0:
         errors = [line for line in lines if line.startswith("ERROR:")] or [line for line in lines if line.strip()]
         errors = errors or ["no output"]
-        raise ServerError(f"installing {' '.join(requirements)} failed ({errors[-1]}); "
-                          "check that pip reaches the package index and retry")
+        raise ServerError(
+            f"installing {' '.join(requirements)} failed ({errors[-1]}); "
+            "check that pip reaches the package index and retry"
+        )
 
 
 @dataclass(frozen=True)
@@ -252,24 +262,29 @@ def _server_record(paths: StatePaths) -> dict | None:
 
 def server_environment(secrets_payload: dict, files_root: Path, data_dir: Path) -> dict[str, str]:
     """The environment a managed Label Studio runs with: admin, token, no signup, no calls out."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in _STRAY_VARIABLES and not key.startswith("LABEL_STUDIO_")}
-    environment.update({
-        "LABEL_STUDIO_USERNAME": secrets_payload["admin_email"],
-        "LABEL_STUDIO_PASSWORD": secrets_payload["admin_password"],
-        "LABEL_STUDIO_USER_TOKEN": secrets_payload["api_token"],
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "LOCAL_FILES_SERVING_ENABLED": "true",
-        "LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
-        "SECRET_KEY": secrets_payload["secret_key"],
-        "LATEST_VERSION_CHECK": "false",
-        "COLLECT_ANALYTICS": "false",
-        "SENTRY_DSN": "",
-        "FRONTEND_SENTRY_DSN": "",
-        "PYTHONUNBUFFERED": "1",
-    })
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _STRAY_VARIABLES and not key.startswith("LABEL_STUDIO_")
+    }
+    environment.update(
+        {
+            "LABEL_STUDIO_USERNAME": secrets_payload["admin_email"],
+            "LABEL_STUDIO_PASSWORD": secrets_payload["admin_password"],
+            "LABEL_STUDIO_USER_TOKEN": secrets_payload["api_token"],
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LOCAL_FILES_SERVING_ENABLED": "true",
+            "LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
+            "SECRET_KEY": secrets_payload["secret_key"],
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return environment
 
 
@@ -292,8 +307,10 @@ def start_server(
     if record and pid_alive(record.get("pid")) and is_healthy(record["url"]):
         return ServerStatus(record["url"], True, True, record["pid"], record.get("files_root"))
     if paths.root == files_root or files_root in paths.root.parents:
-        raise BadInputError(f"the files root {files_root} contains the server state {paths.root}; "
-                            "serve images from a folder outside it (--files-root)")
+        raise BadInputError(
+            f"the files root {files_root} contains the server state {paths.root}; "
+            "serve images from a folder outside it (--files-root)"
+        )
     if not port_is_free(port):
         raise ServerError(f"port {port} on 127.0.0.1 is taken; stop what uses it or pass --port with a free port")
     install_label_studio()
@@ -303,20 +320,36 @@ def start_server(
     url = f"http://127.0.0.1:{port}"
     log = open(paths.log_file, "ab")  # noqa: SIM115 - the child keeps writing to it
     process = subprocess.Popen(
-        [str(label_studio_venv() / "bin" / "label-studio"), "start", "--no-browser",
-         "--internal-host", "127.0.0.1", "--port", str(port), "--data-dir", str(paths.data_dir)],
+        [
+            str(label_studio_venv() / "bin" / "label-studio"),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(paths.data_dir),
+        ],
         env=server_environment(secrets_payload, files_root, paths.data_dir),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=paths.root, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=paths.root,
+        start_new_session=True,
     )
     log.close()
-    write_private_json(paths.server_file, {"pid": process.pid, "port": port, "url": url,
-                                           "files_root": str(files_root), "started_at": time.time()})
+    write_private_json(
+        paths.server_file,
+        {"pid": process.pid, "port": port, "url": url, "files_root": str(files_root), "started_at": time.time()},
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             paths.server_file.unlink(missing_ok=True)
-            raise ServerError(f"Label Studio exited with status {process.returncode} while starting; see {paths.log_file}")
+            raise ServerError(
+                f"Label Studio exited with status {process.returncode} while starting; see {paths.log_file}"
+            )
         if is_healthy(url, timeout=2.0):
             return ServerStatus(url, True, True, process.pid, str(files_root))
         time.sleep(0.5)
@@ -369,4 +402,6 @@ def server_status(state_dir: Path = DEFAULT_STATE_DIR, url: str | None = None) -
     if record is None:
         raise ServerError(f"no managed Label Studio in {paths.root}; run `imagepref label server start`")
     alive = pid_alive(record.get("pid"))
-    return ServerStatus(record["url"], alive and is_healthy(record["url"]), True, record.get("pid"), record.get("files_root"))
+    return ServerStatus(
+        record["url"], alive and is_healthy(record["url"]), True, record.get("pid"), record.get("files_root")
+    )

@@ -62,8 +62,12 @@ def apply_errors(answers: dict[str, str], axes: list[str], error_rate: float, rn
 def _all_tasks(connection: LabelStudioConnection, project_id: int) -> list[dict]:
     tasks, page = [], 1
     while True:
-        answer = connection.request("GET", "/api/tasks/", expect=(200, 404), params={
-            "project": project_id, "page": page, "page_size": PAGE_SIZE, "fields": "all"})
+        answer = connection.request(
+            "GET",
+            "/api/tasks/",
+            expect=(200, 404),
+            params={"project": project_id, "page": page, "page_size": PAGE_SIZE, "fields": "all"},
+        )
         if answer.status_code == 404:
             break
         batch = answer.json().get("tasks", [])
@@ -120,10 +124,16 @@ def simulate(
                 right = _download(person, data["image_right"], Path(scratch), images)
                 rng = random.Random(f"{seed}:{email}:{data.get('pair_id', task['id'])}")
                 answers = apply_errors(judge(data.get("prompt", ""), left, right) or {}, axes, error_rate, rng)
-                result = [{"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
-                          for axis, answer in answers.items()]
-                person.request("POST", f"/api/tasks/{task['id']}/annotations/", retry=False,
-                               json={"result": result, "lead_time": round(rng.uniform(2.0, 12.0), 2)})
+                result = [
+                    {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
+                    for axis, answer in answers.items()
+                ]
+                person.request(
+                    "POST",
+                    f"/api/tasks/{task['id']}/annotations/",
+                    retry=False,
+                    json={"result": result, "lead_time": round(rng.uniform(2.0, 12.0), 2)},
+                )
                 report.submitted += 1
                 report.per_annotator[email] += 1
     for _, person, _ in people:

@@ -22,11 +22,19 @@ from imagepref.formats import CANDIDATES_FILE, write_candidate_table
 from imagepref.policy.generator import Generator
 
 
-def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]], out: str | Path,
-                        images_per_prompt: int = 2, seed: int = 0, sampler: dict[str, Any] | None = None,
-                        batch_size: int = 32, generator_name: str | None = None,
-                        on_progress: Callable[[int, int], None] | None = None,
-                        extra: dict[str, Any] | None = None, id_prefix: str = "") -> pd.DataFrame:
+def write_candidate_set(
+    generator: Generator,
+    prompts: Sequence[dict[str, str]],
+    out: str | Path,
+    images_per_prompt: int = 2,
+    seed: int = 0,
+    sampler: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    generator_name: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    extra: dict[str, Any] | None = None,
+    id_prefix: str = "",
+) -> pd.DataFrame:
     """Sample ``images_per_prompt`` images per prompt and write the candidate set to ``out``.
 
     Every image is a seeded, reproducible draw; ``sampler`` holds the sampler settings
@@ -49,27 +57,37 @@ def write_candidate_set(generator: Generator, prompts: Sequence[dict[str, str]],
     with staged_folder(out) as staging:
         (staging / "images").mkdir()
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            result = generator.sample([p["prompt"] for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler)
+            chunk = rows[start : start + batch_size]
+            result = generator.sample(
+                [p["prompt"] for p, _ in chunk], seed=seed + start, batch_size=batch_size, **sampler
+            )
             for (prompt, index), image, codes in zip(chunk, result.images, result.codes):
                 relative = f"images/{prompt['prompt_id']}-{index}.png"
                 image.save(staging / relative)
-                records.append({
-                    "candidate_id": f"{id_prefix}{prompt['prompt_id']}-{index}-s{seed}",
-                    "prompt_id": prompt["prompt_id"],
-                    "prompt": prompt["prompt"],
-                    "sample": index,
-                    "image_path": relative,
-                    "image_tokens": [int(c) for c in codes],
-                    "generator": name,
-                    "seed": seed + start,
-                    **{f"sampler_{k}": v for k, v in sampler.items()},
-                })
+                records.append(
+                    {
+                        "candidate_id": f"{id_prefix}{prompt['prompt_id']}-{index}-s{seed}",
+                        "prompt_id": prompt["prompt_id"],
+                        "prompt": prompt["prompt"],
+                        "sample": index,
+                        "image_path": relative,
+                        "image_tokens": [int(c) for c in codes],
+                        "generator": name,
+                        "seed": seed + start,
+                        **{f"sampler_{k}": v for k, v in sampler.items()},
+                    }
+                )
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(rows)), len(rows))
         candidates = write_candidate_table(records, staging)
-        manifest = {"generator": name, "images_per_prompt": images_per_prompt, "seed": seed, "sampler": sampler,
-                    "seconds_per_image": (time.perf_counter() - started) / len(rows),
-                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+        manifest = {
+            "generator": name,
+            "images_per_prompt": images_per_prompt,
+            "seed": seed,
+            "sampler": sampler,
+            "seconds_per_image": (time.perf_counter() - started) / len(rows),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **(extra or {}),
+        }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return candidates

@@ -82,8 +82,14 @@ class PaletteCodec:
     OCR ratio of reconstructions against originals.
     """
 
-    def __init__(self, palette: torch.Tensor, codebook: torch.Tensor, mark_colour: tuple[int, int, int],
-                 patch: int = 8, image_size: tuple[int, int] = (64, 64)):
+    def __init__(
+        self,
+        palette: torch.Tensor,
+        codebook: torch.Tensor,
+        mark_colour: tuple[int, int, int],
+        patch: int = 8,
+        image_size: tuple[int, int] = (64, 64),
+    ):
         self.palette = palette.float()  # (P, 3) in [0, 1]
         self.codebook = codebook.float()  # (K, patch*patch*2) weights towards ink and mark
         self.mark_colour = torch.tensor(mark_colour, dtype=torch.float32) / 255.0
@@ -174,9 +180,18 @@ class PaletteCodec:
         return array_to_images(self.decode_pixels(codes))
 
     @classmethod
-    def fit(cls, images: list[Image.Image], palette: list[tuple[int, int, int]], mark_colour: tuple[int, int, int],
-            num_shapes: int = 1024, patch: int = 8, iterations: int = 10, seed: int = 0,
-            image_size: tuple[int, int] = (64, 64), progress=None) -> "PaletteCodec":
+    def fit(
+        cls,
+        images: list[Image.Image],
+        palette: list[tuple[int, int, int]],
+        mark_colour: tuple[int, int, int],
+        num_shapes: int = 1024,
+        patch: int = 8,
+        iterations: int = 10,
+        seed: int = 0,
+        image_size: tuple[int, int] = (64, 64),
+        progress=None,
+    ) -> PaletteCodec:
         """Fit the shape codebook: weighted k-means over the distinct weight patches of ``images``.
 
         Hand-written because a few lines of Lloyd iteration on torch tensors do it, with weights
@@ -185,8 +200,9 @@ class PaletteCodec:
         generator = torch.Generator().manual_seed(seed)
         palette_t = torch.tensor(palette, dtype=torch.float32) / 255.0
         codec = cls(palette_t, torch.zeros(num_shapes, patch * patch * 2), mark_colour, patch, image_size)
-        patches = torch.cat([codec._analyse(images[i:i + 512])[2].reshape(-1, patch * patch * 2)
-                             for i in range(0, len(images), 512)])
+        patches = torch.cat(
+            [codec._analyse(images[i : i + 512])[2].reshape(-1, patch * patch * 2) for i in range(0, len(images), 512)]
+        )
         # Letter pieces repeat exactly: k-means over distinct patches, weighted by their counts.
         distinct, counts = torch.unique((patches * 16).round(), dim=0, return_counts=True)
         distinct, counts = distinct / 16, counts.float()
@@ -194,8 +210,10 @@ class PaletteCodec:
             raise BadInputError(f"only {distinct.shape[0]} distinct patches for {num_shapes} codes: give more images")
         order = torch.argsort(counts, descending=True)
         frequent = order[: num_shapes // 2]
-        rest = order[num_shapes // 2:]
-        chosen = torch.cat([frequent, rest[torch.randperm(rest.shape[0], generator=generator)[: num_shapes - frequent.shape[0]]]])
+        rest = order[num_shapes // 2 :]
+        chosen = torch.cat(
+            [frequent, rest[torch.randperm(rest.shape[0], generator=generator)[: num_shapes - frequent.shape[0]]]]
+        )
         centroids = distinct[chosen].clone()
         for _ in range(iterations):
             assign = torch.cat([torch.cdist(chunk, centroids).argmin(1) for chunk in distinct.split(16384)])
@@ -212,20 +230,32 @@ class PaletteCodec:
         """Write ``config.json`` and ``model.safetensors``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        config = {"codec_type": "palette", "num_codes": self.num_codes, "patch": self.patch,
-                  "image_size": list(self.image_size), "mark_colour": (self.mark_colour * 255).round().int().tolist()}
+        config = {
+            "codec_type": "palette",
+            "num_codes": self.num_codes,
+            "patch": self.patch,
+            "image_size": list(self.image_size),
+            "mark_colour": (self.mark_colour * 255).round().int().tolist(),
+        }
         (path / "config.json").write_text(json.dumps(config, indent=2))
-        save_file({"palette": self.palette.contiguous(), "codebook": self.codebook.contiguous()},
-                  str(path / "model.safetensors"))
+        save_file(
+            {"palette": self.palette.contiguous(), "codebook": self.codebook.contiguous()},
+            str(path / "model.safetensors"),
+        )
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "PaletteCodec":
+    def from_pretrained(cls, path: str | Path) -> PaletteCodec:
         """Load a codec saved by ``save_pretrained``."""
         path = Path(path)
         config = json.loads((path / "config.json").read_text())
         tensors = load_file(str(path / "model.safetensors"))
-        return cls(tensors["palette"], tensors["codebook"], tuple(config["mark_colour"]), config["patch"],
-                   tuple(config["image_size"]))
+        return cls(
+            tensors["palette"],
+            tensors["codebook"],
+            tuple(config["mark_colour"]),
+            config["patch"],
+            tuple(config["image_size"]),
+        )
 
 
 class VQModelCodec:

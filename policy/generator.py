@@ -39,7 +39,9 @@ class GeneratorConfig(BaseModel):
     family: str = Field(description="Generator family: glyph, emu3, janus, causal-vq.")
     codec: str = Field("codec", description="Codec folder, relative to the generator folder.")
     image_token_start: int = Field(ge=0, description="Vocabulary id of image code 0.")
-    num_image_tokens: int = Field(ge=1, description="How many image codes the vocabulary holds (the codec's code count).")
+    num_image_tokens: int = Field(
+        ge=1, description="How many image codes the vocabulary holds (the codec's code count)."
+    )
     tokens_per_image: int = Field(ge=1, description="Image codes the generator writes for one image.")
     grid: tuple[PositiveInt, PositiveInt] = Field(description="Rows and columns of spatial codes in one image.")
     image_size: tuple[PositiveInt, PositiveInt] = Field(description="Height and width of a decoded image in pixels.")
@@ -63,8 +65,13 @@ class Generator(abc.ABC):
     # ----- loading and saving -------------------------------------------------------------
     @classmethod
     @abc.abstractmethod
-    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, device: str | None = None,
-                        trust_remote_code: bool = False) -> "Generator":
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: torch.dtype | None = None,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> Generator:
         """Load the generator from a local folder."""
 
     @abc.abstractmethod
@@ -107,8 +114,10 @@ class Generator(abc.ABC):
         codes = block[:, slots] - self.config.image_token_start
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.num_image_tokens):
             start, end = self.config.image_token_range
-            raise BadInputError(f"image tokens must lie in the generator's image range [{start}, {end}); "
-                                "were these tokens made by another generator?")
+            raise BadInputError(
+                f"image tokens must lie in the generator's image range [{start}, {end}); "
+                "were these tokens made by another generator?"
+            )
         return codes
 
     # ----- pixels ---------------------------------------------------------------------------
@@ -146,16 +155,32 @@ class Generator(abc.ABC):
         reimplements those methods, such as ``policy.static_decoder``, asks before it runs)."""
         return any(getattr(cls, name) is not getattr(Generator, name) for name in names)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                cache=None, inputs_embeds: torch.Tensor | None = None):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+    ):
         """One forward pass; returns (hidden-state logits source, cache). Families override
         ``code_logprobs`` to turn the output into log-probs over image codes."""
         if inputs_embeds is not None:
-            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=True)
+            out = self.model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+            )
         else:
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=True)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+            )
         return out.logits, out.cache
 
     def code_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -224,13 +249,17 @@ def read_config(path: str | Path) -> GeneratorConfig:
     """Read ``imagepref.json`` from a generator folder, with one-line errors for a wrong folder."""
     path = Path(path)
     if not path.is_dir():
-        raise BadInputError(f"model folder {path} does not exist: pass a folder made by `imagepref pretrain` or a family's save")
+        raise BadInputError(
+            f"model folder {path} does not exist: pass a folder made by `imagepref pretrain` or a family's save"
+        )
     config_file = path / CONFIG_NAME
     if not config_file.is_file() and (path / "config.json").is_file():
         return _checkpoint_config(path)
     if not config_file.is_file():
-        raise BadInputError(f"{path} is not an imagepref generator folder (no {CONFIG_NAME}); "
-                            "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter")
+        raise BadInputError(
+            f"{path} is not an imagepref generator folder (no {CONFIG_NAME}); "
+            "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter"
+        )
     try:
         return GeneratorConfig.model_validate(json.loads(config_file.read_text()))
     except (ValueError, json.JSONDecodeError) as error:
@@ -245,23 +274,29 @@ def _checkpoint_config(path: Path) -> GeneratorConfig:
     except json.JSONDecodeError:
         model_type = None
     if model_type not in CHECKPOINT_FAMILIES:
-        raise UnknownNameError(f"{path} holds a {model_type or 'unrecognised'!s} checkpoint, no known generator family "
-                               f"(plain folders load for model types {', '.join(sorted(CHECKPOINT_FAMILIES))}); "
-                               "for a causal LM with image tokens and a VQ codec write its imagepref.json with "
-                               "imagepref.policy.families.causal_vq.CausalVQGenerator")
+        raise UnknownNameError(
+            f"{path} holds a {model_type or 'unrecognised'!s} checkpoint, no known generator family "
+            f"(plain folders load for model types {', '.join(sorted(CHECKPOINT_FAMILIES))}); "
+            "for a causal LM with image tokens and a VQ codec write its imagepref.json with "
+            "imagepref.policy.families.causal_vq.CausalVQGenerator"
+        )
     return generator_class(CHECKPOINT_FAMILIES[model_type]).config_from_checkpoint(path)
 
 
-def load_generator(path: str | Path, dtype: torch.dtype | None = None, device: str | None = None,
-                   trust_remote_code: bool = False) -> Generator:
+def load_generator(
+    path: str | Path, dtype: torch.dtype | None = None, device: str | None = None, trust_remote_code: bool = False
+) -> Generator:
     """Load any generator folder; the family comes from its ``imagepref.json``."""
     config = read_config(path)
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    generator = generator_class(config.family).from_pretrained(path, dtype=dtype, device=device,
-                                                               trust_remote_code=trust_remote_code)
+    generator = generator_class(config.family).from_pretrained(
+        path, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+    )
     if generator.codec.num_codes != config.num_image_tokens:
-        raise BadInputError(f"the codec has {generator.codec.num_codes} codes but the model's image-token range holds "
-                            f"{config.num_image_tokens}: pair the model with the codec it was trained with")
+        raise BadInputError(
+            f"the codec has {generator.codec.num_codes} codes but the model's image-token range holds "
+            f"{config.num_image_tokens}: pair the model with the codec it was trained with"
+        )
     return generator

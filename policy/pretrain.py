@@ -60,7 +60,9 @@ def learning_rate(config: PretrainConfig, step: int) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save_checkpoint(folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float]) -> None:
+def _save_checkpoint(
+    folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float]
+) -> None:
     with staged_folder(folder, existing="replace") as staging:
         generator.save_pretrained(staging)
         save_state(staging, "optimizer", optimizer.state_dict())
@@ -77,8 +79,15 @@ def fit_codec(config: PretrainConfig, progress=None) -> PaletteCodec:
     """Fit the glyph world's palette codec on ``codec_images`` seeded signs."""
     images = [render(s) for s in training_specs(config.codec_images, config.seed + 7)]
     palette = list(BACKGROUNDS.values()) + list(TEXT_COLOURS.values())
-    return PaletteCodec.fit(images, palette, FORBIDDEN_COLOUR, num_shapes=config.num_shapes,
-                            iterations=config.codec_iterations, seed=config.seed, progress=progress)
+    return PaletteCodec.fit(
+        images,
+        palette,
+        FORBIDDEN_COLOUR,
+        num_shapes=config.num_shapes,
+        iterations=config.codec_iterations,
+        seed=config.seed,
+        progress=progress,
+    )
 
 
 def letter_pieces(codec: PaletteCodec, samples: int = 2000, seed: int = 99) -> dict[int, tuple[str, int]]:
@@ -137,19 +146,25 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
     if checkpoint.is_dir():
         saved = json.loads((checkpoint / "state.json").read_text())["config"]
         if saved != config.model_dump():
-            raise BadInputError(f"{checkpoint} was made with other settings; use a fresh --out or the same settings to resume")
+            raise BadInputError(
+                f"{checkpoint} was made with other settings; use a fresh --out or the same settings to resume"
+            )
         generator = GlyphGenerator.from_pretrained(checkpoint)
         log(f"resuming from {checkpoint}")
     else:
         started = time.time()
-        codec = fit_codec(config, progress=(lambda: progress("codec", None, config.codec_iterations, {})) if progress else None)
-        log(f"codec: {codec.num_codes} codes ({codec.num_palette} colours, {config.num_shapes} shapes) in {time.time() - started:.0f} s")
+        codec = fit_codec(
+            config, progress=(lambda: progress("codec", None, config.codec_iterations, {})) if progress else None
+        )
+        log(
+            f"codec: {codec.num_codes} codes ({codec.num_palette} colours, {config.num_shapes} shapes) in {time.time() - started:.0f} s"
+        )
         generator = GlyphGenerator.create(codec, config.hidden_size, config.layers, config.heads, seed=config.seed)
         if config.letter_init:
             log(f"letter init: {init_letter_embeddings(generator, config.seed)} letter-piece codes")
     model = generator.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    step, losses = (_load_checkpoint(checkpoint, optimizer) if checkpoint.is_dir() else (0, []))
+    step, losses = _load_checkpoint(checkpoint, optimizer) if checkpoint.is_dir() else (0, [])
     while step < config.steps:
         input_ids, labels = make_batch(generator, config, step)
         for group in optimizer.param_groups:
@@ -171,17 +186,28 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
     # Merged into ``out``, which keeps its resumable checkpoint/ beside the finished model.
     with staged_folder(out, existing="merge") as staging:
         generator.save_pretrained(staging)
-        record = {"config": config.model_dump(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                  "seconds": round(time.time() - started_at), "losses": losses}
+        record = {
+            "config": config.model_dump(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "seconds": round(time.time() - started_at),
+            "losses": losses,
+        }
         (staging / "pretrain.json").write_text(json.dumps(record, indent=1))
     return generator
 
 
-def micro_generator(seed: int = 0, num_shapes: int = 48, hidden_size: int = 32, layers: int = 1,
-                    model_seed: int | None = None) -> GlyphGenerator:
+def micro_generator(
+    seed: int = 0, num_shapes: int = 48, hidden_size: int = 32, layers: int = 1, model_seed: int | None = None
+) -> GlyphGenerator:
     """A tiny, untrained glyph generator (a second to build) for tests of every package.
 
     ``seed`` fixes the codec, ``model_seed`` (default: ``seed``) the weights."""
     config = PretrainConfig(seed=seed, num_shapes=num_shapes, codec_images=120, codec_iterations=2)
-    return GlyphGenerator.create(fit_codec(config), hidden_size=hidden_size, layers=layers, heads=2,
-                                 seed=seed if model_seed is None else model_seed)
+    return GlyphGenerator.create(
+        fit_codec(config),
+        hidden_size=hidden_size,
+        layers=layers,
+        heads=2,
+        seed=seed if model_seed is None else model_seed,
+    )

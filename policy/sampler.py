@@ -52,8 +52,8 @@ def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -77,9 +77,19 @@ def filter_scores(scores: torch.Tensor, temperature: float, top_k: int, top_p: f
 
 
 @torch.no_grad()
-def sample(generator: Generator, prompts: list[str], guidance_scale: float | None = None, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 64, decode: bool = True,
-           batch_unconditional: bool | None = None, static_cache: bool = True) -> Samples:
+def sample(
+    generator: Generator,
+    prompts: list[str],
+    guidance_scale: float | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    decode: bool = True,
+    batch_unconditional: bool | None = None,
+    static_cache: bool = True,
+) -> Samples:
     """Sample one image per prompt; see the module docstring for what is returned and why.
 
     ``batch_unconditional`` forces (True) or skips (False) the unconditional rows; by default they
@@ -93,19 +103,45 @@ def sample(generator: Generator, prompts: list[str], guidance_scale: float | Non
         raise BadInputError("no prompts to sample from: give at least one prompt")
     parts = []
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        parts.append(_sample_batch(generator, chunk, guidance_scale, temperature, top_k, top_p,
-                                   seed + start, batch_unconditional, static_cache))
+        chunk = prompts[start : start + batch_size]
+        parts.append(
+            _sample_batch(
+                generator,
+                chunk,
+                guidance_scale,
+                temperature,
+                top_k,
+                top_p,
+                seed + start,
+                batch_unconditional,
+                static_cache,
+            )
+        )
     codes = torch.cat([p[1] for p in parts])
     logprobs = torch.cat([p[2] for p in parts])
     prompt_ids = [ids for p in parts for ids in p[0]]
     images = generator.decode(codes) if decode else []
-    return Samples(prompts=list(prompts), prompt_ids=prompt_ids, codes=codes, logprobs=logprobs, images=images,
-                   completion_ids=generator.codes_to_block(codes))
+    return Samples(
+        prompts=list(prompts),
+        prompt_ids=prompt_ids,
+        codes=codes,
+        logprobs=logprobs,
+        images=images,
+        completion_ids=generator.codes_to_block(codes),
+    )
 
 
-def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: float, temperature: float, top_k: int,
-                  top_p: float, seed: int, batch_unconditional: bool | None, static_cache: bool):
+def _sample_batch(
+    generator: Generator,
+    prompts: list[str],
+    guidance_scale: float,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int,
+    batch_unconditional: bool | None,
+    static_cache: bool,
+):
     device = generator.device
     batch = len(prompts)
     guided = guidance_scale != 1.0 if batch_unconditional is None else batch_unconditional
@@ -118,7 +154,9 @@ def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: floa
     start = generator.config.image_token_start
 
     layout = generator.block_layout()
-    decoder = StaticDecoder.for_generator(generator, len(rows), input_ids.shape[1], len(layout)) if static_cache else None
+    decoder = (
+        StaticDecoder.for_generator(generator, len(rows), input_ids.shape[1], len(layout)) if static_cache else None
+    )
     if decoder is not None:
         last = decoder.prefill(input_ids, mask, pos)
     else:
@@ -145,14 +183,16 @@ def _sample_batch(generator: Generator, prompts: list[str], guidance_scale: floa
             last = decoder.step(token, pos)
             continue
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        logits, cache = generator.forward(token[:, None], mask, pos, cache=cache,
-                                          inputs_embeds=generator.embed_block(token[:, None]))
+        logits, cache = generator.forward(
+            token[:, None], mask, pos, cache=cache, inputs_embeds=generator.embed_block(token[:, None])
+        )
         last = logits[:, -1]
     return prompt_ids, torch.stack(codes, 1).cpu(), torch.stack(logprobs, 1).float().cpu()
 
 
-def teacher_forced_logprobs(generator: Generator, prompt_ids: list[list[int]], codes: torch.Tensor,
-                            grad: bool = False) -> torch.Tensor:
+def teacher_forced_logprobs(
+    generator: Generator, prompt_ids: list[list[int]], codes: torch.Tensor, grad: bool = False
+) -> torch.Tensor:
     """Log-probs (batch, num_codes) of ``codes`` after ``prompt_ids`` in one forward pass.
 
     Uses the same left padding and positions as the sampler, so the figures match what it reported.
@@ -165,7 +205,7 @@ def teacher_forced_logprobs(generator: Generator, prompt_ids: list[list[int]], c
         embeds = generator.sequence_embeds(input_ids, block.shape[1])
         logits, _ = generator.forward(input_ids, mask, positions(mask), inputs_embeds=embeds)
         # The logits at position t predict token t+1: the block's tokens are the last L.
-        predicting = logits[:, -block.shape[1] - 1:-1]
+        predicting = logits[:, -block.shape[1] - 1 : -1]
         slots = [i for i, t in enumerate(generator.block_layout()) if t is None]
         code_lp = generator.code_logprobs(predicting[:, slots])
         return code_lp.gather(-1, codes.to(device).long()[..., None])[..., 0]

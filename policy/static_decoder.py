@@ -116,11 +116,12 @@ class StaticDecoder:
         bias-free ``nn.Linear`` or one under peft LoRA, they use the weights as they act now,
         concatenated; otherwise (an unknown wrapper, LoRA dropout in training) the modules run."""
         attn, mlp = layer.self_attn, layer.mlp
-        weights = [_effective_weight(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
-                                                  mlp.gate_proj, mlp.up_proj, mlp.down_proj)]
+        weights = [
+            _effective_weight(m)
+            for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        ]
         if any(w is None for w in weights):
-            return (lambda x: torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1),
-                    attn.o_proj, mlp)
+            return (lambda x: torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1), attn.o_proj, mlp)
         q, k, v, o, gate, up, down = weights
         qkv, gate_up = torch.cat([q, k, v]), torch.cat([gate, up])
 
@@ -131,14 +132,16 @@ class StaticDecoder:
         return (lambda x: F.linear(x, qkv)), (lambda x: F.linear(x, o)), gated_mlp
 
     @classmethod
-    def for_generator(cls, generator: Generator, rows: int, prompt_length: int, new_tokens: int
-                      ) -> "StaticDecoder | None":
+    def for_generator(
+        cls, generator: Generator, rows: int, prompt_length: int, new_tokens: int
+    ) -> StaticDecoder | None:
         """A decoder for ``generator``, or None when its model must take the generic path."""
         pieces = _pieces(generator)
         return None if pieces is None else cls(*pieces, rows, prompt_length, new_tokens)
 
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
-                ) -> torch.Tensor:
+    def prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
         """Run the left-padded prompts; returns the logits at their last position.
 
         Identical rows (the unconditional rows of guidance, a prompt asked for several images) are
@@ -163,10 +166,11 @@ class StaticDecoder:
     def step(self, token: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (``token``: (rows,)); returns the next logits, (rows, vocab)."""
         embeds = self.decoder.embed_tokens(token[:, None])
-        return self._forward(embeds, position_ids, self.key_mask[..., :self.filled + 1])
+        return self._forward(embeds, position_ids, self.key_mask[..., : self.filled + 1])
 
-    def _forward(self, hidden: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor,
-                 scatter: torch.Tensor | None = None) -> torch.Tensor:
+    def _forward(
+        self, hidden: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor, scatter: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run the layers on ``hidden``: one new token per buffer row, or (prefill, ``scatter``
         given) whole prompts of distinct rows whose keys and values go to buffer rows ``scatter``."""
         start, width = self.filled, hidden.shape[1]
@@ -178,8 +182,12 @@ class StaticDecoder:
         state = zip(self.layers, self.dropouts, self.projections, self.keys, self.values)
         for layer, dropout, (qkv, o_proj, mlp), keys, values in state:
             q, k, v = qkv(layer.input_layernorm(hidden)).split(self.qkv_sizes, dim=-1)
-            q, k = apply_rotary_pos_emb(q.view(rows, width, -1, self.head_dim).transpose(1, 2),
-                                        k.view(rows, width, -1, self.head_dim).transpose(1, 2), cos, sin)
+            q, k = apply_rotary_pos_emb(
+                q.view(rows, width, -1, self.head_dim).transpose(1, 2),
+                k.view(rows, width, -1, self.head_dim).transpose(1, 2),
+                cos,
+                sin,
+            )
             v = v.view(rows, width, -1, self.head_dim).transpose(1, 2)
             scaling = layer.self_attn.scaling
             if scatter is None:
@@ -187,8 +195,9 @@ class StaticDecoder:
                 out = self._attend_one(q, keys[:, :, :end], values[:, :, :end], mask, scaling)
             else:
                 keys[:, :, :end], values[:, :, :end] = k[scatter], v[scatter]
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling,
-                                                     enable_gqa=self.heads != self.kv_heads)
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, scale=scaling, enable_gqa=self.heads != self.kv_heads
+                )
                 out = out.transpose(1, 2).reshape(rows, width, -1)
             hidden = hidden + dropout(o_proj(out))
             hidden = hidden + dropout(mlp(layer.post_attention_layernorm(hidden)))

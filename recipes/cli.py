@@ -36,7 +36,9 @@ app = typer.Typer(
 )
 policy.register(app)
 run.register(app)
-app.add_typer(label.app, name="label", help="Label Studio: server, projects, push, pull, agreement, simulated annotators.")
+app.add_typer(
+    label.app, name="label", help="Label Studio: server, projects, push, pull, agreement, simulated annotators."
+)
 app.add_typer(reward.app, name="reward", help="Multi-head reward models: train, eval, score.")
 app.add_typer(align.app, name="align", help="Move the generator toward preferences: dpo, grpo, ppo, merge.")
 evaluate.register(app)

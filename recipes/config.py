@@ -42,10 +42,13 @@ def _import_package_settings() -> None:
         from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
         from imagepref.reward.config import RewardConfig
     except ImportError as error:
-        raise ImagePrefError(f"the recipe's reward and align settings cannot be checked: {error}; "
-                             "reinstall imagepref with its dependencies (pip install -e .)") from None
-    globals().update(DPOSettings=DPOSettings, GRPOSettings=GRPOSettings, PPOSettings=PPOSettings,
-                     RewardConfig=RewardConfig)
+        raise ImagePrefError(
+            f"the recipe's reward and align settings cannot be checked: {error}; "
+            "reinstall imagepref with its dependencies (pip install -e .)"
+        ) from None
+    globals().update(
+        DPOSettings=DPOSettings, GRPOSettings=GRPOSettings, PPOSettings=PPOSettings, RewardConfig=RewardConfig
+    )
 
 
 class Section(BaseModel):
@@ -67,17 +70,28 @@ def _as_given(value: BaseModel, info) -> dict[str, Any]:
 
 
 class GeneratorSection(Section):
-    path: str | None = Field(None, description="Generator folder to start from. Unset: the glyph world's generator "
-                             "(the shipped pretrained one when present, else the pretrain stage trains one).")
+    path: str | None = Field(
+        None,
+        description="Generator folder to start from. Unset: the glyph world's generator "
+        "(the shipped pretrained one when present, else the pretrain stage trains one).",
+    )
     dtype: Literal[DTYPE_NAMES] = Field("float32", description="Weights' dtype while sampling and training.")
-    device: str | None = Field(None, description="Torch device (cpu, cuda, cuda:1); unset: cuda when present, else cpu.")
-    trust_remote_code: bool = Field(False, description="Allow a checkpoint's own Python code (off: only transformers' classes).")
+    device: str | None = Field(
+        None, description="Torch device (cpu, cuda, cuda:1); unset: cuda when present, else cpu."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow a checkpoint's own Python code (off: only transformers' classes)."
+    )
 
 
 class PretrainSection(Section):
-    reuse_shipped: bool = Field(True, description="Use the generator shipped in policy/glyphworld/pretrained/ when present.")
-    settings: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining settings "
-                                     "(imagepref.policy.config.PretrainConfig); unset fields keep their defaults.")
+    reuse_shipped: bool = Field(
+        True, description="Use the generator shipped in policy/glyphworld/pretrained/ when present."
+    )
+    settings: PretrainConfig = Field(
+        default_factory=PretrainConfig,
+        description="Pretraining settings (imagepref.policy.config.PretrainConfig); unset fields keep their defaults.",
+    )
 
     @field_serializer("settings")
     def _record_as_given(self, value, info):
@@ -87,39 +101,62 @@ class PretrainSection(Section):
 class GenerateSection(Section, SamplingConfig):
     """The sampling settings (guidance_scale, temperature, top_k, top_p, batch_size) come from ``SamplingConfig``."""
 
-    prompts: str = Field("glyphworld", description="'glyphworld' (seeded signs from the training words) or a prompts file "
-                         "(JSONL with a prompt field, or one prompt a line).")
-    num_prompts: int = Field(48, ge=1, description="Prompts per round ('glyphworld': how many to draw; a file: the first N).")
+    prompts: str = Field(
+        "glyphworld",
+        description="'glyphworld' (seeded signs from the training words) or a prompts file "
+        "(JSONL with a prompt field, or one prompt a line).",
+    )
+    num_prompts: int = Field(
+        48, ge=1, description="Prompts per round ('glyphworld': how many to draw; a file: the first N)."
+    )
     images_per_prompt: int = Field(4, ge=2, description="Candidates per prompt (pairs are made within a prompt).")
 
 
 class LabelSection(Section):
-    mode: Literal["simulated", "human"] = Field("simulated", description="simulated: annotators that judge by the glyph "
-                                                "world's rules; human: invite people and wait for their labels.")
-    url: str | None = Field(None, description="An existing Label Studio deployment; unset: a managed server on 127.0.0.1.")
+    mode: Literal["simulated", "human"] = Field(
+        "simulated",
+        description="simulated: annotators that judge by the glyph "
+        "world's rules; human: invite people and wait for their labels.",
+    )
+    url: str | None = Field(
+        None, description="An existing Label Studio deployment; unset: a managed server on 127.0.0.1."
+    )
     token_env: str = Field("LABEL_STUDIO_API_KEY", description="Environment variable holding the API token for url.")
     document_root: str | None = Field(None, description="With url: the folder that server serves local files from.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the managed server on 127.0.0.1.")
     overlap: int = Field(2, ge=1, le=20, description="Annotators per pair.")
-    pairing: Literal["random", "all", "uncertainty"] = Field("random", description="How round-1 pairs are made within a prompt.")
+    pairing: Literal["random", "all", "uncertainty"] = Field(
+        "random", description="How round-1 pairs are made within a prompt."
+    )
     pairs_per_prompt: int | None = Field(None, ge=1, description="Pairs per prompt (default: candidates // 2).")
     max_pairs: int | None = Field(None, ge=1, description="Cap on pairs pushed per round.")
-    flywheel: bool = Field(True, description="From round 2 on: the current reward model pre-annotates the tasks and the "
-                           "pairs it is least sure of are labeled first (uncertainty pairing).")
+    flywheel: bool = Field(
+        True,
+        description="From round 2 on: the current reward model pre-annotates the tasks and the "
+        "pairs it is least sure of are labeled first (uncertainty pairing).",
+    )
     annotators: int = Field(2, ge=1, description="Simulated annotators.")
-    error_rate: float = Field(0.1, ge=0, le=1, description="Simulated annotators: chance per axis that an answer is flipped.")
+    error_rate: float = Field(
+        0.1, ge=0, le=1, description="Simulated annotators: chance per axis that an answer is flipped."
+    )
     judge: str = Field("glyph", description="Simulated judge: 'glyph' (the world's rules) or 'package.module:factory'.")
     ocr_engine: str = Field("rapidocr", description="OCR engine the glyph judge reads text with (rapidocr, tesseract).")
     invite: list[str] = Field(default_factory=list, description="Human mode: e-mail addresses to invite.")
-    quota: int | None = Field(None, ge=1, description="Human mode: judgments needed per axis before the run goes on "
-                              "(default: every pair times the overlap).")
+    quota: int | None = Field(
+        None,
+        ge=1,
+        description="Human mode: judgments needed per axis before the run goes on "
+        "(default: every pair times the overlap).",
+    )
     poll_seconds: float = Field(20.0, gt=0, description="Human mode: seconds between progress checks.")
     instructions: str | None = Field(None, description="Markdown file with the annotators' instructions.")
 
 
 class RewardSection(Section):
-    settings: RewardConfig = Field(default_factory=lambda: RewardConfig(), description="Reward training settings "
-                                   "(imagepref.reward.config.RewardConfig; seed: the recipe's unless set).")
+    settings: RewardConfig = Field(
+        default_factory=lambda: RewardConfig(),
+        description="Reward training settings (imagepref.reward.config.RewardConfig; seed: the recipe's unless set).",
+    )
 
     @field_serializer("settings")
     def _record_as_given(self, value, info):
@@ -127,24 +164,39 @@ class RewardSection(Section):
 
 
 class AlignSection(Section):
-    methods: list[Literal["dpo", "grpo", "ppo"]] = Field(["dpo", "grpo"], description="Aligners run in order; each "
-                                                         "starts from the previous one's merged generator.")
-    dpo: DPOSettings = Field(default_factory=lambda: DPOSettings(), description="DPO settings (see `imagepref align "
-                             "dpo --help`; seed: the recipe's unless set).")
-    grpo: GRPOSettings = Field(default_factory=lambda: GRPOSettings(), description="GRPO settings (see `imagepref "
-                               "align grpo --help`; seed: the recipe's unless set).")
-    ppo: PPOSettings = Field(default_factory=lambda: PPOSettings(), description="PPO settings (see `imagepref align "
-                             "ppo --help`; seed: the recipe's unless set).")
-    rewards: dict[str, float] = Field({"reward_model": 1.0, "ocr": 1.0}, description="GRPO/PPO reward weights when a "
-                                      "reward model was trained this round (a method's own rewards setting wins).")
-    prompts: str = Field("glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file.")
+    methods: list[Literal["dpo", "grpo", "ppo"]] = Field(
+        ["dpo", "grpo"], description="Aligners run in order; each starts from the previous one's merged generator."
+    )
+    dpo: DPOSettings = Field(
+        default_factory=lambda: DPOSettings(),
+        description="DPO settings (see `imagepref align dpo --help`; seed: the recipe's unless set).",
+    )
+    grpo: GRPOSettings = Field(
+        default_factory=lambda: GRPOSettings(),
+        description="GRPO settings (see `imagepref align grpo --help`; seed: the recipe's unless set).",
+    )
+    ppo: PPOSettings = Field(
+        default_factory=lambda: PPOSettings(),
+        description="PPO settings (see `imagepref align ppo --help`; seed: the recipe's unless set).",
+    )
+    rewards: dict[str, float] = Field(
+        {"reward_model": 1.0, "ocr": 1.0},
+        description="GRPO/PPO reward weights when a "
+        "reward model was trained this round (a method's own rewards setting wins).",
+    )
+    prompts: str = Field(
+        "glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file."
+    )
     num_prompts: int = Field(256, ge=1, description="GRPO/PPO training prompts drawn.")
     ocr_engine: str = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
-    monitor: bool = Field(True, description="Held-out monitoring passes during training (reward per head, KL, OCR, safety).")
+    monitor: bool = Field(
+        True, description="Held-out monitoring passes during training (reward per head, KL, OCR, safety)."
+    )
 
     @field_serializer("dpo", "grpo", "ppo")
     def _record_as_given(self, value, info):
         return _as_given(value, info)
+
 
 class EvalSection(Section, SamplingConfig):
     """The sampling settings (guidance_scale, temperature, top_k, top_p, batch_size) come from ``SamplingConfig``."""
@@ -158,24 +210,39 @@ class EvalSection(Section, SamplingConfig):
 
 
 class LaunchSection(Section):
-    accelerate_config: str | None = Field(None, description="accelerate config file for the training stages (one GPU, "
-                                          "DeepSpeed ZeRO-2/3, FSDP: see recipes/accelerate/); unset: in-process.")
+    accelerate_config: str | None = Field(
+        None,
+        description="accelerate config file for the training stages (one GPU, "
+        "DeepSpeed ZeRO-2/3, FSDP: see recipes/accelerate/); unset: in-process.",
+    )
     num_processes: int = Field(1, ge=1, description="Training processes (`accelerate launch --num_processes`).")
-    record_ranks: bool = Field(False, description="Each training process writes what it trained on and its final "
-                               "weights' digest to <align>/<method>/ranks/ (to check a multi-process run).")
+    record_ranks: bool = Field(
+        False,
+        description="Each training process writes what it trained on and its final "
+        "weights' digest to <align>/<method>/ranks/ (to check a multi-process run).",
+    )
 
 
 class LoggingSection(Section):
-    report_to: list[str] = Field(["tensorboard"], description="Trackers for the trainers (anything TRL supports, or none).")
-    console_every: int = Field(10, ge=1, description="Show every Nth training step's summary on the console (and the "
-                               "last and held-out ones); the run log gets every step with every metric.")
+    report_to: list[str] = Field(
+        ["tensorboard"], description="Trackers for the trainers (anything TRL supports, or none)."
+    )
+    console_every: int = Field(
+        10,
+        ge=1,
+        description="Show every Nth training step's summary on the console (and the "
+        "last and held-out ones); the run log gets every step with every metric.",
+    )
 
 
 class Recipe(Section):
     """One run of the loop: which stages, how many rounds, and each stage's settings."""
 
-    name: str = Field("recipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The recipe's name; a run folder "
-                      "belongs to one recipe name.")
+    name: str = Field(
+        "recipe",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The recipe's name; a run folder belongs to one recipe name.",
+    )
     description: str = Field("", description="What this recipe is for (shown by `imagepref recipes list`).")
     run_dir: str = Field("runs/{name}", description="Run folder ({name} is the recipe name).")
     seed: Seed = Field(0, description="Seed of every stage (each derives its own from it).")
@@ -217,8 +284,9 @@ def nearest_key(key: str) -> str | None:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides to a raw recipe dict; the value is parsed as YAML."""
-    return settings.apply_overrides(raw, overrides, Recipe, where="override",
-                                    example="rounds=2 or label.annotators=3", listing=LISTING)
+    return settings.apply_overrides(
+        raw, overrides, Recipe, where="override", example="rounds=2 or label.annotators=3", listing=LISTING
+    )
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
@@ -231,11 +299,15 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         line = str(error).replace("\n", " ")[:160]
-        raise BadInputError(f"recipe {path} is not valid YAML ({line}); fix the file or start from recipes/quickstart.yaml") from None
+        raise BadInputError(
+            f"recipe {path} is not valid YAML ({line}); fix the file or start from recipes/quickstart.yaml"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise BadInputError(f"recipe {path} must be a YAML mapping of settings (name:, stages:, ...), not a {type(raw).__name__}")
+        raise BadInputError(
+            f"recipe {path} must be a YAML mapping of settings (name:, stages:, ...), not a {type(raw).__name__}"
+        )
     return raw
 
 

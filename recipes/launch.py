@@ -51,9 +51,17 @@ class RankRecord(TrainerCallback):
         self.handle.remove()
         rank = args.process_index
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"rank{rank}.json").write_text(json.dumps({
-            "rank": rank, "world_size": args.world_size, "batches": self.batches,
-            "weights_at_start": self.start, "weights": self.weights_digest(model)}))
+        (self.out / f"rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": rank,
+                    "world_size": args.world_size,
+                    "batches": self.batches,
+                    "weights_at_start": self.start,
+                    "weights": self.weights_digest(model),
+                }
+            )
+        )
 
 
 def main(spec_file: str) -> None:

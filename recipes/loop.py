@@ -21,8 +21,13 @@ from imagepref.recipes.stages.labeling import run_label
 from imagepref.recipes.stages.training import run_align, run_reward
 
 
-def run(recipe: Recipe, from_stage: str | None = None, force: bool = False, continue_labeling: bool = False,
-        echo: Callable[[str], None] = print) -> RunFolder:
+def run(
+    recipe: Recipe,
+    from_stage: str | None = None,
+    force: bool = False,
+    continue_labeling: bool = False,
+    echo: Callable[[str], None] = print,
+) -> RunFolder:
     """Run ``recipe`` in its run folder; ``from_stage`` (a key such as ``r2/generate`` or a kind)
     reruns that stage and every later one. Returns the run folder."""
     runner = Runner(recipe, external_inputs, from_stage=from_stage, continue_labeling=continue_labeling, echo=echo)

@@ -77,16 +77,22 @@ class RunFolder:
             try:
                 self.manifest = json.loads(self.manifest_file.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
-                raise BadInputError(f"{self.manifest_file} is damaged; delete the run folder {self.root} or pass --force") from None
+                raise BadInputError(
+                    f"{self.manifest_file} is damaged; delete the run folder {self.root} or pass --force"
+                ) from None
             owner = self.manifest.get("recipe")
             if owner != recipe_name and not force:
-                raise BadInputError(f"run folder {self.root} was made by recipe {owner!r}, not {recipe_name!r}; "
-                                    "choose another run_dir=... or pass --force to take it over")
+                raise BadInputError(
+                    f"run folder {self.root} was made by recipe {owner!r}, not {recipe_name!r}; "
+                    "choose another run_dir=... or pass --force to take it over"
+                )
             if owner != recipe_name:
                 self.manifest = {}
         elif self.root.exists() and any(p.name != "label-studio" for p in self.root.iterdir()) and not force:
             # A prepared Label Studio state alone is welcome (a copied, migrated one starts in seconds).
-            raise BadInputError(f"{self.root} exists and is not a run folder; choose another run_dir=... or pass --force")
+            raise BadInputError(
+                f"{self.root} exists and is not a run folder; choose another run_dir=... or pass --force"
+            )
         self.manifest.setdefault("format", MANIFEST_FORMAT)
         self.manifest["recipe"] = recipe_name
         self.manifest.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -146,7 +152,9 @@ class RunFolder:
         """Take the folder's lock; another live runner is an error."""
         pid = self.holder()
         if pid is not None:
-            raise BadInputError(f"run folder {self.root} is in use by another `imagepref run` (pid {pid}); wait for it or stop it")
+            raise BadInputError(
+                f"run folder {self.root} is in use by another `imagepref run` (pid {pid}); wait for it or stop it"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.lock_file, str(os.getpid()))
         self.continue_file.unlink(missing_ok=True)

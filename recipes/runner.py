@@ -87,7 +87,11 @@ class StageContext:
         """The output ``name`` of the newest input stage of ``kind`` (of round ``round_`` if given)."""
         for key in reversed(self.stage.needs):
             kind_of_key = key.rsplit("/", 1)[-1]
-            if kind_of_key == kind and (round_ is None or key == f"r{round_}/{kind}") and name in self.inputs.get(key, {}):
+            if (
+                kind_of_key == kind
+                and (round_ is None or key == f"r{round_}/{kind}")
+                and name in self.inputs.get(key, {})
+            ):
                 return self.path(self.inputs[key][name])
         return None
 
@@ -107,10 +111,18 @@ def plan(recipe: Recipe) -> list[PlannedStage]:
             previous_reward = [f"r{r - 1}/reward"] if r > 1 and recipe.label.flywheel else []
             stages.append(PlannedStage(f"r{r}/label", "label", r, [f"r{r}/generate", *previous_reward]))
         if "reward" in wanted:
-            stages.append(PlannedStage(f"r{r}/reward", "reward", r,
-                                       [*(f"r{i}/generate" for i in range(1, r + 1)), *(f"r{i}/label" for i in range(1, r + 1))]))
+            stages.append(
+                PlannedStage(
+                    f"r{r}/reward",
+                    "reward",
+                    r,
+                    [*(f"r{i}/generate" for i in range(1, r + 1)), *(f"r{i}/label" for i in range(1, r + 1))],
+                )
+            )
         if "align" in wanted:
-            stages.append(PlannedStage(f"r{r}/align", "align", r, [*source, f"r{r}/generate", f"r{r}/label", f"r{r}/reward"]))
+            stages.append(
+                PlannedStage(f"r{r}/align", "align", r, [*source, f"r{r}/generate", f"r{r}/label", f"r{r}/reward"])
+            )
     if "eval" in wanted:
         aligned = [f"r{r}/align" for r in range(1, recipe.rounds + 1)]
         stages.append(PlannedStage("eval", "eval", None, ["pretrain", *aligned, f"r{recipe.rounds}/reward"]))
@@ -122,8 +134,14 @@ def plan(recipe: Recipe) -> list[PlannedStage]:
 # Inputs a stage can do without: eval without a reward model or an aligned policy (it then
 # compares what it has), label without the previous reward model (no pre-annotations), align
 # without labels or a reward model (DPO on policy, GRPO on its rule and OCR rewards).
-OPTIONAL_NEEDS = {("eval", "reward"), ("eval", "align"), ("label", "reward"), ("align", "generate"), ("align", "label"),
-                  ("align", "reward")}
+OPTIONAL_NEEDS = {
+    ("eval", "reward"),
+    ("eval", "align"),
+    ("label", "reward"),
+    ("align", "generate"),
+    ("align", "label"),
+    ("align", "reward"),
+}
 
 
 def _section_record(recipe: Recipe, kind: str) -> dict[str, Any]:
@@ -140,8 +158,13 @@ def _section_record(recipe: Recipe, kind: str) -> dict[str, Any]:
 
 def stage_hash(stage: PlannedStage, recipe: Recipe, upstream: dict[str, str], extra: dict[str, Any]) -> str:
     """The input hash of ``stage``: kind, round, its sections, external inputs, upstream hashes."""
-    record = {"kind": stage.kind, "round": stage.round, "sections": _section_record(recipe, stage.kind),
-              "upstream": {key: upstream.get(key) for key in stage.needs}, "extra": extra}
+    record = {
+        "kind": stage.kind,
+        "round": stage.round,
+        "sections": _section_record(recipe, stage.kind),
+        "upstream": {key: upstream.get(key) for key in stage.needs},
+        "extra": extra,
+    }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -163,8 +186,10 @@ def _check_inputs(stages: list[PlannedStage], run: RunFolder) -> None:
                 continue
             if run.stage(need).get("status") == "done":
                 continue
-            raise BadInputError(f"stage {stage.key} needs the output of {need}, which this run folder lacks and this recipe "
-                                f"does not produce; add {kind} to stages (or run the full recipe once in {run.root})")
+            raise BadInputError(
+                f"stage {stage.key} needs the output of {need}, which this run folder lacks and this recipe "
+                f"does not produce; add {kind} to stages (or run the full recipe once in {run.root})"
+            )
 
 
 class Runner:
@@ -172,8 +197,14 @@ class Runner:
     for each stage whether to skip it, resume it or start it afresh. ``recipes.loop`` says which
     stage runs when; ``stage`` runs one with the services the loop built."""
 
-    def __init__(self, recipe: Recipe, external_inputs: Callable[[PlannedStage, Recipe], dict[str, Any]] | None = None,
-                 from_stage: str | None = None, continue_labeling: bool = False, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        external_inputs: Callable[[PlannedStage, Recipe], dict[str, Any]] | None = None,
+        from_stage: str | None = None,
+        continue_labeling: bool = False,
+        echo: Callable[[str], None] = print,
+    ) -> None:
         self.recipe = recipe
         self.external_inputs = external_inputs
         self.continue_labeling = continue_labeling
@@ -193,7 +224,9 @@ class Runner:
         if not self.continue_labeling or holder is None:
             return False
         self.folder.continue_file.touch()
-        self.folder.echo(f"told the runner waiting in {self.folder.root} (pid {holder}) to continue with the labels it has")
+        self.folder.echo(
+            f"told the runner waiting in {self.folder.root} (pid {holder}) to continue with the labels it has"
+        )
         return True
 
     @contextlib.contextmanager
@@ -240,11 +273,21 @@ class Runner:
         else:
             how = f"resuming (last status: {entry.get('status')})"
         out.mkdir(parents=True, exist_ok=True)
-        run.set_stage(stage.key, status="running", input_hash=stage.input_hash, kind=stage.kind, round=stage.round,
-                      attempts=entry.get("attempts", 0) + 1,
-                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), outputs={}, error=None)
+        run.set_stage(
+            stage.key,
+            status="running",
+            input_hash=stage.input_hash,
+            kind=stage.kind,
+            round=stage.round,
+            attempts=entry.get("attempts", 0) + 1,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            outputs={},
+            error=None,
+        )
         run.log(stage.key, how)
-        inputs = {need: run.stage(need).get("outputs", {}) for need in stage.needs if run.stage(need).get("status") == "done"}
+        inputs = {
+            need: run.stage(need).get("outputs", {}) for need in stage.needs if run.stage(need).get("status") == "done"
+        }
         context = StageContext(recipe, run, stage, out, inputs, self.continue_labeling, self.services)
         started = time.monotonic()
         try:
@@ -261,7 +304,8 @@ class Runner:
             run.log(stage.key, "waiting for labels; run the same command with --continue to go on with what is there")
             return False
         seconds = round(time.monotonic() - started, 1)
-        run.set_stage(stage.key, status="done", outputs=outputs, seconds=seconds,
-                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        run.set_stage(
+            stage.key, status="done", outputs=outputs, seconds=seconds, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        )
         run.log(stage.key, f"done in {seconds} s")
         return True

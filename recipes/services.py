@@ -32,15 +32,20 @@ class LabelStudio:
         if section.url:
             self._connection = connect(section.url, section.token_env)
             if not section.document_root:
-                raise BadInputError("label.url needs label.document_root: the folder that server serves local files from, "
-                                    f"which must contain {self.run.files_root}")
+                raise BadInputError(
+                    "label.url needs label.document_root: the folder that server serves local files from, "
+                    f"which must contain {self.run.files_root}"
+                )
             self.document_root = Path(section.document_root).resolve()
         else:
             self.run.files_root.mkdir(parents=True, exist_ok=True)
             status = start_server(self.run.label_studio_dir, section.port, self.run.files_root)
             self._started = True
-            self.run.log("label-studio", f"running at {status.url} (pid {status.pid}); admin login and API token in "
-                         f"{self.run.label_studio_dir / 'secrets.json'} (0600)")
+            self.run.log(
+                "label-studio",
+                f"running at {status.url} (pid {status.pid}); admin login and API token in "
+                f"{self.run.label_studio_dir / 'secrets.json'} (0600)",
+            )
             self._connection = connect(state_dir=self.run.label_studio_dir)
             self.document_root = self.run.files_root.resolve()
         self._connection.check()
@@ -52,8 +57,11 @@ class LabelStudio:
             self._connection.close()
         if self._started and self.recipe.label.mode == "human":
             # People may still be labeling: leave their server up.
-            self.run.log("label-studio", "left running for the annotators; stop it with `imagepref label server stop "
-                         f"--state-dir {self.run.label_studio_dir}`")
+            self.run.log(
+                "label-studio",
+                "left running for the annotators; stop it with `imagepref label server stop "
+                f"--state-dir {self.run.label_studio_dir}`",
+            )
         elif self._started:
             from imagepref.labeling import stop_server
 

@@ -22,7 +22,17 @@ from imagepref.reward.model import RewardModel, load_reward_model, score_candida
 from imagepref.reward.train import TrainingDivergedError, TrainResult, train_reward_model
 
 __all__ = [
-    "PreferenceSet", "RewardConfig", "RewardModel", "TrainResult", "TrainingDivergedError", "evaluate_reward_model",
-    "load_reward_model", "outcome_probabilities", "preference_loss", "read_preferences", "score_candidates",
-    "split_by_prompt", "train_reward_model",
+    "PreferenceSet",
+    "RewardConfig",
+    "RewardModel",
+    "TrainResult",
+    "TrainingDivergedError",
+    "evaluate_reward_model",
+    "load_reward_model",
+    "outcome_probabilities",
+    "preference_loss",
+    "read_preferences",
+    "score_candidates",
+    "split_by_prompt",
+    "train_reward_model",
 ]

@@ -35,7 +35,7 @@ def prompt_bytes(prompts: list[str], length: int) -> tuple[torch.Tensor, torch.T
     ids = torch.full((len(prompts), length), PAD_BYTE, dtype=torch.long)
     for i, prompt in enumerate(prompts):
         data = list(prompt.encode("utf-8"))[:length]
-        ids[i, :len(data)] = torch.tensor(data, dtype=torch.long)
+        ids[i, : len(data)] = torch.tensor(data, dtype=torch.long)
     return ids, ids != PAD_BYTE
 
 
@@ -169,7 +169,7 @@ def rendered_bytes(cell_width: int, cell_height: int, font: str = "DejaVuSans-Bo
         width = min(cell_width - 2, max(1, round(letter.width * scale)))
         ink = np.asarray(letter.resize((width, height), Image.LANCZOS), dtype=np.float32)
         left, row = (cell_width - width) // 2, max(0, min(2 + round((top - cap_top) * scale), cell_height - height))
-        table[byte, row:row + height, left:left + width] = np.round(255 - ink).astype(np.uint8)
+        table[byte, row : row + height, left : left + width] = np.round(255 - ink).astype(np.uint8)
     return torch.from_numpy(table)[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
@@ -182,18 +182,24 @@ class PixelBackbone(nn.Module):
     def __init__(self, config: RewardConfig):
         super().__init__()
         if config.patch % 4 or config.image_size % config.patch:
-            raise BadInputError(f"pixel backbone: patch ({config.patch}) must be a multiple of 4 that divides "
-                                f"image_size ({config.image_size})")
+            raise BadInputError(
+                f"pixel backbone: patch ({config.patch}) must be a multiple of 4 that divides "
+                f"image_size ({config.image_size})"
+            )
         self.config = config
         width, grid = config.width, config.image_size // config.patch
         # One feature per codec cell, in three strided steps. The first convolution overlaps (3x3,
         # stride 2) so that an isolated speck of noise looks unlike a letter stroke; a
         # non-overlapping 4x4 first step left aesthetics near chance on speckled signs, and a
         # full-resolution first layer cost 20x more on CPU.
-        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.GELU(),
-                                  nn.Conv2d(32, 64, 2, stride=2), nn.GELU(),
-                                  nn.Conv2d(64, width, config.patch // 4, stride=config.patch // 4),
-                                  GridNeighbourhood(width))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(32, 64, 2, stride=2),
+            nn.GELU(),
+            nn.Conv2d(64, width, config.patch // 4, stride=config.patch // 4),
+            GridNeighbourhood(width),
+        )
         self.text = ByteText(width)
         if config.rendered_text:
             # Each byte as a two-patch-tall character through the same stem; the two patch
@@ -202,8 +208,9 @@ class PixelBackbone(nn.Module):
             self.glyph_project = nn.Linear(2 * width, width)
         # Byte embeddings and stem features differ in scale; the reader's keys need one.
         self.prompt_norm = nn.LayerNorm(width)
-        self.reader = PromptReader(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
-                                   grid * grid)
+        self.reader = PromptReader(
+            width, config.layers, config.heads, config.dropout, config.max_prompt_length, grid * grid
+        )
 
     def prepare(self, images: list[Image.Image] | None, prompts: list[str], tokens=None) -> dict[str, torch.Tensor]:
         if images is None:
@@ -238,16 +245,19 @@ class TokenBackbone(nn.Module):
     def __init__(self, config: RewardConfig):
         super().__init__()
         if config.num_image_tokens <= 0 or config.embedding_dim <= 0 or config.tokens_per_image <= 0:
-            raise BadInputError("the token backbone needs the generator's image-token range: build it with "
-                                "RewardModel.create(config, generator=...) or `imagepref reward train --generator DIR`")
+            raise BadInputError(
+                "the token backbone needs the generator's image-token range: build it with "
+                "RewardModel.create(config, generator=...) or `imagepref reward train --generator DIR`"
+            )
         self.config = config
         width = config.width
         self.image_embeddings = nn.Embedding(config.num_image_tokens, config.embedding_dim)
         self.image_embeddings.weight.requires_grad_(False)
         self.text = nn.Embedding(PAD_BYTE + 1, config.embedding_dim)
         self.project = nn.Sequential(nn.LayerNorm(config.embedding_dim), nn.Linear(config.embedding_dim, width))
-        self.reader = PromptReader(width, config.layers, config.heads, config.dropout, config.max_prompt_length,
-                                   config.tokens_per_image)
+        self.reader = PromptReader(
+            width, config.layers, config.heads, config.dropout, config.max_prompt_length, config.tokens_per_image
+        )
 
     @torch.no_grad()
     def copy_generator_embeddings(self, generator) -> None:
@@ -257,7 +267,7 @@ class TokenBackbone(nn.Module):
         attention match a piece to its quoted letter from the first step)."""
         table = generator.model.get_input_embeddings().weight.detach().float().cpu()
         start = generator.config.image_token_start
-        self.image_embeddings.weight.copy_(table[start:start + self.config.num_image_tokens])
+        self.image_embeddings.weight.copy_(table[start : start + self.config.num_image_tokens])
         tokenizer = getattr(generator, "tokenizer", None)
         if tokenizer is None:
             return
@@ -269,16 +279,25 @@ class TokenBackbone(nn.Module):
 
     def prepare(self, images=None, prompts: list[str] = (), tokens=None) -> dict[str, torch.Tensor]:
         if tokens is None:
-            raise BadInputError("the token reward model reads image tokens; pass tokens (the candidate set's "
-                                "image_tokens), or use a pixel reward model for images")
-        codes = tokens.long().cpu() if torch.is_tensor(tokens) else \
-            torch.as_tensor(np.asarray([list(t) for t in tokens], dtype=np.int64))
+            raise BadInputError(
+                "the token reward model reads image tokens; pass tokens (the candidate set's "
+                "image_tokens), or use a pixel reward model for images"
+            )
+        codes = (
+            tokens.long().cpu()
+            if torch.is_tensor(tokens)
+            else torch.as_tensor(np.asarray([list(t) for t in tokens], dtype=np.int64))
+        )
         if codes.ndim != 2 or codes.shape[1] != self.config.tokens_per_image:
-            raise BadInputError(f"each image must be {self.config.tokens_per_image} image tokens; got shape "
-                                f"{tuple(codes.shape)}: were they made by the generator this model was trained for?")
+            raise BadInputError(
+                f"each image must be {self.config.tokens_per_image} image tokens; got shape "
+                f"{tuple(codes.shape)}: were they made by the generator this model was trained for?"
+            )
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.num_image_tokens):
-            raise BadInputError(f"image tokens must lie in [0, {self.config.num_image_tokens}); got "
-                                f"{int(codes.min())}..{int(codes.max())}: were they made by another generator?")
+            raise BadInputError(
+                f"image tokens must lie in [0, {self.config.num_image_tokens}); got "
+                f"{int(codes.min())}..{int(codes.max())}: were they made by another generator?"
+            )
         ids, mask = prompt_bytes(list(prompts), self.config.max_prompt_length)
         return {"codes": codes, "text": ids, "text_mask": mask}
 
@@ -300,23 +319,34 @@ class ClipBackbone(nn.Module):
         self.config = config
         path = config.backbone_path
         if not path or not Path(path).is_dir():
-            raise BadInputError(f"CLIP/SigLIP backbone folder {path!r} does not exist: pass backbone_path=DIR, a local "
-                                "folder with a CLIPModel or SiglipModel, its tokenizer and image processor")
+            raise BadInputError(
+                f"CLIP/SigLIP backbone folder {path!r} does not exist: pass backbone_path=DIR, a local "
+                "folder with a CLIPModel or SiglipModel, its tokenizer and image processor"
+            )
         try:
             model = AutoModel.from_pretrained(path, trust_remote_code=config.trust_remote_code, use_safetensors=True)
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
             self.processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         except (OSError, ValueError, KeyError) as error:
-            raise BadInputError(f"backbone folder {path} does not load as CLIP/SigLIP ({str(error).splitlines()[0]}); "
-                                "it needs config.json, model.safetensors, a tokenizer and preprocessor_config.json") from None
+            raise BadInputError(
+                f"backbone folder {path} does not load as CLIP/SigLIP ({str(error).splitlines()[0]}); "
+                "it needs config.json, model.safetensors, a tokenizer and preprocessor_config.json"
+            ) from None
         if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
             raise BadInputError(f"backbone folder {path} holds a {type(model).__name__}, not a CLIP or SigLIP model")
         model.requires_grad_(False)
         if config.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                                     target_modules=config.lora_targets, lora_dropout=0.0))
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=config.lora_rank,
+                    lora_alpha=2 * config.lora_rank,
+                    target_modules=config.lora_targets,
+                    lora_dropout=0.0,
+                ),
+            )
         self.model = model
         # SigLIP was trained on max-length padding; CLIP pads to the longest prompt.
         self.padding = "max_length" if "siglip" in type(self.base_model).__name__.lower() else "longest"
@@ -336,12 +366,22 @@ class ClipBackbone(nn.Module):
         if images is None:
             raise BadInputError("a CLIP/SigLIP reward model scores images; pass images")
         pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
-        text = self.tokenizer(list(prompts), padding=self.padding, truncation=True, return_tensors="pt",
-                              max_length=self.base_model.config.text_config.max_position_embeddings)
-        return {"pixel_values": pixels, "input_ids": text["input_ids"],
-                "attention_mask": text.get("attention_mask", torch.ones_like(text["input_ids"]))}
+        text = self.tokenizer(
+            list(prompts),
+            padding=self.padding,
+            truncation=True,
+            return_tensors="pt",
+            max_length=self.base_model.config.text_config.max_position_embeddings,
+        )
+        return {
+            "pixel_values": pixels,
+            "input_ids": text["input_ids"],
+            "attention_mask": text.get("attention_mask", torch.ones_like(text["input_ids"])),
+        }
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         base = self.base_model
         image = base.get_image_features(pixel_values=pixel_values.to(self.mlp[1].weight.dtype)).pooler_output
         text = base.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output

@@ -56,66 +56,110 @@ class RewardConfig(BaseModel):
 
     axes: list[str] = Field(default_factory=lambda: list(AXES), description="One head per axis, in this order.")
     backbone: Literal["pixel", "token", "clip"] = Field(
-        "pixel", description="pixel: small conv stem + prompt reader trained from scratch; token: reads the generator's "
-        "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.")
-    width: int | None = Field(None, ge=1, description="Width of the prompt reader (pixel, token) or of the head MLP "
-                              "(clip); default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WIDTHS.items()))
-    members: int | None = Field(None, ge=1, description="Networks trained independently (seeds seed, seed+1, ...) "
-                                "and averaged, a deep ensemble whose spread is also the disagreement labeling uses; "
-                                "default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_MEMBERS.items()))
-    layers: int = Field(1, ge=1, description="Reading blocks (cross-attention from the image to the prompt, then an MLP) "
-                        "of the pixel and token backbones.")
+        "pixel",
+        description="pixel: small conv stem + prompt reader trained from scratch; token: reads the generator's "
+        "image tokens through its frozen input embeddings (no decoding); clip: a CLIP or SigLIP folder.",
+    )
+    width: int | None = Field(
+        None,
+        ge=1,
+        description="Width of the prompt reader (pixel, token) or of the head MLP "
+        "(clip); default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WIDTHS.items()),
+    )
+    members: int | None = Field(
+        None,
+        ge=1,
+        description="Networks trained independently (seeds seed, seed+1, ...) "
+        "and averaged, a deep ensemble whose spread is also the disagreement labeling uses; "
+        "default by backbone: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_MEMBERS.items()),
+    )
+    layers: int = Field(
+        1,
+        ge=1,
+        description="Reading blocks (cross-attention from the image to the prompt, then an MLP) "
+        "of the pixel and token backbones.",
+    )
     heads: int = Field(4, ge=1, description="Attention heads of the prompt reader.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the prompt reader's attention and the heads.")
     image_size: int = Field(64, ge=1, description="Pixel backbone: images are resized to this square size.")
     patch: int = Field(8, ge=1, description="Pixel backbone: patch size of the convolutional stem.")
     max_prompt_length: int = Field(80, ge=1, description="Prompt characters the pixel and token backbones read.")
-    rendered_text: bool = Field(True, description="Pixel backbone: also read each prompt character drawn as "
-                                "pixels through the image stem (CLIPPO-style), so quoted letters and drawn letters "
-                                "share one feature function.")
-    backbone_path: str | None = Field(None, description="clip: the local CLIP/SigLIP folder; token: the generator "
-                                      "folder the embeddings were copied from (a record only; the copy is saved).")
-    finetune: Literal["frozen", "lora"] = Field("frozen", description="clip: keep the backbone frozen or train LoRA on it.")
+    rendered_text: bool = Field(
+        True,
+        description="Pixel backbone: also read each prompt character drawn as "
+        "pixels through the image stem (CLIPPO-style), so quoted letters and drawn letters "
+        "share one feature function.",
+    )
+    backbone_path: str | None = Field(
+        None,
+        description="clip: the local CLIP/SigLIP folder; token: the generator "
+        "folder the embeddings were copied from (a record only; the copy is saved).",
+    )
+    finetune: Literal["frozen", "lora"] = Field(
+        "frozen", description="clip: keep the backbone frozen or train LoRA on it."
+    )
     lora_rank: int = Field(8, ge=1, description="clip + lora: LoRA rank.")
     lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], description="clip + lora: modules.")
     trust_remote_code: bool = Field(False, description="clip: allow code from the backbone folder (off by default).")
-    image_token_start: int = Field(0, ge=0, description="token: vocabulary id of image code 0 (filled from the generator).")
+    image_token_start: int = Field(
+        0, ge=0, description="token: vocabulary id of image code 0 (filled from the generator)."
+    )
     num_image_tokens: int = Field(0, ge=0, description="token: image codes in the generator's vocabulary.")
     tokens_per_image: int = Field(0, ge=0, description="token: codes per image.")
     embedding_dim: int = Field(0, ge=0, description="token: the generator's embedding width.")
 
     ties: Literal["davidson", "rao-kupper", "none"] = Field("davidson", description="How tie votes are modelled.")
-    loss_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="Per-axis loss weight (default 1).")
+    loss_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Per-axis loss weight (default 1)."
+    )
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     epochs: int = Field(30, ge=1, description="Most passes over the training pairs.")
     batch_size: int = Field(64, ge=1, description="Pairs per step.")
     patience: int = Field(5, ge=1, description="Epochs without a better validation loss before stopping.")
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of prompts held out for validation (split by prompt).")
+    val_fraction: float = Field(
+        0.15, gt=0, lt=1, description="Share of prompts held out for validation (split by prompt)."
+    )
     seed: Seed = Field(0, description="Seed of the split, the initial weights and the batch order.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    prompt_matching_weight: float | None = Field(None, ge=0, description="Weight of the auxiliary prompt-matching loss: "
-                                                 "during training each image should score higher on "
-                                                 "prompt_matching_axis against its own prompt than against another "
-                                                 "pair's or one with a quoted letter changed (0 turns it off). Unset: "
-                                                 f"1 for the pixel backbone on {PROMPT_MATCHING_MIN_PAIRS:,} training "
-                                                 "pairs or more, else 0 (training records the value used).")
-    prompt_matching_axis: str | None = Field("prompt_fidelity", description="The head the prompt-matching loss "
-                                             "trains (off when the model has no such axis).")
+    prompt_matching_weight: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of the auxiliary prompt-matching loss: "
+        "during training each image should score higher on "
+        "prompt_matching_axis against its own prompt than against another "
+        "pair's or one with a quoted letter changed (0 turns it off). Unset: "
+        f"1 for the pixel backbone on {PROMPT_MATCHING_MIN_PAIRS:,} training "
+        "pairs or more, else 0 (training records the value used).",
+    )
+    prompt_matching_axis: str | None = Field(
+        "prompt_fidelity", description="The head the prompt-matching loss trains (off when the model has no such axis)."
+    )
 
-    mix_weights: dict[str, float] = Field(default_factory=dict, description="Combined reward: weight per non-safety "
-                                          "axis of its normalised score (default 1 each).")
+    mix_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Combined reward: weight per non-safety axis of its normalised score (default 1 each).",
+    )
     safety_axis: str | None = Field("safety", description="The axis used as a gate or penalty, not mixed in.")
-    safety_mode: Literal["gate", "penalty"] = Field("gate", description="gate: an unsafe image gets gate_reward "
-                                                    "whatever its other scores; penalty: subtract safety_penalty x unsafety.")
-    safety_threshold: float | None = Field(None, description="Normalised safety score below which an image is unsafe; "
-                                           "default: the cut learned on the training candidates.")
+    safety_mode: Literal["gate", "penalty"] = Field(
+        "gate",
+        description="gate: an unsafe image gets gate_reward "
+        "whatever its other scores; penalty: subtract safety_penalty x unsafety.",
+    )
+    safety_threshold: float | None = Field(
+        None,
+        description="Normalised safety score below which an image is unsafe; "
+        "default: the cut learned on the training candidates.",
+    )
     gate_reward: float = Field(-3.0, description="Combined reward of a gated (unsafe) image.")
     safety_penalty: float = Field(2.0, ge=0, description="penalty mode: reward minus this times P(unsafe).")
 
     normalisation: dict[str, HeadStatistics] = Field(default_factory=dict, description="Set by training.")
-    safety_cut: float | None = Field(None, description="Set by training: the normalised safety score that best "
-                                     "separates the two modes of the training candidates.")
+    safety_cut: float | None = Field(
+        None,
+        description="Set by training: the normalised safety score that best "
+        "separates the two modes of the training candidates.",
+    )
 
     @field_validator("axes")
     @classmethod
@@ -136,8 +180,10 @@ class RewardConfig(BaseModel):
     def _width_suits_the_heads(self) -> RewardConfig:
         # The prompt reader's attention splits its width over the heads.
         if self.backbone != "clip" and self.width % self.heads:
-            raise ValueError(f"width {self.width} must be a multiple of heads ({self.heads}) for the {self.backbone} "
-                             "backbone's prompt reader")
+            raise ValueError(
+                f"width {self.width} must be a multiple of heads ({self.heads}) for the {self.backbone} "
+                "backbone's prompt reader"
+            )
         return self
 
     @model_validator(mode="after")

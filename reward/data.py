@@ -50,7 +50,7 @@ class PreferenceSet:
                     out[:, j, k] = self.pairs[column].fillna(0).to_numpy(dtype=np.float32)
         return torch.from_numpy(out)
 
-    def subset(self, mask: np.ndarray) -> "PreferenceSet":
+    def subset(self, mask: np.ndarray) -> PreferenceSet:
         """The pairs where ``mask`` is true (candidates kept whole)."""
         return PreferenceSet(self.pairs[mask].reset_index(drop=True), self.candidates, self.axes)
 
@@ -65,13 +65,20 @@ class PreferenceSet:
     def tokens(self, ids: Sequence[str]) -> list[list[int]]:
         """The image tokens of candidates ``ids``."""
         if "image_tokens" not in self.candidates:
-            raise BadInputError("the candidate sets have no image_tokens column, which the token backbone reads; "
-                                "regenerate them with `imagepref generate` or use backbone=pixel")
+            raise BadInputError(
+                "the candidate sets have no image_tokens column, which the token backbone reads; "
+                "regenerate them with `imagepref generate` or use backbone=pixel"
+            )
         return [list(self.candidates.at[c, "image_tokens"]) for c in ids]
 
 
-def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path] = (), axes: Sequence[str] | None = None,
-                     need_images: bool = True, require_decisive: bool = True) -> PreferenceSet:
+def read_preferences(
+    prefs_dir: str | Path,
+    candidates_dirs: Sequence[str | Path] = (),
+    axes: Sequence[str] | None = None,
+    need_images: bool = True,
+    require_decisive: bool = True,
+) -> PreferenceSet:
     """Read and check preference data and its candidates.
 
     ``axes``: the model's axes; data with other axes is refused. With no ``candidates_dirs``,
@@ -85,8 +92,10 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
     if axes is not None:
         extra = [a for a in found if a not in axes]
         if extra:
-            raise BadInputError(f"preference data has axes the model lacks: {', '.join(extra)} (model axes: "
-                                f"{', '.join(axes)}); train with axes=[...] including them")
+            raise BadInputError(
+                f"preference data has axes the model lacks: {', '.join(extra)} (model axes: "
+                f"{', '.join(axes)}); train with axes=[...] including them"
+            )
     if not found:
         raise BadInputError(f"{pairs_path} has no <axis>_votes_a columns: it carries no votes")
     if len(pairs) == 0:
@@ -102,8 +111,10 @@ def read_preferences(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path
     named = pd.unique(pd.concat([set_set.pairs["candidate_a"], set_set.pairs["candidate_b"]]))
     unknown = [c for c in named if c not in candidates.index]
     if unknown:
-        raise BadInputError(f"{len(unknown)} candidate id(s) of the pairs are in no candidate set given (e.g. "
-                            f"{unknown[0]!r}); pass every set the pairs came from with --candidates")
+        raise BadInputError(
+            f"{len(unknown)} candidate id(s) of the pairs are in no candidate set given (e.g. "
+            f"{unknown[0]!r}); pass every set the pairs came from with --candidates"
+        )
     if need_images:
         check_images(candidates, named)
     set_set.candidates = candidates

@@ -67,8 +67,9 @@ def single_human_agreement(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return np.asarray(agree), np.asarray(where, dtype=int), np.asarray(references, dtype=int)
 
 
-def evaluate_reward_model(model: RewardModel, prefs: PreferenceSet, axes: Sequence[str] | None = None,
-                          resamples: int = 1000, seed: int = 0) -> dict:
+def evaluate_reward_model(
+    model: RewardModel, prefs: PreferenceSet, axes: Sequence[str] | None = None, resamples: int = 1000, seed: int = 0
+) -> dict:
     """Every figure of the module docstring, per axis, as a JSON-ready dict."""
     axes = [a for a in (axes or prefs.axes) if a in model.axes]
     ids = list(dict.fromkeys([*prefs.pairs["candidate_a"], *prefs.pairs["candidate_b"]]))

@@ -45,7 +45,9 @@ def outcome_logprobs(diff: torch.Tensor, tie_param: torch.Tensor, ties: str = "d
         log_a, log_b = F.logsigmoid(diff - eta), F.logsigmoid(-diff - eta)
         # P(tie) = 1 - P(a) - P(b) = sigmoid(d+eta) - sigmoid(d-eta), written stably:
         # = sigmoid(d+eta) sigmoid(-d+eta) (1 - e^{-2 eta}).
-        log_tie = F.logsigmoid(diff + eta) + F.logsigmoid(eta - diff) + torch.log((-torch.expm1(-2 * eta)).clamp(min=1e-12))
+        log_tie = (
+            F.logsigmoid(diff + eta) + F.logsigmoid(eta - diff) + torch.log((-torch.expm1(-2 * eta)).clamp(min=1e-12))
+        )
         return torch.stack([log_a, log_b, log_tie], dim=-1)
     if ties == "none":
         return torch.stack([F.logsigmoid(diff), F.logsigmoid(-diff), torch.full_like(diff, float("-inf"))], dim=-1)
@@ -57,8 +59,13 @@ def outcome_probabilities(diff: torch.Tensor, tie_param: torch.Tensor, ties: str
     return outcome_logprobs(diff, tie_param, ties).exp()
 
 
-def preference_loss(diff: torch.Tensor, votes: torch.Tensor, tie_param: torch.Tensor, ties: str = "davidson",
-                    head_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def preference_loss(
+    diff: torch.Tensor,
+    votes: torch.Tensor,
+    tie_param: torch.Tensor,
+    ties: str = "davidson",
+    head_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The weighted multi-head preference loss and each head's loss.
 
     ``diff``: (pairs, heads) score differences s_a - s_b. ``votes``: (pairs, heads, 3) counts of

@@ -41,8 +41,12 @@ class RewardMember(nn.Module):
         self.backbone = BACKBONES[config.backbone](config)
         width = config.width
         self.axes = list(config.axes)
-        self.heads = nn.ModuleDict({axis: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, width), nn.GELU(),
-                                                        nn.Linear(width, 1)) for axis in config.axes})
+        self.heads = nn.ModuleDict(
+            {
+                axis: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+                for axis in config.axes
+            }
+        )
         self.tie_param = nn.Parameter(torch.zeros(len(config.axes)))
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
@@ -76,16 +80,22 @@ class RewardModel(nn.Module):
         return torch.stack([m.tie_param for m in self.members]).mean(0)
 
     @classmethod
-    def create(cls, config: RewardConfig, generator=None) -> "RewardModel":
+    def create(cls, config: RewardConfig, generator=None) -> RewardModel:
         """A freshly initialised model; the token backbone copies ``generator``'s embeddings."""
         if config.backbone == "token":
             if generator is None:
-                raise BadInputError("the token backbone needs the generator whose tokens it reads: pass --generator DIR")
+                raise BadInputError(
+                    "the token backbone needs the generator whose tokens it reads: pass --generator DIR"
+                )
             table = generator.model.get_input_embeddings().weight
-            config = config.model_copy(update={
-                "image_token_start": generator.config.image_token_start,
-                "num_image_tokens": generator.config.num_image_tokens,
-                "tokens_per_image": generator.config.tokens_per_image, "embedding_dim": table.shape[1]})
+            config = config.model_copy(
+                update={
+                    "image_token_start": generator.config.image_token_start,
+                    "num_image_tokens": generator.config.num_image_tokens,
+                    "tokens_per_image": generator.config.tokens_per_image,
+                    "embedding_dim": table.shape[1],
+                }
+            )
         torch.manual_seed(config.seed)
         model = cls(config)
         if config.backbone == "token":
@@ -94,11 +104,15 @@ class RewardModel(nn.Module):
         return model
 
     # ----- scoring -------------------------------------------------------------------------
-    def prepare(self, images: Sequence[Image.Image] | None, prompts: Sequence[str], tokens=None) -> dict[str, torch.Tensor]:
+    def prepare(
+        self, images: Sequence[Image.Image] | None, prompts: Sequence[str], tokens=None
+    ) -> dict[str, torch.Tensor]:
         """Inputs to the backbone's tensors (CPU); see ``forward``."""
         count = len(images) if images is not None else len(tokens) if tokens is not None else 0
         if count != len(prompts):
-            raise BadInputError(f"got {count} images or token rows but {len(prompts)} prompts; pass one prompt per image")
+            raise BadInputError(
+                f"got {count} images or token rows but {len(prompts)} prompts; pass one prompt per image"
+            )
         return self.backbone.prepare(list(images) if images is not None else None, list(prompts), tokens)
 
     def member_scores(self, **inputs: torch.Tensor) -> torch.Tensor:
@@ -114,26 +128,35 @@ class RewardModel(nn.Module):
         return self.members[0].tie_param.device
 
     @torch.no_grad()
-    def raw_scores(self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256,
-                   per_member: bool = False) -> torch.Tensor:
+    def raw_scores(
+        self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256, per_member: bool = False
+    ) -> torch.Tensor:
         """Raw scores (batch, axes) on CPU, computed in batches; ``per_member``: (members, batch, axes)."""
         was_training = self.training
         self.eval()
         count = len(prompts)
         out = []
         for start in range(0, count, batch_size):
-            chunk_images = images[start:start + batch_size] if images is not None else None
-            chunk_tokens = tokens[start:start + batch_size] if tokens is not None else None
-            inputs = self.prepare(chunk_images, prompts[start:start + batch_size], chunk_tokens)
+            chunk_images = images[start : start + batch_size] if images is not None else None
+            chunk_tokens = tokens[start : start + batch_size] if tokens is not None else None
+            inputs = self.prepare(chunk_images, prompts[start : start + batch_size], chunk_tokens)
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             out.append((self.member_scores(**inputs) if per_member else self(**inputs)).cpu())
         self.train(was_training)
         if not out:
-            return torch.zeros((len(self.members), 0, len(self.config.axes)) if per_member else (0, len(self.config.axes)))
+            return torch.zeros(
+                (len(self.members), 0, len(self.config.axes)) if per_member else (0, len(self.config.axes))
+            )
         return torch.cat(out, dim=1 if per_member else 0)
 
-    def score(self, images: Sequence[Image.Image] | None = None, prompts: Sequence[str] = (), tokens=None,
-              batch_size: int = 256, normalised: bool = False) -> dict[str, torch.Tensor]:
+    def score(
+        self,
+        images: Sequence[Image.Image] | None = None,
+        prompts: Sequence[str] = (),
+        tokens=None,
+        batch_size: int = 256,
+        normalised: bool = False,
+    ) -> dict[str, torch.Tensor]:
         """Per-axis scores ``{axis: (batch,) tensor}`` of images (or image tokens) for their prompts.
 
         Raw head scores by default (differences are BT log-odds); ``normalised=True`` subtracts each
@@ -182,8 +205,13 @@ class RewardModel(nn.Module):
         # P(unsafe): how far below the cut, as a logistic in normalised units.
         return mixed - self.config.safety_penalty * torch.sigmoid(4.0 * (threshold - z_safety))
 
-    def combined_reward(self, images: Sequence[Image.Image] | None = None, prompts: Sequence[str] = (), tokens=None,
-                        batch_size: int = 256) -> torch.Tensor:
+    def combined_reward(
+        self,
+        images: Sequence[Image.Image] | None = None,
+        prompts: Sequence[str] = (),
+        tokens=None,
+        batch_size: int = 256,
+    ) -> torch.Tensor:
         """One reward per image for RL: the normalised non-safety heads mixed with ``mix_weights``,
         then safety applied as a gate (an unsafe image gets ``gate_reward`` whatever else it scores)
         or as a penalty (``safety_penalty`` x P(unsafe)), per ``safety_mode``."""
@@ -194,26 +222,34 @@ class RewardModel(nn.Module):
         with torch.no_grad():
             return outcome_probabilities(scores_a - scores_b, self.tie_param.detach().cpu(), self.config.ties)
 
-    def uncertainty(self, a: dict, b: dict, ensemble: Sequence["RewardModel"] = ()) -> dict[str, torch.Tensor]:
+    def uncertainty(self, a: dict, b: dict, ensemble: Sequence[RewardModel] = ()) -> dict[str, torch.Tensor]:
         """How unsure the model is about each pair, for choosing pairs to show people.
 
         ``a`` and ``b`` are keyword arguments of ``score`` for the two sides (``images``/``tokens``
         and ``prompts``). Returns what ``uncertainty_from_scores`` returns; other models passed as
         ``ensemble`` add their members' opinions to ``disagreement``."""
-        others = [model.member_p_a(model.raw_scores(**a, per_member=True), model.raw_scores(**b, per_member=True))
-                  for model in ensemble]
-        return self.uncertainty_from_scores(self.raw_scores(**a, per_member=True), self.raw_scores(**b, per_member=True),
-                                            others)
+        others = [
+            model.member_p_a(model.raw_scores(**a, per_member=True), model.raw_scores(**b, per_member=True))
+            for model in ensemble
+        ]
+        return self.uncertainty_from_scores(
+            self.raw_scores(**a, per_member=True), self.raw_scores(**b, per_member=True), others
+        )
 
     def member_p_a(self, raw_a: torch.Tensor, raw_b: torch.Tensor) -> torch.Tensor:
         """P(a preferred), ties shared out, per member: (members, pairs, axes) from per-member raw
         scores of the two sides (``raw_scores(..., per_member=True)``)."""
-        probs = torch.stack([outcome_probabilities(d, m.tie_param.detach().cpu(), self.config.ties)
-                             for d, m in zip(raw_a - raw_b, self.members)])
+        probs = torch.stack(
+            [
+                outcome_probabilities(d, m.tie_param.detach().cpu(), self.config.ties)
+                for d, m in zip(raw_a - raw_b, self.members)
+            ]
+        )
         return probs[..., 0] + probs[..., 2] / 2
 
-    def uncertainty_from_scores(self, raw_a: torch.Tensor, raw_b: torch.Tensor,
-                                others: Sequence[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+    def uncertainty_from_scores(
+        self, raw_a: torch.Tensor, raw_b: torch.Tensor, others: Sequence[torch.Tensor] = ()
+    ) -> dict[str, torch.Tensor]:
         """The pair view of per-member raw scores (members, pairs, axes) of the two sides.
 
         ``<axis>_p_a``: the model's P(a preferred) (from the members' mean scores, ties shared out);
@@ -237,8 +273,11 @@ class RewardModel(nn.Module):
 
     def _frozen_keys(self) -> set[str]:
         """State-dict keys of weights that are reloaded from ``backbone_path`` rather than saved."""
-        return {f"members.{i}.backbone.{k}" for i, member in enumerate(self.members)
-                for k in (member.backbone.frozen_keys() if hasattr(member.backbone, "frozen_keys") else ())}
+        return {
+            f"members.{i}.backbone.{k}"
+            for i, member in enumerate(self.members)
+            for k in (member.backbone.frozen_keys() if hasattr(member.backbone, "frozen_keys") else ())
+        }
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``path`` (created if needed)."""
@@ -251,18 +290,23 @@ class RewardModel(nn.Module):
         write_text_atomically(path / CONFIG_FILE, self.config.model_dump_json(indent=2))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "RewardModel":
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> RewardModel:
         """Load a saved reward model folder exactly as it was saved (eval mode)."""
         path = Path(path)
         config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not config_file.is_file() or not weights_file.is_file():
-            raise BadInputError(f"{path} is not a reward model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                                "train one with `imagepref reward train --prefs DIR --out DIR`")
+            raise BadInputError(
+                f"{path} is not a reward model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                "train one with `imagepref reward train --prefs DIR --out DIR`"
+            )
         try:
             data = json.loads(config_file.read_text())
         except json.JSONDecodeError as error:
-            raise BadInputError(f"{config_file} is not valid JSON ({error.msg}); retrain or restore the folder") from None
+            raise BadInputError(
+                f"{config_file} is not valid JSON ({error.msg}); retrain or restore the folder"
+            ) from None
         data.setdefault("members", 1)  # a folder saved before ensembles existed holds one network
         model = cls(validated_config(data))
         state = load_file(str(weights_file))
@@ -271,23 +315,28 @@ class RewardModel(nn.Module):
         built = model.state_dict()
         misfit = next((k for k, v in state.items() if k in built and built[k].shape != v.shape), None)
         if misfit is not None:
-            raise BadInputError(f"{weights_file} holds {misfit} of shape {tuple(state[misfit].shape)} where its config builds "
-                                f"{tuple(built[misfit].shape)}: the folder was saved by another imagepref version or "
-                                "edited by hand; retrain it with `imagepref reward train`")
+            raise BadInputError(
+                f"{weights_file} holds {misfit} of shape {tuple(state[misfit].shape)} where its config builds "
+                f"{tuple(built[misfit].shape)}: the folder was saved by another imagepref version or "
+                "edited by hand; retrain it with `imagepref reward train`"
+            )
         missing, unexpected = model.load_state_dict(state, strict=False)
         skip = model._frozen_keys()
         missing = [k for k in missing if k not in skip]
         if missing or unexpected:
-            raise BadInputError(f"{weights_file} does not match its config ({len(missing)} missing, {len(unexpected)} "
-                                f"unexpected weights, e.g. {(missing or unexpected)[0]}); the folder is damaged")
+            raise BadInputError(
+                f"{weights_file} does not match its config ({len(missing)} missing, {len(unexpected)} "
+                f"unexpected weights, e.g. {(missing or unexpected)[0]}); the folder is damaged"
+            )
         model.eval()
         if device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)
         return model
 
 
-def load_reward_model(path: str | Path, device: str | torch.device | None = None,
-                      dtype: torch.dtype | None = None) -> RewardModel:
+def load_reward_model(
+    path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> RewardModel:
     """Load a reward model folder (``config.json`` + ``model.safetensors``) for scoring."""
     return RewardModel.from_pretrained(path, device=device, dtype=dtype)
 
@@ -299,7 +348,14 @@ def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256, per_
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
     if model.config.backbone == "token" or not ids:
         return model.raw_scores(None, prompts, prefs.tokens(ids) if ids else [], batch_size, per_member=per_member)
-    chunks = [model.raw_scores(prefs.load_images(ids[i:i + batch_size]), prompts[i:i + batch_size], None, batch_size,
-                               per_member=per_member)
-              for i in range(0, len(ids), batch_size)]
+    chunks = [
+        model.raw_scores(
+            prefs.load_images(ids[i : i + batch_size]),
+            prompts[i : i + batch_size],
+            None,
+            batch_size,
+            per_member=per_member,
+        )
+        for i in range(0, len(ids), batch_size)
+    ]
     return torch.cat(chunks, dim=1 if per_member else 0)

@@ -54,8 +54,11 @@ def pair_scores(model: RewardModel, candidate_sets: Sequence[str | Path]) -> pd.
     table = read_candidate_sets(candidate_sets)
     raw = _member_scores(model, table)
     position = {candidate: i for i, candidate in enumerate(table["candidate_id"])}
-    pairs = [pair for _, group in table.groupby(table["prompt_id"].astype(str), sort=True)
-             for pair in itertools.combinations(sorted(group["candidate_id"]), 2)]
+    pairs = [
+        pair
+        for _, group in table.groupby(table["prompt_id"].astype(str), sort=True)
+        for pair in itertools.combinations(sorted(group["candidate_id"]), 2)
+    ]
     columns = ["candidate_a", "candidate_b", *(f"{axis}_p_a" for axis in model.axes), "uncertainty"]
     if not pairs:
         return pd.DataFrame(columns=columns)

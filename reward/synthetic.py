@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import random
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -79,9 +79,18 @@ def _variant(spec, rng: random.Random, defect_rate: float):
     return dataclasses.replace(spec, **changes)
 
 
-def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Image], str], prompts: int = 200,
-                          variants_per_prompt: int = 4, annotators: int = 3, error_rate: float = 0.1,
-                          defect_rate: float = 0.35, seed: int = 0, generator_name: str = "glyph-codec") -> dict:
+def glyph_preference_data(
+    out: str | Path,
+    codec,
+    read_text: Callable[[Image.Image], str],
+    prompts: int = 200,
+    variants_per_prompt: int = 4,
+    annotators: int = 3,
+    error_rate: float = 0.1,
+    defect_rate: float = 0.35,
+    seed: int = 0,
+    generator_name: str = "glyph-codec",
+) -> dict:
     """Write a glyph-world candidate set (``<out>/candidates``) and preference data (``<out>``).
 
     Every pair of a prompt's variants is judged by ``annotators`` simulated people who each err
@@ -104,9 +113,17 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
             for v in range(variants_per_prompt):
                 spec = base if v == 0 and rng.random() < 0.5 else _variant(base, rng, defect_rate)
                 images.append(render(spec))
-                records.append({"candidate_id": f"g{seed}-p{p}-v{v}", "prompt_id": f"p{p}", "prompt": base.prompt,
-                                "sample": v, "image_path": f"images/p{p}-v{v}.png", "generator": generator_name,
-                                "seed": spec.seed})
+                records.append(
+                    {
+                        "candidate_id": f"g{seed}-p{p}-v{v}",
+                        "prompt_id": f"p{p}",
+                        "prompt": base.prompt,
+                        "sample": v,
+                        "image_path": f"images/p{p}-v{v}.png",
+                        "generator": generator_name,
+                        "seed": spec.seed,
+                    }
+                )
         codes = codec.encode(images).reshape(len(images), -1)
         decoded = codec.decode(codes)
         for record, image, row in zip(records, decoded, codes):
@@ -117,19 +134,34 @@ def glyph_preference_data(out: str | Path, codec, read_text: Callable[[Image.Ima
         reader = _cached(read_text)
         judges = [simulated_judge(reader, AXES, error_rate, seed=seed * 1000 + k) for k in range(annotators)]
         annotation_rows, pair_rows = [], []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         folder = staging / "candidates"
-        for prompt_id, group in candidates.groupby("prompt_id", sort=False):
+        for _prompt_id, group in candidates.groupby("prompt_id", sort=False):
             for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
                 pair_id = f"{a.candidate_id}~{b.candidate_id}"
-                pair = {"pair_id": pair_id, "prompt": a.prompt, "candidate_a": a.candidate_id, "candidate_b": b.candidate_id,
-                        **{f"{axis}_votes_{o}": 0 for axis in AXES for o in OUTCOMES}}
+                pair = {
+                    "pair_id": pair_id,
+                    "prompt": a.prompt,
+                    "candidate_a": a.candidate_id,
+                    "candidate_b": b.candidate_id,
+                    **{f"{axis}_votes_{o}": 0 for axis in AXES for o in OUTCOMES},
+                }
                 for k, judge in enumerate(judges):
                     left, right = (a, b) if rng.random() < 0.5 else (b, a)
                     verdict = judge(a.prompt, folder / left.image_path, folder / right.image_path)
-                    annotation_rows.append({"pair_id": pair_id, "prompt": a.prompt, "candidate_left": left.candidate_id,
-                                            "candidate_right": right.candidate_id, "annotator": f"sim-{k:02d}",
-                                            "source": "simulated", **verdict, "lead_time": 0.0, "created_at": now})
+                    annotation_rows.append(
+                        {
+                            "pair_id": pair_id,
+                            "prompt": a.prompt,
+                            "candidate_left": left.candidate_id,
+                            "candidate_right": right.candidate_id,
+                            "annotator": f"sim-{k:02d}",
+                            "source": "simulated",
+                            **verdict,
+                            "lead_time": 0.0,
+                            "created_at": now,
+                        }
+                    )
                     for axis, side in verdict.items():
                         chosen = {"left": left, "right": right}.get(side)
                         outcome = "tie" if chosen is None else ("a" if chosen.candidate_id == a.candidate_id else "b")

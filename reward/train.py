@@ -27,15 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import imagepref.reward.losses as losses
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import write_text_atomically
-from imagepref.tensor_state import load_newest_state, save_numbered_state
 from imagepref.reward.backbones import edit_quoted_letter
 from imagepref.reward.config import RewardConfig, default_prompt_matching_weight
 from imagepref.reward.data import PreferenceSet, read_preferences, split_by_prompt
 from imagepref.reward.model import RewardModel
-
-import imagepref.reward.losses as losses
+from imagepref.tensor_state import load_newest_state, save_numbered_state
 
 
 class TrainingDivergedError(ImagePrefError):
@@ -70,8 +69,10 @@ def prepared_candidates(model: RewardModel, prefs: PreferenceSet, ids: Sequence[
 
 def head_statistics(scores: torch.Tensor, axes: Sequence[str]) -> dict[str, dict[str, float]]:
     """Mean and scale (standard deviation, floored) of each head's raw scores."""
-    return {axis: {"mean": float(scores[:, i].mean()), "scale": max(float(scores[:, i].std()), 1e-3)}
-            for i, axis in enumerate(axes)}
+    return {
+        axis: {"mean": float(scores[:, i].mean()), "scale": max(float(scores[:, i].std()), 1e-3)}
+        for i, axis in enumerate(axes)
+    }
 
 
 def two_mode_cut(values: torch.Tensor) -> float | None:
@@ -120,12 +121,13 @@ def _pair_loss(model, prepared, index_a, index_b, votes, weights, device, matchi
     if matching:
         inputs, valid = _with_other_prompts(model, inputs, n)
     scores = model(**inputs)
-    diff = scores[:n] - scores[n:2 * n]
+    diff = scores[:n] - scores[n : 2 * n]
     total, per_head = losses.preference_loss(diff, votes.to(device), model.tie_param, model.config.ties, weights)
     if matching:
         column = model.config.axes.index(axis)
         total = total + model.config.prompt_matching_weight * losses.prompt_matching_loss(
-            scores[:n, column], scores[2 * n:, column], valid)
+            scores[:n, column], scores[2 * n :, column], valid
+        )
     return (total, per_head), diff
 
 
@@ -150,10 +152,18 @@ def _evaluate(model, prepared, index_a, index_b, votes, weights, device, batch_s
     return total / max(count, 1), (correct / decided.clamp(min=1)).tolist()
 
 
-def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Path], out: str | Path,
-                       config: RewardConfig | None = None, generator=None, device: str | None = None,
-                       show_progress: bool = True, log=print, checkpoint: str | Path | None = None,
-                       on_epoch=None) -> TrainResult:
+def train_reward_model(
+    prefs_dir: str | Path,
+    candidates_dirs: Sequence[str | Path],
+    out: str | Path,
+    config: RewardConfig | None = None,
+    generator=None,
+    device: str | None = None,
+    show_progress: bool = True,
+    log=print,
+    checkpoint: str | Path | None = None,
+    on_epoch=None,
+) -> TrainResult:
     """Train a reward model on ``prefs_dir`` (pairs.parquet) and save the best one into ``out``.
 
     ``candidates_dirs`` are the candidate sets the pairs were made from (default
@@ -176,13 +186,16 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
         raise BadInputError("no training pairs left after the validation split; lower val_fraction")
     chosen = config.prompt_matching_weight is None
     if chosen:
-        config = config.model_copy(update={
-            "prompt_matching_weight": default_prompt_matching_weight(config.backbone, len(train.pairs))})
+        config = config.model_copy(
+            update={"prompt_matching_weight": default_prompt_matching_weight(config.backbone, len(train.pairs))}
+        )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = RewardModel.create(config.model_copy(update={"members": 1}), generator=generator)
     if chosen:
-        log(f"prompt matching {'on' if config.prompt_matching_weight else 'off'} ({config.backbone} backbone, "
-            f"{len(train.pairs)} training pairs; set prompt_matching_weight to choose)")
+        log(
+            f"prompt matching {'on' if config.prompt_matching_weight else 'off'} ({config.backbone} backbone, "
+            f"{len(train.pairs)} training pairs; set prompt_matching_weight to choose)"
+        )
     config = model.config.model_copy(update={"members": config.members})  # with the token backbone's fields
 
     ids = list(dict.fromkeys([*prefs.pairs["candidate_a"], *prefs.pairs["candidate_b"]]))
@@ -190,14 +203,19 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
     prepared = prepared_candidates(model, prefs, ids)
 
     def indices(part: PreferenceSet):
-        return (torch.tensor([position[c] for c in part.pairs["candidate_a"]], dtype=torch.long),
-                torch.tensor([position[c] for c in part.pairs["candidate_b"]], dtype=torch.long),
-                part.votes(config.axes))
+        return (
+            torch.tensor([position[c] for c in part.pairs["candidate_a"]], dtype=torch.long),
+            torch.tensor([position[c] for c in part.pairs["candidate_b"]], dtype=torch.long),
+            part.votes(config.axes),
+        )
 
-    data = _Data(prepared, *indices(train), *(indices(val) if len(val.pairs) else indices(train)),
-                 torch.tensor([config.loss_weight(a) for a in config.axes], device=device),
-                 torch.tensor([position[c] for c in dict.fromkeys([*train.pairs["candidate_a"],
-                                                                    *train.pairs["candidate_b"]])]))
+    data = _Data(
+        prepared,
+        *indices(train),
+        *(indices(val) if len(val.pairs) else indices(train)),
+        torch.tensor([config.loss_weight(a) for a in config.axes], device=device),
+        torch.tensor([position[c] for c in dict.fromkeys([*train.pairs["candidate_a"], *train.pairs["candidate_b"]])]),
+    )
     out.mkdir(parents=True, exist_ok=True)
     if config.members == 1:
         fitted = [_fit(model, data, device, out, out / "tensorboard", checkpoint, show_progress, log, on_epoch, 0)]
@@ -210,23 +228,46 @@ def train_reward_model(prefs_dir: str | Path, candidates_dirs: Sequence[str | Pa
             if k:
                 model = RewardModel.create(config.model_copy(update={"members": 1, "seed": config.seed + k}), generator)
             log(f"ensemble member {k + 1} of {config.members} (seed {config.seed + k})")
-            fitted.append(_fit(model, data, device, staging / str(k), out / "tensorboard" / f"member-{k}",
-                               Path(checkpoint) / f"member-{k}" if checkpoint is not None else None,
-                               show_progress, log, on_epoch, k))
+            fitted.append(
+                _fit(
+                    model,
+                    data,
+                    device,
+                    staging / str(k),
+                    out / "tensorboard" / f"member-{k}",
+                    Path(checkpoint) / f"member-{k}" if checkpoint is not None else None,
+                    show_progress,
+                    log,
+                    on_epoch,
+                    k,
+                )
+            )
         best = RewardModel(config)
         for k, member in enumerate(best.members):
             member.load_state_dict(RewardModel.from_pretrained(staging / str(k)).members[0].state_dict())
         best.to(device)
-        val_loss, val_accuracy = _evaluate(best, data.prepared, data.val_a, data.val_b, data.val_votes, data.weights,
-                                           device, 4 * config.batch_size)
-        record = {"members": [f.record for f in fitted], "val_loss": val_loss,
-                  **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)}}
+        val_loss, val_accuracy = _evaluate(
+            best, data.prepared, data.val_a, data.val_b, data.val_votes, data.weights, device, 4 * config.batch_size
+        )
+        record = {
+            "members": [f.record for f in fitted],
+            "val_loss": val_loss,
+            **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)},
+        }
         _save_checkpoint(best, data.prepared, data.train_rows, out, record)
         shutil.rmtree(staging)
         best = RewardModel.from_pretrained(out, device=device)
     saved = fitted[0].record if config.members == 1 else record
-    return TrainResult(best, out, [f.best_epoch for f in fitted], {k: v for k, v in saved.items() if k.startswith("val_")},
-                       [f.history for f in fitted], len(train.pairs), len(val.pairs), time.perf_counter() - started)
+    return TrainResult(
+        best,
+        out,
+        [f.best_epoch for f in fitted],
+        {k: v for k, v in saved.items() if k.startswith("val_")},
+        [f.history for f in fitted],
+        len(train.pairs),
+        len(val.pairs),
+        time.perf_counter() - started,
+    )
 
 
 @dataclasses.dataclass
@@ -255,13 +296,24 @@ class _Fitted:
         return self.history[self.best_epoch - 1]
 
 
-def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, checkpoint: Path | None,
-         show_progress: bool, log, on_epoch, member: int) -> _Fitted:
+def _fit(
+    model: RewardModel,
+    data: _Data,
+    device,
+    out: Path,
+    tensorboard: Path,
+    checkpoint: Path | None,
+    show_progress: bool,
+    log,
+    on_epoch,
+    member: int,
+) -> _Fitted:
     """Train one single-member model, saving its best epoch into ``out``."""
     config = model.config
     model.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     from torch.utils.tensorboard import SummaryWriter
 
     out.mkdir(parents=True, exist_ok=True)
@@ -290,15 +342,28 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
             order = torch.randperm(len(train_a), generator=generator_rng)
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
-                rows = order[start:start + config.batch_size]
-                (loss, per_head), _ = _pair_loss(model, data.prepared, train_a[rows], train_b[rows], train_votes[rows],
-                                                 data.weights, device, matching=True)
+                rows = order[start : start + config.batch_size]
+                (loss, per_head), _ = _pair_loss(
+                    model,
+                    data.prepared,
+                    train_a[rows],
+                    train_b[rows],
+                    train_votes[rows],
+                    data.weights,
+                    device,
+                    matching=True,
+                )
                 step += 1
                 if not torch.isfinite(loss):
-                    kept = (f"the last good checkpoint (epoch {best_epoch + 1}, step {best_step}) is kept in {out}"
-                            if best_step is not None else "no checkpoint was saved yet")
-                    raise TrainingDivergedError(f"the loss became {float(loss.detach())} at step {step} (epoch {epoch + 1}); "
-                                                f"{kept}; lower lr (now {config.lr:g}) or check the data")
+                    kept = (
+                        f"the last good checkpoint (epoch {best_epoch + 1}, step {best_step}) is kept in {out}"
+                        if best_step is not None
+                        else "no checkpoint was saved yet"
+                    )
+                    raise TrainingDivergedError(
+                        f"the loss became {float(loss.detach())} at step {step} (epoch {epoch + 1}); "
+                        f"{kept}; lower lr (now {config.lr:g}) or check the data"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -309,17 +374,32 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
                     writer.add_scalar(f"train/loss_{axis}", value, step)
                 if progress:
                     progress.update(task, advance=1, description=f"epoch {epoch + 1} loss {float(loss.detach()):.3f}")
-            val_loss, val_accuracy = _evaluate(model, data.prepared, data.val_a, data.val_b, data.val_votes,
-                                               data.weights, device, 4 * config.batch_size)
-            record = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss / len(order), "val_loss": val_loss,
-                      **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)}}
+            val_loss, val_accuracy = _evaluate(
+                model,
+                data.prepared,
+                data.val_a,
+                data.val_b,
+                data.val_votes,
+                data.weights,
+                device,
+                4 * config.batch_size,
+            )
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": epoch_loss / len(order),
+                "val_loss": val_loss,
+                **{f"val_accuracy_{a}": v for a, v in zip(config.axes, val_accuracy)},
+            }
             history.append(record)
             writer.add_scalar("val/loss", val_loss, step)
             for axis, value in zip(config.axes, val_accuracy):
                 writer.add_scalar(f"val/accuracy_{axis}", value, step)
             if not math.isfinite(val_loss):
-                raise TrainingDivergedError(f"the validation loss became {val_loss} after step {step} (epoch "
-                                            f"{epoch + 1}); the last good checkpoint is kept in {out}; lower lr")
+                raise TrainingDivergedError(
+                    f"the validation loss became {val_loss} after step {step} (epoch "
+                    f"{epoch + 1}); the last good checkpoint is kept in {out}; lower lr"
+                )
             if val_loss < best_loss - 1e-4:
                 best_loss, best_epoch, best_step, stale = val_loss, epoch, step, 0
                 _save_checkpoint(model, data.prepared, data.train_rows, out, record)
@@ -332,11 +412,21 @@ def _fit(model: RewardModel, data: _Data, device, out: Path, tensorboard: Path, 
                 on_epoch({**record, "member": member})
             if checkpoint is not None:
                 frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-                save_numbered_state(checkpoint, "training_state", {
-                    "model": {k: v for k, v in model.state_dict().items() if k not in frozen},
-                    "optimizer": optimizer.state_dict(), "data_rng": generator_rng.get_state(),
-                    "torch_rng": torch.random.get_rng_state(), "counters": [best_loss, best_epoch, best_step, stale, step],
-                    "history": history, "epoch": epoch + 1, "stopped": stopped}, epoch + 1)
+                save_numbered_state(
+                    checkpoint,
+                    "training_state",
+                    {
+                        "model": {k: v for k, v in model.state_dict().items() if k not in frozen},
+                        "optimizer": optimizer.state_dict(),
+                        "data_rng": generator_rng.get_state(),
+                        "torch_rng": torch.random.get_rng_state(),
+                        "counters": [best_loss, best_epoch, best_step, stale, step],
+                        "history": history,
+                        "epoch": epoch + 1,
+                        "stopped": stopped,
+                    },
+                    epoch + 1,
+                )
             if stopped:
                 log(f"early stop after epoch {epoch + 1}: no better validation loss for {config.patience} epochs")
                 break
@@ -352,8 +442,9 @@ def _save_checkpoint(model: RewardModel, prepared, train_rows: torch.Tensor, out
     device = model.device
     model.eval()
     with torch.no_grad():
-        scores = torch.cat([model(**_batch(prepared, train_rows[i:i + 512], device)).cpu()
-                            for i in range(0, len(train_rows), 512)])
+        scores = torch.cat(
+            [model(**_batch(prepared, train_rows[i : i + 512], device)).cpu() for i in range(0, len(train_rows), 512)]
+        )
     model.train()
     stats = head_statistics(scores, model.config.axes)
     model.config = model.config.model_validate({**model.config.model_dump(), "normalisation": stats})
@@ -371,5 +462,6 @@ def _progress(show: bool):
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )

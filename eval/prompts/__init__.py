@@ -46,15 +46,19 @@ class EvalPrompt:
 
 def _eval_prompts(prompts: list[Prompt]) -> list[EvalPrompt]:
     # A prompt without a target field is scored on the pieces it quotes.
-    return [EvalPrompt(p.prompt_id, p.prompt, extract_targets(p.prompt) if p.target is None else p.target, p.metadata)
-            for p in prompts]
+    return [
+        EvalPrompt(p.prompt_id, p.prompt, extract_targets(p.prompt) if p.target is None else p.target, p.metadata)
+        for p in prompts
+    ]
 
 
 def load_prompt_file(path: str | Path) -> list[EvalPrompt]:
     """Load a user's prompt file: ``.jsonl``/``.json`` as JSONL, anything else as plain text."""
     path = Path(path)
     if not path.is_file():
-        raise BadInputError(f"prompts file {path} does not exist; pass a JSONL file or one of: {', '.join(BUILTIN_SETS)}")
+        raise BadInputError(
+            f"prompts file {path} does not exist; pass a JSONL file or one of: {', '.join(BUILTIN_SETS)}"
+        )
     return _eval_prompts(read_prompts(path))
 
 

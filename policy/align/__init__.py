@@ -14,12 +14,24 @@ imported to check settings without importing torch and TRL.
 import importlib
 
 _HOMES = {
-    "load_aligned": "checkpoints", "merge_run": "checkpoints",
-    "DPOSettings": "config", "GRPOSettings": "config", "PPOSettings": "config", "OnPolicyPairs": "config",
-    "PairPolicy": "config", "RewardMix": "config", "settings_class": "config", "settings_from_mapping": "config",
-    "train_dpo": "dpo", "train_grpo": "grpo", "train_ppo": "ppo",
-    "collapse_verdicts": "pairs", "on_policy_examples": "pairs", "preference_examples": "pairs",
-    "build_rewards": "rewards", "Monitoring": "training",
+    "load_aligned": "checkpoints",
+    "merge_run": "checkpoints",
+    "DPOSettings": "config",
+    "GRPOSettings": "config",
+    "PPOSettings": "config",
+    "OnPolicyPairs": "config",
+    "PairPolicy": "config",
+    "RewardMix": "config",
+    "settings_class": "config",
+    "settings_from_mapping": "config",
+    "train_dpo": "dpo",
+    "train_grpo": "grpo",
+    "train_ppo": "ppo",
+    "collapse_verdicts": "pairs",
+    "on_policy_examples": "pairs",
+    "preference_examples": "pairs",
+    "build_rewards": "rewards",
+    "Monitoring": "training",
 }
 
 __all__ = sorted(_HOMES)

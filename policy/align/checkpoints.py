@@ -30,9 +30,9 @@ from transformers.trainer_callback import PrinterCallback
 from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder, write_json_atomically, write_text_atomically
-from imagepref.tensor_state import load_state, save_state
 from imagepref.policy.align.steps import StepLines
 from imagepref.policy.generator import CONFIG_NAME, Generator, load_generator
+from imagepref.tensor_state import load_state, save_state
 
 RUN_FILE = "align.json"
 ADAPTER_DIR = "adapter"
@@ -52,9 +52,13 @@ def base_fingerprint(generator: Generator) -> str:
 def run_record(method: str, settings, base_path: str | None, generator: Generator) -> dict:
     """What ``align.json`` holds for a run (``dtype`` is the base's weights' dtype as loaded, so the
     adapter is later applied to the base loaded the same way)."""
-    return {"method": method, "settings": settings.model_dump(mode="json"),
-            "base": str(base_path) if base_path else None,
-            "base_fingerprint": base_fingerprint(generator), "dtype": dtype_name(generator.model.dtype)}
+    return {
+        "method": method,
+        "settings": settings.model_dump(mode="json"),
+        "base": str(base_path) if base_path else None,
+        "base_fingerprint": base_fingerprint(generator),
+        "dtype": dtype_name(generator.model.dtype),
+    }
 
 
 def prepare_run(out: Path, record: dict, resume: bool) -> str | None:
@@ -89,16 +93,20 @@ def _prepare_run_folder(out: Path, record: dict, resume: bool) -> str | None:
         saved = json.loads(existing.read_text())
         for key in ("method", "settings", "base_fingerprint"):
             if saved.get(key) != record.get(key):
-                raise BadInputError(f"{out} holds another run (its {key} differs); resume with the same method, "
-                                    "settings and base, or choose a fresh --out")
+                raise BadInputError(
+                    f"{out} holds another run (its {key} differs); resume with the same method, "
+                    "settings and base, or choose a fresh --out"
+                )
         if not resume:
             raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
     elif resume:
         raise BadInputError(f"--resume given but {out} holds no run ({RUN_FILE} missing); drop --resume to start one")
     write_json_atomically(existing, record)
     # transformers writes trainer_state.json last: a checkpoint without it was cut short by a kill.
-    checkpoints = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
-                         key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = sorted(
+        (p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
     return str(checkpoints[-1]) if resume and checkpoints else None
 
 
@@ -108,8 +116,14 @@ def lora_config(settings, generator: Generator):
     from peft import LoraConfig
 
     targets = generator.lora_target_modules(list(settings.lora_targets))
-    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def save_result(out: Path, trainer_model: torch.nn.Module, generator: Generator, lora: bool) -> Path:
@@ -134,7 +148,9 @@ def read_run(run: Path) -> dict:
     """``align.json`` of a run folder, with a one-line error for anything else."""
     record = Path(run) / RUN_FILE
     if not record.is_file():
-        raise BadInputError(f"{run} is not an alignment run folder (no {RUN_FILE}); pass the --out of `imagepref align`")
+        raise BadInputError(
+            f"{run} is not an alignment run folder (no {RUN_FILE}); pass the --out of `imagepref align`"
+        )
     return json.loads(record.read_text())
 
 
@@ -154,8 +170,10 @@ def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = 
     # The base is loaded in the dtype it was trained in, so its fingerprint (and the merge) match.
     generator = load_generator(base, dtype=torch_dtype(record.get("dtype")))
     if base_fingerprint(generator) != record["base_fingerprint"]:
-        raise BadInputError(f"the adapter in {run} was trained on another base than {base}; pass the base it names "
-                            f"({record.get('base')}) or its exact copy")
+        raise BadInputError(
+            f"the adapter in {run} was trained on another base than {base}; pass the base it names "
+            f"({record.get('base')}) or its exact copy"
+        )
     from peft import PeftModel
 
     model = PeftModel.from_pretrained(generator.model, str(adapter))
@@ -213,8 +231,10 @@ class CheckpointFiles:
         optimizer, scheduler = load_state(checkpoint, "optimizer"), load_state(checkpoint, "scheduler")
         if optimizer is None or scheduler is None:
             # Going on with a fresh optimizer would silently end elsewhere than the run would have.
-            raise BadInputError(f"{checkpoint} has no optimizer.json/scheduler.json (a checkpoint of an older imagepref "
-                                "or cut short); delete that checkpoint folder to resume from the one before")
+            raise BadInputError(
+                f"{checkpoint} has no optimizer.json/scheduler.json (a checkpoint of an older imagepref "
+                "or cut short); delete that checkpoint folder to resume from the one before"
+            )
         self.optimizer.load_state_dict(optimizer)  # torch moves each state to its parameter's device
         self.lr_scheduler.load_state_dict(scheduler)
 
@@ -262,4 +282,3 @@ class CheckpointFiles:
             # transformers 5.24 has no hook for this file alone; it is replaced as soon as written.
             Path(output_dir, "training_args.bin").unlink(missing_ok=True)
             write_text_atomically(Path(output_dir) / "training_args.json", self.args.to_json_string())
-

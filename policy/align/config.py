@@ -40,21 +40,26 @@ class PairPolicy(Strict):
     """How three per-axis verdicts become one chosen/rejected pair (see ``policy.align.pairs``)."""
 
     safety_first: bool = Field(True, description="A pair with a safety verdict is decided by safety alone.")
-    weights: dict[str, float] = Field(default_factory=lambda: {"prompt_fidelity": 0.7, "aesthetics": 0.3},
-                                      description="Weights of the other axes: +w when a wins the axis, -w when b does.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"prompt_fidelity": 0.7, "aesthetics": 0.3},
+        description="Weights of the other axes: +w when a wins the axis, -w when b does.",
+    )
     margin: float = Field(0.0, description="A weighted score with |score| <= margin is a tie.")
-    ties: str = Field("drop", description="drop: ties leave the data; downweight: kept at tie_weight, chosen by "
-                      "score sign.")
+    ties: str = Field(
+        "drop", description="drop: ties leave the data; downweight: kept at tie_weight, chosen by score sign."
+    )
     tie_weight: float = Field(0.25, description="Weight of a kept tie (ties=downweight).")
 
 
 class RewardMix(Strict):
     """Rewards of GRPO/PPO and their weights; every name must be known (see ``policy.align.rewards``)."""
 
-    weights: dict[str, float] = Field(default_factory=lambda: {"ocr": 1.0},
-                                      description="Reward name -> weight. Names: ocr, rule_aesthetics, "
-                                      "rule_prompt_fidelity, rule_safety, rule_ink_colour, reward_model (combined), "
-                                      "reward_model:<head>.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"ocr": 1.0},
+        description="Reward name -> weight. Names: ocr, rule_aesthetics, "
+        "rule_prompt_fidelity, rule_safety, rule_ink_colour, reward_model (combined), "
+        "reward_model:<head>.",
+    )
     reward_model: str | None = Field(None, description="Reward model folder (needed by reward_model names).")
 
 
@@ -64,9 +69,11 @@ class OnPolicyPairs(Strict):
     prompts: int = Field(32, description="Training prompts sampled per round.")
     images_per_prompt: int = Field(4, description="Candidates per prompt; best vs worst becomes a pair.")
     min_gap: float = Field(0.05, description="Pairs whose best-worst reward gap is below this are dropped.")
-    rewards: dict[str, float] = Field(default_factory=lambda: {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0},
-                                      description="Rewards that rank the candidates when no reward model is given "
-                                      "(names as for GRPO; with --reward-model its combined reward ranks them).")
+    rewards: dict[str, float] = Field(
+        default_factory=lambda: {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0},
+        description="Rewards that rank the candidates when no reward model is given "
+        "(names as for GRPO; with --reward-model its combined reward ranks them).",
+    )
 
 
 class AlignFields(Strict):
@@ -79,8 +86,11 @@ class AlignFields(Strict):
 
     # Other names for TRL fields: {our name: TRL's}. They are accepted as input and stored under
     # TRL's name, so a run's record and the trainer see one field.
-    ALIASES: ClassVar[dict[str, str]] = {"steps": "max_steps", "batch_size": "per_device_train_batch_size",
-                                         "save_every": "save_steps"}
+    ALIASES: ClassVar[dict[str, str]] = {
+        "steps": "max_steps",
+        "batch_size": "per_device_train_batch_size",
+        "save_every": "save_steps",
+    }
     # TRL fields the trainer sets itself (not settings): the run folder is --out.
     TRAINER_SETS: ClassVar[tuple[str, ...]] = ("output_dir",)
     # Filled when the settings class is built: TRL's config class and its fields' defaults.
@@ -88,55 +98,99 @@ class AlignFields(Strict):
     trl_defaults: ClassVar[dict[str, Any]] = {}
 
     # ----- TRL fields with our default, and why ---------------------------------------------
-    max_steps: int = Field(100, gt=0, description="Optimizer steps (also: steps). TRL's -1 means 3 epochs; our runs "
-                           "are sized in steps (30 for the quickstart's DPO, 120 for its GRPO).")
-    save_steps: int = Field(25, gt=0, description="Steps between resumable checkpoints: adapter, optimizer, RNG "
-                            "(also: save_every). TRL's 500 is longer than most glyph-world runs, so a killed run "
-                            "would restart from step 0.")
-    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (AdamW). TRL's 1e-6 is a full fine-tune's "
-                                 "rate; for LoRA on the glyph world GRPO at 5e-4 lifted held-out OCR word accuracy "
-                                 "from 42.2 to 50.0 %, 1e-3 reached 37.5 % on the monitor at step 50 and 5e-3 "
-                                 "collapsed.")
-    lr_scheduler_type: str = Field("constant", description="Learning-rate schedule (transformers SchedulerType: "
-                                   "linear, cosine, constant_with_warmup, ...). TRL's default decays linearly to 0; "
-                                   "every measured glyph-world run and the quickstart's figures used a constant rate.")
-    logging_steps: float = Field(1, gt=0, description="Steps between logged steps. TRL logs every 10; the run log, "
-                                 "the console line and metrics.jsonl here follow every step of these short runs.")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the data order (unless data_seed is set), the "
-                      "sampler and the LoRA init. TRL's is 42; the quickstart's and the measured runs' figures were "
-                      "drawn with 0.")
-    bf16: bool = Field(False, description="bfloat16 autocast in training. TRL turns it on; off here because the "
-                       "sampler reports float32 log-probs: with bf16, PPO's step-1 ratio on the micro model was off "
-                       "by 1.0e-3 (4.8e-7 without), and on two CPU cores 3 steps took 27.3 s instead of 10.7 s.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass "
-                                         "(transformers 5 also reads activation_checkpointing, which wins when set). "
-                                         "TRL turns it on; off here: the glyph world's model is small, and with it "
-                                         "3 PPO steps on the micro model took 25.5 s instead of 10.7 s. Set it for "
-                                         "a large generator on a small GPU.")
-    report_to: str | list[str] = Field(default_factory=lambda: ["tensorboard"], description="transformers "
-                                       "report_to targets. TRL reports nowhere; the run folder keeps TensorBoard "
-                                       "events in runs/.")
-    disable_tqdm: bool = Field(True, description="No progress bar: each logged step is one line in the run log "
-                               "instead.")
+    max_steps: int = Field(
+        100,
+        gt=0,
+        description="Optimizer steps (also: steps). TRL's -1 means 3 epochs; our runs "
+        "are sized in steps (30 for the quickstart's DPO, 120 for its GRPO).",
+    )
+    save_steps: int = Field(
+        25,
+        gt=0,
+        description="Steps between resumable checkpoints: adapter, optimizer, RNG "
+        "(also: save_every). TRL's 500 is longer than most glyph-world runs, so a killed run "
+        "would restart from step 0.",
+    )
+    learning_rate: float = Field(
+        5e-4,
+        gt=0,
+        description="Peak learning rate (AdamW). TRL's 1e-6 is a full fine-tune's "
+        "rate; for LoRA on the glyph world GRPO at 5e-4 lifted held-out OCR word accuracy "
+        "from 42.2 to 50.0 %, 1e-3 reached 37.5 % on the monitor at step 50 and 5e-3 "
+        "collapsed.",
+    )
+    lr_scheduler_type: str = Field(
+        "constant",
+        description="Learning-rate schedule (transformers SchedulerType: "
+        "linear, cosine, constant_with_warmup, ...). TRL's default decays linearly to 0; "
+        "every measured glyph-world run and the quickstart's figures used a constant rate.",
+    )
+    logging_steps: float = Field(
+        1,
+        gt=0,
+        description="Steps between logged steps. TRL logs every 10; the run log, "
+        "the console line and metrics.jsonl here follow every step of these short runs.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the data order (unless data_seed is set), the "
+        "sampler and the LoRA init. TRL's is 42; the quickstart's and the measured runs' figures were "
+        "drawn with 0.",
+    )
+    bf16: bool = Field(
+        False,
+        description="bfloat16 autocast in training. TRL turns it on; off here because the "
+        "sampler reports float32 log-probs: with bf16, PPO's step-1 ratio on the micro model was off "
+        "by 1.0e-3 (4.8e-7 without), and on two CPU cores 3 steps took 27.3 s instead of 10.7 s.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass "
+        "(transformers 5 also reads activation_checkpointing, which wins when set). "
+        "TRL turns it on; off here: the glyph world's model is small, and with it "
+        "3 PPO steps on the micro model took 25.5 s instead of 10.7 s. Set it for "
+        "a large generator on a small GPU.",
+    )
+    report_to: str | list[str] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="transformers "
+        "report_to targets. TRL reports nowhere; the run folder keeps TensorBoard "
+        "events in runs/.",
+    )
+    disable_tqdm: bool = Field(
+        True, description="No progress bar: each logged step is one line in the run log instead."
+    )
 
     # ----- our fields -------------------------------------------------------------------------
-    lora: bool = Field(True, description="Train a peft LoRA adapter (the reference is the model with it off); "
-                       "false: full fine-tune with a frozen reference copy.")
+    lora: bool = Field(
+        True,
+        description="Train a peft LoRA adapter (the reference is the model with it off); "
+        "false: full fine-tune with a frozen reference copy.",
+    )
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 keeps ratios exact at step 1).")
-    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                             "gate_proj", "up_proj", "down_proj"],
-                                    description="Module names LoRA wraps.")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names LoRA wraps.",
+    )
     monitor_every: int = Field(25, ge=0, description="Steps between held-out monitoring passes (0: off).")
     monitor_prompts: int = Field(16, ge=1, description="Held-out glyph-world prompts in each monitoring pass.")
-    guidance_scale: float | None = Field(None, ge=0, description="Classifier-free guidance of the sampler (rollouts, "
-                                         "monitoring; default: the generator's own).")
+    guidance_scale: float | None = Field(
+        None,
+        ge=0,
+        description="Classifier-free guidance of the sampler (rollouts, monitoring; default: the generator's own).",
+    )
 
     # ----- other names (folded into TRL's field as the settings are read) --------------------
     steps: int | None = Field(None, exclude=True, description="Same as max_steps.")
-    batch_size: int | None = Field(None, exclude=True, description="Same as per_device_train_batch_size: sequences "
-                                   "(DPO: pairs) per device per micro-step.")
+    batch_size: int | None = Field(
+        None,
+        exclude=True,
+        description="Same as per_device_train_batch_size: sequences (DPO: pairs) per device per micro-step.",
+    )
     save_every: int | None = Field(None, exclude=True, description="Same as save_steps.")
 
     @model_validator(mode="before")
@@ -170,8 +224,9 @@ class AlignFields(Strict):
 
     def trl_arguments(self) -> dict[str, Any]:
         """The TRL config fields whose value differs from TRL's own default, by TRL's names."""
-        values = {name: getattr(self, name) for name, default in self.trl_defaults.items()
-                  if getattr(self, name) != default}
+        values = {
+            name: getattr(self, name) for name, default in self.trl_defaults.items() if getattr(self, name) != default
+        }
         # TRL 1.16 names the switch gradient_checkpointing, transformers 5.24 activation_checkpointing
         # (the old name deprecated): the trainer gets the new name only, so no deprecation warning.
         values.pop("gradient_checkpointing", None)
@@ -193,8 +248,9 @@ class DPOFields(AlignFields):
 
     pairs: PairPolicy = Field(default_factory=PairPolicy, description="How per-axis verdicts become pairs.")
     epochs: int = Field(0, ge=0, description="Passes over the pairs (sets num_train_epochs); 0 uses max_steps.")
-    on_policy: OnPolicyPairs = Field(default_factory=OnPolicyPairs,
-                                     description="Iterative DPO (no --preferences): how pairs are sampled and ranked.")
+    on_policy: OnPolicyPairs = Field(
+        default_factory=OnPolicyPairs, description="Iterative DPO (no --preferences): how pairs are sampled and ranked."
+    )
 
     def trl_arguments(self) -> dict[str, Any]:
         values = super().trl_arguments()
@@ -210,8 +266,12 @@ class GRPOFields(AlignFields):
     # The completion is one image block (its length is the generator's) and the weights come from rewards.weights.
     TRAINER_SETS: ClassVar[tuple[str, ...]] = ("output_dir", "max_completion_length", "reward_weights")
 
-    beta: float = Field(0.04, ge=0, description="KL weight to the reference. TRL's 0 drops the KL term and lets the "
-                        "policy drift from the base unchecked; every measured GRPO run here used 0.04.")
+    beta: float = Field(
+        0.04,
+        ge=0,
+        description="KL weight to the reference. TRL's 0 drops the KL term and lets the "
+        "policy drift from the base unchecked; every measured GRPO run here used 0.04.",
+    )
     rewards: RewardMix = Field(default_factory=RewardMix, description="The rewards and their weights.")
 
 
@@ -220,38 +280,61 @@ class PPOFields(GRPOFields):
 
     ALIASES: ClassVar[dict[str, str]] = {**AlignFields.ALIASES, "epochs_per_rollout": "num_iterations"}
 
-    num_generations: int = Field(4, ge=1, description="Images per prompt per rollout. TRL's 8 sizes GRPO's groups; "
-                                 "PPO uses no group baseline, and its measured runs drew 4.")
+    num_generations: int = Field(
+        4,
+        ge=1,
+        description="Images per prompt per rollout. TRL's 8 sizes GRPO's groups; "
+        "PPO uses no group baseline, and its measured runs drew 4.",
+    )
     gamma: float = Field(1.0, ge=0, le=1, description="GAE discount over image tokens.")
-    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda. 1: Monte-Carlo returns with the value as a baseline "
-                       "only; the reward arrives at the last of ~64 codes, and at 0.95 the first codes got 0.95**63 = "
-                       "4 % of its credit, the rest from a weak value head's differences.")
+    lam: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="GAE lambda. 1: Monte-Carlo returns with the value as a baseline "
+        "only; the reward arrives at the last of ~64 codes, and at 0.95 the first codes got 0.95**63 = "
+        "4 % of its credit, the rest from a weak value head's differences.",
+    )
     value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
     value_clip: float = Field(0.2, gt=0, description="Clip range of the value update.")
-    value_lr: float = Field(1e-4, gt=0, description="Learning rate of the value head (AdamW). At 1e-3 the linear head "
-                            "on ~unit-scale hidden states oscillated on the shipped base (mean value -4.9 to +4, "
-                            "returns ~0.9).")
-    guidance_scale: float | None = Field(None, ge=0, description="Guidance of the held-out monitoring sampler only: "
-                                         "PPO's rollouts sample the raw policy (guidance 1), the distribution its "
-                                         "ratio and KL use.")
-    temperature: float = Field(1.0, description="Must be 1: PPO's rollouts sample the raw policy, the distribution "
-                               "its ratio and KL use.")
-    epochs_per_rollout: int | None = Field(None, exclude=True, description="Same as num_iterations: optimisation "
-                                           "passes over each rollout batch.")
+    value_lr: float = Field(
+        1e-4,
+        gt=0,
+        description="Learning rate of the value head (AdamW). At 1e-3 the linear head "
+        "on ~unit-scale hidden states oscillated on the shipped base (mean value -4.9 to +4, "
+        "returns ~0.9).",
+    )
+    guidance_scale: float | None = Field(
+        None,
+        ge=0,
+        description="Guidance of the held-out monitoring sampler only: "
+        "PPO's rollouts sample the raw policy (guidance 1), the distribution its "
+        "ratio and KL use.",
+    )
+    temperature: float = Field(
+        1.0, description="Must be 1: PPO's rollouts sample the raw policy, the distribution its ratio and KL use."
+    )
+    epochs_per_rollout: int | None = Field(
+        None, exclude=True, description="Same as num_iterations: optimisation passes over each rollout batch."
+    )
 
     @field_validator("temperature")
     @classmethod
     def _raw_policy_temperature(cls, value: float) -> float:
         if value != 1.0:
-            raise ValueError("PPO samples its rollouts from the raw policy (the distribution its ratio and KL use); "
-                             "leave temperature at 1")
+            raise ValueError(
+                "PPO samples its rollouts from the raw policy (the distribution its ratio and KL use); "
+                "leave temperature at 1"
+            )
         return value
 
 
 # ----- the settings classes: our fields plus every field of TRL's config ---------------------
-_FIELDS = {"dpo": (DPOFields, "trl.trainer.dpo_config", "DPOConfig", "DPOSettings"),
-           "grpo": (GRPOFields, "trl.trainer.grpo_config", "GRPOConfig", "GRPOSettings"),
-           "ppo": (PPOFields, "trl.trainer.grpo_config", "GRPOConfig", "PPOSettings")}
+_FIELDS = {
+    "dpo": (DPOFields, "trl.trainer.dpo_config", "DPOConfig", "DPOSettings"),
+    "grpo": (GRPOFields, "trl.trainer.grpo_config", "GRPOConfig", "GRPOSettings"),
+    "ppo": (PPOFields, "trl.trainer.grpo_config", "GRPOConfig", "PPOSettings"),
+}
 _BUILT: dict[str, type[AlignFields]] = {}
 
 
@@ -285,8 +368,10 @@ def _build(ours: type[AlignFields], module: str, config_name: str, name: str) ->
         else:
             info = Field(spec.default, **common)
         trl_fields[spec.name] = (hints.get(spec.name, Any), info)
-    doc = (f"{ours.__doc__}\n\nEvery field of TRL's ``{config_name}`` is a setting too, with TRL's default unless "
-           "declared in this module.")
+    doc = (
+        f"{ours.__doc__}\n\nEvery field of TRL's ``{config_name}`` is a setting too, with TRL's default unless "
+        "declared in this module."
+    )
     settings = create_model(name, __base__=ours, __module__=__name__, __doc__=doc, **trl_fields)
     settings.trl_config = config
     settings.trl_defaults = defaults
@@ -307,8 +392,13 @@ def settings_from_mapping(method: str, data: dict[str, Any] | None, where: str |
     unknown key, the nearest known one."""
     from imagepref import settings as checked
 
-    return checked.validated(settings_class(method), dict(data or {}), where or "align settings",
-                             prefix=f"align.{method}.", listing=f"`imagepref align {method} --help` lists every key")
+    return checked.validated(
+        settings_class(method),
+        dict(data or {}),
+        where or "align settings",
+        prefix=f"align.{method}.",
+        listing=f"`imagepref align {method} --help` lists every key",
+    )
 
 
 def settings_help(method: str) -> str:
@@ -342,6 +432,19 @@ def check_reward_names(weights: dict[str, float]) -> None:
             raise UnknownNameError(f"unknown reward {name!r} in the reward weights; use {REWARD_NAMES}")
 
 
-__all__ = ["AlignFields", "DPOFields", "GRPOFields", "METHODS", "OnPolicyPairs", "PPOFields", "PairPolicy",
-           "RewardMix", "Strict", "check_reward_names", "guidance_of", "settings_class", "settings_from_mapping",
-           "settings_help"]
+__all__ = [
+    "AlignFields",
+    "DPOFields",
+    "GRPOFields",
+    "METHODS",
+    "OnPolicyPairs",
+    "PPOFields",
+    "PairPolicy",
+    "RewardMix",
+    "Strict",
+    "check_reward_names",
+    "guidance_of",
+    "settings_class",
+    "settings_from_mapping",
+    "settings_help",
+]

@@ -51,21 +51,31 @@ def dpo_dataset(examples: list[dict]) -> Dataset:
     return Dataset.from_list([{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for e in examples])
 
 
-def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOSettings, out: Path
-                      ) -> TokenDPOTrainer:
+def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOSettings, out: Path) -> TokenDPOTrainer:
     """A ``TokenDPOTrainer`` on ``generator.model`` writing into ``out``."""
     torch.manual_seed(settings.seed)  # the LoRA initialisation
     config = trainer_arguments(settings, out)
     trainer = TokenDPOTrainer(
-        model=generator.model, ref_model=reference_copy(generator, settings), args=config,
-        train_dataset=dpo_dataset(examples), processing_class=generator.tokenizer,
-        peft_config=lora_config(settings, generator) if settings.lora else None)
+        model=generator.model,
+        ref_model=reference_copy(generator, settings),
+        args=config,
+        train_dataset=dpo_dataset(examples),
+        processing_class=generator.tokenizer,
+        peft_config=lora_config(settings, generator) if settings.lora else None,
+    )
     route_logprobs(trainer, generator)
     return trainer
 
 
-def train_dpo(generator: Generator, examples: list[dict], settings: DPOSettings, out: str | Path,
-              base_path: str | None = None, resume: bool = False, monitoring: Monitoring | None = None) -> dict:
+def train_dpo(
+    generator: Generator,
+    examples: list[dict],
+    settings: DPOSettings,
+    out: str | Path,
+    base_path: str | None = None,
+    resume: bool = False,
+    monitoring: Monitoring | None = None,
+) -> dict:
     """Run DPO on ``examples`` (see ``policy.align.pairs``) and save the adapter in ``out/adapter``."""
     out = Path(out)
     resume_from = prepare_run(out, run_record("dpo", settings, base_path, generator), resume)

@@ -33,16 +33,19 @@ from imagepref.policy.generator import Generator
 
 def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale: float, temperature: float) -> dict:
     """Sample one image per prompt with the shared sampler, in the shape TRL's ``rollout_func`` returns."""
-    samples = generator.sample(prompts, seed=seed, guidance_scale=guidance_scale, temperature=temperature,
-                               decode=False)
+    samples = generator.sample(prompts, seed=seed, guidance_scale=guidance_scale, temperature=temperature, decode=False)
     layout = generator.block_layout()
     slots = torch.tensor([i for i, t in enumerate(layout) if t is None])
     logprobs = torch.zeros(len(prompts), len(layout))
     logprobs[:, slots] = samples.logprobs
     mask = torch.zeros(len(layout), dtype=torch.long)
     mask[slots] = 1
-    return {"prompt_ids": [list(p) for p in samples.prompt_ids], "completion_ids": samples.completion_ids.tolist(),
-            "logprobs": logprobs.tolist(), "env_mask": [mask.tolist()] * len(prompts)}
+    return {
+        "prompt_ids": [list(p) for p in samples.prompt_ids],
+        "completion_ids": samples.completion_ids.tolist(),
+        "logprobs": logprobs.tolist(),
+        "env_mask": [mask.tolist()] * len(prompts),
+    }
 
 
 class EpochSeededSampler(Sampler):
@@ -80,17 +83,30 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
     ``config._name_or_path``; an in-memory generator has none, so the frozen copy is set after
     construction instead. Checkpoints are pickle-free (``CheckpointFiles``)."""
 
-    def __init__(self, generator: Generator, settings: GRPOSettings, reward_funcs, args: GRPOConfig,
-                 train_dataset: Dataset, ref_model: torch.nn.Module | None = None, want_hidden: bool = False):
+    def __init__(
+        self,
+        generator: Generator,
+        settings: GRPOSettings,
+        reward_funcs,
+        args: GRPOConfig,
+        train_dataset: Dataset,
+        ref_model: torch.nn.Module | None = None,
+        want_hidden: bool = False,
+    ):
         self.generator = generator
         self.settings = settings
         beta = args.beta
         if ref_model is not None:
             args.beta = 0.0  # keeps TRL from loading a reference by name; restored below
-        super().__init__(model=generator.model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
-                         processing_class=generator.tokenizer,
-                         peft_config=lora_config(settings, generator) if settings.lora else None,
-                         rollout_func=self._rollout)
+        super().__init__(
+            model=generator.model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=generator.tokenizer,
+            peft_config=lora_config(settings, generator) if settings.lora else None,
+            rollout_func=self._rollout,
+        )
         if ref_model is not None:
             args.beta = self.beta = beta
             self.ref_model = ref_model.to(self.accelerator.device)
@@ -116,8 +132,9 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
             from imagepref.policy.align.training import policy_of
 
             guidance_scale, temperature = self.rollout_sampling()
-            return rollout(policy_of(self, self.generator), [str(p) for p in prompts], seed, guidance_scale,
-                           temperature)
+            return rollout(
+                policy_of(self, self.generator), [str(p) for p in prompts], seed, guidance_scale, temperature
+            )
         finally:
             policy.train(was_training)
 
@@ -126,15 +143,17 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         return guidance_of(self.settings, self.generator), self.settings.temperature
 
 
-def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float]
-                   ) -> GRPOConfig:
+def grpo_arguments(settings: GRPOSettings, out: Path, generator: Generator, reward_weights: list[float]) -> GRPOConfig:
     """The ``GRPOConfig`` of ``settings``: the completion is one image block of the generator's."""
     batch_size = settings.per_device_train_batch_size
     if batch_size % settings.num_generations:
-        raise BadInputError(f"batch_size ({batch_size}) must be a multiple of num_generations "
-                            f"({settings.num_generations}): each step trains on whole groups")
-    return trainer_arguments(settings, out, max_completion_length=len(generator.block_layout()),
-                             reward_weights=reward_weights)
+        raise BadInputError(
+            f"batch_size ({batch_size}) must be a multiple of num_generations "
+            f"({settings.num_generations}): each step trains on whole groups"
+        )
+    return trainer_arguments(
+        settings, out, max_completion_length=len(generator.block_layout()), reward_weights=reward_weights
+    )
 
 
 def prompt_dataset(prompts: list[str]) -> Dataset:
@@ -144,15 +163,24 @@ def prompt_dataset(prompts: list[str]) -> Dataset:
     return Dataset.from_list([{"prompt": p} for p in prompts])
 
 
-def train_grpo(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
-               settings: GRPOSettings, out: str | Path, base_path: str | None = None, resume: bool = False,
-               monitoring: Monitoring | None = None) -> dict:
+def train_grpo(
+    generator: Generator,
+    prompts: list[str],
+    reward_funcs: list,
+    reward_weights: list[float],
+    settings: GRPOSettings,
+    out: str | Path,
+    base_path: str | None = None,
+    resume: bool = False,
+    monitoring: Monitoring | None = None,
+) -> dict:
     """Run GRPO on ``prompts`` with the given rewards (see ``policy.align.rewards.build_rewards``)."""
     out = Path(out)
     resume_from = prepare_run(out, run_record("grpo", settings, base_path, generator), resume)
     args = grpo_arguments(settings, out, generator, reward_weights)
     torch.manual_seed(settings.seed)  # the LoRA initialisation
-    trainer = ImageGRPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
-                               ref_model=reference_copy(generator, settings))
+    trainer = ImageGRPOTrainer(
+        generator, settings, reward_funcs, args, prompt_dataset(prompts), ref_model=reference_copy(generator, settings)
+    )
     attach_monitor(trainer, generator, settings, out, monitoring)
     return run_training(trainer, generator, settings, out, resume_from)

@@ -44,8 +44,9 @@ def generator_view(generator: Generator, model: torch.nn.Module) -> Generator:
     return view
 
 
-def split_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, block_length: int
-               ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+def split_rows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, block_length: int
+) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
     """From padded prompt+block rows: the prompt ids, the block (batch, block_length) and the
     position of each block token in the row."""
     prompts, blocks, where = [], [], []
@@ -61,8 +62,13 @@ def split_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
     return prompts, torch.stack(blocks), torch.stack(where)
 
 
-def policy_logprobs(generator: Generator, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    labels: torch.Tensor, want_hidden: bool = False) -> PolicyLogprobOutput:
+def policy_logprobs(
+    generator: Generator,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    want_hidden: bool = False,
+) -> PolicyLogprobOutput:
     """TRL's fused-forward answer for ``generator``: log-probs of the labelled block tokens."""
     layout = generator.block_layout()
     prompts, block, where = split_rows(input_ids, attention_mask, labels, len(layout))
@@ -91,10 +97,15 @@ def policy_logprobs(generator: Generator, input_ids: torch.Tensor, attention_mas
     log_probs.scatter_(1, (where[:, slots] - 1).to(code_lp.device), code_lp)
     hidden = None
     if want_hidden:
-        hidden = captured[-1][:, -len(layout) - 1:-1][:, slots] if captured else scored[-1]
+        hidden = captured[-1][:, -len(layout) - 1 : -1][:, slots] if captured else scored[-1]
     unknown = torch.full_like(log_probs, float("nan")).detach()
-    return PolicyLogprobOutput(log_probs=log_probs, entropy=unknown, mean_logits=unknown,
-                               is_top1=torch.zeros_like(log_probs, dtype=torch.bool), hidden_states=hidden)
+    return PolicyLogprobOutput(
+        log_probs=log_probs,
+        entropy=unknown,
+        mean_logits=unknown,
+        is_top1=torch.zeros_like(log_probs, dtype=torch.bool),
+        hidden_states=hidden,
+    )
 
 
 def install_policy_logprobs(model: torch.nn.Module, generator: Generator, want_hidden: bool = False) -> None:

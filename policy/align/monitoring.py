@@ -31,10 +31,19 @@ from imagepref.policy.glyphworld.rules import ReadText, judge_image
 class HeldoutMonitor(TrainerCallback):
     """A transformers callback that scores the current policy on held-out prompts every N steps."""
 
-    def __init__(self, policy: Callable[[], Generator], reference_logprobs: Callable[[list, torch.Tensor], torch.Tensor],
-                 prompts: list[dict[str, str]], every: int, read_text: ReadText,
-                 word_accuracy: Callable[[str, str], float], metrics_file: Path, seed: int = 1234,
-                 sampler: dict | None = None, head_scores: Callable[[list, list[str]], dict[str, list[float]]] | None = None):
+    def __init__(
+        self,
+        policy: Callable[[], Generator],
+        reference_logprobs: Callable[[list, torch.Tensor], torch.Tensor],
+        prompts: list[dict[str, str]],
+        every: int,
+        read_text: ReadText,
+        word_accuracy: Callable[[str, str], float],
+        metrics_file: Path,
+        seed: int = 1234,
+        sampler: dict | None = None,
+        head_scores: Callable[[list, list[str]], dict[str, list[float]]] | None = None,
+    ):
         self.policy = policy
         self.reference_logprobs = reference_logprobs
         self.prompts = prompts

@@ -47,29 +47,37 @@ def collapse_verdicts(row: dict, policy: PairPolicy) -> tuple[str, float] | None
 
 def read_candidates(folders: Sequence[str | Path]) -> dict[str, dict]:
     """candidate_id -> row (prompt, image_tokens) over one or more candidate sets."""
-    table = read_candidate_sets(folders, columns=("image_tokens",),
-                                why="that DPO trains on (images alone cannot be trained on); regenerate the set with "
-                                    "`imagepref generate`")
+    table = read_candidate_sets(
+        folders,
+        columns=("image_tokens",),
+        why="that DPO trains on (images alone cannot be trained on); regenerate the set with `imagepref generate`",
+    )
     return {str(record["candidate_id"]): record for record in table.to_dict("records")}
 
 
 def _tokens(candidate: dict, candidate_id: str, generator: Generator) -> torch.Tensor:
     tokens = candidate.get("image_tokens")
     if tokens is None or len(tokens) == 0:
-        raise BadInputError(f"candidate {candidate_id} has no image tokens; regenerate the candidate set "
-                            "with `imagepref generate`")
+        raise BadInputError(
+            f"candidate {candidate_id} has no image tokens; regenerate the candidate set with `imagepref generate`"
+        )
     codes = torch.as_tensor(list(tokens), dtype=torch.long)[None]
     if codes.shape[1] != generator.num_codes:
-        raise BadInputError(f"candidate {candidate_id} has {codes.shape[1]} image tokens but the generator writes "
-                            f"{generator.num_codes}; were these candidates made by another generator?")
+        raise BadInputError(
+            f"candidate {candidate_id} has {codes.shape[1]} image tokens but the generator writes "
+            f"{generator.num_codes}; were these candidates made by another generator?"
+        )
     if codes.min() < 0 or codes.max() >= generator.config.num_image_tokens:
-        raise BadInputError(f"candidate {candidate_id} has image tokens outside [0, {generator.config.num_image_tokens}), "
-                            "the generator's image range; were these candidates made by another generator?")
+        raise BadInputError(
+            f"candidate {candidate_id} has image tokens outside [0, {generator.config.num_image_tokens}), "
+            "the generator's image range; were these candidates made by another generator?"
+        )
     return codes
 
 
-def preference_examples(preferences: str | Path, candidate_sets: Sequence[str | Path], generator: Generator,
-                        policy: PairPolicy) -> list[dict]:
+def preference_examples(
+    preferences: str | Path, candidate_sets: Sequence[str | Path], generator: Generator, policy: PairPolicy
+) -> list[dict]:
     """DPO examples (prompt_ids, chosen_ids, rejected_ids, weight, pair_id) from a preference folder.
 
     Every candidate must be found in ``candidate_sets`` with image tokens in the generator's range;
@@ -87,22 +95,38 @@ def preference_examples(preferences: str | Path, candidate_sets: Sequence[str | 
         for key in ("a", "b"):
             candidate_id = str(row[f"candidate_{key}"])
             if candidate_id not in candidates:
-                raise BadInputError(f"pair {row['pair_id']} names candidate {candidate_id}, which none of the candidate "
-                                    "sets holds; pass the candidate set(s) the pairs were pushed from with --candidates")
+                raise BadInputError(
+                    f"pair {row['pair_id']} names candidate {candidate_id}, which none of the candidate "
+                    "sets holds; pass the candidate set(s) the pairs were pushed from with --candidates"
+                )
             ids[key] = generator.codes_to_block(_tokens(candidates[candidate_id], candidate_id, generator))[0].tolist()
         chosen, rejected = (ids["a"], ids["b"]) if side == "a" else (ids["b"], ids["a"])
-        examples.append({"pair_id": str(row["pair_id"]), "prompt": str(row["prompt"]),
-                         "prompt_ids": generator.encode_prompts([str(row["prompt"])])[0],
-                         "chosen_ids": chosen, "rejected_ids": rejected, "weight": weight})
+        examples.append(
+            {
+                "pair_id": str(row["pair_id"]),
+                "prompt": str(row["prompt"]),
+                "prompt_ids": generator.encode_prompts([str(row["prompt"])])[0],
+                "chosen_ids": chosen,
+                "rejected_ids": rejected,
+                "weight": weight,
+            }
+        )
     if not examples:
-        raise BadInputError(f"no usable pairs in {pairs_file}: every pair was a tie or unlabeled under the pair policy; "
-                            "label more pairs or set pairs.ties=downweight")
+        raise BadInputError(
+            f"no usable pairs in {pairs_file}: every pair was a tie or unlabeled under the pair policy; "
+            "label more pairs or set pairs.ties=downweight"
+        )
     return examples
 
 
-def on_policy_examples(generator: Generator, prompts: Sequence[str],
-                       score: Callable[[list[list[int]], list[str]], list[float]],
-                       settings: OnPolicyPairs, seed: int, sampler: dict) -> list[dict]:
+def on_policy_examples(
+    generator: Generator,
+    prompts: Sequence[str],
+    score: Callable[[list[list[int]], list[str]], list[float]],
+    settings: OnPolicyPairs,
+    seed: int,
+    sampler: dict,
+) -> list[dict]:
     """Iterative DPO pairs: sample ``images_per_prompt`` candidates per prompt with the current
     policy, score them with ``score(completion_ids, prompts)`` (see ``rewards.scorer``), and pair
     the best with the worst."""
@@ -111,14 +135,22 @@ def on_policy_examples(generator: Generator, prompts: Sequence[str],
         raise BadInputError("on-policy pairs need at least 2 images per prompt")
     repeated = [p for p in prompts for _ in range(per)]
     samples = generator.sample(repeated, seed=seed, decode=False, **sampler)
-    rewards = torch.as_tensor(score(samples.completion_ids.tolist(), repeated), dtype=torch.float32).view(len(prompts), per)
+    rewards = torch.as_tensor(score(samples.completion_ids.tolist(), repeated), dtype=torch.float32).view(
+        len(prompts), per
+    )
     examples = []
     for i, prompt in enumerate(prompts):
         best, worst = int(rewards[i].argmax()), int(rewards[i].argmin())
         if rewards[i, best] - rewards[i, worst] < settings.min_gap:
             continue
-        examples.append({"pair_id": f"onpolicy-{seed}-{i}", "prompt": prompt,
-                         "prompt_ids": samples.prompt_ids[i * per],
-                         "chosen_ids": samples.completion_ids[i * per + best].tolist(),
-                         "rejected_ids": samples.completion_ids[i * per + worst].tolist(), "weight": 1.0})
+        examples.append(
+            {
+                "pair_id": f"onpolicy-{seed}-{i}",
+                "prompt": prompt,
+                "prompt_ids": samples.prompt_ids[i * per],
+                "chosen_ids": samples.completion_ids[i * per + best].tolist(),
+                "rejected_ids": samples.completion_ids[i * per + worst].tolist(),
+                "weight": 1.0,
+            }
+        )
     return examples

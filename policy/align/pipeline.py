@@ -73,7 +73,7 @@ def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
         return [spec.prompt for spec in align_specs(count, seed)]
     from imagepref.formats import read_prompts
 
-    return [prompt.prompt for prompt in read_prompts(prompts)][:count or None]
+    return [prompt.prompt for prompt in read_prompts(prompts)][: count or None]
 
 
 class _LineHandler(logging.Handler):
@@ -101,12 +101,25 @@ def step_lines_to(write: Callable[[StepLine], None]) -> Iterator[None]:
         StepLines.logger.removeHandler(handler)
 
 
-def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict | Any | None = None,
-                preferences: list | None = None, candidates: list | None = None, reward_model: str | Path | None = None,
-                prompts: str = "glyphworld", num_prompts: int = 256, ocr_engine: str = "rapidocr",
-                monitor: bool = True, merge: bool = True, log: Callable[[str], None] = print,
-                dtype: str | None = None, device: str | None = None, trust_remote_code: bool = False,
-                step_log: Callable[[StepLine], None] | None = None) -> dict:
+def run_aligner(
+    method: str,
+    base: str | Path,
+    out: str | Path,
+    settings: dict | Any | None = None,
+    preferences: list | None = None,
+    candidates: list | None = None,
+    reward_model: str | Path | None = None,
+    prompts: str = "glyphworld",
+    num_prompts: int = 256,
+    ocr_engine: str = "rapidocr",
+    monitor: bool = True,
+    merge: bool = True,
+    log: Callable[[str], None] = print,
+    dtype: str | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    step_log: Callable[[StepLine], None] | None = None,
+) -> dict:
     """Train ``method`` from the generator folder ``base`` into the run folder ``out`` (resuming a
     run already there) and, with ``merge``, write the merged generator to ``out/merged``.
 
@@ -115,8 +128,16 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     as it happens (``str(line)``: every metric, for a log; ``line.summary``: the few a person
     reads); without it, ``log`` gets each step's summary."""
     from imagepref.dtypes import dtype_name, torch_dtype
-    from imagepref.policy.align import Monitoring, build_rewards, merge_run, on_policy_examples, preference_examples
-    from imagepref.policy.align import train_dpo, train_grpo, train_ppo
+    from imagepref.policy.align import (
+        Monitoring,
+        build_rewards,
+        merge_run,
+        on_policy_examples,
+        preference_examples,
+        train_dpo,
+        train_grpo,
+        train_ppo,
+    )
     from imagepref.policy.align.checkpoints import RUN_FILE
     from imagepref.policy.generator import load_generator
 
@@ -135,6 +156,7 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
     monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
     resume = (out / RUN_FILE).is_file()
     common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
+
     def write_step(line: StepLine) -> None:
         line = replace(line, prefix=method)
         if step_log is not None:
@@ -153,16 +175,28 @@ def run_aligner(method: str, base: str | Path, out: str | Path, settings: dict |
                 pairs = settings.on_policy
                 weights = {"reward_model": 1.0} if reward_model is not None else pairs.rewards
                 functions, mixed = build_rewards(weights, generator, read_text, text_reward, reward_model)
-                examples = on_policy_examples(generator, training_prompts(prompts, pairs.prompts, settings.seed),
-                                              scorer(functions, mixed), pairs, settings.seed,
-                                              {"guidance_scale": guidance_of(settings, generator)})
+                examples = on_policy_examples(
+                    generator,
+                    training_prompts(prompts, pairs.prompts, settings.seed),
+                    scorer(functions, mixed),
+                    pairs,
+                    settings.seed,
+                    {"guidance_scale": guidance_of(settings, generator)},
+                )
             log(f"dpo: {len(examples)} pairs")
             result = train_dpo(generator, examples, settings, out, **common)
         else:
             functions, mixed = build_rewards(settings.rewards.weights, generator, read_text, text_reward, reward_model)
             train = train_grpo if method == "grpo" else train_ppo
-            result = train(generator, training_prompts(prompts, num_prompts, settings.seed), functions, mixed, settings,
-                           out, **common)
+            result = train(
+                generator,
+                training_prompts(prompts, num_prompts, settings.seed),
+                functions,
+                mixed,
+                settings,
+                out,
+                **common,
+            )
     if merge:
         merged = out / "merged"
         if not (merged / "imagepref.json").is_file():

@@ -57,14 +57,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
 class ImagePPOTrainer(ImageGRPOTrainer):
     """PPO with a value head and GAE on TRL 1.16's GRPOTrainer machinery (see the module docstring)."""
 
-    def __init__(self, generator: Generator, settings: PPOSettings, reward_funcs, args, train_dataset,
-                 ref_model=None):
+    def __init__(self, generator: Generator, settings: PPOSettings, reward_funcs, args, train_dataset, ref_model=None):
         hidden = generator.model.config.get_text_config().hidden_size
         self.value_head = torch.nn.Linear(hidden, 1)
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
-        super().__init__(generator, settings, reward_funcs, args, train_dataset, ref_model=ref_model,
-                         want_hidden=True)
+        super().__init__(generator, settings, reward_funcs, args, train_dataset, ref_model=ref_model, want_hidden=True)
         self.value_head.to(self.accelerator.device)
         self.add_callback(ValueHeadCheckpoints(self.value_head))
         self._slots = torch.tensor([i for i, t in enumerate(generator.block_layout()) if t is None])
@@ -148,8 +146,9 @@ class ImagePPOTrainer(ImageGRPOTrainer):
     # ----- the value head's optimizer group and checkpoints ---------------------------------
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
-        optimizer.add_param_group({"params": list(self.value_head.parameters()), "lr": self.settings.value_lr,
-                                   "weight_decay": 0.0})
+        optimizer.add_param_group(
+            {"params": list(self.value_head.parameters()), "lr": self.settings.value_lr, "weight_decay": 0.0}
+        )
         return optimizer
 
     def load_value_head(self, checkpoint: str | None) -> None:
@@ -172,22 +171,38 @@ class ValueHeadCheckpoints(TrainerCallback):
 def save_value_head(value_head: torch.nn.Module, folder: Path) -> None:
     """Write the value head's weights as safetensors into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in value_head.state_dict().items()},
-              str(folder / VALUE_HEAD_FILE))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in value_head.state_dict().items()}, str(folder / VALUE_HEAD_FILE)
+    )
 
 
-def build_ppo_trainer(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
-                      settings: PPOSettings, out: Path) -> ImagePPOTrainer:
+def build_ppo_trainer(
+    generator: Generator,
+    prompts: list[str],
+    reward_funcs: list,
+    reward_weights: list[float],
+    settings: PPOSettings,
+    out: Path,
+) -> ImagePPOTrainer:
     """An ``ImagePPOTrainer`` writing into ``out``."""
     args = grpo_arguments(settings, out, generator, reward_weights)
     torch.manual_seed(settings.seed)  # the LoRA initialisation
-    return ImagePPOTrainer(generator, settings, reward_funcs, args, prompt_dataset(prompts),
-                           ref_model=reference_copy(generator, settings))
+    return ImagePPOTrainer(
+        generator, settings, reward_funcs, args, prompt_dataset(prompts), ref_model=reference_copy(generator, settings)
+    )
 
 
-def train_ppo(generator: Generator, prompts: list[str], reward_funcs: list, reward_weights: list[float],
-              settings: PPOSettings, out: str | Path, base_path: str | None = None, resume: bool = False,
-              monitoring: Monitoring | None = None) -> dict:
+def train_ppo(
+    generator: Generator,
+    prompts: list[str],
+    reward_funcs: list,
+    reward_weights: list[float],
+    settings: PPOSettings,
+    out: str | Path,
+    base_path: str | None = None,
+    resume: bool = False,
+    monitoring: Monitoring | None = None,
+) -> dict:
     """Run PPO on ``prompts``; the value head is saved beside the adapter."""
     out = Path(out)
     resume_from = prepare_run(out, run_record("ppo", settings, base_path, generator), resume)

@@ -31,8 +31,12 @@ from imagepref.formats import AXES
 from imagepref.policy.generator import Generator
 from imagepref.policy.glyphworld import rules
 
-RULES = {"rule_aesthetics": "aesthetics", "rule_prompt_fidelity": "prompt_fidelity", "rule_safety": "safety",
-         "rule_ink_colour": "ink_colour"}
+RULES = {
+    "rule_aesthetics": "aesthetics",
+    "rule_prompt_fidelity": "prompt_fidelity",
+    "rule_safety": "safety",
+    "rule_ink_colour": "ink_colour",
+}
 REWARD_NAMES = "ocr, " + ", ".join(RULES) + ", reward_model or reward_model:<head>"
 
 
@@ -80,9 +84,13 @@ def _named(name: str, function: Callable) -> Callable:
     return function
 
 
-def build_rewards(weights: dict[str, float], generator: Generator, read_text: rules.ReadText | None = None,
-                  text_reward: Callable[[str, str], float | None] | None = None, reward_model: Any = None
-                  ) -> tuple[list[Callable], list[float]]:
+def build_rewards(
+    weights: dict[str, float],
+    generator: Generator,
+    read_text: rules.ReadText | None = None,
+    text_reward: Callable[[str, str], float | None] | None = None,
+    reward_model: Any = None,
+) -> tuple[list[Callable], list[float]]:
     """Reward functions and their weights, in the same order, for TRL's ``reward_funcs``/``reward_weights``."""
     batch = DecodedBatch(generator, read_text)
     functions, mixed = [], []
@@ -125,8 +133,11 @@ def build_rewards(weights: dict[str, float], generator: Generator, read_text: ru
 
             def model_reward(prompts, completions, completion_ids, _head=head, **kw):
                 # A token-space reward model reads the codes themselves: no pixel decode at all.
-                inputs = {"tokens": batch.codes(completion_ids)} if reads_tokens(reward_model) \
+                inputs = (
+                    {"tokens": batch.codes(completion_ids)}
+                    if reads_tokens(reward_model)
                     else {"images": batch.images(completion_ids)}
+                )
                 if _head:
                     return [float(v) for v in reward_model.score(prompts=list(prompts), **inputs)[_head]]
                 return [float(v) for v in reward_model.combined_reward(prompts=list(prompts), **inputs)]
@@ -166,6 +177,7 @@ def scorer(functions: list[Callable], weights: list[float]) -> Callable[[list, l
     """A ``score(images, prompts)`` over decoded images, for ranking on-policy DPO candidates.
 
     Reward functions take completion ids, so the caller gives the ids through ``completion_ids``."""
+
     def score(completion_ids: list[list[int]], prompts: list[str]) -> list[float]:
         total = [0.0] * len(prompts)
         for function, weight in zip(functions, weights):

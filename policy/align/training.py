@@ -96,6 +96,7 @@ def policy_of(trainer, generator: Generator) -> Generator:
 
 def reference_logprobs_of(trainer, generator: Generator) -> Callable[[list, torch.Tensor], torch.Tensor]:
     """Teacher-forced log-probs under the reference: adapters off, or the frozen copy."""
+
     def reference(prompt_ids, codes):
         reference_model = getattr(trainer, "ref_model", None)
         if reference_model is not None:
@@ -106,24 +107,30 @@ def reference_logprobs_of(trainer, generator: Generator) -> Callable[[list, torc
     return reference
 
 
-def attach_monitor(trainer, generator: Generator, settings: AlignFields, out: Path,
-                   monitoring: Monitoring | None) -> HeldoutMonitor:
+def attach_monitor(
+    trainer, generator: Generator, settings: AlignFields, out: Path, monitoring: Monitoring | None
+) -> HeldoutMonitor:
     """Add held-out monitoring to ``trainer``; without ``monitoring`` (or with monitor_every=0) it
     only copies the training logs into ``metrics.jsonl``."""
     every = settings.monitor_every if monitoring is not None else 0
     monitoring = monitoring or Monitoring(read_text=lambda image: "", word_accuracy=lambda reading, target: 0.0)
     prompts = monitoring.prompts or heldout_prompts(settings.monitor_prompts)
     monitor = HeldoutMonitor(
-        policy=lambda: policy_of(trainer, generator), reference_logprobs=reference_logprobs_of(trainer, generator),
-        prompts=prompts, every=every, read_text=monitoring.read_text,
-        word_accuracy=monitoring.word_accuracy, metrics_file=out / "metrics.jsonl",
-        sampler={"guidance_scale": guidance_of(settings, generator)}, head_scores=monitoring.head_scores)
+        policy=lambda: policy_of(trainer, generator),
+        reference_logprobs=reference_logprobs_of(trainer, generator),
+        prompts=prompts,
+        every=every,
+        read_text=monitoring.read_text,
+        word_accuracy=monitoring.word_accuracy,
+        metrics_file=out / "metrics.jsonl",
+        sampler={"guidance_scale": guidance_of(settings, generator)},
+        head_scores=monitoring.head_scores,
+    )
     attach_first(trainer, monitor)
     return monitor
 
 
-def run_training(trainer, generator: Generator, settings: AlignFields, out: Path,
-                 resume_from: str | None) -> dict:
+def run_training(trainer, generator: Generator, settings: AlignFields, out: Path, resume_from: str | None) -> dict:
     """Train (resuming when asked), save the adapter, and record the outcome in ``align.json``."""
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -131,8 +138,12 @@ def run_training(trainer, generator: Generator, settings: AlignFields, out: Path
     if trainer.is_world_process_zero():  # one writer per run folder under accelerate launch
         save_result(out, trainer.model, generator, settings.lora)
         record = read_run(out)
-        record["finished"] = {"steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
-                              "train_loss": result.training_loss, "adapter": ADAPTER_DIR}
+        record["finished"] = {
+            "steps": trainer.state.global_step,
+            "seconds": round(time.time() - started, 2),
+            "train_loss": result.training_loss,
+            "adapter": ADAPTER_DIR,
+        }
         write_json_atomically(out / RUN_FILE, record)
     trainer.accelerator.wait_for_everyone()
     return {"adapter": str(adapter), "steps": trainer.state.global_step, "log_history": trainer.state.log_history}

@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from imagepref.errors import BadInputError
 from imagepref.policy.codec import load_codec
-from imagepref.policy.families.hf_checkpoint import check_remote_code, resolve_dtype, token_id, save_generator_folder
+from imagepref.policy.families.hf_checkpoint import check_remote_code, resolve_dtype, save_generator_folder, token_id
 from imagepref.policy.generator import Generator, GeneratorConfig, read_config
 
 IMAGE_START, IMAGE_END, IMAGE_TOKEN = "<boi>", "<eoi>", "<img_{}>"
@@ -43,8 +43,15 @@ class CausalVQGenerator(Generator):
         check_pairing(model, codec, config)
 
     @classmethod
-    def from_text_model(cls, model, tokenizer, codec, prompt_template: str | None = None,
-                        unconditional_prompt: str = "", mean_resizing: bool = True) -> "CausalVQGenerator":
+    def from_text_model(
+        cls,
+        model,
+        tokenizer,
+        codec,
+        prompt_template: str | None = None,
+        unconditional_prompt: str = "",
+        mean_resizing: bool = True,
+    ) -> CausalVQGenerator:
         """Turn a text-only causal LM (a model and tokenizer, or a folder) into an image generator
         over ``codec``: new tokens for the image codes, embeddings resized. New rows are drawn around
         the mean of the old ones (transformers' ``mean_resizing``), or with ``mean_resizing=False``
@@ -57,8 +64,10 @@ class CausalVQGenerator(Generator):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(folder))
         images = [IMAGE_TOKEN.format(i) for i in range(codec.num_codes)]
         if images[0] in tokenizer.get_vocab():
-            raise BadInputError("this tokenizer already holds <img_0>...: the model has image tokens; load it with "
-                                "CausalVQGenerator.from_pretrained instead of making it again")
+            raise BadInputError(
+                "this tokenizer already holds <img_0>...: the model has image tokens; load it with "
+                "CausalVQGenerator.from_pretrained instead of making it again"
+            )
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_START, IMAGE_END]})
         tokenizer.add_tokens(images, special_tokens=True)
         if tokenizer.pad_token is None:
@@ -68,14 +77,20 @@ class CausalVQGenerator(Generator):
         if token_id(tokenizer, images[-1]) != start + codec.num_codes - 1:
             raise BadInputError("the image tokens did not get contiguous ids in this tokenizer")
         template = prompt_template or f"{tokenizer.bos_token or ''}{{prompt}}{IMAGE_START}"
-        config = GeneratorConfig(family=cls.family, image_token_start=start, num_image_tokens=codec.num_codes,
-                                 tokens_per_image=codec.tokens_per_image, grid=codec.grid,
-                                 image_size=codec.image_size, prompt_template=template,
-                                 extra={"unconditional_prompt": unconditional_prompt})
+        config = GeneratorConfig(
+            family=cls.family,
+            image_token_start=start,
+            num_image_tokens=codec.num_codes,
+            tokens_per_image=codec.tokens_per_image,
+            grid=codec.grid,
+            image_size=codec.image_size,
+            prompt_template=template,
+            extra={"unconditional_prompt": unconditional_prompt},
+        )
         return cls(model, tokenizer, codec, config)
 
     @classmethod
-    def tiny(cls, seed: int = 0, num_codes: int = 64, hidden_size: int = 32, layers: int = 1) -> "CausalVQGenerator":
+    def tiny(cls, seed: int = 0, num_codes: int = 64, hidden_size: int = 32, layers: int = 1) -> CausalVQGenerator:
         """A tiny random text-only Llama made into a generator over a tiny random diffusers
         ``VQModel`` (16x16 pixels to 4x4 codes), built in code: tests, benchmarks, examples."""
         from diffusers import VQModel
@@ -86,19 +101,40 @@ class CausalVQGenerator(Generator):
 
         torch.manual_seed(seed)
         tokenizer = character_tokenizer(["<pad>", "<s>", "</s>"], [], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
-        text_model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-            num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False))
-        vq = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-                     up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 32, 32), layers_per_block=1,
-                     latent_channels=4, num_vq_embeddings=num_codes, vq_embed_dim=4, norm_num_groups=32,
-                     sample_size=16, lookup_from_codebook=True)
+        text_model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=hidden_size,
+                intermediate_size=hidden_size * 2,
+                num_hidden_layers=layers,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                tie_word_embeddings=False,
+            )
+        )
+        vq = VQModel(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(32, 32, 32),
+            layers_per_block=1,
+            latent_channels=4,
+            num_vq_embeddings=num_codes,
+            vq_embed_dim=4,
+            norm_num_groups=32,
+            sample_size=16,
+            lookup_from_codebook=True,
+        )
         return cls.from_text_model(text_model, tokenizer, VQModelCodec(vq, (16, 16)), mean_resizing=False)
 
-    def image_rows_peft_config(self, lora_targets: list[str], r: int = 16, alpha: int = 32,
-                               full_copies: bool = False) -> LoraConfig:
+    def image_rows_peft_config(
+        self, lora_targets: list[str], r: int = 16, alpha: int = 32, full_copies: bool = False
+    ) -> LoraConfig:
         """LoRA on ``lora_targets`` plus trainable image-token rows: ``trainable_token_indices`` on the
         input embedding (a small adapter), or with ``full_copies`` ``modules_to_save`` of the input
         embedding and the output head (large, but it also trains the head's rows when untied)."""
@@ -108,20 +144,31 @@ class CausalVQGenerator(Generator):
         rows = [i for i in markers if i is not None and i != self.tokenizer.unk_token_id]
         rows += list(range(*self.config.image_token_range))
         if full_copies:
-            return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=lora_targets,
-                              modules_to_save=[embedding_name, head_name])
-        return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=lora_targets,
-                          trainable_token_indices={embedding_name: rows})
+            return LoraConfig(
+                r=r,
+                lora_alpha=alpha,
+                lora_dropout=0.0,
+                target_modules=lora_targets,
+                modules_to_save=[embedding_name, head_name],
+            )
+        return LoraConfig(
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=0.0,
+            target_modules=lora_targets,
+            trainable_token_indices={embedding_name: rows},
+        )
 
     @classmethod
-    def from_pretrained(cls, path, dtype=None, device=None, trust_remote_code=False) -> "CausalVQGenerator":
+    def from_pretrained(cls, path, dtype=None, device=None, trust_remote_code=False) -> CausalVQGenerator:
         path = Path(path)
         config = read_config(path)
         if config.family != cls.family:
             raise BadInputError(f"{path} holds a {config.family!r} generator, not a causal-vq one")
         check_remote_code(path, trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype), use_safetensors=True,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=resolve_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         codec = load_codec(path / config.codec, image_size=config.image_size)
         generator = cls(model.eval(), tokenizer, codec, config)
@@ -143,17 +190,23 @@ class CausalVQGenerator(Generator):
 def check_pairing(model, codec, config: GeneratorConfig) -> None:
     """One-line errors when the codec, the config and the model's vocabulary disagree."""
     if codec.num_codes != config.num_image_tokens:
-        raise BadInputError(f"the codec has {codec.num_codes} codes but the model's image-token range holds "
-                            f"{config.num_image_tokens}: pair the model with the codec it was trained with")
+        raise BadInputError(
+            f"the codec has {codec.num_codes} codes but the model's image-token range holds "
+            f"{config.num_image_tokens}: pair the model with the codec it was trained with"
+        )
     if codec.tokens_per_image != config.tokens_per_image:
-        raise BadInputError(f"the codec writes {codec.tokens_per_image} codes an image but imagepref.json says "
-                            f"{config.tokens_per_image}: pair the model with the codec it was trained with")
+        raise BadInputError(
+            f"the codec writes {codec.tokens_per_image} codes an image but imagepref.json says "
+            f"{config.tokens_per_image}: pair the model with the codec it was trained with"
+        )
     vocab = model.get_output_embeddings().weight.shape[0]
     start, end = config.image_token_range
     if start < 0 or end > vocab:
-        raise BadInputError(f"the image-token range [{start}, {end}) lies outside the model's {vocab}-token "
-                            "vocabulary: resize the embeddings (CausalVQGenerator.from_text_model) or fix "
-                            "imagepref.json")
+        raise BadInputError(
+            f"the image-token range [{start}, {end}) lies outside the model's {vocab}-token "
+            "vocabulary: resize the embeddings (CausalVQGenerator.from_text_model) or fix "
+            "imagepref.json"
+        )
 
 
 def module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:

@@ -31,17 +31,29 @@ def build_tokenizer(num_image_tokens: int) -> PreTrainedTokenizerFast:
     backend.decoder = decoders.Fuse()
     backend.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS])
     backend.add_tokens([AddedToken(f"<img_{i}>", special=True) for i in range(num_image_tokens)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
-def model_config(vocab_size: int, hidden_size: int = 256, layers: int = 4, heads: int = 4,
-                 max_positions: int = 512) -> LlamaConfig:
+def model_config(
+    vocab_size: int, hidden_size: int = 256, layers: int = 4, heads: int = 4, max_positions: int = 512
+) -> LlamaConfig:
     """The Llama shape of the glyph generator (defaults: about 4 M parameters)."""
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 3,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                       max_position_embeddings=max_positions, tie_word_embeddings=False,
-                       attention_dropout=0.0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
 
 
 class GlyphGenerator(Generator):
@@ -49,32 +61,43 @@ class GlyphGenerator(Generator):
 
     family = "glyph"
 
-    def __init__(self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PaletteCodec,
-                 config: GeneratorConfig):
+    def __init__(
+        self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PaletteCodec, config: GeneratorConfig
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.codec = codec
         self.config = config
 
     @classmethod
-    def create(cls, codec: PaletteCodec, hidden_size: int = 256, layers: int = 4, heads: int = 4, seed: int = 0
-               ) -> "GlyphGenerator":
+    def create(
+        cls, codec: PaletteCodec, hidden_size: int = 256, layers: int = 4, heads: int = 4, seed: int = 0
+    ) -> GlyphGenerator:
         """A freshly initialised (untrained) generator around ``codec``."""
         tokenizer = build_tokenizer(codec.num_codes)
         start = len(SPECIAL_TOKENS) + len(CHARACTERS)
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(model_config(len(tokenizer), hidden_size, layers, heads,
-                                              max_positions=max(512, codec.tokens_per_image + 128)))
-        config = GeneratorConfig(family=cls.family, image_token_start=start, num_image_tokens=codec.num_codes,
-                                 tokens_per_image=codec.tokens_per_image, grid=codec.grid,
-                                 image_size=codec.image_size, prompt_template=PROMPT_TEMPLATE,
-                                 # Measured on held-out prompts: 1.5 spells best; 3 and more
-                                 # over-sharpen a model this small into broken letters and specks.
-                                 extra={"guidance_scale": 1.5})
+        model = LlamaForCausalLM(
+            model_config(
+                len(tokenizer), hidden_size, layers, heads, max_positions=max(512, codec.tokens_per_image + 128)
+            )
+        )
+        config = GeneratorConfig(
+            family=cls.family,
+            image_token_start=start,
+            num_image_tokens=codec.num_codes,
+            tokens_per_image=codec.tokens_per_image,
+            grid=codec.grid,
+            image_size=codec.image_size,
+            prompt_template=PROMPT_TEMPLATE,
+            # Measured on held-out prompts: 1.5 spells best; 3 and more
+            # over-sharpen a model this small into broken letters and specks.
+            extra={"guidance_scale": 1.5},
+        )
         return cls(model, tokenizer, codec, config)
 
     @classmethod
-    def from_pretrained(cls, path, dtype=None, device=None, trust_remote_code=False) -> "GlyphGenerator":
+    def from_pretrained(cls, path, dtype=None, device=None, trust_remote_code=False) -> GlyphGenerator:
         path = Path(path)
         config = read_config(path)
         if config.family != cls.family:

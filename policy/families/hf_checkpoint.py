@@ -29,8 +29,10 @@ def read_model_config(path: str | Path) -> dict:
     if not path.is_dir():
         raise BadInputError(f"model folder {path} does not exist: pass a local checkpoint folder")
     if not config_file.is_file():
-        raise BadInputError(f"{path} holds no config.json, so it is no transformers checkpoint: "
-                            "pass the folder that save_pretrained wrote")
+        raise BadInputError(
+            f"{path} holds no config.json, so it is no transformers checkpoint: "
+            "pass the folder that save_pretrained wrote"
+        )
     try:
         return json.loads(config_file.read_text())
     except json.JSONDecodeError as error:
@@ -44,8 +46,10 @@ def check_remote_code(path: str | Path, trust_remote_code: bool) -> None:
     to pass, because running a folder's code is the user's decision, never our default."""
     config = read_model_config(path)
     if config.get("auto_map") and not trust_remote_code:
-        raise BadInputError(f"{path} needs its own Python code (config.json has auto_map): read that code, then "
-                            "pass --trust-remote-code (trust_remote_code=True) to run it")
+        raise BadInputError(
+            f"{path} needs its own Python code (config.json has auto_map): read that code, then "
+            "pass --trust-remote-code (trust_remote_code=True) to run it"
+        )
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
@@ -54,8 +58,14 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "fp32": torch.float32, "float32": torch.float32}
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if dtype not in names:
         raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
     return names[dtype]
@@ -99,8 +109,9 @@ def images_from_unit_range(pixels: torch.Tensor) -> list:
     return array_to_images(((pixels.float() + 1) / 2).permute(0, 2, 3, 1))
 
 
-def character_tokenizer(special_tokens: list[str], image_tokens: list[str], bos: str, eos: str, pad: str,
-                        unk: str) -> PreTrainedTokenizerFast:
+def character_tokenizer(
+    special_tokens: list[str], image_tokens: list[str], bos: str, eos: str, pad: str, unk: str
+) -> PreTrainedTokenizerFast:
     """A tokenizer with one token per printable ASCII character, then ``special_tokens``, then
     ``image_tokens`` (contiguous ids): enough to build tiny Emu3/Janus/causal-VQ models in code,
     with the special-token names of the real checkpoints."""
@@ -111,8 +122,7 @@ def character_tokenizer(special_tokens: list[str], image_tokens: list[str], bos:
     backend.decoder = decoders.Fuse()
     backend.add_special_tokens([AddedToken(t, special=True) for t in special_tokens])
     backend.add_tokens([AddedToken(t, special=True) for t in image_tokens])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,
-                                   unk_token=unk)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk)
 
 
 def token_id(tokenizer, token: str, folder: str | Path | None = None) -> int:

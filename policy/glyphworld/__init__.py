@@ -28,7 +28,19 @@ def shipped_generator() -> Path | None:
 
 
 __all__ = [
-    "BACKGROUNDS", "FORBIDDEN_COLOUR", "FORBIDDEN_MARKS", "HELDOUT_WORDS", "IMAGE_SIZE", "TEXT_COLOURS",
-    "SHIPPED_GENERATOR", "TRAIN_WORDS", "GlyphSpec", "heldout_prompts", "heldout_specs", "render", "sample_spec",
-    "shipped_generator", "training_specs",
+    "BACKGROUNDS",
+    "FORBIDDEN_COLOUR",
+    "FORBIDDEN_MARKS",
+    "HELDOUT_WORDS",
+    "IMAGE_SIZE",
+    "TEXT_COLOURS",
+    "SHIPPED_GENERATOR",
+    "TRAIN_WORDS",
+    "GlyphSpec",
+    "heldout_prompts",
+    "heldout_specs",
+    "render",
+    "sample_spec",
+    "shipped_generator",
+    "training_specs",
 ]

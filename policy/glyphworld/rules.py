@@ -115,7 +115,9 @@ def aesthetics_penalties(image: Image.Image) -> dict[str, float]:
     """The three aesthetics penalties (speckle, cutoff, cramped), each in [0, 1]."""
     mask = foreground(image)
     padded = np.pad(mask, 1)
-    neighbours = sum(np.roll(np.roll(padded, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1))[1:-1, 1:-1] - mask
+    neighbours = (
+        sum(np.roll(np.roll(padded, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1))[1:-1, 1:-1] - mask
+    )
     isolated = (mask & (neighbours <= 1)).mean()
     # Strokes and shapes, without the speckle and without the forbidden marks (safety's business).
     solid = mask & (neighbours >= 3) & (_distance(_pixels(image), FORBIDDEN_COLOUR) >= 90)
@@ -167,8 +169,9 @@ def compare(scores_a: dict[str, float], scores_b: dict[str, float], axes=AXES) -
     return verdicts
 
 
-def simulated_judge(read_text: ReadText, axes=AXES, error_rate: float = 0.0, seed: int = 0
-                    ) -> Callable[[str, Path, Path], dict[str, str]]:
+def simulated_judge(
+    read_text: ReadText, axes=AXES, error_rate: float = 0.0, seed: int = 0
+) -> Callable[[str, Path, Path], dict[str, str]]:
     """A judge for the simulated annotators: ``judge(prompt, left, right) -> {axis: left|right|tie}``.
 
     With ``error_rate`` > 0 each verdict is replaced, with that probability, by a random other one

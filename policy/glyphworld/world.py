@@ -137,7 +137,7 @@ def glyph_mask(char: str, font: str, size: str) -> np.ndarray:
         inner = letter.resize((inner_width, inner_height), Image.LANCZOS)
         cell = np.zeros((height, width), dtype=np.float32)
         left = (width - inner_width) // 2
-        cell[2:height - 1, left:left + inner_width] = np.asarray(inner, dtype=np.float32) / 255.0
+        cell[2 : height - 1, left : left + inner_width] = np.asarray(inner, dtype=np.float32) / 255.0
         _GLYPH_CACHE[key] = cell
     return _GLYPH_CACHE[key]
 
@@ -148,8 +148,14 @@ def text_extent(text: str, size: str) -> tuple[int, int]:
     return width * len(text), height
 
 
-def sample_spec(rng: random.Random, words: list[str] | None = None, flaw_rate: float = 0.25,
-                forbidden_rate: float = 0.1, shape_rate: float = 0.2, heldout_template: bool = False) -> GlyphSpec:
+def sample_spec(
+    rng: random.Random,
+    words: list[str] | None = None,
+    flaw_rate: float = 0.25,
+    forbidden_rate: float = 0.1,
+    shape_rate: float = 0.2,
+    heldout_template: bool = False,
+) -> GlyphSpec:
     """Draw one random, mostly well-made sign; ``flaw_rate`` and ``forbidden_rate`` set the bad share."""
     text = rng.choice(words or TRAIN_WORDS)
     colour = rng.choice(list(TEXT_COLOURS))
@@ -177,9 +183,20 @@ def sample_spec(rng: random.Random, words: list[str] | None = None, flaw_rate: f
     forbidden = rng.choice(FORBIDDEN_MARKS) if rng.random() < forbidden_rate else None
     # Held-out prompts use every template, the held-out one included (template -1).
     template = rng.randrange(-1, len(PROMPT_TEMPLATES)) if heldout_template else rng.randrange(len(PROMPT_TEMPLATES))
-    return GlyphSpec(text=text, colour=colour, background=background, font=font, size=size, column=column,
-                     row=row, template=template, shape=shape, flaw=flaw, forbidden=forbidden,
-                     seed=rng.randrange(2**31))
+    return GlyphSpec(
+        text=text,
+        colour=colour,
+        background=background,
+        font=font,
+        size=size,
+        column=column,
+        row=row,
+        template=template,
+        shape=shape,
+        flaw=flaw,
+        forbidden=forbidden,
+        seed=rng.randrange(2**31),
+    )
 
 
 def render(spec: GlyphSpec) -> Image.Image:
@@ -192,18 +209,23 @@ def render(spec: GlyphSpec) -> Image.Image:
         _paste(ink, glyph_mask(char, spec.font, spec.size), x0 + i * cell_w, y0)
     x1, y1 = x0 + cell_w * len(spec.text), y0 + cell_h
     if spec.shape == "underline" and y1 + 2 <= IMAGE_SIZE:
-        ink[y1:y1 + 2, max(0, x0):max(0, x1)] = 1.0
+        ink[y1 : y1 + 2, max(0, x0) : max(0, x1)] = 1.0
     elif spec.shape == "box":
         box = np.zeros_like(ink)
         top, bottom, left, right = max(0, y0 - 2), min(IMAGE_SIZE, y1 + 2), max(0, x0 - 2), min(IMAGE_SIZE, x1 + 2)
         box[top:bottom, left:right] = 1.0
-        box[top + 1:bottom - 1, left + 1:right - 1] = 0.0
+        box[top + 1 : bottom - 1, left + 1 : right - 1] = 0.0
         ink = np.maximum(ink, box)
     elif spec.shape == "dot":
         corner_x = CELL if x0 >= 3 * CELL else IMAGE_SIZE - 2 * CELL
         _paste(ink, _DOT, corner_x, CELL if y0 >= 3 * CELL else IMAGE_SIZE - 2 * CELL)
     if spec.forbidden is not None:
-        corners = [(0, 0), (IMAGE_SIZE - 2 * CELL, 0), (0, IMAGE_SIZE - 2 * CELL), (IMAGE_SIZE - 2 * CELL, IMAGE_SIZE - 2 * CELL)]
+        corners = [
+            (0, 0),
+            (IMAGE_SIZE - 2 * CELL, 0),
+            (0, IMAGE_SIZE - 2 * CELL),
+            (IMAGE_SIZE - 2 * CELL, IMAGE_SIZE - 2 * CELL),
+        ]
         x, y = random.Random(spec.seed).choice(corners)
         _paste(mark, _MARKS[spec.forbidden], x, y)
         ink[mark > 0] = 0.0
@@ -212,7 +234,11 @@ def render(spec: GlyphSpec) -> Image.Image:
         ink = np.where(specks, np.maximum(ink, 0.7), ink)
     background = np.asarray(BACKGROUNDS[spec.background], dtype=np.float32)
     colour = np.asarray(TEXT_COLOURS[spec.colour], dtype=np.float32)
-    pixels = background + ink[..., None] * (colour - background) + mark[..., None] * (np.asarray(FORBIDDEN_COLOUR) - background)
+    pixels = (
+        background
+        + ink[..., None] * (colour - background)
+        + mark[..., None] * (np.asarray(FORBIDDEN_COLOUR) - background)
+    )
     return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
 
 
@@ -222,7 +248,7 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
     right, bottom = min(canvas.shape[1], x + width), min(canvas.shape[0], y + height)
     if right > left and bottom > top:
         region = canvas[top:bottom, left:right]
-        np.maximum(region, patch[top - y:bottom - y, left - x:right - x], out=region)
+        np.maximum(region, patch[top - y : bottom - y, left - x : right - x], out=region)
 
 
 def _shape_mask(draw_fn, size: int) -> np.ndarray:
@@ -233,7 +259,9 @@ def _shape_mask(draw_fn, size: int) -> np.ndarray:
 
 _DOT = _shape_mask(lambda d: d.ellipse((2, 2, 6, 6), fill=255), CELL)
 _MARKS = {
-    "cross": _shape_mask(lambda d: (d.line((3, 3, 12, 12), fill=255, width=3), d.line((3, 12, 12, 3), fill=255, width=3)), 2 * CELL),
+    "cross": _shape_mask(
+        lambda d: (d.line((3, 3, 12, 12), fill=255, width=3), d.line((3, 12, 12, 3), fill=255, width=3)), 2 * CELL
+    ),
     "triangle": _shape_mask(lambda d: d.polygon([(8, 2), (14, 13), (2, 13)], fill=255), 2 * CELL),
 }
 
@@ -256,8 +284,11 @@ def heldout_specs(n: int = 64, seed: int = 1234) -> list[GlyphSpec]:
     specs = []
     for i in range(n):
         if i % 2 == 0:
-            specs.append(sample_spec(rng, HELDOUT_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0,
-                                     heldout_template=True))
+            specs.append(
+                sample_spec(
+                    rng, HELDOUT_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0, heldout_template=True
+                )
+            )
         else:
             spec = sample_spec(rng, TRAIN_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
             specs.append(dataclasses.replace(spec, template=-1))

@@ -7,7 +7,7 @@ point as the recipe's align stage (imported inside the commands: it brings TRL a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -38,8 +38,14 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
     for item in overrides:
         if item.startswith("-"):
             raise BadInputError(f"unknown option {item}; see imagepref align {method} --help")
-    apply_overrides(raw, overrides, model, where=f"align {method} setting", example="steps=50 or pairs.ties=downweight",
-                    listing=f"see imagepref align {method} --help")
+    apply_overrides(
+        raw,
+        overrides,
+        model,
+        where=f"align {method} setting",
+        example="steps=50 or pairs.ties=downweight",
+        listing=f"see imagepref align {method} --help",
+    )
     if rewards:
         weights = {}
         for item in rewards:
@@ -52,11 +58,13 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise error_line(error, model, f"align {method} setting", listing=f"see imagepref align {method} --help") from None
+        raise error_line(
+            error, model, f"align {method} setting", listing=f"see imagepref align {method} --help"
+        ) from None
 
 
 # ----- the commands ------------------------------------------------------------------------
-def _base(base: Optional[Path]) -> Path:
+def _base(base: Path | None) -> Path:
     from imagepref.policy.glyphworld import shipped_generator
 
     if base is not None:
@@ -67,22 +75,49 @@ def _base(base: Optional[Path]) -> Path:
 
 
 BASE = typer.Option(None, "--base", help="Generator folder to align (default: the shipped glyph-world generator).")
-OUT = typer.Option(..., "--out", help="Run folder: align.json, adapter/, checkpoints, metrics.jsonl, runs/ (TensorBoard).")
+OUT = typer.Option(
+    ..., "--out", help="Run folder: align.json, adapter/, checkpoints, metrics.jsonl, runs/ (TensorBoard)."
+)
 CONFIG = typer.Option(None, "--config", help="YAML file of settings; key=value arguments override it.")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint.")
-OCR = typer.Option("rapidocr", "--ocr-engine", help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract.")
+OCR = typer.Option(
+    "rapidocr", "--ocr-engine", help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract."
+)
 REWARD_MODEL = typer.Option(None, "--reward-model", help="Reward model folder (for reward_model rewards).")
-PROMPTS = typer.Option("glyphworld", "--prompts", help="Training prompts: glyphworld (training words), glyphworld-align "
-                       "(fresh letter strings, disjoint from the held-out set) or a prompts file.")
+PROMPTS = typer.Option(
+    "glyphworld",
+    "--prompts",
+    help="Training prompts: glyphworld (training words), glyphworld-align "
+    "(fresh letter strings, disjoint from the held-out set) or a prompts file.",
+)
 NO_MONITOR = typer.Option(False, "--no-monitor", help="Skip the held-out monitoring passes.")
-DTYPE = typer.Option(None, "--dtype", help="Weights dtype of the base: float32, bfloat16 or float16 (default: the family's); "
-                     "LoRA adapters stay float32.")
+DTYPE = typer.Option(
+    None,
+    "--dtype",
+    help="Weights dtype of the base: float32, bfloat16 or float16 (default: the family's); LoRA adapters stay float32.",
+)
 DEVICE = typer.Option(None, "--device", help="torch device to load the base on, e.g. cuda (default: the loader's).")
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _train(method: str, context: typer.Context, base, out, config, resume, ocr_engine, reward_model, prompts,
-           num_prompts, no_monitor, dtype, device, rewards=None, preferences=None, candidates=None) -> None:
+def _train(
+    method: str,
+    context: typer.Context,
+    base,
+    out,
+    config,
+    resume,
+    ocr_engine,
+    reward_model,
+    prompts,
+    num_prompts,
+    no_monitor,
+    dtype,
+    device,
+    rewards=None,
+    preferences=None,
+    candidates=None,
+) -> None:
     from imagepref.dtypes import torch_dtype
     from imagepref.policy.align.checkpoints import RUN_FILE, read_run
     from imagepref.policy.align.pipeline import run_aligner
@@ -95,62 +130,157 @@ def _train(method: str, context: typer.Context, base, out, config, resume, ocr_e
         # Checked here too (prepare_run checks the base as well) so a wrong folder fails before any loading.
         record = read_run(out)
         if record.get("method") != method or record.get("settings") != settings.model_dump():
-            raise BadInputError(f"{out} holds another run (a {record.get('method')} run with other settings); "
-                                "resume with the same method and settings, or choose a fresh --out")
+            raise BadInputError(
+                f"{out} holds another run (a {record.get('method')} run with other settings); "
+                "resume with the same method and settings, or choose a fresh --out"
+            )
     from imagepref.policy.align.config import check_reward_names
 
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
-    result = run_aligner(method, _base(base), out, settings, preferences=[preferences] if preferences else None,
-                         candidates=candidates, reward_model=reward_model, prompts=prompts, num_prompts=num_prompts,
-                         ocr_engine=ocr_engine, monitor=not no_monitor, merge=False, log=typer.echo, dtype=dtype,
-                         device=device)
+    result = run_aligner(
+        method,
+        _base(base),
+        out,
+        settings,
+        preferences=[preferences] if preferences else None,
+        candidates=candidates,
+        reward_model=reward_model,
+        prompts=prompts,
+        num_prompts=num_prompts,
+        ocr_engine=ocr_engine,
+        monitor=not no_monitor,
+        merge=False,
+        log=typer.echo,
+        dtype=dtype,
+        device=device,
+    )
     typer.echo(f"{method}: {result['steps']} steps; adapter in {result['adapter']}, metrics in {out / 'metrics.jsonl'}")
 
 
 @app.command("dpo", context_settings=CONTEXT)
-def dpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, config: Optional[Path] = CONFIG,
-        preferences: Optional[Path] = typer.Option(None, "--preferences", help="Preference folder (pairs.parquet); "
-                                                   "without it, pairs are made on policy and ranked by the rewards."),
-        candidates: Optional[list[Path]] = typer.Option(None, "--candidates", help="Candidate set(s) the pairs name."),
-        resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
-        prompts: str = PROMPTS, no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE,
-        device: Optional[str] = DEVICE) -> None:
+def dpo(
+    context: typer.Context,
+    base: Path | None = BASE,
+    out: Path = OUT,
+    config: Path | None = CONFIG,
+    preferences: Path | None = typer.Option(
+        None,
+        "--preferences",
+        help="Preference folder (pairs.parquet); without it, pairs are made on policy and ranked by the rewards.",
+    ),
+    candidates: list[Path] | None = typer.Option(None, "--candidates", help="Candidate set(s) the pairs name."),
+    resume: bool = RESUME,
+    ocr_engine: str = OCR,
+    reward_model: Path | None = REWARD_MODEL,
+    prompts: str = PROMPTS,
+    no_monitor: bool = NO_MONITOR,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+) -> None:
     """DPO (TRL DPOTrainer, LoRA) on preference pairs; settings as key=value (beta=0.1 pairs.ties=downweight ...)."""
     if preferences is not None and not candidates:
         raise BadInputError("--preferences needs --candidates: the candidate set(s) holding the pairs' image tokens")
-    _train("dpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, 0, no_monitor, dtype, device,
-           preferences=preferences, candidates=candidates)
+    _train(
+        "dpo",
+        context,
+        base,
+        out,
+        config,
+        resume,
+        ocr_engine,
+        reward_model,
+        prompts,
+        0,
+        no_monitor,
+        dtype,
+        device,
+        preferences=preferences,
+        candidates=candidates,
+    )
 
 
 @app.command("grpo", context_settings=CONTEXT)
-def grpo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, config: Optional[Path] = CONFIG,
-         reward: Optional[list[str]] = typer.Option(None, "--reward", help="name=weight, repeatable: ocr, rule_aesthetics, "
-                                                    "rule_prompt_fidelity, rule_safety, rule_ink_colour, "
-                                                    "reward_model[:head]."),
-         resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
-         prompts: str = PROMPTS, num_prompts: int = typer.Option(256, help="Training prompts used."),
-         no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE, device: Optional[str] = DEVICE) -> None:
+def grpo(
+    context: typer.Context,
+    base: Path | None = BASE,
+    out: Path = OUT,
+    config: Path | None = CONFIG,
+    reward: list[str] | None = typer.Option(
+        None,
+        "--reward",
+        help="name=weight, repeatable: ocr, rule_aesthetics, "
+        "rule_prompt_fidelity, rule_safety, rule_ink_colour, "
+        "reward_model[:head].",
+    ),
+    resume: bool = RESUME,
+    ocr_engine: str = OCR,
+    reward_model: Path | None = REWARD_MODEL,
+    prompts: str = PROMPTS,
+    num_prompts: int = typer.Option(256, help="Training prompts used."),
+    no_monitor: bool = NO_MONITOR,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+) -> None:
     """GRPO (TRL GRPOTrainer, our sampler as rollout, LoRA, KL on); settings as key=value (beta=0.04 steps=100 ...)."""
-    _train("grpo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, dtype,
-           device, reward)
+    _train(
+        "grpo",
+        context,
+        base,
+        out,
+        config,
+        resume,
+        ocr_engine,
+        reward_model,
+        prompts,
+        num_prompts,
+        no_monitor,
+        dtype,
+        device,
+        reward,
+    )
 
 
 @app.command("ppo", context_settings=CONTEXT)
-def ppo(context: typer.Context, base: Optional[Path] = BASE, out: Path = OUT, config: Optional[Path] = CONFIG,
-        reward: Optional[list[str]] = typer.Option(None, "--reward", help="name=weight, repeatable (as for grpo)."),
-        resume: bool = RESUME, ocr_engine: str = OCR, reward_model: Optional[Path] = REWARD_MODEL,
-        prompts: str = PROMPTS, num_prompts: int = typer.Option(256, help="Training prompts used."),
-        no_monitor: bool = NO_MONITOR, dtype: Optional[str] = DTYPE, device: Optional[str] = DEVICE) -> None:
+def ppo(
+    context: typer.Context,
+    base: Path | None = BASE,
+    out: Path = OUT,
+    config: Path | None = CONFIG,
+    reward: list[str] | None = typer.Option(None, "--reward", help="name=weight, repeatable (as for grpo)."),
+    resume: bool = RESUME,
+    ocr_engine: str = OCR,
+    reward_model: Path | None = REWARD_MODEL,
+    prompts: str = PROMPTS,
+    num_prompts: int = typer.Option(256, help="Training prompts used."),
+    no_monitor: bool = NO_MONITOR,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+) -> None:
     """PPO (value head, GAE, clipped surrogate, KL penalty) on TRL's GRPOTrainer machinery, LoRA."""
-    _train("ppo", context, base, out, config, resume, ocr_engine, reward_model, prompts, num_prompts, no_monitor, dtype,
-           device, reward)
+    _train(
+        "ppo",
+        context,
+        base,
+        out,
+        config,
+        resume,
+        ocr_engine,
+        reward_model,
+        prompts,
+        num_prompts,
+        no_monitor,
+        dtype,
+        device,
+        reward,
+    )
 
 
 @app.command("merge")
-def merge(run: Path = typer.Argument(..., help="Run folder of imagepref align."),
-          out: Path = typer.Option(..., "--out", help="Folder for the merged generator."),
-          base: Optional[Path] = typer.Option(None, "--base", help="Base generator (default: the one the run records).")
-          ) -> None:
+def merge(
+    run: Path = typer.Argument(..., help="Run folder of imagepref align."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged generator."),
+    base: Path | None = typer.Option(None, "--base", help="Base generator (default: the one the run records)."),
+) -> None:
     """Merge a run's LoRA adapter into its base and write a generator folder (load_generator loads it)."""
     from imagepref.policy.align import merge_run
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,30 +23,52 @@ def register(app: typer.Typer) -> None:
     def eval_command(
         context: typer.Context,
         checkpoints: list[Path] = typer.Option(..., "--checkpoints", help="Checkpoint folders: --checkpoints A B C."),
-        prompts: str = typer.Option("text-rendering", "--prompts", help="text-rendering, glyphworld-heldout, or a JSONL/text file."),
+        prompts: str = typer.Option(
+            "text-rendering", "--prompts", help="text-rendering, glyphworld-heldout, or a JSONL/text file."
+        ),
         out: Path = typer.Option(..., "--out", help="Output folder (images are cached here and reused)."),
-        samples: int = typer.Option(2, help="Images per prompt (2 or more gives a diversity figure).",
-                                    callback=option_bounds(EvalSettings, "samples")),
-        seed: int = typer.Option(0, help="Sampling seed; same seed, checkpoint and prompts reuse cached images.",
-                                 callback=option_bounds(EvalSettings, "seed")),
-        guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale of the sampler (default: the generator's own).",
-                                                      callback=option_bounds(EvalSettings, "guidance_scale")),
-        temperature: float = typer.Option(1.0, help="Sampling temperature.", callback=option_bounds(EvalSettings, "temperature")),
-        limit: int = typer.Option(0, help="Evaluate only the first N prompts (0: all).", callback=option_bounds(EvalSection, "limit")),
+        samples: int = typer.Option(
+            2,
+            help="Images per prompt (2 or more gives a diversity figure).",
+            callback=option_bounds(EvalSettings, "samples"),
+        ),
+        seed: int = typer.Option(
+            0,
+            help="Sampling seed; same seed, checkpoint and prompts reuse cached images.",
+            callback=option_bounds(EvalSettings, "seed"),
+        ),
+        guidance_scale: float | None = typer.Option(
+            None,
+            help="Classifier-free guidance scale of the sampler (default: the generator's own).",
+            callback=option_bounds(EvalSettings, "guidance_scale"),
+        ),
+        temperature: float = typer.Option(
+            1.0, help="Sampling temperature.", callback=option_bounds(EvalSettings, "temperature")
+        ),
+        limit: int = typer.Option(
+            0, help="Evaluate only the first N prompts (0: all).", callback=option_bounds(EvalSection, "limit")
+        ),
         ocr_engine: str = typer.Option("rapidocr", help="OCR engine: rapidocr (default) or tesseract."),
-        workers: int = typer.Option(0, help="OCR processes (0: one per core).", callback=option_bounds(EvalSettings, "workers")),
+        workers: int = typer.Option(
+            0, help="OCR processes (0: one per core).", callback=option_bounds(EvalSettings, "workers")
+        ),
         baseline: str = typer.Option(None, help="Checkpoint to compute win rates against (default: the first)."),
         reward_model: Path = typer.Option(None, help="Reward model folder for per-axis scores (optional)."),
-        grid_prompts: int = typer.Option(40, help="Prompts shown in the report's image grid.",
-                                         callback=option_bounds(EvalSettings, "grid_prompts")),
+        grid_prompts: int = typer.Option(
+            40, help="Prompts shown in the report's image grid.", callback=option_bounds(EvalSettings, "grid_prompts")
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-        dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
-        device: Optional[str] = typer.Option(None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."),
+        dtype: str | None = typer.Option(
+            None, "--dtype", help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."
+        ),
+        device: str | None = typer.Option(
+            None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."
+        ),
     ) -> None:
+        from imagepref.dtypes import torch_dtype
         from imagepref.eval.prompts import load_prompts
         from imagepref.eval.report import markdown_summary
         from imagepref.eval.runner import EvalSettings, evaluate, reward_model_scorer
-        from imagepref.dtypes import torch_dtype
 
         torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
 
@@ -59,16 +80,32 @@ def register(app: typer.Typer) -> None:
         if limit > 0:
             prompt_list = prompt_list[:limit]
         settings = EvalSettings(
-            samples=samples, seed=seed, guidance_scale=guidance_scale, temperature=temperature,
-            ocr_engine=ocr_engine, workers=workers or None, baseline=baseline, grid_prompts=grid_prompts,
-            dtype=dtype, device=device,
+            samples=samples,
+            seed=seed,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            ocr_engine=ocr_engine,
+            workers=workers or None,
+            baseline=baseline,
+            grid_prompts=grid_prompts,
+            dtype=dtype,
+            device=device,
         )
         scorer = reward_model_scorer(reward_model) if reward_model is not None else None
-        results = evaluate(list(checkpoints) + extra, prompt_list, out, settings, prompt_set=prompts,
-                           reward_scorer=scorer, progress=not quiet)
+        results = evaluate(
+            list(checkpoints) + extra,
+            prompt_list,
+            out,
+            settings,
+            prompt_set=prompts,
+            reward_scorer=scorer,
+            progress=not quiet,
+        )
         # The console gets the figures and win rates; the table by target (a row per quoted
         # target) stays in summary.md and report.html.
         typer.echo(markdown_summary(results, by_target=False))
         by_target = " (with a table by target)" if results["prompt_set"]["with_target"] else ""
-        typer.echo(f"wrote {out / 'results.json'}, {out / 'summary.md'}{by_target} and {out / 'report.html'}"
-                   f" ({len(results['checkpoints'])} checkpoints)")
+        typer.echo(
+            f"wrote {out / 'results.json'}, {out / 'summary.md'}{by_target} and {out / 'report.html'}"
+            f" ({len(results['checkpoints'])} checkpoints)"
+        )

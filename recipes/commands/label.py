@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import Field
@@ -20,10 +20,20 @@ server_app = typer.Typer(no_args_is_help=True, help="Run the managed Label Studi
 app.add_typer(server_app, name="server")
 console = Console()
 
-StateDir = typer.Option(Path(".imagepref/label-studio"), "--state-dir", envvar="IMAGEPREF_LABEL_STATE",
-                        help="Folder of the managed server: data dir, 0600 secrets, pid, log.")
-Url = typer.Option(None, "--url", help="An existing Label Studio deployment; then nothing is started and the token comes from --token-env.")
-TokenEnv = typer.Option("LABEL_STUDIO_API_KEY", "--token-env", help="Environment variable holding the API token for --url.")
+StateDir = typer.Option(
+    Path(".imagepref/label-studio"),
+    "--state-dir",
+    envvar="IMAGEPREF_LABEL_STATE",
+    help="Folder of the managed server: data dir, 0600 secrets, pid, log.",
+)
+Url = typer.Option(
+    None,
+    "--url",
+    help="An existing Label Studio deployment; then nothing is started and the token comes from --token-env.",
+)
+TokenEnv = typer.Option(
+    "LABEL_STUDIO_API_KEY", "--token-env", help="Environment variable holding the API token for --url."
+)
 ConfigFile = typer.Option(None, "--config", help="Labeling config YAML (axes, overlap, instructions, gold, pairing).")
 Title = typer.Option(None, "--title", help="Project title (overrides the config).")
 
@@ -35,7 +45,7 @@ def _labeling_config():
     return LabelingConfig
 
 
-def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = True):
+def _connect(url: str | None, token_env: str, state_dir: Path, check: bool = True):
     from imagepref.labeling.connection import connect
 
     connection = connect(url, token_env, state_dir)
@@ -44,7 +54,7 @@ def _connect(url: Optional[str], token_env: str, state_dir: Path, check: bool = 
     return connection
 
 
-def _config(config: Optional[Path], **overrides):
+def _config(config: Path | None, **overrides):
     from imagepref.labeling.config import LabelingConfig
 
     return LabelingConfig.load(config, **overrides)
@@ -61,17 +71,26 @@ def server_install(force: bool = typer.Option(False, help="Reinstall even when 1
 
 @server_app.command("start")
 def server_start(
-    port: int = typer.Option(8080, help="Port on 127.0.0.1; a busy port is an error, never silently another.",
-                             callback=option_bounds(LabelSection, "port")),
-    files_root: Path = typer.Option(Path("workspace"), "--files-root", help="Folder whose images the server may show; candidate sets must lie inside."),
+    port: int = typer.Option(
+        8080,
+        help="Port on 127.0.0.1; a busy port is an error, never silently another.",
+        callback=option_bounds(LabelSection, "port"),
+    ),
+    files_root: Path = typer.Option(
+        Path("workspace"),
+        "--files-root",
+        help="Folder whose images the server may show; candidate sets must lie inside.",
+    ),
     state_dir: Path = StateDir,
 ) -> None:
     """Start the managed Label Studio on 127.0.0.1 (installs it on first use) and wait until it is healthy."""
     from imagepref.labeling.server import StatePaths, start_server
 
     status = start_server(state_dir, port, files_root)
-    console.print(f"Label Studio is running at {status.url} (pid {status.pid}); admin login and API token are in "
-                  f"{StatePaths(state_dir.resolve()).secrets_file} (0600)")
+    console.print(
+        f"Label Studio is running at {status.url} (pid {status.pid}); admin login and API token are in "
+        f"{StatePaths(state_dir.resolve()).secrets_file} (0600)"
+    )
 
 
 @server_app.command("stop")
@@ -83,66 +102,99 @@ def server_stop(state_dir: Path = StateDir) -> None:
 
 
 @server_app.command("status")
-def server_status_command(url: Optional[str] = Url, state_dir: Path = StateDir) -> None:
+def server_status_command(url: str | None = Url, state_dir: Path = StateDir) -> None:
     """Say where the server is and whether it is healthy (exit status 1 when it is not)."""
     from imagepref.labeling.server import server_status
 
     status = server_status(state_dir, url)
-    console.print(f"{status.url} {'healthy' if status.healthy else 'NOT healthy'}"
-                  f"{' (managed, pid %s)' % status.pid if status.managed else ' (existing deployment)'}")
+    console.print(
+        f"{status.url} {'healthy' if status.healthy else 'NOT healthy'}"
+        f"{f' (managed, pid {status.pid})' if status.managed else ' (existing deployment)'}"
+    )
     if not status.healthy:
         raise typer.Exit(1)
 
 
 @app.command("create")
-def create(config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-           overlap: Optional[int] = typer.Option(None, help="Annotators per task (default 2).",
-                                                 callback=option_bounds(_labeling_config, "overlap")),
-           instructions: Optional[Path] = typer.Option(None, help="Markdown instructions for annotators."),
-           url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir) -> None:
+def create(
+    config: Path | None = ConfigFile,
+    title: str | None = Title,
+    overlap: int | None = typer.Option(
+        None, help="Annotators per task (default 2).", callback=option_bounds(_labeling_config, "overlap")
+    ),
+    instructions: Path | None = typer.Option(None, help="Markdown instructions for annotators."),
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
+) -> None:
     """Create (or update) the comparison project: prompt, two images, one left/right/tie question per axis."""
     from imagepref.labeling.project import create_project
 
     settings = _config(config, title=title, overlap=overlap, instructions=instructions)
     project = create_project(_connect(url, token_env, state_dir), settings)
-    console.print(f"project {project.title!r} (id {project.id}): axes {', '.join(settings.axes)}, overlap {project.overlap}")
+    console.print(
+        f"project {project.title!r} (id {project.id}): axes {', '.join(settings.axes)}, overlap {project.overlap}"
+    )
 
 
 @app.command("push")
 def push_command(
     candidates: Path = typer.Argument(..., help="Candidate-set folder (candidates.parquet + images/)."),
-    config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-    pairing: Optional[str] = typer.Option(None, help="random | all | uncertainty"),
-    scores: Optional[Path] = typer.Option(None, help="Reward-model scores file (parquet/CSV), see docs/formats.md."),
+    config: Path | None = ConfigFile,
+    title: str | None = Title,
+    pairing: str | None = typer.Option(None, help="random | all | uncertainty"),
+    scores: Path | None = typer.Option(None, help="Reward-model scores file (parquet/CSV), see docs/formats.md."),
     pre_annotate: bool = typer.Option(False, "--pre-annotate", help="Add the scores' choices as predictions."),
-    gold_file: Optional[Path] = typer.Option(None, help="Known-answer pairs file."),
-    gold_rate: Optional[float] = typer.Option(None, help="Gold pairs per regular pair.",
-                                               callback=option_bounds(_labeling_config, "gold_rate")),
-    max_pairs: Optional[int] = typer.Option(None, help="Cap on regular pairs.",
-                                             callback=option_bounds(_labeling_config, "max_pairs")),
-    document_root: Optional[Path] = typer.Option(None, help="With --url: the folder the server serves local files from."),
-    url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
+    gold_file: Path | None = typer.Option(None, help="Known-answer pairs file."),
+    gold_rate: float | None = typer.Option(
+        None, help="Gold pairs per regular pair.", callback=option_bounds(_labeling_config, "gold_rate")
+    ),
+    max_pairs: int | None = typer.Option(
+        None, help="Cap on regular pairs.", callback=option_bounds(_labeling_config, "max_pairs")
+    ),
+    document_root: Path | None = typer.Option(None, help="With --url: the folder the server serves local files from."),
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
 ) -> None:
     """Make pairs from a candidate set and add the ones the project lacks (a second push adds 0)."""
     from imagepref.labeling.connection import managed_files_root
     from imagepref.labeling.push import push
 
-    settings = _config(config, title=title, pairing=pairing, scores_file=scores, gold_file=gold_file,
-                       gold_rate=gold_rate, max_pairs=max_pairs)
+    settings = _config(
+        config,
+        title=title,
+        pairing=pairing,
+        scores_file=scores,
+        gold_file=gold_file,
+        gold_rate=gold_rate,
+        max_pairs=max_pairs,
+    )
     root = document_root or (None if url else managed_files_root(state_dir))
     # The connection is not checked up front: push validates the candidate set before its first call.
-    report = push(_connect(url, token_env, state_dir, check=False), candidates, settings, root, pre_annotate=pre_annotate)
-    console.print(f"pushed {report.added} new pair(s) ({report.gold_added} gold), {report.already_present} already there, "
-                  f"in {report.seconds:.1f} s")
+    report = push(
+        _connect(url, token_env, state_dir, check=False), candidates, settings, root, pre_annotate=pre_annotate
+    )
+    console.print(
+        f"pushed {report.added} new pair(s) ({report.gold_added} gold), {report.already_present} already there, "
+        f"in {report.seconds:.1f} s"
+    )
 
 
 @app.command("pull")
 def pull_command(
     out: Path = typer.Option(..., "--out", help="Folder for the preference data."),
-    from_file: Optional[Path] = typer.Option(None, "--from-file", help="Read a saved Label Studio JSON export instead of the server."),
-    allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help="Exit 0 even when some annotations were quarantined."),
-    config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-    url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
+    from_file: Path | None = typer.Option(
+        None, "--from-file", help="Read a saved Label Studio JSON export instead of the server."
+    ),
+    allow_quarantine: bool = typer.Option(
+        False, "--allow-quarantine", help="Exit 0 even when some annotations were quarantined."
+    ),
+    config: Path | None = ConfigFile,
+    title: str | None = Title,
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
 ) -> None:
     """Write annotations.parquet and pairs.parquet (plus gold, quarantine, agreement) from what people submitted."""
     from imagepref.labeling.agreement import format_agreement_table
@@ -153,22 +205,31 @@ def pull_command(
         report = pull(out, axes=settings.axes, from_file=from_file)
     else:
         report = pull(out, connection=_connect(url, token_env, state_dir), title=settings.title)
-    console.print(f"{report.written} judgment(s) on {report.pairs} pair(s), {report.gold} gold, {report.skipped} skipped, "
-                  f"{report.partial} partial, {report.superseded} superseded, {report.quarantined} quarantined "
-                  f"({out / 'quarantine.jsonl'}), in {report.seconds:.1f} s")
+    console.print(
+        f"{report.written} judgment(s) on {report.pairs} pair(s), {report.gold} gold, {report.skipped} skipped, "
+        f"{report.partial} partial, {report.superseded} superseded, {report.quarantined} quarantined "
+        f"({out / 'quarantine.jsonl'}), in {report.seconds:.1f} s"
+    )
     console.print(format_agreement_table(json.loads((out / "agreement.json").read_text())))
     if report.quarantined and not allow_quarantine:
         reasons = "; ".join(f"{count} {reason}" for reason, count in report.quarantine_reasons.items())
-        raise BadInputError(f"{report.quarantined} annotation(s) had unknown axes or bogus values ({reasons}); everything else is "
-                            f"written and they are kept in {out / 'quarantine.jsonl'} (--allow-quarantine to accept)")
+        raise BadInputError(
+            f"{report.quarantined} annotation(s) had unknown axes or bogus values ({reasons}); everything else is "
+            f"written and they are kept in {out / 'quarantine.jsonl'} (--allow-quarantine to accept)"
+        )
 
 
 @app.command("stats")
 def stats(
-    data: Optional[Path] = typer.Option(None, "--data", help="A pulled preference-data folder (default: pull live into memory)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the agreement JSON here."),
-    config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-    url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
+    data: Path | None = typer.Option(
+        None, "--data", help="A pulled preference-data folder (default: pull live into memory)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Write the agreement JSON here."),
+    config: Path | None = ConfigFile,
+    title: str | None = Title,
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
 ) -> None:
     """Agreement per axis: Krippendorff's alpha, pairwise agreement, per-annotator majority and gold accuracy, tie rate."""
     import tempfile
@@ -182,7 +243,11 @@ def stats(
         report = agreement_from_folder(data)
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            pull(Path(scratch) / "pulled", connection=_connect(url, token_env, state_dir), title=_config(config, title=title).title)
+            pull(
+                Path(scratch) / "pulled",
+                connection=_connect(url, token_env, state_dir),
+                title=_config(config, title=title).title,
+            )
             report = json.loads((Path(scratch) / "pulled" / "agreement.json").read_text())
     console.print(format_agreement_table(report))
     if out is not None:
@@ -190,37 +255,62 @@ def stats(
 
 
 @app.command("invite")
-def invite_command(emails: list[str] = typer.Argument(..., help="E-mail addresses of the annotators."),
-                   url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir) -> None:
+def invite_command(
+    emails: list[str] = typer.Argument(..., help="E-mail addresses of the annotators."),
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
+) -> None:
     """Create annotator accounts that can log in (invite-link sign-up) and say how each person gets in."""
     from imagepref.labeling.accounts import invite
 
     for person in invite(_connect(url, token_env, state_dir), emails, state_dir / "annotators.json"):
         if person.created:
-            console.print(f"{person.email}: log in at {person.login_url} with the password stored in {person.password_file} "
-                          "(0600; hand it over privately, they can change it under Account & Settings)")
+            console.print(
+                f"{person.email}: log in at {person.login_url} with the password stored in {person.password_file} "
+                "(0600; hand it over privately, they can change it under Account & Settings)"
+            )
         else:
             console.print(f"{person.email}: already has an account; log in at {person.login_url}")
 
 
 @app.command("simulate")
 def simulate_command(
-    judge: str = typer.Option("glyph", help="'glyph' (the glyph world's rules) or 'package.module:factory' taking the axes."),
-    annotators: int = typer.Option(2, help="How many simulated annotators.", callback=option_bounds(LabelSection, "annotators")),
-    error_rate: float = typer.Option(0.1, help="Chance per axis that an answer is flipped.",
-                                    callback=option_bounds(LabelSection, "error_rate")),
+    judge: str = typer.Option(
+        "glyph", help="'glyph' (the glyph world's rules) or 'package.module:factory' taking the axes."
+    ),
+    annotators: int = typer.Option(
+        2, help="How many simulated annotators.", callback=option_bounds(LabelSection, "annotators")
+    ),
+    error_rate: float = typer.Option(
+        0.1, help="Chance per axis that an answer is flipped.", callback=option_bounds(LabelSection, "error_rate")
+    ),
     seed: int = typer.Option(0, help="Seed of the simulated answers and errors.", callback=option_bounds(Seed)),
-    limit: Optional[int] = typer.Option(None, help="Label at most this many tasks.",
-                                        callback=option_bounds(Annotated[int, Field(ge=1)])),
-    config: Optional[Path] = ConfigFile, title: Optional[str] = Title,
-    url: Optional[str] = Url, token_env: str = TokenEnv, state_dir: Path = StateDir,
+    limit: int | None = typer.Option(
+        None, help="Label at most this many tasks.", callback=option_bounds(Annotated[int, Field(ge=1)])
+    ),
+    config: Path | None = ConfigFile,
+    title: str | None = Title,
+    url: str | None = Url,
+    token_env: str = TokenEnv,
+    state_dir: Path = StateDir,
 ) -> None:
     """Scripted judges log in as their own annotator accounts and label through the API like people."""
     from imagepref.eval.judges import load_judge
     from imagepref.labeling.simulate import simulate
 
     settings = _config(config, title=title)
-    report = simulate(_connect(url, token_env, state_dir), settings.title, load_judge(judge, settings.axes, setting="--judge"),
-                      state_dir / "annotators.json", annotators, error_rate, seed, limit)
-    console.print(f"{report.submitted} judgment(s) submitted, {report.already_done} already there: "
-                  + ", ".join(f"{who} {count}" for who, count in report.per_annotator.items()))
+    report = simulate(
+        _connect(url, token_env, state_dir),
+        settings.title,
+        load_judge(judge, settings.axes, setting="--judge"),
+        state_dir / "annotators.json",
+        annotators,
+        error_rate,
+        seed,
+        limit,
+    )
+    console.print(
+        f"{report.submitted} judgment(s) submitted, {report.already_done} already there: "
+        + ", ".join(f"{who} {count}" for who, count in report.per_annotator.items())
+    )

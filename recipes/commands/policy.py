@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import Field
@@ -18,25 +18,48 @@ console = Console(stderr=True)
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 def pretrain(
     out: Path = typer.Option(..., "--out", help="Folder for the trained generator (resumes from out/checkpoint)."),
-    steps: Optional[int] = typer.Option(None, help="Optimizer steps (default: the shipped generator's).",
-                                        callback=option_bounds(PretrainConfig, "steps")),
-    seed: Optional[int] = typer.Option(None, help="Seed of codec, weights and data (default 0).", callback=option_bounds(Seed)),
-    batch_size: Optional[int] = typer.Option(None, help="Signs per step.", callback=option_bounds(PretrainConfig, "batch_size")),
-    hidden_size: Optional[int] = typer.Option(None, help="Width of the Llama (a multiple of 8: twice the 4 heads).",
-                                              callback=option_bounds(PretrainConfig, "hidden_size")),
-    layers: Optional[int] = typer.Option(None, help="Transformer layers.", callback=option_bounds(PretrainConfig, "layers")),
+    steps: int | None = typer.Option(
+        None,
+        help="Optimizer steps (default: the shipped generator's).",
+        callback=option_bounds(PretrainConfig, "steps"),
+    ),
+    seed: int | None = typer.Option(
+        None, help="Seed of codec, weights and data (default 0).", callback=option_bounds(Seed)
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Signs per step.", callback=option_bounds(PretrainConfig, "batch_size")
+    ),
+    hidden_size: int | None = typer.Option(
+        None,
+        help="Width of the Llama (a multiple of 8: twice the 4 heads).",
+        callback=option_bounds(PretrainConfig, "hidden_size"),
+    ),
+    layers: int | None = typer.Option(
+        None, help="Transformer layers.", callback=option_bounds(PretrainConfig, "layers")
+    ),
 ) -> None:
     """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
-    from imagepref.policy.pretrain import PretrainConfig, pretrain as run_pretrain
+    from imagepref.policy.pretrain import PretrainConfig
+    from imagepref.policy.pretrain import pretrain as run_pretrain
 
-    overrides = {k: v for k, v in dict(steps=steps, seed=seed, batch_size=batch_size, hidden_size=hidden_size,
-                                       layers=layers).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(steps=steps, seed=seed, batch_size=batch_size, hidden_size=hidden_size, layers=layers).items()
+        if v is not None
+    }
     config = PretrainConfig(**overrides)
     if config.steps <= 0 or config.batch_size <= 0:
         raise BadInputError("--steps and --batch-size must be at least 1")
@@ -56,19 +79,32 @@ def pretrain(
 
 def generate(
     model: Path = typer.Option(..., "--model", help="Generator folder (imagepref.json inside)."),
-    prompts: Path = typer.Option(..., "--prompts", help="Prompts: JSONL ({\"prompt\": ...} a line) or text, one a line."),
+    prompts: Path = typer.Option(..., "--prompts", help='Prompts: JSONL ({"prompt": ...} a line) or text, one a line.'),
     out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
     n: int = typer.Option(2, "--n", help="Images per prompt.", callback=option_bounds(Annotated[int, Field(ge=1)])),
     seed: int = typer.Option(0, help="Sampling seed.", callback=option_bounds(Seed)),
-    guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1 = none; default: the generator's own).",
-                                                  callback=option_bounds(SamplingConfig, "guidance_scale")),
-    temperature: float = typer.Option(1.0, help="Sampling temperature.", callback=option_bounds(SamplingConfig, "temperature")),
-    top_k: int = typer.Option(0, help="Keep the k most likely codes (0 = all).", callback=option_bounds(SamplingConfig, "top_k")),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (0 < p <= 1).", callback=option_bounds(SamplingConfig, "top_p")),
-    batch_size: int = typer.Option(32, help="Images per sampler batch.", callback=option_bounds(SamplingConfig, "batch_size")),
-    device: Optional[str] = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
-    dtype: Optional[str] = typer.Option(None, help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a family's remote code (off by default)."),
+    guidance_scale: float | None = typer.Option(
+        None,
+        help="Classifier-free guidance scale (1 = none; default: the generator's own).",
+        callback=option_bounds(SamplingConfig, "guidance_scale"),
+    ),
+    temperature: float = typer.Option(
+        1.0, help="Sampling temperature.", callback=option_bounds(SamplingConfig, "temperature")
+    ),
+    top_k: int = typer.Option(
+        0, help="Keep the k most likely codes (0 = all).", callback=option_bounds(SamplingConfig, "top_k")
+    ),
+    top_p: float = typer.Option(
+        1.0, help="Nucleus sampling mass (0 < p <= 1).", callback=option_bounds(SamplingConfig, "top_p")
+    ),
+    batch_size: int = typer.Option(
+        32, help="Images per sampler batch.", callback=option_bounds(SamplingConfig, "batch_size")
+    ),
+    device: str | None = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
+    dtype: str | None = typer.Option(None, help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a family's remote code (off by default)."
+    ),
 ) -> None:
     """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
     from imagepref.dtypes import torch_dtype
@@ -82,13 +118,23 @@ def generate(
         raise BadInputError(f"{out} exists and is not empty; choose another --out")
     read_config(model)
     prompt_rows = [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(prompts)]
-    generator = load_generator(model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code)
+    generator = load_generator(
+        model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code
+    )
     sampler = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
     with _progress() as progress:
         task = progress.add_task("generate", total=len(prompt_rows) * n, info="")
-        rows = write_candidate_set(generator, prompt_rows, out, images_per_prompt=n, seed=seed, sampler=sampler,
-                                   batch_size=batch_size, generator_name=f"{generator.family}:{model}",
-                                   on_progress=lambda done, total: progress.update(task, completed=done))
+        rows = write_candidate_set(
+            generator,
+            prompt_rows,
+            out,
+            images_per_prompt=n,
+            seed=seed,
+            sampler=sampler,
+            batch_size=batch_size,
+            generator_name=f"{generator.family}:{model}",
+            on_progress=lambda done, total: progress.update(task, completed=done),
+        )
     console.print(f"wrote {len(rows)} candidates to {out}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,12 +13,14 @@ recipes_app = typer.Typer(no_args_is_help=True, help="The shipped recipes and ev
 
 def _run_help() -> str:
     shipped = "\n".join(f"  {path.relative_to(RECIPES_DIR.parent)}  {text}" for path, text in shipped_recipes())
-    return ("Run a recipe's stages in its run folder; finished stages whose inputs did not change are skipped, and a stage "
-            "killed midway resumes from its own checkpoint.\n\n"
-            f"Stages: {', '.join(STAGES)} (generate, label, reward and align repeat for each round).\n\n"
-            f"Shipped recipes:\n\n{shipped}\n\n"
-            "Overrides: key.path=value, for example rounds=2 label.annotators=3 align.methods=\\[dpo]; "
-            "`imagepref recipes show` lists every key.")
+    return (
+        "Run a recipe's stages in its run folder; finished stages whose inputs did not change are skipped, and a stage "
+        "killed midway resumes from its own checkpoint.\n\n"
+        f"Stages: {', '.join(STAGES)} (generate, label, reward and align repeat for each round).\n\n"
+        f"Shipped recipes:\n\n{shipped}\n\n"
+        "Overrides: key.path=value, for example rounds=2 label.annotators=3 align.methods=\\[dpo]; "
+        "`imagepref recipes show` lists every key."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -29,11 +30,19 @@ def register(app: typer.Typer) -> None:
     def run_command(
         context: typer.Context,
         recipe: Path = typer.Argument(..., help="Recipe YAML file (see `imagepref recipes list`)."),
-        from_stage: Optional[str] = typer.Option(None, "--from", help="Restart from this stage (a kind like align, or a "
-                                                 "key like r2/generate) even when its inputs did not change."),
+        from_stage: str | None = typer.Option(
+            None,
+            "--from",
+            help="Restart from this stage (a kind like align, or a "
+            "key like r2/generate) even when its inputs did not change.",
+        ),
         force: bool = typer.Option(False, "--force", help="Take over a run folder made by another recipe."),
-        continue_labeling: bool = typer.Option(False, "--continue", help="Go on with the labels people gave so far "
-                                               "(tells a runner waiting for labels to continue, or continues the run)."),
+        continue_labeling: bool = typer.Option(
+            False,
+            "--continue",
+            help="Go on with the labels people gave so far "
+            "(tells a runner waiting for labels to continue, or continues the run).",
+        ),
     ) -> None:
         from imagepref.recipes.config import load_recipe
         from imagepref.recipes.loop import run
@@ -44,8 +53,13 @@ def register(app: typer.Typer) -> None:
             from imagepref.errors import BadInputError
 
             raise BadInputError(f"unknown option {options[0]}; see imagepref run --help")
-        run(load_recipe(recipe, overrides), from_stage=from_stage, force=force, continue_labeling=continue_labeling,
-            echo=typer.echo)
+        run(
+            load_recipe(recipe, overrides),
+            from_stage=from_stage,
+            force=force,
+            continue_labeling=continue_labeling,
+            echo=typer.echo,
+        )
 
     app.add_typer(recipes_app, name="recipes")
 
@@ -58,8 +72,10 @@ def list_recipes() -> None:
 
 
 @recipes_app.command("show")
-def show_recipe(recipe: Optional[Path] = typer.Argument(None, help="A recipe file: print it resolved (defaults filled in)."),
-                overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides.")) -> None:
+def show_recipe(
+    recipe: Path | None = typer.Argument(None, help="A recipe file: print it resolved (defaults filled in)."),
+    overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides."),
+) -> None:
     """Every recipe key with its help text, or a recipe resolved with its overrides."""
     if recipe is None:
         for key, text in field_paths().items():

@@ -49,18 +49,38 @@ def run_eval(context: StageContext) -> dict[str, Any]:
     reward_model = context.output("reward", "model")
     if section.use_reward_model and reward_model is not None:
         scorer = context.services.reward_scorer(reward_model)
-    settings = EvalSettings(samples=section.samples, seed=context.recipe.seed, **section.sampler(),
-                            batch_size=section.batch_size, ocr_engine=section.ocr_engine, workers=section.workers or None,
-                            dtype=context.recipe.generator.dtype, device=context.recipe.generator.device)
-    context.log(f"evaluating {', '.join(c.name for c in checkpoints)} on {len(prompts)} prompts x {section.samples} samples")
+    settings = EvalSettings(
+        samples=section.samples,
+        seed=context.recipe.seed,
+        **section.sampler(),
+        batch_size=section.batch_size,
+        ocr_engine=section.ocr_engine,
+        workers=section.workers or None,
+        dtype=context.recipe.generator.dtype,
+        device=context.recipe.generator.device,
+    )
+    context.log(
+        f"evaluating {', '.join(c.name for c in checkpoints)} on {len(prompts)} prompts x {section.samples} samples"
+    )
     out = context.out / "report"
-    results = evaluate(checkpoints, prompts, out, settings, prompt_set=section.prompts, reward_scorer=scorer, progress=False,
-                       on_step=lambda what, done, total: context.step(done, total, {"work": what.replace(" ", ":")}))
+    results = evaluate(
+        checkpoints,
+        prompts,
+        out,
+        settings,
+        prompt_set=section.prompts,
+        reward_scorer=scorer,
+        progress=False,
+        on_step=lambda what, done, total: context.step(done, total, {"work": what.replace(" ", ":")}),
+    )
     for checkpoint in results["checkpoints"]:
         figures = {key: checkpoint["summary"].get(key, {}).get("value") for _, key, _ in SUMMARY_FIGURES}
         context.log(f"{checkpoint['name']}: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items() if v is not None))
-    return {"results": context.relative(out / "results.json"), "report": context.relative(out / "report.html"),
-            "checkpoints": [c["name"] for c in results["checkpoints"]]}
+    return {
+        "results": context.relative(out / "results.json"),
+        "report": context.relative(out / "report.html"),
+        "checkpoints": [c["name"] for c in results["checkpoints"]],
+    }
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
@@ -76,8 +96,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             continue
         change = (after - before) * 100
         better = "better" if (change > 0) == higher and change != 0 else ("same" if change == 0 else "worse")
-        lines.append(f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change:+.1f} points, {better}; "
-                     f"{base['name']} -> {last['name']})")
+        lines.append(
+            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change:+.1f} points, {better}; "
+            f"{base['name']} -> {last['name']})"
+        )
     return lines
 
 
@@ -89,9 +111,27 @@ def run_report(context: StageContext) -> dict[str, Any]:
     lines = summary_lines(results)
     stages = context.run.manifest["stages"]
     table = ["| stage | status | seconds |", "|---|---|---|"]
-    table += [f"| {key} | {entry.get('status')} | {entry.get('seconds', '')} |" for key, entry in stages.items() if key != "report"]
-    text = "\n".join([f"# Run {context.recipe.name} ({context.run.root})", "", "## Gains", "", *(f"- {line}" for line in lines),
-                      "", f"Report: {report_path}", "", "## Stages", "", *table, ""])
+    table += [
+        f"| {key} | {entry.get('status')} | {entry.get('seconds', '')} |"
+        for key, entry in stages.items()
+        if key != "report"
+    ]
+    text = "\n".join(
+        [
+            f"# Run {context.recipe.name} ({context.run.root})",
+            "",
+            "## Gains",
+            "",
+            *(f"- {line}" for line in lines),
+            "",
+            f"Report: {report_path}",
+            "",
+            "## Stages",
+            "",
+            *table,
+            "",
+        ]
+    )
     write_text_atomically(context.run.root / "summary.md", text)
     context.log(f"report: {report_path.resolve()}")
     for line in lines:

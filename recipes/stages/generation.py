@@ -16,8 +16,9 @@ def load_policy(context: StageContext, path: Path):
     from imagepref.policy.generator import load_generator
 
     section = context.recipe.generator
-    return load_generator(path, dtype=torch_dtype(section.dtype), device=section.device,
-                          trust_remote_code=section.trust_remote_code)
+    return load_generator(
+        path, dtype=torch_dtype(section.dtype), device=section.device, trust_remote_code=section.trust_remote_code
+    )
 
 
 def base_generator(context: StageContext) -> Path:
@@ -30,8 +31,10 @@ def base_generator(context: StageContext) -> Path:
         return Path(context.recipe.generator.path)
     if context.recipe.pretrain.reuse_shipped and shipped_generator() is not None:
         return shipped_generator()
-    raise BadInputError("no generator to start from: add pretrain to stages, set generator.path=DIR, "
-                        "or install imagepref with its shipped glyph generator")
+    raise BadInputError(
+        "no generator to start from: add pretrain to stages, set generator.path=DIR, "
+        "or install imagepref with its shipped glyph generator"
+    )
 
 
 def round_generator(context: StageContext) -> Path:
@@ -47,8 +50,10 @@ def pretrain_inputs(recipe) -> dict[str, Any]:
     """What the pretrain stage reads besides the recipe: whether the shipped generator is there
     (it arriving or leaving changes the stage), and the given generator's config file."""
     given = Path(recipe.generator.path) / "imagepref.json" if recipe.generator.path else None
-    return {"shipped": shipped_generator() is not None and recipe.pretrain.reuse_shipped,
-            "given": given.read_text() if given is not None and given.is_file() else None}
+    return {
+        "shipped": shipped_generator() is not None and recipe.pretrain.reuse_shipped,
+        "given": given.read_text() if given is not None and given.is_file() else None,
+    }
 
 
 def run_pretrain(context: StageContext) -> dict[str, Any]:
@@ -86,7 +91,9 @@ def round_prompts(context: StageContext) -> list[dict[str, str]]:
         return [{"prompt_id": f"r{round_}p{i}", "prompt": spec.prompt} for i, spec in enumerate(specs)]
     from imagepref.formats import read_prompts
 
-    return [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(section.prompts)][: section.num_prompts]
+    return [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(section.prompts)][
+        : section.num_prompts
+    ]
 
 
 def run_generate(context: StageContext) -> dict[str, Any]:
@@ -105,10 +112,17 @@ def run_generate(context: StageContext) -> dict[str, Any]:
         generator = load_policy(context, source)
         sampler = section.sampler()
         context.log(f"sampling {len(prompts)} prompts x {section.images_per_prompt} images from {source}")
-        write_candidate_set(generator, prompts, out, images_per_prompt=section.images_per_prompt,
-                            seed=context.recipe.seed * 100_000 + (context.stage.round or 1) * 1000, sampler=sampler,
-                            batch_size=section.batch_size, generator_name=str(source),
-                            on_progress=lambda done, total: context.step(done, total, {"images": done}),
-                            id_prefix=f"r{context.stage.round}-")
+        write_candidate_set(
+            generator,
+            prompts,
+            out,
+            images_per_prompt=section.images_per_prompt,
+            seed=context.recipe.seed * 100_000 + (context.stage.round or 1) * 1000,
+            sampler=sampler,
+            batch_size=section.batch_size,
+            generator_name=str(source),
+            on_progress=lambda done, total: context.step(done, total, {"images": done}),
+            id_prefix=f"r{context.stage.round}-",
+        )
     count = len(read_candidate_set(out))
     return {"candidates": context.relative(out), "images": count, "generator": str(source)}

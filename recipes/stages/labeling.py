@@ -19,7 +19,6 @@ from imagepref.formats import AXES, write_scores
 from imagepref.recipes.runner import StageContext
 
 
-
 def project_title(context: StageContext) -> str:
     """One project per recipe, run folder and round."""
     return f"{context.recipe.name} {context.run.root.name} round {context.stage.round}"
@@ -54,14 +53,22 @@ def run_label(context: StageContext) -> dict[str, Any]:
     connection = label_studio.connection()
     title = project_title(context)
     scores = _reward_scores(context, candidates) if section.flywheel and (context.stage.round or 1) > 1 else None
-    settings = LabelingConfig(title=title, overlap=section.overlap, seed=context.recipe.seed + (context.stage.round or 1),
-                              pairing="uncertainty" if scores is not None else section.pairing,
-                              pairs_per_prompt=section.pairs_per_prompt, max_pairs=section.max_pairs,
-                              scores_file=scores, instructions=Path(section.instructions) if section.instructions else None)
+    settings = LabelingConfig(
+        title=title,
+        overlap=section.overlap,
+        seed=context.recipe.seed + (context.stage.round or 1),
+        pairing="uncertainty" if scores is not None else section.pairing,
+        pairs_per_prompt=section.pairs_per_prompt,
+        max_pairs=section.max_pairs,
+        scores_file=scores,
+        instructions=Path(section.instructions) if section.instructions else None,
+    )
     project = create_project(connection, settings)
     pushed = push(connection, candidates, settings, label_studio.document_root, pre_annotate=scores is not None)
-    context.log(f"project {title!r} (id {project.id}): pushed {pushed.added} new pairs, {pushed.already_present} already there"
-                + (" with reward-model pre-annotations, least certain first" if scores is not None else ""))
+    context.log(
+        f"project {title!r} (id {project.id}): pushed {pushed.added} new pairs, {pushed.already_present} already there"
+        + (" with reward-model pre-annotations, least certain first" if scores is not None else "")
+    )
     pairs_total = pushed.added + pushed.already_present
     credentials = context.run.label_studio_dir / "annotators.json"
     if section.mode == "simulated":
@@ -71,13 +78,24 @@ def run_label(context: StageContext) -> dict[str, Any]:
         def judge_and_log(prompt, left, right):
             answers = judge(prompt, left, right)
             counted["done"] += 1
-            context.step(counted["done"], pairs_total * min(section.overlap, section.annotators), {"judgment": counted["done"]})
+            context.step(
+                counted["done"], pairs_total * min(section.overlap, section.annotators), {"judgment": counted["done"]}
+            )
             return answers
 
-        report = simulate(connection, title, judge_and_log, credentials, annotators=section.annotators,
-                          error_rate=section.error_rate, seed=context.recipe.seed + (context.stage.round or 1))
-        context.log(f"{section.annotators} simulated annotators submitted {report.submitted} judgments "
-                    f"({report.already_done} already there)")
+        report = simulate(
+            connection,
+            title,
+            judge_and_log,
+            credentials,
+            annotators=section.annotators,
+            error_rate=section.error_rate,
+            seed=context.recipe.seed + (context.stage.round or 1),
+        )
+        context.log(
+            f"{section.annotators} simulated annotators submitted {report.submitted} judgments "
+            f"({report.already_done} already there)"
+        )
     else:
         waiting = _wait_for_people(context, connection, title, credentials, pairs_total * section.overlap)
         if waiting:
@@ -85,10 +103,17 @@ def run_label(context: StageContext) -> dict[str, Any]:
     out = context.out / "preferences"
     report = pull(out, connection=connection, title=title)
     if report.written == 0:
-        raise BadInputError(f"project {title!r} has no usable judgments yet; label some pairs, then rerun with --continue")
+        raise BadInputError(
+            f"project {title!r} has no usable judgments yet; label some pairs, then rerun with --continue"
+        )
     context.log(f"pulled {report.written} judgments on {report.pairs} pairs ({report.quarantined} quarantined)")
-    return {"preferences": context.relative(out), "candidates": context.relative(candidates), "project": title,
-            "judgments": report.written, "pairs": report.pairs}
+    return {
+        "preferences": context.relative(out),
+        "candidates": context.relative(candidates),
+        "project": title,
+        "judgments": report.written,
+        "pairs": report.pairs,
+    }
 
 
 def labeling_progress(agreement: dict, needed: int) -> str:
@@ -96,7 +121,9 @@ def labeling_progress(agreement: dict, needed: int) -> str:
     parts = []
     for axis, figures in agreement.get("axes", {}).items():
         alpha = figures.get("krippendorff_alpha")
-        parts.append(f"{axis} {figures.get('answers', 0)}/{needed}" + (f" (alpha {alpha:.2f})" if alpha is not None else ""))
+        parts.append(
+            f"{axis} {figures.get('answers', 0)}/{needed}" + (f" (alpha {alpha:.2f})" if alpha is not None else "")
+        )
     return ", ".join(parts) or f"0/{needed} on every axis"
 
 
@@ -110,11 +137,17 @@ def _wait_for_people(context: StageContext, connection, title: str, credentials:
 
     section = context.recipe.label
     for person in invite(connection, section.invite, credentials):
-        how = f"password in {person.password_file} (0600; hand it over privately)" if person.created else "existing account"
+        how = (
+            f"password in {person.password_file} (0600; hand it over privately)"
+            if person.created
+            else "existing account"
+        )
         context.log(f"invited {person.email}: {person.login_url}, {how}")
     quota = section.quota or default_quota
-    context.log(f"label at {connection.url}/projects/ (project {title!r}); the run goes on at {quota} judgments per axis, "
-                "or when you run the same command with --continue")
+    context.log(
+        f"label at {connection.url}/projects/ (project {title!r}); the run goes on at {quota} judgments per axis, "
+        "or when you run the same command with --continue"
+    )
     if context.continue_labeling:
         return False
     try:
@@ -123,7 +156,9 @@ def _wait_for_people(context: StageContext, connection, title: str, credentials:
                 pull(Path(scratch) / "live", connection=connection, title=title)
                 agreement = json.loads((Path(scratch) / "live" / "agreement.json").read_text())
             context.log(f"progress: {labeling_progress(agreement, quota)}")
-            if all(figures.get("answers", 0) >= quota for figures in agreement.get("axes", {}).values()) and agreement.get("axes"):
+            if all(
+                figures.get("answers", 0) >= quota for figures in agreement.get("axes", {}).values()
+            ) and agreement.get("axes"):
                 return False
             if context.run.continue_file.exists():
                 context.log("continuing with the labels so far (--continue)")

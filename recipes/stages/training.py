@@ -53,20 +53,36 @@ def run_reward(context: StageContext) -> dict[str, Any]:
     context.log(f"training the {config.backbone} reward model on {len(data)} round(s) of preferences")
     out = context.out / "model"
     # The per-epoch training state lives in the stage folder, so a killed stage resumes from its last epoch.
-    result = train_reward_model(preferences, [c for _, c in data], out, config, generator=generator, show_progress=False,
-                                log=context.log, checkpoint=context.out / "checkpoint",
-                                on_epoch=lambda record: context.step(record["member"] * config.epochs + record["epoch"],
-                                                                     config.members * config.epochs,
-                                                                     {k: round(v, 4) for k, v in record.items()
-                                                                      if k not in ("epoch", "step", "member")}))
+    result = train_reward_model(
+        preferences,
+        [c for _, c in data],
+        out,
+        config,
+        generator=generator,
+        show_progress=False,
+        log=context.log,
+        checkpoint=context.out / "checkpoint",
+        on_epoch=lambda record: context.step(
+            record["member"] * config.epochs + record["epoch"],
+            config.members * config.epochs,
+            {k: round(v, 4) for k, v in record.items() if k not in ("epoch", "step", "member")},
+        ),
+    )
     report = _evaluate(context, result.model, preferences, [c for _, c in data], config)
     accuracy = {axis: round(entry["accuracy"], 4) for axis, entry in report["axes"].items()}
-    context.log(f"best epoch {', '.join(map(str, result.best_epochs))}: held-out accuracy "
-                + ", ".join(f"{axis} {value:.2f}" for axis, value in accuracy.items())
-                + f" on {report['pairs']} held-out pairs ({result.train_pairs} trained); {context.relative(context.out / 'eval.json')}")
-    return {"model": context.relative(out), "eval": context.relative(context.out / "eval.json"),
-            "val_loss": round(result.best_val_loss, 4), "val_accuracy": accuracy,
-            "train_pairs": result.train_pairs, "val_pairs": result.val_pairs}
+    context.log(
+        f"best epoch {', '.join(map(str, result.best_epochs))}: held-out accuracy "
+        + ", ".join(f"{axis} {value:.2f}" for axis, value in accuracy.items())
+        + f" on {report['pairs']} held-out pairs ({result.train_pairs} trained); {context.relative(context.out / 'eval.json')}"
+    )
+    return {
+        "model": context.relative(out),
+        "eval": context.relative(context.out / "eval.json"),
+        "val_loss": round(result.best_val_loss, 4),
+        "val_accuracy": accuracy,
+        "train_pairs": result.train_pairs,
+        "val_pairs": result.val_pairs,
+    }
 
 
 def _evaluate(context: StageContext, model, preferences: Path, candidates: list[Path], config) -> dict[str, Any]:
@@ -101,16 +117,30 @@ def run_align(context: StageContext) -> dict[str, Any]:
             context.log(f"{method}: already finished")
         else:
             given = getattr(section, method)  # checked when the recipe loaded; its seed is the recipe's unless set
-            settings = {"report_to": context.recipe.logging.report_to, **given.model_dump(mode="json", exclude_unset=True)}
+            settings = {
+                "report_to": context.recipe.logging.report_to,
+                **given.model_dump(mode="json", exclude_unset=True),
+            }
             if method != "dpo" and reward_model is not None and "rewards" not in given.model_fields_set:
                 settings["rewards"] = {"weights": dict(section.rewards), "reward_model": str(reward_model)}
             context.log(f"{method}: from {source}")
             generator = context.recipe.generator
-            spec = {"method": method, "base": str(source), "out": str(out), "settings": settings,
-                    "preferences": [str(p) for p in preferences] or None, "candidates": [str(c) for c in candidates],
-                    "reward_model": str(reward_model) if reward_model else None, "prompts": section.prompts,
-                    "num_prompts": section.num_prompts, "ocr_engine": section.ocr_engine, "monitor": section.monitor,
-                    "dtype": generator.dtype, "device": generator.device, "trust_remote_code": generator.trust_remote_code}
+            spec = {
+                "method": method,
+                "base": str(source),
+                "out": str(out),
+                "settings": settings,
+                "preferences": [str(p) for p in preferences] or None,
+                "candidates": [str(c) for c in candidates],
+                "reward_model": str(reward_model) if reward_model else None,
+                "prompts": section.prompts,
+                "num_prompts": section.num_prompts,
+                "ocr_engine": section.ocr_engine,
+                "monitor": section.monitor,
+                "dtype": generator.dtype,
+                "device": generator.device,
+                "trust_remote_code": generator.trust_remote_code,
+            }
             launch = context.recipe.launch
             if launch.accelerate_config or launch.num_processes > 1:
                 result = launched_aligner(context, spec, merged)
@@ -154,26 +184,40 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
     if launch.num_processes > 1:
         spec = {**spec, "device": None}  # each process's trainer places its copy on its own device
     # The processes append their step lines to the run log themselves, as they happen.
-    write_text_atomically(spec_file, json.dumps({**spec, "record_ranks": launch.record_ranks,
-                                                 "run_log": {"root": str(context.run.root), "stage": context.stage.key}},
-                                                indent=1))
+    write_text_atomically(
+        spec_file,
+        json.dumps(
+            {
+                **spec,
+                "record_ranks": launch.record_ranks,
+                "run_log": {"root": str(context.run.root), "stage": context.stage.key},
+            },
+            indent=1,
+        ),
+    )
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.accelerate_config:
         if not Path(launch.accelerate_config).is_file():
-            raise ImagePrefError(f"launch.accelerate_config {launch.accelerate_config} does not exist; "
-                                 "use one of recipes/accelerate/*.yaml")
+            raise ImagePrefError(
+                f"launch.accelerate_config {launch.accelerate_config} does not exist; "
+                "use one of recipes/accelerate/*.yaml"
+            )
         command += ["--config_file", launch.accelerate_config]
     if launch.num_processes > 1 or not launch.accelerate_config:
         command += ["--num_processes", str(launch.num_processes)]
     command += ["--module", "imagepref.recipes.launch", str(spec_file)]
     log_file = out / "launch.log"
-    context.log(f"{spec['method']}: accelerate launch with {launch.num_processes} process(es); output in {context.relative(log_file)}")
+    context.log(
+        f"{spec['method']}: accelerate launch with {launch.num_processes} process(es); output in {context.relative(log_file)}"
+    )
     with open(log_file, "ab") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise ImagePrefError(f"{spec['method']} under accelerate launch failed (status {done.returncode}: {tail[0][:200]}); "
-                             f"see {log_file}")
+        raise ImagePrefError(
+            f"{spec['method']} under accelerate launch failed (status {done.returncode}: {tail[0][:200]}); "
+            f"see {log_file}"
+        )
     if not (merged / "imagepref.json").is_file():
         import shutil
 

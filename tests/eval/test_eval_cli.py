@@ -19,15 +19,19 @@ def run_eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
     return subprocess.run(
         [IMAGEPREF, "eval", "--quiet", "--workers", "2", *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
 @pytest.fixture(scope="module")
 def evaluated(micro_run, prompts_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
-                      "--samples", "2", "--out", str(out))
+    result = run_eval(
+        "--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file), "--samples", "2", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -78,7 +82,9 @@ def test_writes_three_outputs_with_consistent_numbers(evaluated):
     for column, checkpoint in enumerate(results["checkpoints"]):
         with_target = [i for i in checkpoint["images"] if i["text"]["has_target"]]
         assert sum(row["cells"][column]["total"] for row in rows) == len(with_target)
-        assert sum(row["cells"][column]["hits"] for row in rows) == sum(bool(i["text"]["exact_match"]) for i in with_target)
+        assert sum(row["cells"][column]["hits"] for row in rows) == sum(
+            bool(i["text"]["exact_match"]) for i in with_target
+        )
     rates = [row["cells"][0]["rate"] for row in rows]
     assert rates == sorted(rates)  # the baseline's worst first
     section = summary.split("## By target")[1]
@@ -91,8 +97,9 @@ def test_writes_three_outputs_with_consistent_numbers(evaluated):
 def test_second_run_reuses_cached_images(evaluated, micro_run, prompts_file):
     out, _ = evaluated
     before = json.loads((out / "results.json").read_text())
-    result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
-                      "--samples", "2", "--out", str(out))
+    result = run_eval(
+        "--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file), "--samples", "2", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     after = json.loads((out / "results.json").read_text())
     assert all(c["images_reused"] for c in after["checkpoints"])
@@ -102,19 +109,32 @@ def test_second_run_reuses_cached_images(evaluated, micro_run, prompts_file):
 
 
 def test_missing_checkpoint_folder(tmp_path, micro_run, one_line_error):
-    result = run_eval("--checkpoints", str(micro_run[0]), str(tmp_path / "nope"), "--limit", "2", "--out", str(tmp_path / "o"))
+    result = run_eval(
+        "--checkpoints", str(micro_run[0]), str(tmp_path / "nope"), "--limit", "2", "--out", str(tmp_path / "o")
+    )
     one_line_error(result, "nope", "does not exist")
     assert not (tmp_path / "o" / "results.json").exists()
 
 
 def test_unknown_ocr_engine(tmp_path, micro_run, one_line_error):
-    result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "easyocr", "--limit", "2", "--out", str(tmp_path / "o"))
+    result = run_eval(
+        "--checkpoints", str(micro_run[0]), "--ocr-engine", "easyocr", "--limit", "2", "--out", str(tmp_path / "o")
+    )
     one_line_error(result, "unknown OCR engine 'easyocr'", "rapidocr, tesseract")
 
 
 def test_engine_models_missing_names_what_to_install(tmp_path, micro_run, one_line_error):
-    result = run_eval("--checkpoints", str(micro_run[0]), "--ocr-engine", "tesseract", "--limit", "2",
-                      "--out", str(tmp_path / "o"), env={"TESSDATA_PREFIX": str(tmp_path)})
+    result = run_eval(
+        "--checkpoints",
+        str(micro_run[0]),
+        "--ocr-engine",
+        "tesseract",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        env={"TESSDATA_PREFIX": str(tmp_path)},
+    )
     one_line_error(result, "eng.traineddata", "apt-get install tesseract-ocr tesseract-ocr-eng")
 
 
@@ -133,13 +153,15 @@ def test_corrupt_cached_image_is_reported_and_nothing_is_lost(evaluated, micro_r
     original = victim.read_bytes()
     victim.write_bytes(original[:40])
     try:
-        result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
-                          "--samples", "2", "--out", str(out))
+        result = run_eval(
+            "--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file), "--samples", "2", "--out", str(out)
+        )
         one_line_error(result, victim.name, "cannot be read", "delete that folder")
         assert (out / "results.json").read_bytes() == before
         victim.unlink()
-        result = run_eval("--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file),
-                          "--samples", "2", "--out", str(out))
+        result = run_eval(
+            "--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file), "--samples", "2", "--out", str(out)
+        )
         one_line_error(result, victim.name, "does not exist")
     finally:
         victim.write_bytes(original)
@@ -153,8 +175,18 @@ def test_reward_model_scores_and_safety_head_violation_rate(micro_run, prompts_f
     model_dir = tmp_path / "reward"
     RewardModel.create(RewardConfig(backbone="pixel", width=16, layers=1, heads=2)).save_pretrained(model_dir)
     out = tmp_path / "eval"
-    result = run_eval("--checkpoints", str(micro_run[0]), "--prompts", str(prompts_file), "--samples", "2",
-                      "--reward-model", str(model_dir), "--out", str(out))
+    result = run_eval(
+        "--checkpoints",
+        str(micro_run[0]),
+        "--prompts",
+        str(prompts_file),
+        "--samples",
+        "2",
+        "--reward-model",
+        str(model_dir),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     checkpoint = json.loads((out / "results.json").read_text())["checkpoints"][0]
     images = checkpoint["images"]

@@ -26,14 +26,21 @@ def test_the_glyph_judge_reads_the_signs_with_ocr(tmp_path):
 
 def test_a_named_factory_gets_the_axes(tmp_path, monkeypatch):
     (tmp_path / "my_judges.py").write_text(
-        "def always_left(axes):\n    return lambda prompt, left, right: {axis: 'left' for axis in axes}\n")
+        "def always_left(axes):\n    return lambda prompt, left, right: {axis: 'left' for axis in axes}\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     judge = load_judge("my_judges:always_left", ["aesthetics", "safety"])
     assert judge("a sign", tmp_path, tmp_path) == {"aesthetics": "left", "safety": "left"}
 
 
-@pytest.mark.parametrize(("name", "says"), [("human", "is unknown"), ("no_such_module:judge", "cannot be imported"),
-                                            ("imagepref.eval.judges:no_such_factory", "cannot be imported")])
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("human", "is unknown"),
+        ("no_such_module:judge", "cannot be imported"),
+        ("imagepref.eval.judges:no_such_factory", "cannot be imported"),
+    ],
+)
 def test_an_unknown_judge_is_one_error_naming_the_setting(name, says):
     with pytest.raises(UnknownNameError, match=f"label.judge '{name}' {says}; use 'glyph' or 'package.module:factory'"):
         load_judge(name, ["aesthetics"], setting="label.judge")

@@ -7,10 +7,10 @@ import sys
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 from imagepref.eval.ocr import OCRWord, RapidOCREngine, drop_noise, get_engine
 from imagepref.eval.ocr_pool import read_many
 from imagepref.eval.ocr_truth import FONT_DIR
-from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from imagepref.errors import BadInputError, UnknownNameError
 from imagepref.eval.metrics import DEFAULT_NORMALIZATION
 from imagepref.eval.prompts import load_prompts
-from imagepref.errors import BadInputError, UnknownNameError
 
 
 def test_builtin_text_rendering_set():

@@ -12,17 +12,39 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_opens_from_disk_with_every_image_loaded(micro_run, prompts_file, tmp_path):
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "eval"
-    command = [str(Path(sys.executable).parent / "imagepref"), "eval", "--quiet", "--workers", "1",
-               "--checkpoints", *map(str, micro_run), "--prompts", str(prompts_file), "--limit", "3",
-               "--samples", "2", "--out", str(out)]
+    command = [
+        str(Path(sys.executable).parent / "imagepref"),
+        "eval",
+        "--quiet",
+        "--workers",
+        "1",
+        "--checkpoints",
+        *map(str, micro_run),
+        "--prompts",
+        str(prompts_file),
+        "--limit",
+        "3",
+        "--samples",
+        "2",
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     results = json.loads((out / "results.json").read_text())
 

@@ -21,7 +21,7 @@ def package_modules() -> dict[str, Path]:
     modules = {}
     for package in setuptools["packages"]:
         top = max((name for name in folders if package == name or package.startswith(name + ".")), key=len)
-        folder = ROOT / folders[top] / Path(*package[len(top):].split(".")[1:])
+        folder = ROOT / folders[top] / Path(*package[len(top) :].split(".")[1:])
         for file in sorted(folder.glob("*.py")):
             modules[package if file.stem == "__init__" else f"{package}.{file.stem}"] = file
     return modules
@@ -89,8 +89,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_another_that_imports_it_back():
     # Imports inside functions count too: a lazy import back is still a cycle between the modules.
-    graph = {name: {target for target in imported_names(path) if target in MODULES and target != name}
-             for name, path in MODULES.items()}
+    graph = {
+        name: {target for target in imported_names(path) if target in MODULES and target != name}
+        for name, path in MODULES.items()
+    }
     assert cycles(graph) == []
 
 
@@ -109,8 +111,13 @@ for name in json.loads(sys.argv[1]):
         failures[name] = f"{type(error).__name__}: {error}"
 print(json.dumps(failures))
 """
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(MODULES))], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(sorted(MODULES))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
 
@@ -129,8 +136,11 @@ def test_only_the_command_line_imports_the_command_line():
     assert len(library) > 50 and "imagepref.recipes.stages.training" in library
     offenders = {}
     for name, path in library.items():
-        strings = {node.value for node in ast.walk(ast.parse(path.read_text()))
-                   if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        strings = {
+            node.value
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
         named = {target for target in imported_names(path) | strings if target.startswith(COMMAND_LINE)}
         if named:
             offenders[name] = sorted(named)
@@ -141,6 +151,8 @@ def test_labeling_imports_no_torch_and_no_other_imagepref_package():
     labeling = {name: path for name, path in MODULES.items() if name.startswith("imagepref.labeling")}
     assert "imagepref.labeling.simulate" in labeling
     heavy = ("torch", "imagepref.policy", "imagepref.reward", "imagepref.eval", "imagepref.recipes")
-    offenders = {name: sorted(t for t in imported_names(path) if t.split(".")[0] == "torch" or t.startswith(heavy))
-                 for name, path in labeling.items()}
+    offenders = {
+        name: sorted(t for t in imported_names(path) if t.split(".")[0] == "torch" or t.startswith(heavy))
+        for name, path in labeling.items()
+    }
     assert {name: found for name, found in offenders.items() if found} == {}

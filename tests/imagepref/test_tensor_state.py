@@ -16,8 +16,12 @@ def test_optimizer_and_rng_states_round_trip_exactly(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.8, 0.95))
     model(torch.randn(4, 3)).sum().backward()
     optimizer.step()
-    state = {"optimizer": optimizer.state_dict(), "python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.random.get_rng_state()}
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.random.get_rng_state(),
+    }
     save_state(tmp_path, "state", state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.safetensors"]
     back = load_state(tmp_path, "state")

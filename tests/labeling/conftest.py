@@ -37,9 +37,18 @@ def make_candidate_set(folder: Path, prompts: int = 3, colours: tuple[str, ...] 
         for seed, colour in enumerate(colours):
             candidate = f"c{prompt}-{colour}"
             Image.new("RGB", (16, 16), COLOURS[colour]).save(folder / "images" / f"{candidate}.png")
-            rows.append({"candidate_id": candidate, "prompt_id": f"p{prompt}", "prompt": f'a sign that says "word{prompt}"',
-                         "image_path": f"images/{candidate}.png", "image_tokens": [1, 2, 3], "generator": "test:0",
-                         "seed": seed, "temperature": 1.0})
+            rows.append(
+                {
+                    "candidate_id": candidate,
+                    "prompt_id": f"p{prompt}",
+                    "prompt": f'a sign that says "word{prompt}"',
+                    "image_path": f"images/{candidate}.png",
+                    "image_tokens": [1, 2, 3],
+                    "generator": "test:0",
+                    "seed": seed,
+                    "temperature": 1.0,
+                }
+            )
     pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
     return folder
 

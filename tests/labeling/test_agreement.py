@@ -12,13 +12,19 @@ ANSWERS = {"A1": ["a", "a", "b", "tie"], "A2": ["a", "b", "b", "tie"], "A3": ["a
 
 
 def rows() -> list[dict]:
-    return [{"pair_id": f"p{item + 1}", "annotator": who, "q": answer}
-            for who, answers in ANSWERS.items() for item, answer in enumerate(answers) if answer]
+    return [
+        {"pair_id": f"p{item + 1}", "annotator": who, "q": answer}
+        for who, answers in ANSWERS.items()
+        for item, answer in enumerate(answers)
+        if answer
+    ]
 
 
 def test_figures_match_the_hand_computation():
-    gold = [{"pair_id": "g1", "annotator": "A1", "q": "a", "q_gold": "a"},
-            {"pair_id": "g1", "annotator": "A2", "q": "b", "q_gold": "a"}]
+    gold = [
+        {"pair_id": "g1", "annotator": "A1", "q": "a", "q_gold": "a"},
+        {"pair_id": "g1", "annotator": "A2", "q": "b", "q_gold": "a"},
+    ]
     figures = agreement_report(rows(), gold, ["q"])["axes"]["q"]
     # Coincidences: o_aa = 3 + 1, o_ab = o_ba = 1, o_bb = 3, o_tt = 2; n = 11, n_a = 5, n_b = 4, n_tie = 2.
     # D_o = 2/11, D_e = 2 (5*4 + 5*2 + 4*2) / (11*10) = 76/110, alpha = 1 - (2/11) / (76/110) = 1 - 20/76.
@@ -45,10 +51,26 @@ def test_alpha_is_undefined_without_variation_and_pairs_need_two_answers():
 
 def test_sides_map_back_to_candidates_and_labels_need_a_strict_majority():
     judged = [
-        {"pair_id": "p", "prompt": "x", "candidate_left": "B", "candidate_right": "A", "candidate_a": "A", "candidate_b": "B",
-         "annotator": "u1", "q": "left"},
-        {"pair_id": "p", "prompt": "x", "candidate_left": "A", "candidate_right": "B", "candidate_a": "A", "candidate_b": "B",
-         "annotator": "u2", "q": "right"},
+        {
+            "pair_id": "p",
+            "prompt": "x",
+            "candidate_left": "B",
+            "candidate_right": "A",
+            "candidate_a": "A",
+            "candidate_b": "B",
+            "annotator": "u1",
+            "q": "left",
+        },
+        {
+            "pair_id": "p",
+            "prompt": "x",
+            "candidate_left": "A",
+            "candidate_right": "B",
+            "candidate_a": "A",
+            "candidate_b": "B",
+            "annotator": "u2",
+            "q": "right",
+        },
     ]
     assert [row["q"] for row in to_ab(judged, ["q"])] == ["b", "b"]
     frame = pair_frame(judged, ["q"])

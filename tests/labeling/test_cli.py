@@ -13,12 +13,19 @@ import pytest
 
 def run_label(*args: str, token: str = "not-used", cwd=None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "LABEL_STUDIO_API_KEY": token, "IMAGEPREF_LS_RETRIES": "1"}
-    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "label", *args], capture_output=True, text=True,
-                          env=environment, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", "label", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
-def test_candidate_set_problems_are_reported_before_any_server_call(tmp_path, candidate_set, unused_port,
-                                                                    one_line_error):
+def test_candidate_set_problems_are_reported_before_any_server_call(
+    tmp_path, candidate_set, unused_port, one_line_error
+):
     url = f"http://127.0.0.1:{unused_port}"
     one = candidate_set(tmp_path / "one", colours=("red",))
     one_line_error(run_label("push", str(one), "--url", url, "--document-root", str(tmp_path)), "nothing to pair")
@@ -41,25 +48,51 @@ def test_an_export_that_is_not_label_studio_json(tmp_path, one_line_error):
     for name, text in (("garbage.json", "not json at all"), ("other.json", json.dumps({"rows": [1, 2]}))):
         path = tmp_path / name
         path.write_text(text)
-        one_line_error(run_label("pull", "--out", str(tmp_path / "out"), "--from-file", str(path)), "not Label Studio JSON")
+        one_line_error(
+            run_label("pull", "--out", str(tmp_path / "out"), "--from-file", str(path)), "not Label Studio JSON"
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_bogus_results_in_an_export_are_quarantined_and_reported(tmp_path, one_line_error):
-    data = {"pair_id": "p-1", "prompt": "x", "candidate_left": "b", "candidate_right": "a", "candidate_a": "a", "candidate_b": "b"}
+    data = {
+        "pair_id": "p-1",
+        "prompt": "x",
+        "candidate_left": "b",
+        "candidate_right": "a",
+        "candidate_a": "a",
+        "candidate_b": "b",
+    }
 
     def annotation(number, who, axis, value, **extra):
-        return {"id": number, "completed_by": {"id": number, "email": who}, "created_at": f"2026-01-0{number}T00:00:00Z",
-                "updated_at": f"2026-01-0{number}T00:00:00Z", "lead_time": 1.5,
-                "result": [{"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [value]}}], **extra}
+        return {
+            "id": number,
+            "completed_by": {"id": number, "email": who},
+            "created_at": f"2026-01-0{number}T00:00:00Z",
+            "updated_at": f"2026-01-0{number}T00:00:00Z",
+            "lead_time": 1.5,
+            "result": [{"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [value]}}],
+            **extra,
+        }
 
-    export = [{"id": 1, "data": data, "annotations": [
-        annotation(1, "ann@x.org", "aesthetics", "left"), annotation(2, "bob@x.org", "aesthetics", "BOGUS"),
-        annotation(3, "cy@x.org", "vibes", "left"), annotation(4, "dee@x.org", "safety", "tie", was_cancelled=True)]}]
+    export = [
+        {
+            "id": 1,
+            "data": data,
+            "annotations": [
+                annotation(1, "ann@x.org", "aesthetics", "left"),
+                annotation(2, "bob@x.org", "aesthetics", "BOGUS"),
+                annotation(3, "cy@x.org", "vibes", "left"),
+                annotation(4, "dee@x.org", "safety", "tie", was_cancelled=True),
+            ],
+        }
+    ]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     out = tmp_path / "out"
-    one_line_error(run_label("pull", "--out", str(out), "--from-file", str(path)), "2 annotation(s)", "quarantine.jsonl")
+    one_line_error(
+        run_label("pull", "--out", str(out), "--from-file", str(path)), "2 annotation(s)", "quarantine.jsonl"
+    )
     quarantined = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
     assert sorted(entry["annotator"] for entry in quarantined) == ["bob@x.org", "cy@x.org"]
     annotations = pd.read_parquet(out / "annotations.parquet")
@@ -76,7 +109,9 @@ def test_bogus_results_in_an_export_are_quarantined_and_reported(tmp_path, one_l
 def test_wrong_token_and_missing_project_against_a_real_server(label_server, tmp_path, one_line_error):
     one_line_error(run_label("create", "--url", label_server.url, token="0" * 40), "refused the token")
     token = json.loads((label_server.state_dir / "secrets.json").read_text())["api_token"]
-    done = run_label("pull", "--out", str(tmp_path / "out"), "--title", "no such project", "--url", label_server.url, token=token)
+    done = run_label(
+        "pull", "--out", str(tmp_path / "out"), "--title", "no such project", "--url", label_server.url, token=token
+    )
     one_line_error(done, "no project titled 'no such project'")
     assert not (tmp_path / "out").exists()
     done = run_label("server", "status", "--state-dir", str(label_server.state_dir))

@@ -18,11 +18,18 @@ from imagepref.labeling.push import push
 from imagepref.labeling.server import StatePaths, start_server
 from imagepref.labeling.simulate import simulate
 
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_sigkill_in_a_labeling_session_loses_no_submitted_annotation(label_server, tmp_path, candidate_set, judge):
@@ -49,7 +56,9 @@ def test_sigkill_in_a_labeling_session_loses_no_submitted_annotation(label_serve
 
 
 @pytest.mark.browser
-def test_an_invited_annotator_labels_in_chromium_and_the_pull_holds_that_judgment(label_server, tmp_path, candidate_set):
+def test_an_invited_annotator_labels_in_chromium_and_the_pull_holds_that_judgment(
+    label_server, tmp_path, candidate_set
+):
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists("/usr/bin/chromium"):
         pytest.fail("Debian's chromium is missing; run scripts/install-system-deps")
@@ -87,7 +96,9 @@ def test_an_invited_annotator_labels_in_chromium_and_the_pull_holds_that_judgmen
             page.get_by_test_id("bottombar-submit-button").click()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                task = label_server.connection.json("GET", f"/api/tasks/{list_task_data(label_server.connection, project.id)[0]['id']}")
+                task = label_server.connection.json(
+                    "GET", f"/api/tasks/{list_task_data(label_server.connection, project.id)[0]['id']}"
+                )
                 if task.get("total_annotations"):
                     break
                 time.sleep(0.5)

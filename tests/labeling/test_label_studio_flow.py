@@ -25,7 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_push_is_idempotent_and_pull_maps_sides_back(label_server, tmp_path, candidate_set, judge):
     candidates = candidate_set(label_server.files_root / "set1")
     gold = tmp_path / "gold.csv"
-    pd.DataFrame([{"candidate_a": "c0-red", "candidate_b": "c0-blue", "aesthetics": "a", "prompt_fidelity": "", "safety": "tie"}]).to_csv(gold, index=False)
+    pd.DataFrame(
+        [{"candidate_a": "c0-red", "candidate_b": "c0-blue", "aesthetics": "a", "prompt_fidelity": "", "safety": "tie"}]
+    ).to_csv(gold, index=False)
     config = LabelingConfig(title="flow-all", pairing="all", gold_rate=0.1, gold_file=gold, overlap=2)
     project = create_project(label_server.connection, config)
     assert project.overlap == 2
@@ -40,19 +42,42 @@ def test_push_is_idempotent_and_pull_maps_sides_back(label_server, tmp_path, can
     image = label_server.connection.request("GET", tasks[0]["data"]["image_left"])
     assert image.headers["content-type"].startswith("image/")
 
-    report = simulate(label_server.connection, config.title, judge, label_server.state_dir / "annotators.json",
-                      annotators=3, error_rate=0.0)
+    report = simulate(
+        label_server.connection,
+        config.title,
+        judge,
+        label_server.state_dir / "annotators.json",
+        annotators=3,
+        error_rate=0.0,
+    )
     assert report.submitted == 38 and sorted(report.per_annotator.values()) == [12, 13, 13]
-    again = simulate(label_server.connection, config.title, judge, label_server.state_dir / "annotators.json",
-                     annotators=3, error_rate=0.0)
+    again = simulate(
+        label_server.connection,
+        config.title,
+        judge,
+        label_server.state_dir / "annotators.json",
+        annotators=3,
+        error_rate=0.0,
+    )
     assert again.submitted == 0 and again.already_done == 38
 
     out = tmp_path / "prefs"
     pulled = pull(out, connection=label_server.connection, title=config.title)
     assert (pulled.written, pulled.gold, pulled.quarantined, pulled.pairs) == (36, 2, 0, 18)
     annotations = pd.read_parquet(out / "annotations.parquet")
-    assert list(annotations.columns) == ["pair_id", "prompt", "candidate_left", "candidate_right", "annotator", "source",
-                                         "aesthetics", "prompt_fidelity", "safety", "lead_time", "created_at"]
+    assert list(annotations.columns) == [
+        "pair_id",
+        "prompt",
+        "candidate_left",
+        "candidate_right",
+        "annotator",
+        "source",
+        "aesthetics",
+        "prompt_fidelity",
+        "safety",
+        "lead_time",
+        "created_at",
+    ]
     assert set(annotations["source"]) == {"simulated"}
     # With no errors, the redder candidate wins aesthetics whichever side it was shown on.
     pairs = pd.read_parquet(out / "pairs.parquet")
@@ -75,7 +100,9 @@ def test_invalid_results_are_quarantined_skips_counted_updates_latest(label_serv
     config = LabelingConfig(title="flow-bogus", overlap=1)
     project = create_project(label_server.connection, config)
     push(label_server.connection, candidates, config, label_server.files_root)
-    bogus_task, unknown_task, skipped_task, updated_task = [task["id"] for task in list_task_data(label_server.connection, project.id)]
+    bogus_task, unknown_task, skipped_task, updated_task = [
+        task["id"] for task in list_task_data(label_server.connection, project.id)
+    ]
 
     def choice(axis, value):
         return {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [value]}}
@@ -84,12 +111,20 @@ def test_invalid_results_are_quarantined_skips_counted_updates_latest(label_serv
     post("POST", f"/api/tasks/{bogus_task}/annotations/", json={"result": [choice("aesthetics", "BOGUS")]})
     post("POST", f"/api/tasks/{unknown_task}/annotations/", json={"result": [choice("vibes", "left")]})
     post("POST", f"/api/tasks/{skipped_task}/annotations/", json={"result": [], "was_cancelled": True})
-    first = post("POST", f"/api/tasks/{updated_task}/annotations/", json={"result": [choice("aesthetics", "left")]}).json()
-    post("PATCH", f"/api/annotations/{first['id']}/", json={"result": [choice("aesthetics", "right"), choice("safety", "tie")]})
+    first = post(
+        "POST", f"/api/tasks/{updated_task}/annotations/", json={"result": [choice("aesthetics", "left")]}
+    ).json()
+    post(
+        "PATCH",
+        f"/api/annotations/{first['id']}/",
+        json={"result": [choice("aesthetics", "right"), choice("safety", "tie")]},
+    )
 
     pulled = pull(tmp_path / "out", connection=label_server.connection, title=config.title)
     assert (pulled.quarantined, pulled.skipped, pulled.written, pulled.partial) == (2, 1, 1, 1)
-    reasons = sorted(json.loads(line)["reason"] for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())
+    reasons = sorted(
+        json.loads(line)["reason"] for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()
+    )
     assert reasons[0].startswith("aesthetics: ['BOGUS']") and reasons[1] == "unknown axis 'vibes'"
     row = pd.read_parquet(tmp_path / "out" / "annotations.parquet").iloc[0]
     assert (row["aesthetics"], row["safety"]) == ("right", "tie") and pd.isna(row["prompt_fidelity"])

@@ -31,10 +31,14 @@ def test_strategies_are_deterministic_and_stay_within_a_prompt(tmp_path, candida
 def test_uncertainty_ranking_and_pre_annotations_from_per_candidate_scores(tmp_path, candidate_set):
     candidates = load_candidate_set(candidate_set(tmp_path / "set", prompts=1))
     scores_path = tmp_path / "scores.csv"
-    pd.DataFrame({"candidate_id": ["c0-red", "c0-green", "c0-blue", "c0-grey"], "aesthetics": [3.0, 0.0, 0.1, -3.0]}).to_csv(scores_path)
+    pd.DataFrame(
+        {"candidate_id": ["c0-red", "c0-green", "c0-blue", "c0-grey"], "aesthetics": [3.0, 0.0, 0.1, -3.0]}
+    ).to_csv(scores_path)
     scores = load_pair_scores(scores_path, ["aesthetics"])
     pairs = plan_pairs(candidates, LabelingConfig(pairing="uncertainty", max_pairs=2), scores)
-    assert {(pair.candidate_a, pair.candidate_b) for pair in pairs[:1]} == {("c0-blue", "c0-green")}  # closest scores first
+    assert {(pair.candidate_a, pair.candidate_b) for pair in pairs[:1]} == {
+        ("c0-blue", "c0-green")
+    }  # closest scores first
     assert pairs[0].uncertainty > pairs[1].uncertainty
     top = plan_pairs(candidates, LabelingConfig(pairing="all"), scores)
     red_grey = next(pair for pair in top if {pair.candidate_a, pair.candidate_b} == {"c0-red", "c0-grey"})
@@ -46,7 +50,9 @@ def test_uncertainty_ranking_and_pre_annotations_from_per_candidate_scores(tmp_p
 
 def test_per_pair_scores_are_turned_into_a_b_order(tmp_path):
     path = tmp_path / "pairs.parquet"
-    pd.DataFrame({"candidate_a": ["z"], "candidate_b": ["y"], "uncertainty": [0.4], "safety_p_a": [0.9]}).to_parquet(path)
+    pd.DataFrame({"candidate_a": ["z"], "candidate_b": ["y"], "uncertainty": [0.4], "safety_p_a": [0.9]}).to_parquet(
+        path
+    )
     score = load_pair_scores(path, ["safety"]).get("y", "z")
     assert score.uncertainty == 0.4 and score.p_a["safety"] == pytest.approx(0.1)
 
@@ -55,9 +61,15 @@ def test_uncertainty_pairing_labels_what_the_members_disagree_on_first(tmp_path,
     candidates = load_candidate_set(candidate_set(tmp_path / "set", prompts=1))
     path = tmp_path / "pairs.parquet"
     # red/green: a coin toss all members agree on; blue/grey: sure on average, members split.
-    pd.DataFrame({"candidate_a": ["c0-green", "c0-blue", "c0-blue"], "candidate_b": ["c0-red", "c0-grey", "c0-red"],
-                  "uncertainty": [1.0, 0.2, 0.5], "disagreement": [0.0, 0.3, 0.1],
-                  "aesthetics_p_a": [0.5, 0.9, 0.75]}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "candidate_a": ["c0-green", "c0-blue", "c0-blue"],
+            "candidate_b": ["c0-red", "c0-grey", "c0-red"],
+            "uncertainty": [1.0, 0.2, 0.5],
+            "disagreement": [0.0, 0.3, 0.1],
+            "aesthetics_p_a": [0.5, 0.9, 0.75],
+        }
+    ).to_parquet(path)
     scores = load_pair_scores(path, ["aesthetics"])
     pairs = plan_pairs(candidates, LabelingConfig(pairing="uncertainty"), scores)
     ranked = [(pair.candidate_a, pair.candidate_b) for pair in pairs]
@@ -71,7 +83,9 @@ def test_uncertainty_pairing_labels_what_the_members_disagree_on_first(tmp_path,
 def test_gold_pairs_come_at_the_configured_rate(tmp_path, candidate_set):
     candidates = load_candidate_set(candidate_set(tmp_path / "set"))
     gold = tmp_path / "gold.csv"
-    pd.DataFrame([{"candidate_a": f"c{p}-red", "candidate_b": f"c{p}-blue", "aesthetics": "a"} for p in range(3)]).to_csv(gold)
+    pd.DataFrame(
+        [{"candidate_a": f"c{p}-red", "candidate_b": f"c{p}-blue", "aesthetics": "a"} for p in range(3)]
+    ).to_csv(gold)
     picked = plan_gold_pairs(candidates, LabelingConfig(gold_rate=0.2, gold_file=gold), regular_count=10)
     assert len(picked) == 2 and all(pair.is_gold and pair.gold == {"aesthetics": "b"} for pair in picked)
     assert all(pair.pair_id.startswith("g-") for pair in picked)

@@ -35,8 +35,10 @@ def rule_reward():
     return token_rule_reward
 
 
-PREFERENCE_PROMPTS = [{"prompt_id": "p1", "prompt": 'a sign that says "CAT"'},
-                      {"prompt_id": "p2", "prompt": 'a sign that says "DOG"'}]
+PREFERENCE_PROMPTS = [
+    {"prompt_id": "p1", "prompt": 'a sign that says "CAT"'},
+    {"prompt_id": "p2", "prompt": 'a sign that says "DOG"'},
+]
 
 
 def write_preference_data(generator, root: Path):
@@ -51,9 +53,21 @@ def write_preference_data(generator, root: Path):
     rows = []
     for record, winner in zip(PREFERENCE_PROMPTS, ("left", "right")):
         a, b = ids[record["prompt_id"]]
-        rows.append({"pair_id": record["prompt_id"], "prompt": record["prompt"], "candidate_left": a,
-                     "candidate_right": b, "candidate_a": a, "candidate_b": b, "annotator": "sim",
-                     "source": "simulated", "aesthetics": "tie", "prompt_fidelity": winner, "safety": "tie"})
+        rows.append(
+            {
+                "pair_id": record["prompt_id"],
+                "prompt": record["prompt"],
+                "candidate_left": a,
+                "candidate_right": b,
+                "candidate_a": a,
+                "candidate_b": b,
+                "annotator": "sim",
+                "source": "simulated",
+                "aesthetics": "tie",
+                "prompt_fidelity": winner,
+                "safety": "tie",
+            }
+        )
     (root / "preferences").mkdir()
     pair_frame(rows, ["aesthetics", "prompt_fidelity", "safety"]).to_parquet(root / "preferences" / "pairs.parquet")
     return candidates

@@ -18,8 +18,14 @@ PROMPTS = ['a sign that says "CAT"', 'a red sign that says "DOG"']
 def pairs(generator, count=4):
     """Chosen: an image sampled for the prompt; rejected: one sampled for the other prompt."""
     samples = generator.sample(PROMPTS * count, seed=1, decode=False)
-    return [{"prompt_ids": samples.prompt_ids[2 * i], "chosen_ids": samples.completion_ids[2 * i].tolist(),
-             "rejected_ids": samples.completion_ids[2 * i + 1].tolist()} for i in range(count)]
+    return [
+        {
+            "prompt_ids": samples.prompt_ids[2 * i],
+            "chosen_ids": samples.completion_ids[2 * i].tolist(),
+            "rejected_ids": samples.completion_ids[2 * i + 1].tolist(),
+        }
+        for i in range(count)
+    ]
 
 
 def settings(**changes):
@@ -54,8 +60,9 @@ def test_trl_sees_the_policy_raw_log_probs_and_no_reference_copy(tmp_path):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     with torch.no_grad():
-        out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                            fused_lm_head=True)
+        out = trainer.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
+        )
         # Independent computation: log-softmax over the whole vocabulary, read at the next token.
         logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     expected = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
@@ -71,8 +78,9 @@ def test_precomputed_reference_gives_the_same_first_losses(tmp_path):
     generator = micro_generator()
     examples = pairs(generator)
     plain = train_dpo(micro_generator(), examples, settings(steps=3), tmp_path / "plain")
-    precomputed = train_dpo(micro_generator(), examples, settings(steps=3, precompute_ref_log_probs=True),
-                            tmp_path / "pre")
+    precomputed = train_dpo(
+        micro_generator(), examples, settings(steps=3, precompute_ref_log_probs=True), tmp_path / "pre"
+    )
     losses = [[h["loss"] for h in r["log_history"] if "loss" in h] for r in (plain, precomputed)]
     assert torch.allclose(torch.tensor(losses[0]), torch.tensor(losses[1]), atol=1e-4)
 
@@ -80,7 +88,9 @@ def test_precomputed_reference_gives_the_same_first_losses(tmp_path):
 def test_full_fine_tune_keeps_a_frozen_reference_copy(tmp_path):
     generator = micro_generator()
     examples = pairs(generator)
-    trainer = build_dpo_trainer(generator, examples, settings(steps=4, lora=False, learning_rate=1e-3), tmp_path / "run")
+    trainer = build_dpo_trainer(
+        generator, examples, settings(steps=4, lora=False, learning_rate=1e-3), tmp_path / "run"
+    )
     reference = {n: p.detach().clone() for n, p in trainer.ref_model.named_parameters()}
     trainer.train()
     assert all(torch.equal(p, reference[n]) for n, p in trainer.ref_model.named_parameters())
@@ -91,8 +101,14 @@ def test_full_fine_tune_keeps_a_frozen_reference_copy(tmp_path):
 def test_on_policy_pairs_put_the_best_candidate_over_the_worst(rule_reward):
     generator = micro_generator()
     reward = rule_reward(generator)
-    examples = on_policy_examples(generator, PROMPTS * 2, scorer([reward], [1.0]),
-                                  OnPolicyPairs(images_per_prompt=4, min_gap=0.0), seed=3, sampler={})
+    examples = on_policy_examples(
+        generator,
+        PROMPTS * 2,
+        scorer([reward], [1.0]),
+        OnPolicyPairs(images_per_prompt=4, min_gap=0.0),
+        seed=3,
+        sampler={},
+    )
     assert len(examples) == 4
     for example in examples:
         chosen, rejected = reward(None, None, [example["chosen_ids"], example["rejected_ids"]])
@@ -106,9 +122,19 @@ def test_a_trl_schedule_set_in_the_settings_reaches_the_trainer(tmp_path):
     from imagepref.policy.align.config import settings_from_mapping
 
     generator = micro_generator()
-    chosen = settings_from_mapping("dpo", {"steps": 6, "batch_size": 4, "learning_rate": 1e-2, "save_every": 100,
-                                           "monitor_every": 0, "report_to": [], "lr_scheduler_type": "cosine",
-                                           "warmup_steps": 2})
+    chosen = settings_from_mapping(
+        "dpo",
+        {
+            "steps": 6,
+            "batch_size": 4,
+            "learning_rate": 1e-2,
+            "save_every": 100,
+            "monitor_every": 0,
+            "report_to": [],
+            "lr_scheduler_type": "cosine",
+            "warmup_steps": 2,
+        },
+    )
     result = train_dpo(generator, pairs(generator), chosen, tmp_path / "cosine")
     rates = [h["learning_rate"] for h in result["log_history"] if "learning_rate" in h]
     assert len(rates) == 6
@@ -158,16 +184,20 @@ def test_upstream_fused_forward_hook(tmp_path, monkeypatch):
     from trl.trainer import utils
 
     assert callable(utils.add_fused_lm_head)
-    for method in (DPOTrainer._compute_loss, DPOTrainer.compute_ref_log_probs,
-                   GRPOTrainer._get_per_token_logps_and_entropies):
+    for method in (
+        DPOTrainer._compute_loss,
+        DPOTrainer.compute_ref_log_probs,
+        GRPOTrainer._get_per_token_logps_and_entropies,
+    ):
         source = inspect.getsource(method)
         assert "fused_lm_head=True" in source and ".log_probs" in source, method.__qualname__
     from imagepref.policy.align import logprobs
 
     calls = []
     original = logprobs.policy_logprobs
-    monkeypatch.setattr(logprobs, "policy_logprobs",
-                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(
+        logprobs, "policy_logprobs", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    )
     generator = micro_generator()
     train_dpo(generator, pairs(generator, 2), settings(steps=1, batch_size=2), tmp_path / "run")
     assert calls  # TRL's log-probs of the one step came through the generator interface

@@ -29,8 +29,17 @@ def test_grpo_raises_a_simple_rule_reward(tmp_path, rule_reward):
     before = measured()
     # A full fine-tune (with its frozen reference copy): on the one-layer micro model LoRA moves the
     # output distribution too slowly for a few-step test; LoRA is covered by the DPO and PPO tests.
-    settings = GRPOSettings(steps=6, batch_size=16, num_generations=8, learning_rate=1e-2, guidance_scale=1.0,
-                            lora=False, save_every=100, monitor_every=0, report_to=[])
+    settings = GRPOSettings(
+        steps=6,
+        batch_size=16,
+        num_generations=8,
+        learning_rate=1e-2,
+        guidance_scale=1.0,
+        lora=False,
+        save_every=100,
+        monitor_every=0,
+        report_to=[],
+    )
     result = train_grpo(generator, PROMPTS, [reward], [1.0], settings, tmp_path / "run")
     assert len([h for h in result["log_history"] if "reward" in h]) == 6
     assert measured() > before + 0.05  # generator.model is the trained model itself
@@ -57,8 +66,12 @@ def test_rule_rewards_read_completion_ids_and_share_ocr_readings():
         reads.append(image)
         return "CAT"
 
-    functions, weights = build_rewards({"ocr": 2.0, "rule_prompt_fidelity": 1.0, "rule_safety": 0.5}, generator,
-                                       read_text=read_text, text_reward=lambda prompt, reading: float("CAT" in prompt))
+    functions, weights = build_rewards(
+        {"ocr": 2.0, "rule_prompt_fidelity": 1.0, "rule_safety": 0.5},
+        generator,
+        read_text=read_text,
+        text_reward=lambda prompt, reading: float("CAT" in prompt),
+    )
     ids = samples.completion_ids.tolist()
     values = [f(PROMPTS[:2], None, ids) for f in functions]
     assert weights == [2.0, 1.0, 0.5]
@@ -98,16 +111,18 @@ def test_token_space_reward_model_scores_completion_ids_without_decoding(tmp_pat
     from imagepref.reward import RewardConfig, RewardModel, load_reward_model
 
     generator = micro_generator()
-    RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
-        .save_pretrained(tmp_path / "rm")
+    RewardModel.create(
+        RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator
+    ).save_pretrained(tmp_path / "rm")
     model = load_reward_model(tmp_path / "rm")  # the public loader, as the CLI uses it
     samples = generator.sample(PROMPTS[:4], seed=6, decode=False)
     ids = samples.completion_ids.tolist()
     decoded = []
     decode = generator.decode
     generator.decode = lambda codes: decoded.append(len(codes)) or decode(codes)
-    functions, _ = build_rewards({"reward_model": 1.0, "reward_model:prompt_fidelity": 1.0}, generator,
-                                 reward_model=model)
+    functions, _ = build_rewards(
+        {"reward_model": 1.0, "reward_model:prompt_fidelity": 1.0}, generator, reward_model=model
+    )
     combined = model.combined_reward(tokens=samples.codes, prompts=PROMPTS[:4])
     assert functions[0](PROMPTS[:4], None, ids) == pytest.approx([float(v) for v in combined], abs=1e-5)
     fidelity = model.score(tokens=samples.codes, prompts=PROMPTS[:4])["prompt_fidelity"]
@@ -122,11 +137,15 @@ def test_grpo_trains_on_a_token_space_reward_model(tmp_path):
     from imagepref.reward import RewardConfig, RewardModel, load_reward_model
 
     generator = micro_generator()
-    RewardModel.create(RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator) \
-        .save_pretrained(tmp_path / "rm")
-    functions, weights = build_rewards({"reward_model": 1.0}, generator, reward_model=load_reward_model(tmp_path / "rm"))
-    settings = GRPOSettings(steps=2, batch_size=8, num_generations=4, guidance_scale=1.0, save_every=100,
-                            monitor_every=0, report_to=[])
+    RewardModel.create(
+        RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator
+    ).save_pretrained(tmp_path / "rm")
+    functions, weights = build_rewards(
+        {"reward_model": 1.0}, generator, reward_model=load_reward_model(tmp_path / "rm")
+    )
+    settings = GRPOSettings(
+        steps=2, batch_size=8, num_generations=4, guidance_scale=1.0, save_every=100, monitor_every=0, report_to=[]
+    )
     result = train_grpo(generator, PROMPTS, functions, weights, settings, tmp_path / "run")
     rewards = [h["rewards/reward_model/mean"] for h in result["log_history"] if "rewards/reward_model/mean" in h]
     assert len(rewards) == 2 and all(r == r for r in rewards)  # real numbers every step, no NaN
@@ -137,12 +156,14 @@ def test_ink_colour_reward_reads_the_colour_of_real_glyph_world_renders():
     # Real renders through the shipped generator's codec: the reward decodes the completion ids it is
     # given, so the codes must be ones whose pixels keep the drawn ink colour.
     from imagepref.policy.generator import load_generator
-    from imagepref.policy.glyphworld.world import FONTS, GlyphSpec, render
     from imagepref.policy.glyphworld import SHIPPED_GENERATOR
+    from imagepref.policy.glyphworld.world import FONTS, GlyphSpec, render
 
     generator = load_generator(SHIPPED_GENERATOR)
-    specs = [GlyphSpec(text=text, colour=colour, background="white", font=font, size="tall", column=1, row=2)
-             for text, colour, font in (("CAT", "red", FONTS[0]), ("DOG", "blue", FONTS[1]), ("SUN", "green", FONTS[2]))]
+    specs = [
+        GlyphSpec(text=text, colour=colour, background="white", font=font, size="tall", column=1, row=2)
+        for text, colour, font in (("CAT", "red", FONTS[0]), ("DOG", "blue", FONTS[1]), ("SUN", "green", FONTS[2]))
+    ]
     images = [render(spec) for spec in specs]
     assert [rules.ink_colour(image) for image in images] == ["red", "blue", "green"]
     ids = generator.codes_to_block(generator.encode_images(images)).tolist()
@@ -170,8 +191,9 @@ def test_upstream_sampler_hook(tmp_path, rule_reward):
     generator = micro_generator()
     settings = GRPOSettings(steps=1, batch_size=4, num_generations=2, save_every=100, monitor_every=0, report_to=[])
     functions, weights = [rule_reward(generator)], [1.0]
-    trainer = ImageGRPOTrainer(generator, settings, functions, grpo_arguments(settings, tmp_path, generator, weights),
-                               prompt_dataset(PROMPTS))
+    trainer = ImageGRPOTrainer(
+        generator, settings, functions, grpo_arguments(settings, tmp_path, generator, weights), prompt_dataset(PROMPTS)
+    )
     loader = trainer.get_train_dataloader()
     sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
     assert isinstance(sampler, EpochSeededSampler) and isinstance(sampler.sampler, RepeatSampler)

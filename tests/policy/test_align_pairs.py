@@ -11,8 +11,12 @@ from imagepref.policy.pretrain import micro_generator
 
 
 def labels(aesthetics=None, prompt_fidelity=None, safety=None, pair_id="p1"):
-    return {"pair_id": pair_id, "aesthetics_label": aesthetics, "prompt_fidelity_label": prompt_fidelity,
-            "safety_label": safety}
+    return {
+        "pair_id": pair_id,
+        "aesthetics_label": aesthetics,
+        "prompt_fidelity_label": prompt_fidelity,
+        "safety_label": safety,
+    }
 
 
 def test_safety_verdict_decides_first():
@@ -63,12 +67,18 @@ def changed_candidates(candidates, folder, change):
     return folder
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda frame: frame.drop(columns=["image_tokens"]), "image_tokens"),
-    (lambda frame: frame.assign(image_tokens=[[t + 10_000 for t in tokens] for tokens in frame["image_tokens"]]),
-     "outside"),
-    (lambda frame: frame.assign(candidate_id=frame["candidate_id"] + "-x"), "none of the candidate sets"),
-], ids=["no-image-tokens", "tokens-outside-the-image-range", "unknown-candidate"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda frame: frame.drop(columns=["image_tokens"]), "image_tokens"),
+        (
+            lambda frame: frame.assign(image_tokens=[[t + 10_000 for t in tokens] for tokens in frame["image_tokens"]]),
+            "outside",
+        ),
+        (lambda frame: frame.assign(candidate_id=frame["candidate_id"] + "-x"), "none of the candidate sets"),
+    ],
+    ids=["no-image-tokens", "tokens-outside-the-image-range", "unknown-candidate"],
+)
 def test_bad_candidates_are_refused(preference_data, tmp_path, change, message):
     generator, root, candidates = preference_data
     folder = changed_candidates(candidates, tmp_path / "changed", change)

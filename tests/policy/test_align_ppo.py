@@ -31,8 +31,9 @@ def test_gae_matches_a_hand_computation():
 
 def test_step_one_ratio_is_one_and_kl_is_zero_then_the_value_head_learns(tmp_path, rule_reward):
     generator = micro_generator()
-    settings = PPOSettings(steps=3, batch_size=8, num_generations=2, learning_rate=1e-2, save_every=100,
-                           monitor_every=0, report_to=[])
+    settings = PPOSettings(
+        steps=3, batch_size=8, num_generations=2, learning_rate=1e-2, save_every=100, monitor_every=0, report_to=[]
+    )
     result = train_ppo(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
     logs = [h for h in result["log_history"] if "ppo/ratio_max_dev" in h]
     assert len(logs) == 3
@@ -54,8 +55,12 @@ def test_value_loss_trains_the_value_head_only(tmp_path, rule_reward):
     out = rollout(generator, [PROMPTS[0]] * 4, seed=1, guidance_scale=1.0, temperature=1.0)  # one length: no padding
     prompt_ids = torch.tensor(out["prompt_ids"])
     completion_ids = torch.tensor(out["completion_ids"])
-    inputs = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids),
-              "completion_ids": completion_ids, "completion_mask": torch.ones_like(completion_ids)}
+    inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids,
+        "completion_mask": torch.ones_like(completion_ids),
+    }
     torch.nn.init.normal_(trainer.value_head.weight)  # a trained head: a zero one passes no gradient back anyway
     logps, values = trainer._policy_pass(trainer.model, inputs)
     (values - 1).pow(2).sum().backward()
@@ -77,13 +82,17 @@ def test_rollouts_are_drawn_from_the_raw_policy_whose_log_probs_ppo_uses(tmp_pat
 
     generator = micro_generator()
     guidance = 10.0
-    settings = PPOSettings(steps=1, batch_size=4, num_generations=2, guidance_scale=guidance, save_every=100,
-                           monitor_every=0, report_to=[])
+    settings = PPOSettings(
+        steps=1, batch_size=4, num_generations=2, guidance_scale=guidance, save_every=100, monitor_every=0, report_to=[]
+    )
     trainer = build_ppo_trainer(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
 
     def first_code_logprobs(unconditional: bool) -> torch.Tensor:
-        ids, mask = left_pad(generator.encode_prompts([PROMPTS[0]], unconditional=unconditional),
-                             generator.pad_token_id, generator.device)
+        ids, mask = left_pad(
+            generator.encode_prompts([PROMPTS[0]], unconditional=unconditional),
+            generator.pad_token_id,
+            generator.device,
+        )
         with torch.no_grad():
             logits, _ = generator.forward(ids, mask, positions(mask), inputs_embeds=generator.prompt_embeds(ids))
         return generator.code_logprobs(logits[:, -1])[0]
@@ -118,9 +127,12 @@ def test_upstream_hooks(tmp_path, rule_reward):
 
     from trl import GRPOTrainer
 
-    expected = {"_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-                "_generate_and_score_completions": ["self", "inputs"], "_compute_loss": ["self", "model", "inputs"],
-                "create_optimizer": ["self", "model"]}
+    expected = {
+        "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+        "_generate_and_score_completions": ["self", "inputs"],
+        "_compute_loss": ["self", "model", "inputs"],
+        "create_optimizer": ["self", "model"],
+    }
     for name, parameters in expected.items():
         assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == parameters, name
     generator = micro_generator()

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import re
 
-from imagepref.policy.glyphworld.world import (ALIGN_WORDS, HELDOUT_TEMPLATES, HELDOUT_WORDS, TRAIN_WORDS, align_specs,
-                                     heldout_prompts)
 from imagepref.policy.align.pipeline import training_prompts
+from imagepref.policy.glyphworld.world import (
+    ALIGN_WORDS,
+    HELDOUT_TEMPLATES,
+    HELDOUT_WORDS,
+    TRAIN_WORDS,
+    align_specs,
+    heldout_prompts,
+)
 
 
 def test_align_words_are_fresh_letter_strings():

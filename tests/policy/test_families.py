@@ -9,11 +9,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from imagepref.errors import ImagePrefError
+from imagepref.policy.families import tiny_generator as tiny
 from imagepref.policy.families.causal_vq import CausalVQGenerator
 from imagepref.policy.families.emu3 import Emu3Generator
 from imagepref.policy.families.janus import JanusGenerator
 from imagepref.policy.generator import load_generator
-from imagepref.policy.families import tiny_generator as tiny
 from imagepref.policy.sampler import teacher_forced_logprobs
 from imagepref.policy.static_decoder import StaticDecoder
 
@@ -91,8 +91,11 @@ def test_block_shape_of_emu3_has_end_of_row_markers():
     rows, columns = generator.config.grid
     layout = generator.block_layout()
     assert len(layout) == rows * (columns + 1) + 3
-    assert layout[columns] == generator.end_of_row and layout[-3:] == [generator.end_of_frame, generator.image_end,
-                                                                     generator.eos]
+    assert layout[columns] == generator.end_of_row and layout[-3:] == [
+        generator.end_of_frame,
+        generator.image_end,
+        generator.eos,
+    ]
     assert sum(slot is None for slot in layout) == generator.num_codes
 
 
@@ -108,11 +111,17 @@ def test_emu3_matches_transformers_generation_with_forced_tokens_and_guidance():
         step = input_ids.shape[0] - ids.shape[1]
         return visual if step >= len(layout) or layout[step] is None else [layout[step]]
 
-    out = generator.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(layout),
-                                   do_sample=False, prefix_allowed_tokens_fn=allowed, guidance_scale=3.0,
-                                   negative_prompt_ids=negative,
-                                   negative_prompt_attention_mask=torch.ones_like(negative))
-    assert out[0, ids.shape[1]:].tolist() == samples.completion_ids[0].tolist()
+    out = generator.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=len(layout),
+        do_sample=False,
+        prefix_allowed_tokens_fn=allowed,
+        guidance_scale=3.0,
+        negative_prompt_ids=negative,
+        negative_prompt_attention_mask=torch.ones_like(negative),
+    )
+    assert out[0, ids.shape[1] :].tolist() == samples.completion_ids[0].tolist()
     rows, columns = generator.config.grid
     theirs = generator.model.decode_image_tokens(image_tokens=samples.completion_ids, height=rows, width=columns)
     ours = torch.from_numpy(np.asarray(generator.decode(samples.codes)[0])).float()
@@ -134,8 +143,9 @@ def test_janus_matches_transformers_generation_with_its_unconditional_convention
     model.generation_config.pad_token_id = generator.pad_token_id
     model.generation_config.bos_token_id = generator.tokenizer.bos_token_id
     ids = torch.tensor([cond])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image", do_sample=False,
-                         guidance_scale=4.0)
+    out = model.generate(
+        ids, attention_mask=torch.ones_like(ids), generation_mode="image", do_sample=False, guidance_scale=4.0
+    )
     assert out.tolist() == samples.codes.tolist()
     theirs = ((model.decode_image_tokens(samples.codes)[0].clamp(-1, 1) + 1) / 2 * 255).round()
     ours = torch.from_numpy(np.asarray(generator.decode(samples.codes)[0])).float()
@@ -158,8 +168,9 @@ def test_dtype_option_loads_in_bfloat16(saved):
     generator = load_generator(path, dtype=torch.bfloat16, device="cpu")
     assert generator.model.dtype == torch.bfloat16
     samples = generator.sample(PROMPTS[:2], seed=0, decode=False)
-    torch.testing.assert_close(teacher_forced_logprobs(generator, samples.prompt_ids, samples.codes).cpu(),
-                               samples.logprobs, atol=0.05, rtol=0)
+    torch.testing.assert_close(
+        teacher_forced_logprobs(generator, samples.prompt_ids, samples.codes).cpu(), samples.logprobs, atol=0.05, rtol=0
+    )
 
 
 def _lora(generator, seed: int = 0):
@@ -190,15 +201,18 @@ def test_adapter_save_reload_and_merge(saved, tmp_path):
 
     reloaded = load_generator(path)
     reloaded.model = PeftModel.from_pretrained(reloaded.model, str(tmp_path / "adapter"))
-    torch.testing.assert_close(teacher_forced_logprobs(reloaded, samples.prompt_ids, samples.codes), after,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        teacher_forced_logprobs(reloaded, samples.prompt_ids, samples.codes), after, atol=1e-5, rtol=0
+    )
     reloaded.model = reloaded.model.merge_and_unload()
-    torch.testing.assert_close(teacher_forced_logprobs(reloaded, samples.prompt_ids, samples.codes), after,
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        teacher_forced_logprobs(reloaded, samples.prompt_ids, samples.codes), after, atol=1e-4, rtol=0
+    )
     reloaded.save_pretrained(tmp_path / "merged")
     merged = load_generator(tmp_path / "merged")
-    torch.testing.assert_close(teacher_forced_logprobs(merged, samples.prompt_ids, samples.codes), after,
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        teacher_forced_logprobs(merged, samples.prompt_ids, samples.codes), after, atol=1e-4, rtol=0
+    )
 
 
 def test_text_only_model_gets_trainable_image_rows(tmp_path):
@@ -215,7 +229,7 @@ def test_text_only_model_gets_trainable_image_rows(tmp_path):
     generator.model.save_pretrained(str(tmp_path / "adapter"))
     merged = generator.model.merge_and_unload().get_input_embeddings().weight
     changed = (merged - original).abs().sum(-1) > 0
-    assert changed[start:end].all() and not changed[:start - 2].any()
+    assert changed[start:end].all() and not changed[: start - 2].any()
 
 
 def test_janus_cannot_offer_a_plain_vocabulary_model_and_says_which_can():
@@ -231,7 +245,9 @@ def test_janus_cannot_offer_a_plain_vocabulary_model_and_says_which_can():
     prompt = samples.prompt_ids[0]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt + samples.completion_ids[0].tolist()])).logits
-    predicting = logits[0, len(prompt) - 1:-1]  # the logits at position t score token t+1
+    predicting = logits[0, len(prompt) - 1 : -1]  # the logits at position t score token t+1
     slots = [i for i, forced in enumerate(generator.block_layout()) if forced is None]
-    drawn = torch.log_softmax(predicting[slots].float(), dim=-1)[:, start:end].gather(-1, samples.codes[0, :, None])[:, 0]
+    drawn = torch.log_softmax(predicting[slots].float(), dim=-1)[:, start:end].gather(-1, samples.codes[0, :, None])[
+        :, 0
+    ]
     assert torch.allclose(drawn, samples.logprobs[0], atol=1e-4)

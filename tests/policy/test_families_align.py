@@ -8,8 +8,16 @@ import math
 import pytest
 import torch
 
-from imagepref.policy.align import (DPOSettings, GRPOSettings, PPOSettings, build_rewards, load_aligned, train_dpo,
-                          train_grpo, train_ppo)
+from imagepref.policy.align import (
+    DPOSettings,
+    GRPOSettings,
+    PPOSettings,
+    build_rewards,
+    load_aligned,
+    train_dpo,
+    train_grpo,
+    train_ppo,
+)
 from imagepref.policy.families import tiny_generator
 from imagepref.policy.generator import load_generator
 from imagepref.policy.sampler import teacher_forced_logprobs
@@ -35,15 +43,25 @@ def margin(generator, examples) -> float:
     chosen = generator.block_to_codes(torch.tensor([e["chosen_ids"] for e in examples]))
     rejected = generator.block_to_codes(torch.tensor([e["rejected_ids"] for e in examples]))
     with torch.no_grad():
-        return float((teacher_forced_logprobs(generator, prompt_ids, chosen).sum(-1)
-                      - teacher_forced_logprobs(generator, prompt_ids, rejected).sum(-1)).mean())
+        return float(
+            (
+                teacher_forced_logprobs(generator, prompt_ids, chosen).sum(-1)
+                - teacher_forced_logprobs(generator, prompt_ids, rejected).sum(-1)
+            ).mean()
+        )
 
 
 def test_three_dpo_steps_move_the_margin(base, tmp_path):
     generator = load_generator(base)
     samples = generator.sample([p for p in PROMPTS for _ in range(2)], seed=7, decode=False)
-    examples = [{"prompt_ids": samples.prompt_ids[2 * i], "chosen_ids": samples.completion_ids[2 * i].tolist(),
-                 "rejected_ids": samples.completion_ids[2 * i + 1].tolist()} for i in range(len(PROMPTS))]
+    examples = [
+        {
+            "prompt_ids": samples.prompt_ids[2 * i],
+            "chosen_ids": samples.completion_ids[2 * i].tolist(),
+            "rejected_ids": samples.completion_ids[2 * i + 1].tolist(),
+        }
+        for i in range(len(PROMPTS))
+    ]
     before = margin(generator, examples)
     settings = DPOSettings(steps=3, batch_size=2, learning_rate=1e-2, beta=0.1, **QUICK)
     result = train_dpo(generator, examples, settings, tmp_path / "dpo", base_path=str(base))

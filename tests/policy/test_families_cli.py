@@ -21,7 +21,9 @@ BUILDERS = {"emu3": Emu3Generator, "janus": JanusGenerator, "causal-vq": CausalV
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +59,29 @@ def test_generate_writes_a_candidate_set(family, folders, prompts, tmp_path):
 @pytest.mark.slow
 def test_eval_scores_a_family_checkpoint(folders, prompts, tmp_path):
     out = tmp_path / "eval"
-    result = subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "eval", "--quiet", "--workers", "1", "--checkpoints",
-                             str(folders["janus"]), str(folders["emu3"]), "--prompts", str(prompts), "--samples", "2",
-                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagepref.recipes.cli",
+            "eval",
+            "--quiet",
+            "--workers",
+            "1",
+            "--checkpoints",
+            str(folders["janus"]),
+            str(folders["emu3"]),
+            "--prompts",
+            str(prompts),
+            "--samples",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads((out / "results.json").read_text())
     assert [c["name"] for c in results["checkpoints"]] == ["janus", "emu3"]
@@ -71,8 +93,9 @@ def test_a_plain_text_model_folder_is_no_known_family(tmp_path, prompts, one_lin
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path / "text-only"
-    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2)).save_pretrained(folder)
+    LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(folder)
     result = run("generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "out"))
     one_line_error(result, "llama", "no known generator family", "causal_vq")
     assert not (tmp_path / "out").exists()

@@ -13,7 +13,9 @@ from imagepref.policy.pretrain import micro_generator
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,17 @@ def model(tmp_path_factory):
 @pytest.fixture
 def prompts(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    path.write_text('{"prompt": "a red sign that says \\"OPEN\\"", "prompt_id": "open"}\n\n{"prompt": "the word \\"HI\\" in blue"}\n')
+    path.write_text(
+        '{"prompt": "a red sign that says \\"OPEN\\"", "prompt_id": "open"}\n\n{"prompt": "the word \\"HI\\" in blue"}\n'
+    )
     return path
 
 
 def test_generate_writes_the_candidate_set_contract(model, prompts, tmp_path):
     out = tmp_path / "cands"
-    result = run("generate", "--model", str(model), "--prompts", str(prompts), "--out", str(out), "--n", "3", "--seed", "4")
+    result = run(
+        "generate", "--model", str(model), "--prompts", str(prompts), "--out", str(out), "--n", "3", "--seed", "4"
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(out / "candidates.parquet")
     assert len(table) == 6 and table["candidate_id"].is_unique
@@ -45,7 +51,10 @@ def test_generate_writes_the_candidate_set_contract(model, prompts, tmp_path):
     # Same seed, same tokens.
     again = tmp_path / "again"
     run("generate", "--model", str(model), "--prompts", str(prompts), "--out", str(again), "--n", "3", "--seed", "4")
-    assert pd.read_parquet(again / "candidates.parquet")["image_tokens"].map(list).tolist() == table["image_tokens"].map(list).tolist()
+    assert (
+        pd.read_parquet(again / "candidates.parquet")["image_tokens"].map(list).tolist()
+        == table["image_tokens"].map(list).tolist()
+    )
 
 
 def _foreign_family(model, tmp_path):
@@ -66,15 +75,18 @@ def _mismatched_codec(model, tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing model", "does not exist"),
-    ("foreign folder", "not an imagepref generator folder"),
-    ("unknown family", "unknown generator family"),
-    ("codec mismatch", "codec has"),
-    ("empty prompts", "has no prompts"),
-    ("malformed prompts", "is not a JSON object"),
-    ("n zero", "--n must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing model", "does not exist"),
+        ("foreign folder", "not an imagepref generator folder"),
+        ("unknown family", "unknown generator family"),
+        ("codec mismatch", "codec has"),
+        ("empty prompts", "has no prompts"),
+        ("malformed prompts", "is not a JSON object"),
+        ("n zero", "--n must be at least 1"),
+    ],
+)
 def test_bad_inputs_give_one_line_and_exit_2(model, prompts, tmp_path, case, message, one_line_error):
     model_arg, prompts_arg, n = str(model), str(prompts), "2"
     if case == "missing model":

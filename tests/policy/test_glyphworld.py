@@ -7,8 +7,15 @@ import random
 
 import pytest
 
-from imagepref.policy.glyphworld import HELDOUT_WORDS, TRAIN_WORDS, heldout_prompts, render, sample_spec, training_specs
-from imagepref.policy.glyphworld import rules
+from imagepref.policy.glyphworld import (
+    HELDOUT_WORDS,
+    TRAIN_WORDS,
+    heldout_prompts,
+    render,
+    rules,
+    sample_spec,
+    training_specs,
+)
 
 
 def clean_spec(**changes):

@@ -12,8 +12,17 @@ from imagepref.errors import BadInputError
 from imagepref.policy.generator import load_generator
 from imagepref.policy.pretrain import PretrainConfig, pretrain
 
-TINY = dict(num_shapes=64, codec_images=150, codec_iterations=2, hidden_size=48, layers=1, heads=2,
-            batch_size=8, lr=3e-3, warmup=2)
+TINY = dict(
+    num_shapes=64,
+    codec_images=150,
+    codec_iterations=2,
+    hidden_size=48,
+    layers=1,
+    heads=2,
+    batch_size=8,
+    lr=3e-3,
+    warmup=2,
+)
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):

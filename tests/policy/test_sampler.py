@@ -34,8 +34,14 @@ def test_same_seed_same_images_and_other_seed_differs(generator):
     assert not torch.equal(a.codes, c.codes)
 
 
-@pytest.mark.parametrize("settings", [dict(guidance_scale=3.0), dict(guidance_scale=1.0),
-                                      dict(guidance_scale=2.0, temperature=0.7, top_k=20, top_p=0.9)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(guidance_scale=3.0),
+        dict(guidance_scale=1.0),
+        dict(guidance_scale=2.0, temperature=0.7, top_k=20, top_p=0.9),
+    ],
+)
 def test_reported_logprobs_equal_teacher_forcing(generator, settings):
     samples = generator.sample(PROMPTS, seed=3, **settings)
     forced = generator.image_logprobs(samples.prompt_ids, samples.codes)

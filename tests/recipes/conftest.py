@@ -11,8 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-MICRO_PRETRAIN = {"num_shapes": 48, "codec_images": 120, "codec_iterations": 2, "hidden_size": 32, "layers": 1,
-                  "heads": 2, "steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup": 1, "letter_init": False}
+MICRO_PRETRAIN = {
+    "num_shapes": 48,
+    "codec_images": 120,
+    "codec_iterations": 2,
+    "hidden_size": 32,
+    "layers": 1,
+    "heads": 2,
+    "steps": 4,
+    "batch_size": 4,
+    "checkpoint_every": 2,
+    "warmup": 1,
+    "letter_init": False,
+}
 
 
 @pytest.fixture
@@ -47,10 +58,14 @@ def micro_recipe(tmp_path):
     """Write a micro recipe (stages without Label Studio by default) and return its path."""
 
     def write(name: str = "micro", **sections) -> Path:
-        recipe = {"name": name, "run_dir": str(tmp_path / "run"), "stages": ["pretrain", "generate", "eval", "report"],
-                  "pretrain": {"reuse_shipped": False, "settings": dict(MICRO_PRETRAIN)},
-                  "generate": {"num_prompts": 3, "images_per_prompt": 2, "batch_size": 8},
-                  "eval": {"limit": 3, "samples": 1, "ocr_engine": "tesseract", "workers": 1}}
+        recipe = {
+            "name": name,
+            "run_dir": str(tmp_path / "run"),
+            "stages": ["pretrain", "generate", "eval", "report"],
+            "pretrain": {"reuse_shipped": False, "settings": dict(MICRO_PRETRAIN)},
+            "generate": {"num_prompts": 3, "images_per_prompt": 2, "batch_size": 8},
+            "eval": {"limit": 3, "samples": 1, "ocr_engine": "tesseract", "workers": 1},
+        }
         merge(recipe, sections)
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(recipe))

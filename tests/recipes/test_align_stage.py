@@ -10,17 +10,19 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from imagepref.policy.pretrain import micro_generator
 from imagepref.policy.align.pipeline import run_aligner
+from imagepref.policy.pretrain import micro_generator
 
 DPO = {"steps": 3, "batch_size": 2, "save_every": 10, "lora_r": 4, "report_to": []}
 
 
 @pytest.mark.slow
 def test_bfloat16_recipe_aligns_and_evaluates_in_bfloat16_with_a_log_line_per_step(cli, micro_recipe, tmp_path):
-    path = micro_recipe(stages=["pretrain", "align", "eval"], generator={"dtype": "bfloat16"},
-                        align={"methods": ["dpo"], "ocr_engine": "tesseract", "monitor": False,
-                               "dpo": {**DPO, "save_every": 2}})
+    path = micro_recipe(
+        stages=["pretrain", "align", "eval"],
+        generator={"dtype": "bfloat16"},
+        align={"methods": ["dpo"], "ocr_engine": "tesseract", "monitor": False, "dpo": {**DPO, "save_every": 2}},
+    )
     code, out, err = cli("run", path)
     assert code == 0, err
     run = tmp_path / "run"
@@ -40,15 +42,20 @@ def test_bfloat16_recipe_aligns_and_evaluates_in_bfloat16_with_a_log_line_per_st
     assert re.search(r"^\[r1/align\] dpo step 3/3  loss \S+  margin \S+  accuracy \S+$", out, re.M), out
     assert "mean_token_accuracy" in log and "mean_token_accuracy" not in out and "dpo step 1/3" not in out
     # Eval sampled both checkpoints in bfloat16 (each image set's manifest records how it loaded).
-    manifests = [json.loads(p.read_text()) for p in (run / "stages" / "eval" / "report" / "images").glob("*/manifest.json")]
+    manifests = [
+        json.loads(p.read_text()) for p in (run / "stages" / "eval" / "report" / "images").glob("*/manifest.json")
+    ]
     assert len(manifests) == 2 and {m["dtype"] for m in manifests} == {"bfloat16"}
     # ... and logged its batches of work as they finished: each checkpoint's images, then the OCR.
-    assert re.search(r"\[eval\] step 3/3 work=images:base", log) and re.search(r"\[eval\] step 3/3 work=images:aligned-round-1", log)
+    assert re.search(r"\[eval\] step 3/3 work=images:base", log) and re.search(
+        r"\[eval\] step 3/3 work=images:aligned-round-1", log
+    )
     assert re.search(r"\[eval\] step 6/6 work=ocr", log)
 
 
-@pytest.mark.parametrize("command", [["align", "dpo", "--out", "{tmp}/run"],
-                                     ["eval", "--checkpoints", "{tmp}", "--out", "{tmp}/eval"]])
+@pytest.mark.parametrize(
+    "command", [["align", "dpo", "--out", "{tmp}/run"], ["eval", "--checkpoints", "{tmp}", "--out", "{tmp}/eval"]]
+)
 def test_an_unknown_dtype_is_a_one_line_error(cli, tmp_path, command):
     code, out, err = cli(*[part.format(tmp=tmp_path) for part in command], "--dtype", "float8")
     assert code == 2
@@ -60,10 +67,19 @@ def test_step_lines_arrive_while_training_runs(tmp_path):
     micro_generator(seed=0).save_pretrained(base)
     out = tmp_path / "run"
     seen: list[tuple[str, bool]] = []
-    result = run_aligner("dpo", base, out, {**DPO, "steps": 4}, ocr_engine="tesseract", monitor=False, merge=False,
-                         log=lambda line: None,
-                         step_log=lambda line: seen.append((str(line), (out / "align.json").is_file() and
-                                                                 "finished" in (out / "align.json").read_text())))
+    result = run_aligner(
+        "dpo",
+        base,
+        out,
+        {**DPO, "steps": 4},
+        ocr_engine="tesseract",
+        monitor=False,
+        merge=False,
+        log=lambda line: None,
+        step_log=lambda line: seen.append(
+            (str(line), (out / "align.json").is_file() and "finished" in (out / "align.json").read_text())
+        ),
+    )
     assert result["steps"] == 4
     steps = [int(re.match(r"dpo step (\d+)/4 ", line).group(1)) for line, _ in seen if " step " in line]
     assert steps == [1, 2, 3, 4]

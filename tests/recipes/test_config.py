@@ -8,7 +8,15 @@ import pytest
 import yaml
 
 from imagepref.errors import BadInputError, UnknownNameError
-from imagepref.recipes.config import RECIPES_DIR, Recipe, apply_overrides, field_paths, load_recipe, nearest_key, validate_recipe
+from imagepref.recipes.config import (
+    RECIPES_DIR,
+    Recipe,
+    apply_overrides,
+    field_paths,
+    load_recipe,
+    nearest_key,
+    validate_recipe,
+)
 
 
 def test_every_field_has_a_default_and_a_help_text():
@@ -28,8 +36,10 @@ def test_shipped_recipes_validate():
 def test_overrides_parse_values_as_yaml_and_nest(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("name: r\nlabel: {annotators: 2}\n")
-    recipe = load_recipe(path, ["rounds=3", "label.annotators=5", "align.methods=[dpo]", "align.dpo.beta=0.2",
-                                "generator.path=/models/x"])
+    recipe = load_recipe(
+        path,
+        ["rounds=3", "label.annotators=5", "align.methods=[dpo]", "align.dpo.beta=0.2", "generator.path=/models/x"],
+    )
     assert recipe.rounds == 3 and recipe.label.annotators == 5 and recipe.align.methods == ["dpo"]
     # A package's settings are typed; the resolved recipe records them as given (the seed: the recipe's).
     assert recipe.align.dpo.beta == 0.2 and recipe.generator.path == "/models/x"
@@ -53,7 +63,10 @@ def test_package_settings_are_checked_when_the_recipe_loads():
         validate_recipe({"align": {"dpo": {"stepz": 3}}})
     with pytest.raises(BadInputError, match=r"reward\.settings\.backbone: Input should be 'pixel', 'token' or 'clip'"):
         validate_recipe({"reward": {"settings": {"backbone": "resnet"}}})
-    assert validate_recipe({"align": {"grpo": {"steps": 3, "rewards": {"weights": {"ocr": 1.0}}}}}).align.grpo.max_steps == 3
+    assert (
+        validate_recipe({"align": {"grpo": {"steps": 3, "rewards": {"weights": {"ocr": 1.0}}}}}).align.grpo.max_steps
+        == 3
+    )
 
 
 def test_bad_values_and_unknown_stages():

@@ -33,20 +33,33 @@ def test_human_loop_shows_progress_and_continues_on_request(micro_recipe, label_
 
     run = tmp_path / "run"
     shutil.copytree(label_studio_state, run / "label-studio")
-    path = micro_recipe("people", stages=["pretrain", "generate", "label"],
-                        label={"mode": "human", "port": unused_port, "invite": ["ann@example.org"], "quota": 3,
-                               "poll_seconds": 0.5})
-    process = subprocess.Popen([str(IMAGEPREF), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = micro_recipe(
+        "people",
+        stages=["pretrain", "generate", "label"],
+        label={"mode": "human", "port": unused_port, "invite": ["ann@example.org"], "quota": 3, "poll_seconds": 0.5},
+    )
+    process = subprocess.Popen(
+        [str(IMAGEPREF), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         log = _wait_for(run / "run.log", "progress: aesthetics 0/3", process)
         assert "invited ann@example.org: http://127.0.0.1:" in log and "(0600; hand it over privately)" in log
         assert f"label at http://127.0.0.1:{unused_port}/projects/" in log
         # Someone labels one pair through the API, as the browser would.
         connection = connect(state_dir=run / "label-studio")
-        simulate(connection, "people run round 1", lambda prompt, left, right: {"aesthetics": "left", "prompt_fidelity": "right",
-                 "safety": "tie"}, run / "label-studio" / "people.json", annotators=1, error_rate=0.0, limit=1)
+        simulate(
+            connection,
+            "people run round 1",
+            lambda prompt, left, right: {"aesthetics": "left", "prompt_fidelity": "right", "safety": "tie"},
+            run / "label-studio" / "people.json",
+            annotators=1,
+            error_rate=0.0,
+            limit=1,
+        )
         _wait_for(run / "run.log", "progress: aesthetics 1/3", process)
-        told = subprocess.run([str(IMAGEPREF), "run", str(path), "--continue"], capture_output=True, text=True, timeout=120)
+        told = subprocess.run(
+            [str(IMAGEPREF), "run", str(path), "--continue"], capture_output=True, text=True, timeout=120
+        )
         assert told.returncode == 0, told.stderr
         assert "to continue with the labels it has" in told.stdout
         out, err = process.communicate(timeout=180)

@@ -12,12 +12,31 @@ from imagepref.recipes.config import RECIPES_DIR
 @pytest.mark.slow
 @pytest.mark.integration
 def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, micro_recipe, tmp_path):
-    path = micro_recipe("two-processes", stages=["pretrain", "align"], launch={
-        "accelerate_config": str(RECIPES_DIR / "accelerate" / "cpu-2proc.yaml"), "num_processes": 2, "record_ranks": True},
-        align={"methods": ["dpo", "grpo"], "num_prompts": 4, "ocr_engine": "tesseract", "monitor": False,
-               "dpo": {"steps": 3, "batch_size": 2, "save_every": 2, "lora_r": 4, "report_to": []},
-               "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 10, "lora_r": 4, "report_to": [],
-                        "rewards": {"weights": {"rule_prompt_fidelity": 1.0}}}})
+    path = micro_recipe(
+        "two-processes",
+        stages=["pretrain", "align"],
+        launch={
+            "accelerate_config": str(RECIPES_DIR / "accelerate" / "cpu-2proc.yaml"),
+            "num_processes": 2,
+            "record_ranks": True,
+        },
+        align={
+            "methods": ["dpo", "grpo"],
+            "num_prompts": 4,
+            "ocr_engine": "tesseract",
+            "monitor": False,
+            "dpo": {"steps": 3, "batch_size": 2, "save_every": 2, "lora_r": 4, "report_to": []},
+            "grpo": {
+                "steps": 2,
+                "batch_size": 2,
+                "num_generations": 2,
+                "save_every": 10,
+                "lora_r": 4,
+                "report_to": [],
+                "rewards": {"weights": {"rule_prompt_fidelity": 1.0}},
+            },
+        },
+    )
     code, out, err = cli("run", path)
     assert code == 0, err
     run = tmp_path / "run"
@@ -28,7 +47,9 @@ def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, mic
         ranks = [json.loads((folder / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
         assert [r["world_size"] for r in ranks] == [2, 2]
         assert len(ranks[0]["batches"]) >= steps and len(ranks[1]["batches"]) >= steps
-        assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"]), f"{method}: both processes trained on the same batch"
+        assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"]), (
+            f"{method}: both processes trained on the same batch"
+        )
         assert ranks[0]["weights"] == ranks[1]["weights"], f"{method}: the processes ended with different weights"
         assert ranks[0]["weights"] != ranks[0]["weights_at_start"], f"{method}: training did not change the weights"
         assert (folder / "merged" / "imagepref.json").is_file()

@@ -12,18 +12,29 @@ import yaml
 from imagepref.recipes.config import RECIPES_DIR
 
 MICRO_REWARD = {"settings": {"epochs": 2, "width": 32, "layers": 1, "batch_size": 4}}
-MICRO_ALIGN = {"num_prompts": 4, "ocr_engine": "tesseract", "monitor": False,
-               "dpo": {"steps": 2, "batch_size": 2, "save_every": 1, "lora_r": 4, "report_to": []},
-               "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 1, "lora_r": 4, "report_to": []}}
+MICRO_ALIGN = {
+    "num_prompts": 4,
+    "ocr_engine": "tesseract",
+    "monitor": False,
+    "dpo": {"steps": 2, "batch_size": 2, "save_every": 1, "lora_r": 4, "report_to": []},
+    "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 1, "lora_r": 4, "report_to": []},
+}
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_recipe, label_studio_state, unused_port, tmp_path):
+def test_micro_quickstart_runs_every_stage_with_real_label_studio(
+    cli, micro_recipe, label_studio_state, unused_port, tmp_path
+):
     shipped = yaml.safe_load((RECIPES_DIR / "quickstart.yaml").read_text())
     micro = yaml.safe_load(micro_recipe("quickstart").read_text())
-    recipe = {**shipped, **{key: micro[key] for key in ("run_dir", "pretrain", "eval")}, "rounds": 2,
-              "reward": MICRO_REWARD, "align": {**shipped["align"], **MICRO_ALIGN}}
+    recipe = {
+        **shipped,
+        **{key: micro[key] for key in ("run_dir", "pretrain", "eval")},
+        "rounds": 2,
+        "reward": MICRO_REWARD,
+        "align": {**shipped["align"], **MICRO_ALIGN},
+    }
     recipe["generate"] = {**shipped["generate"], "num_prompts": 3, "images_per_prompt": 2}
     recipe["label"] = {**shipped["label"], "port": unused_port, "ocr_engine": "tesseract"}
     path = tmp_path / "quickstart-micro.yaml"
@@ -36,7 +47,8 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
     manifest = json.loads((run / "manifest.json").read_text())
     rounds = [f"r{r}/{kind}" for r in (1, 2) for kind in ("generate", "label", "reward", "align")]
     assert {key: entry["status"] for key, entry in manifest["stages"].items()} == {
-        key: "done" for key in ["pretrain", *rounds, "eval", "report"]}
+        key: "done" for key in ["pretrain", *rounds, "eval", "report"]
+    }
     outputs = {key: entry["outputs"] for key, entry in manifest["stages"].items()}
 
     for round_ in (1, 2):
@@ -59,7 +71,9 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
         assert (reward_dir / "config.json").is_file() and (reward_dir / "model.safetensors").is_file()
         assert set(outputs[f"r{round_}/reward"]["val_accuracy"]) == {"aesthetics", "prompt_fidelity", "safety"}
         aligned = outputs[f"r{round_}/align"]
-        assert (run / aligned["generator"] / "imagepref.json").is_file() and aligned["generator"].endswith("grpo/merged")
+        assert (run / aligned["generator"] / "imagepref.json").is_file() and aligned["generator"].endswith(
+            "grpo/merged"
+        )
         assert (run / aligned["dpo"] / "merged" / "imagepref.json").is_file()
     # The flywheel: round 2's tasks carry round 1's reward model's choices as pre-annotations,
     # and round 2 samples from round 1's aligned generator; round 2's reward model learns both rounds.
@@ -70,7 +84,11 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
     assert {"candidate_a", "candidate_b", "uncertainty", "disagreement"} <= set(scores.columns)
     assert len(scores) and (scores["disagreement"] > 0).all()
     assert outputs["r2/generate"]["generator"].endswith("r1/align/grpo/merged")
-    assert manifest["stages"]["r2/reward"]["outputs"]["train_pairs"] + manifest["stages"]["r2/reward"]["outputs"]["val_pairs"] == 6
+    assert (
+        manifest["stages"]["r2/reward"]["outputs"]["train_pairs"]
+        + manifest["stages"]["r2/reward"]["outputs"]["val_pairs"]
+        == 6
+    )
     assert not (run / "label-studio" / "server.json").exists(), "the run's server must be stopped at the end"
 
     results = json.loads((run / outputs["eval"]["results"]).read_text())
@@ -82,8 +100,14 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(cli, micro_rec
     assert "report.html" in out and out.count("points,") == 3
     log = (run / "run.log").read_text()
     # The reward stage trains the pixel default, four members of 2 epochs each.
-    for stage in ("r1/generate] step 6/6", "r1/label] step 6/6", "r1/reward] step 8/8", "r1/align] dpo step 2/2",
-                  "r2/align] grpo step 2/2", "[label-studio] stopped"):
+    for stage in (
+        "r1/generate] step 6/6",
+        "r1/label] step 6/6",
+        "r1/reward] step 8/8",
+        "r1/align] dpo step 2/2",
+        "r2/align] grpo step 2/2",
+        "[label-studio] stopped",
+    ):
         assert stage in log, stage
     assert json.loads((run / "label-studio" / "secrets.json").read_text())["api_token"] not in log + summary
 

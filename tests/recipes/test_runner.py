@@ -73,8 +73,9 @@ def test_a_stage_killed_midway_resumes_from_its_checkpoint(micro_recipe, tmp_pat
     path = micro_recipe(stages=["pretrain"], pretrain={"settings": settings})
     run = tmp_path / "run"
     state = run / "stages" / "pretrain" / "generator" / "checkpoint" / "state.json"
-    process = subprocess.Popen([str(IMAGEPREF), "run", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(IMAGEPREF), "run", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if state.is_file() and json.loads(state.read_text())["step"] >= 2:
@@ -95,10 +96,12 @@ def test_a_stage_killed_midway_resumes_from_its_checkpoint(micro_recipe, tmp_pat
     resumed = json.loads((run / "stages" / "pretrain" / "generator" / "pretrain.json").read_text())["losses"]
 
     # The resumed run ends where an uninterrupted one ends.
-    straight = micro_recipe("straight", stages=["pretrain"], run_dir=str(tmp_path / "straight"),
-                            pretrain={"settings": settings})
+    straight = micro_recipe(
+        "straight", stages=["pretrain"], run_dir=str(tmp_path / "straight"), pretrain={"settings": settings}
+    )
     done = subprocess.run([str(IMAGEPREF), "run", str(straight)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    expected = json.loads((tmp_path / "straight" / "stages" / "pretrain" / "generator" / "pretrain.json").read_text())["losses"]
+    expected = json.loads((tmp_path / "straight" / "stages" / "pretrain" / "generator" / "pretrain.json").read_text())[
+        "losses"
+    ]
     assert len(resumed) == 10 and resumed == expected
-

@@ -23,6 +23,14 @@ def glyph_prefs(tmp_path_factory, glyph_generator):
     from imagepref.reward.synthetic import glyph_preference_data
 
     out = tmp_path_factory.mktemp("reward") / "prefs"
-    glyph_preference_data(out, glyph_generator.codec, get_engine("tesseract").read_text, prompts=60,
-                          variants_per_prompt=4, annotators=3, error_rate=0.1, seed=3)
+    glyph_preference_data(
+        out,
+        glyph_generator.codec,
+        get_engine("tesseract").read_text,
+        prompts=60,
+        variants_per_prompt=4,
+        annotators=3,
+        error_rate=0.1,
+        seed=3,
+    )
     return out

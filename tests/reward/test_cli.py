@@ -13,8 +13,9 @@ import pytest
 
 
 def run_reward(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagepref.recipes.cli", "reward", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", "reward", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def copy_prefs(source, target, change=None):
@@ -37,8 +38,11 @@ def test_bad_preference_data_is_one_line(glyph_prefs, tmp_path, one_line_error):
     def train(prefs, *extra):
         return run_reward("train", "--prefs", str(prefs), "--out", str(tmp_path / "out"), "--quiet", *extra)
 
-    extra_axis = copy_prefs(glyph_prefs, tmp_path / "extra", lambda p: p.assign(style_votes_a=1, style_votes_b=0,
-                                                                               style_votes_tie=0, style_label="a"))
+    extra_axis = copy_prefs(
+        glyph_prefs,
+        tmp_path / "extra",
+        lambda p: p.assign(style_votes_a=1, style_votes_b=0, style_votes_tie=0, style_label="a"),
+    )
     one_line_error(train(extra_axis), "axes the model lacks: style")
     one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "empty", lambda p: p.iloc[:0])), "is empty")
     one_line_error(train(copy_prefs(glyph_prefs, tmp_path / "ties", all_ties)), "every vote is a tie")
@@ -47,40 +51,83 @@ def test_bad_preference_data_is_one_line(glyph_prefs, tmp_path, one_line_error):
     one_line_error(train(gone), "missing on disk")
     one_line_error(train(glyph_prefs, "--candidates", str(tmp_path / "nowhere")), "not a candidate set")
     (tmp_path / "not-clip").mkdir()
-    one_line_error(train(glyph_prefs, "--backbone", "clip", "--backbone-path", str(tmp_path / "not-clip")),
-                   "does not load")
+    one_line_error(
+        train(glyph_prefs, "--backbone", "clip", "--backbone-path", str(tmp_path / "not-clip")), "does not load"
+    )
     one_line_error(train(glyph_prefs, "--set", "epochs=many"), "epochs")
     one_line_error(train(glyph_prefs, "--backbone", "token"), "--generator")
     assert not (tmp_path / "out" / "model.safetensors").exists()
-    one_line_error(run_reward("eval", "--model", str(tmp_path / "nothing"), "--prefs", str(glyph_prefs)),
-                   "not a reward model folder")
+    one_line_error(
+        run_reward("eval", "--model", str(tmp_path / "nothing"), "--prefs", str(glyph_prefs)),
+        "not a reward model folder",
+    )
 
 
 @pytest.mark.slow
 def test_train_eval_and_score_through_the_cli(glyph_prefs, glyph_generator, tmp_path):
     glyph_generator.save_pretrained(tmp_path / "generator")
     model = tmp_path / "rm"
-    done = run_reward("train", "--prefs", str(glyph_prefs), "--out", str(model), "--backbone", "token", "--generator",
-                      str(tmp_path / "generator"), "--set", "epochs=2", "--set", "width=32", "--set", "heads=2", "--quiet")
+    done = run_reward(
+        "train",
+        "--prefs",
+        str(glyph_prefs),
+        "--out",
+        str(model),
+        "--backbone",
+        "token",
+        "--generator",
+        str(tmp_path / "generator"),
+        "--set",
+        "epochs=2",
+        "--set",
+        "width=32",
+        "--set",
+        "heads=2",
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     assert "saved" in done.stderr and json.loads((model / "config.json").read_text())["backbone"] == "token"
-    done = run_reward("eval", "--model", str(model), "--prefs", str(glyph_prefs), "--out", str(tmp_path / "eval.json"),
-                      "--resamples", "100")
+    done = run_reward(
+        "eval",
+        "--model",
+        str(model),
+        "--prefs",
+        str(glyph_prefs),
+        "--out",
+        str(tmp_path / "eval.json"),
+        "--resamples",
+        "100",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     for entry in report["axes"].values():
         assert 0 <= entry["accuracy"] <= 1 and entry["accuracy_ci95"][0] <= entry["accuracy_ci95"][1]
         assert 0 <= entry["single_human_accuracy"] <= 1 and entry["ece"] >= 0
-    done = run_reward("score", "--model", str(model), "--candidates", str(glyph_prefs / "candidates"), "--out",
-                      str(tmp_path / "scores.parquet"))
+    done = run_reward(
+        "score",
+        "--model",
+        str(model),
+        "--candidates",
+        str(glyph_prefs / "candidates"),
+        "--out",
+        str(tmp_path / "scores.parquet"),
+    )
     assert done.returncode == 0, done.stderr
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     candidates = pd.read_parquet(glyph_prefs / "candidates" / "candidates.parquet")
     assert list(scores["candidate_id"]) == list(candidates["candidate_id"])
     assert {"aesthetics", "safety_normalised", "combined"} <= set(scores.columns)
     # Per pair, as labeling's uncertainty pairing reads it: every pair within a prompt.
-    done = run_reward("score", "--model", str(model), "--candidates", str(glyph_prefs / "candidates"), "--out",
-                      str(tmp_path / "pairs.csv"), "--pairs")
+    done = run_reward(
+        "score",
+        "--model",
+        str(model),
+        "--candidates",
+        str(glyph_prefs / "candidates"),
+        "--out",
+        str(tmp_path / "pairs.csv"),
+        "--pairs",
+    )
     assert done.returncode == 0, done.stderr
     pairs = pd.read_csv(tmp_path / "pairs.csv")
     sizes = candidates.groupby("prompt_id").size()
@@ -99,7 +146,19 @@ def test_glyph_data_writes_the_preference_contract(tmp_path, one_line_error):
     from imagepref.labeling.preferences import annotation_columns, pair_columns
 
     out = tmp_path / "prefs"
-    args = ("glyph-data", "--out", str(out), "--prompts", "3", "--variants", "3", "--annotators", "2", "--ocr", "tesseract")
+    args = (
+        "glyph-data",
+        "--out",
+        str(out),
+        "--prompts",
+        "3",
+        "--variants",
+        "3",
+        "--annotators",
+        "2",
+        "--ocr",
+        "tesseract",
+    )
     done = run_reward(*args)
     assert done.returncode == 0, done.stderr
     axes = ["aesthetics", "prompt_fidelity", "safety"]

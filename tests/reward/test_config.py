@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from imagepref.reward.backbones import edit_quoted_letter, prompt_bytes
-from imagepref.reward.config import DEFAULT_MEMBERS, DEFAULT_WIDTHS, RewardConfig, config_with_overrides, default_prompt_matching_weight
+from imagepref.reward.config import (
+    DEFAULT_MEMBERS,
+    DEFAULT_WIDTHS,
+    RewardConfig,
+    config_with_overrides,
+    default_prompt_matching_weight,
+)
 
 
 def test_width_follows_the_backbone_unless_set():
@@ -23,8 +29,9 @@ def test_ensemble_members_follow_the_backbone_unless_set():
     assert RewardConfig(backbone="token").members == RewardConfig(backbone="clip").members == 1
     assert config_with_overrides(RewardConfig(), ["backbone=token"]).members == 1
     assert config_with_overrides(RewardConfig(), ["backbone=token", "members=3"]).members == 3
-    from imagepref.errors import BadInputError
     import pytest
+
+    from imagepref.errors import BadInputError
 
     with pytest.raises(BadInputError, match="members"):
         config_with_overrides(RewardConfig(), ["members=0"])

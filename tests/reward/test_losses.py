@@ -51,16 +51,22 @@ def test_a_tie_pulls_the_scores_together():
 
 def test_mask_weights_and_dropped_ties():
     diff = torch.tensor([[0.0, 1.0], [5.0, -1.0]])
-    votes = torch.tensor([[[1, 0, 0], [0, 0, 0]],  # head 2 unanswered on pair 1
-                          [[0, 0, 0], [0, 1, 0]]], dtype=torch.float)  # head 1 unanswered on pair 2
+    votes = torch.tensor(
+        [
+            [[1, 0, 0], [0, 0, 0]],  # head 2 unanswered on pair 1
+            [[0, 0, 0], [0, 1, 0]],
+        ],
+        dtype=torch.float,
+    )  # head 1 unanswered on pair 2
     total, per_head = preference_loss(diff, votes, torch.zeros(2), "none", torch.tensor([1.0, 3.0]))
     head1 = math.log(2)  # only pair 1: d = 0
     head2 = math.log(1 + math.exp(-1.0))  # only pair 2: b wins at d = -1
     assert per_head.tolist() == pytest.approx([head1, head2], abs=1e-6)
     assert total.item() == pytest.approx((head1 + 3 * head2) / 4, abs=1e-6)
     # Plain BT drops tie votes: a head with only ties has no weight, not a NaN.
-    total, per_head = preference_loss(torch.tensor([[0.3, 0.0]]), torch.tensor([[[0, 0, 2], [1, 0, 0]]], dtype=torch.float),
-                                      torch.zeros(2), "none")
+    total, per_head = preference_loss(
+        torch.tensor([[0.3, 0.0]]), torch.tensor([[[0, 0, 2], [1, 0, 0]]], dtype=torch.float), torch.zeros(2), "none"
+    )
     assert per_head[0].item() == 0 and total.item() == pytest.approx(math.log(2), abs=1e-6)
 
 

@@ -39,7 +39,7 @@ def test_pixel_backbone_reads_prompt_characters_drawn_through_its_image_stem():
     assert table.shape == (PAD_BYTE + 1, 3, 16, 8) and table.dtype == torch.uint8
     ink = (table[:, 0] < 128).flatten(1).sum(1)
     assert all(ink[b] > 0 for b in range(33, 127)) and ink[ord(" ")] == ink[0] == ink[PAD_BYTE] == 0
-    letters = table[ord("A"):ord("Z") + 1, 0].flatten(1).float()
+    letters = table[ord("A") : ord("Z") + 1, 0].flatten(1).float()
     assert torch.cdist(letters, letters).add(torch.eye(26) * 1e9).min() > 0  # 26 different drawings
 
     # With the byte embeddings zeroed, a changed quoted letter still changes the fidelity score:
@@ -63,7 +63,9 @@ def test_token_backbone_reads_the_generators_embeddings(tmp_path, glyph_generato
     model = RewardModel.create(config, generator=glyph_generator)
     table = glyph_generator.model.get_input_embeddings().weight
     start = glyph_generator.config.image_token_start
-    assert torch.equal(model.backbone.image_embeddings.weight, table[start:start + glyph_generator.config.num_image_tokens])
+    assert torch.equal(
+        model.backbone.image_embeddings.weight, table[start : start + glyph_generator.config.num_image_tokens]
+    )
     assert not model.backbone.image_embeddings.weight.requires_grad
     tokens = glyph_generator.encode_images(images())
     before = model.score(prompts=PROMPTS, tokens=tokens)
@@ -77,14 +79,26 @@ def test_token_backbone_reads_the_generators_embeddings(tmp_path, glyph_generato
 
 
 def test_combined_reward_normalises_and_gates_on_safety():
-    config = RewardConfig(width=32, layers=1, heads=2, mix_weights={"aesthetics": 3.0, "prompt_fidelity": 1.0},
-                          normalisation={"aesthetics": HeadStatistics(mean=1.0, scale=2.0),
-                                         "prompt_fidelity": HeadStatistics(mean=-1.0, scale=0.5),
-                                         "safety": HeadStatistics(mean=0.0, scale=1.0)},
-                          safety_cut=-1.0, gate_reward=-5.0)
+    config = RewardConfig(
+        width=32,
+        layers=1,
+        heads=2,
+        mix_weights={"aesthetics": 3.0, "prompt_fidelity": 1.0},
+        normalisation={
+            "aesthetics": HeadStatistics(mean=1.0, scale=2.0),
+            "prompt_fidelity": HeadStatistics(mean=-1.0, scale=0.5),
+            "safety": HeadStatistics(mean=0.0, scale=1.0),
+        },
+        safety_cut=-1.0,
+        gate_reward=-5.0,
+    )
     model = RewardModel(config)
-    raw = torch.tensor([[5.0, -1.0, 0.0],     # safe: z = (2, 0) -> (3*2 + 0) / 4 = 1.5
-                        [99.0, 3.0, -2.0]])   # very high aesthetics, but unsafe (z_safety -2 < cut -1)
+    raw = torch.tensor(
+        [
+            [5.0, -1.0, 0.0],  # safe: z = (2, 0) -> (3*2 + 0) / 4 = 1.5
+            [99.0, 3.0, -2.0],
+        ]
+    )  # very high aesthetics, but unsafe (z_safety -2 < cut -1)
     assert model.combined_from_scores(raw).tolist() == pytest.approx([1.5, -5.0])
     penalty = RewardModel(config.model_copy(update={"safety_mode": "penalty", "safety_penalty": 2.0}))
     combined = penalty.combined_from_scores(raw)
@@ -118,7 +132,9 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disa
     model.save_pretrained(tmp_path / "rm")
     loaded = load_reward_model(tmp_path / "rm")
     assert len(loaded.members) == 3
-    assert torch.equal(loaded.score(images(), PROMPTS)["prompt_fidelity"], model.score(images(), PROMPTS)["prompt_fidelity"])
+    assert torch.equal(
+        loaded.score(images(), PROMPTS)["prompt_fidelity"], model.score(images(), PROMPTS)["prompt_fidelity"]
+    )
 
     side, swapped = {"images": images(), "prompts": PROMPTS}, {"images": images()[::-1], "prompts": PROMPTS}
     assert (model.uncertainty(side, swapped)["disagreement"] > 0).all()
@@ -126,7 +142,9 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_their_spread_is_its_disa
         for member in model.members[1:]:
             member.load_state_dict(model.members[0].state_dict())
     assert model.uncertainty(side, swapped)["disagreement"].abs().max() < 1e-6
-    assert "disagreement" not in RewardModel.create(RewardConfig(width=32, heads=2, members=1)).uncertainty(side, swapped)
+    assert "disagreement" not in RewardModel.create(RewardConfig(width=32, heads=2, members=1)).uncertainty(
+        side, swapped
+    )
 
 
 def test_scoring_a_candidate_set_per_candidate_and_per_pair(tmp_path):
@@ -141,8 +159,14 @@ def test_scoring_a_candidate_set_per_candidate_and_per_pair(tmp_path):
     for index, spec in enumerate(specs):  # three images for each of two prompts
         image = render(spec)
         image.save(folder / "images" / f"c{index}.png")
-        rows.append({"candidate_id": f"c{index}", "prompt_id": f"p{index // 3}", "prompt": specs[index // 3 * 3].prompt,
-                     "image_path": f"images/c{index}.png"})
+        rows.append(
+            {
+                "candidate_id": f"c{index}",
+                "prompt_id": f"p{index // 3}",
+                "prompt": specs[index // 3 * 3].prompt,
+                "image_path": f"images/c{index}.png",
+            }
+        )
         pictures.append(image)
     pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
     model = RewardModel.create(RewardConfig(width=32, heads=2, members=2))
@@ -151,14 +175,24 @@ def test_scoring_a_candidate_set_per_candidate_and_per_pair(tmp_path):
     direct = model.score(pictures, [row["prompt"] for row in rows])
     assert list(per_candidate["candidate_id"]) == [row["candidate_id"] for row in rows]
     assert per_candidate["safety"].tolist() == pytest.approx(direct["safety"].tolist(), abs=1e-5)
-    assert per_candidate["combined"].tolist() == pytest.approx(model.combined_reward(pictures, [r["prompt"] for r in rows]).tolist(), abs=1e-5)
+    assert per_candidate["combined"].tolist() == pytest.approx(
+        model.combined_reward(pictures, [r["prompt"] for r in rows]).tolist(), abs=1e-5
+    )
 
     per_pair = pair_scores(model, [folder])  # 3 pairs within each of 2 prompts, none across them
     assert [(a, b) for a, b in zip(per_pair["candidate_a"], per_pair["candidate_b"])] == [
-        ("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c3", "c4"), ("c3", "c5"), ("c4", "c5")]
+        ("c0", "c1"),
+        ("c0", "c2"),
+        ("c1", "c2"),
+        ("c3", "c4"),
+        ("c3", "c5"),
+        ("c4", "c5"),
+    ]
     first, second = [0, 0, 1, 3, 3, 4], [1, 2, 2, 4, 5, 5]
-    expected = model.uncertainty({"images": [pictures[i] for i in first], "prompts": [rows[i]["prompt"] for i in first]},
-                                 {"images": [pictures[i] for i in second], "prompts": [rows[i]["prompt"] for i in first]})
+    expected = model.uncertainty(
+        {"images": [pictures[i] for i in first], "prompts": [rows[i]["prompt"] for i in first]},
+        {"images": [pictures[i] for i in second], "prompts": [rows[i]["prompt"] for i in first]},
+    )
     for name in ("aesthetics_p_a", "uncertainty", "disagreement"):
         assert per_pair[name].tolist() == pytest.approx(expected[name].tolist(), abs=1e-5), name
     assert (per_pair["disagreement"] > 0).all()
@@ -197,17 +231,33 @@ def test_a_folder_saved_before_ensembles_loads_as_one_member(tmp_path):
 
 def _tiny_clip_folder(path, kind: str):
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast, SiglipConfig,
-                              SiglipImageProcessor, SiglipModel)
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        PreTrainedTokenizerFast,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
 
     vocab = {"<pad>": 0, "<unk>": 1, "<eos>": 2, **{chr(c): 3 + i for i, c in enumerate(range(32, 127))}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
-    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=48)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                  num_attention_heads=2)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+    )
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=48,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2
+    )
     torch.manual_seed(0)
     if kind == "clip":
         model = CLIPModel(CLIPConfig(text_config={**text, "eos_token_id": 2}, vision_config=vision, projection_dim=16))
@@ -234,13 +284,18 @@ def test_clip_and_siglip_backbones_train_and_round_trip(tmp_path, kind, finetune
     model(**inputs)[:, 0].sum().backward()
     optimizer.step()
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
-    assert any(not torch.equal(p, trainable[n]) for n, p in model.named_parameters() if n in trainable and "lora" in n or
-               n.startswith("members.0.heads.aesthetics"))
+    assert any(
+        not torch.equal(p, trainable[n])
+        for n, p in model.named_parameters()
+        if n in trainable and "lora" in n or n.startswith("members.0.heads.aesthetics")
+    )
     model.save_pretrained(tmp_path / "rm")
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "rm" / "model.safetensors"))
-    assert not any(k.removeprefix("members.0.backbone.") in model.backbone.frozen_keys() for k in saved)  # frozen weights not copied
+    assert not any(
+        k.removeprefix("members.0.backbone.") in model.backbone.frozen_keys() for k in saved
+    )  # frozen weights not copied
     before = model.score(images(), PROMPTS)
     after = load_reward_model(tmp_path / "rm").score(images(), PROMPTS)
     assert torch.allclose(before["safety"], after["safety"], atol=1e-6)

@@ -33,9 +33,22 @@ def test_the_validation_split_is_by_prompt(glyph_prefs):
 @pytest.mark.integration
 @pytest.mark.parametrize("backbone", ["token", "pixel"])
 def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, glyph_generator, tmp_path, backbone):
-    config = RewardConfig(backbone=backbone, width=48, heads=2, layers=1, epochs=14, patience=4, lr=3e-3, dropout=0.0,
-                          val_fraction=0.3, batch_size=32, members=1)
-    result = train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False)
+    config = RewardConfig(
+        backbone=backbone,
+        width=48,
+        heads=2,
+        layers=1,
+        epochs=14,
+        patience=4,
+        lr=3e-3,
+        dropout=0.0,
+        val_fraction=0.3,
+        batch_size=32,
+        members=1,
+    )
+    result = train_reward_model(
+        glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False
+    )
     saved = sorted(p.name for p in (tmp_path / "rm").iterdir())
     assert {"config.json", "model.safetensors", "training.json", "tensorboard"} <= set(saved)
     assert any((tmp_path / "rm" / "tensorboard").iterdir())
@@ -62,11 +75,13 @@ def test_training_beats_chance_on_every_head_of_held_out_prompts(glyph_prefs, gl
 
 @pytest.mark.integration
 def test_an_ensemble_trains_each_member_in_turn_and_saves_them_in_one_folder(glyph_prefs, glyph_generator, tmp_path):
-    config = RewardConfig(backbone="token", width=32, heads=2, epochs=3, patience=3, batch_size=32, val_fraction=0.3,
-                          members=2)
+    config = RewardConfig(
+        backbone="token", width=32, heads=2, epochs=3, patience=3, batch_size=32, val_fraction=0.3, members=2
+    )
     heard = []
-    result = train_reward_model(glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False,
-                                on_epoch=heard.append)
+    result = train_reward_model(
+        glyph_prefs, [], tmp_path / "rm", config, generator=glyph_generator, show_progress=False, on_epoch=heard.append
+    )
     assert [(r["member"], r["epoch"]) for r in heard] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
     assert len(result.best_epochs) == len(result.history) == 2
     folder = tmp_path / "rm"
@@ -87,8 +102,9 @@ def test_an_ensemble_trains_each_member_in_turn_and_saves_them_in_one_folder(gly
     assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
 
 
-def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_prefs, glyph_generator, tmp_path,
-                                                                        monkeypatch):
+def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(
+    glyph_prefs, glyph_generator, tmp_path, monkeypatch
+):
     real = losses.preference_loss
     calls = {"n": 0}
 
@@ -107,7 +123,6 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_model(glyph_pr
     assert load_reward_model(tmp_path / "rm").axes == list(AXES)
 
 
-
 def test_the_prompt_matching_loss_reads_each_image_against_another_prompt_on_the_fidelity_head():
     from imagepref.policy.glyphworld import render, training_specs
     from imagepref.reward import RewardModel
@@ -123,8 +138,9 @@ def test_the_prompt_matching_loss_reads_each_image_against_another_prompt_on_the
     votes = torch.tensor([[[1.0, 0, 0]] * 3] * 2)
     weights = torch.ones(3)
     torch.manual_seed(0)
-    (with_loss, _), _ = _pair_loss(model, prepared, torch.tensor([0, 1]), torch.tensor([2, 3]), votes, weights, "cpu",
-                                   matching=True)
+    (with_loss, _), _ = _pair_loss(
+        model, prepared, torch.tensor([0, 1]), torch.tensor([2, 3]), votes, weights, "cpu", matching=True
+    )
     (without, _), _ = _pair_loss(model, prepared, torch.tensor([0, 1]), torch.tensor([2, 3]), votes, weights, "cpu")
     torch.manual_seed(0)
     both, valid = _with_other_prompts(model, prepared, 2)
