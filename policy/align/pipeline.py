@@ -17,29 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagepref.errors import BadInputError
+from imagepref.policy.align.config import settings_class, settings_from_mapping
 
 if TYPE_CHECKING:
     from imagepref.policy.align.steps import StepLine
 
 METHODS = ("dpo", "grpo", "ppo")
-
-
-def settings_class(method: str):
-    """The settings model of ``method``."""
-    from imagepref.policy.align.config import DPOSettings, GRPOSettings, PPOSettings
-
-    return {"dpo": DPOSettings, "grpo": GRPOSettings, "ppo": PPOSettings}[method]
-
-
-def validated_settings(method: str, settings: dict):
-    """``settings`` as ``method``'s settings model; a bad one is one error naming ``align.<method>.<key>``."""
-    from pydantic import ValidationError
-
-    try:
-        return settings_class(method).model_validate(settings)
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise BadInputError(f"align.{method}.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
 
 def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
@@ -144,7 +127,7 @@ def run_aligner(
     if method not in METHODS:
         raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not isinstance(settings, settings_class(method)):
-        settings = validated_settings(method, settings or {})
+        settings = settings_from_mapping(method, settings, where=f"align.{method}")
     out = Path(out)
     generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
     log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")

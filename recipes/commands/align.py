@@ -21,7 +21,7 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
     import yaml
     from pydantic import ValidationError
 
-    from imagepref.policy.align.pipeline import settings_class
+    from imagepref.policy.align.config import settings_class
     from imagepref.settings import apply_overrides, error_line
 
     model = settings_class(method)
