@@ -194,3 +194,30 @@ def option_bounds(model: Any, field: str | None = None) -> Callable[[Any, Any, A
         return value
 
     return check
+
+
+def _bounds(field: Any) -> str:
+    """A field's numeric bounds as text (``> 0``, ``0 <= x <= 1``), from its pydantic constraints."""
+    parts = []
+    for item in field.metadata:
+        for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(item, attribute, None)
+            if value is not None:
+                parts.append(f"{sign} {value}")
+    return ", ".join(parts)
+
+
+def settings_listing(model: type[BaseModel], first: typing.Iterable[str] = ()) -> str:
+    """Every field of ``model``, one a line: ``name = default (bounds): first sentence of its help``;
+    the fields named in ``first`` come first. Fields excluded from the record (secrets) are left out."""
+    first = set(first)
+    lines = []
+    for name, field in model.model_fields.items():
+        if field.exclude and name not in first:
+            continue
+        default = field.get_default(call_default_factory=True)
+        bounds = _bounds(field)
+        text = (field.description or "").split(". ")[0].strip().rstrip(".")
+        line = f"{name} = {default!r}" + (f" ({bounds})" if bounds else "") + (f": {text}" if text else "")
+        lines.append((name not in first, line))
+    return "\n".join(line for _, line in sorted(lines, key=lambda item: item[0]))

@@ -402,18 +402,11 @@ def settings_from_mapping(method: str, data: dict[str, Any] | None, where: str |
 
 
 def settings_help(method: str) -> str:
-    """Every setting of ``method``, one a line: ``name (default): help``; ours and our defaults
-    for TRL's fields first, then TRL's other fields (for ``imagepref align <method> --help``)."""
-    model = settings_class(method)
-    ours = _FIELDS[method][0].model_fields
-    lines = []
-    for name, field in model.model_fields.items():
-        if field.exclude and name not in ours:
-            continue
-        default = field.get_default(call_default_factory=True)
-        text = (field.description or "").split(". ")[0].strip().rstrip(".")
-        lines.append((name not in ours, f"{name} ({default!r}): {text}"))
-    return "\n".join(line for _, line in sorted(lines, key=lambda item: item[0]))
+    """Every setting of ``method``, one a line: ``name = default (bounds): help``; ours and our
+    defaults for TRL's fields first, then TRL's other fields (for ``imagepref align <method> --help``)."""
+    from imagepref.settings import settings_listing
+
+    return settings_listing(settings_class(method), first=_FIELDS[method][0].model_fields)
 
 
 def guidance_of(settings: AlignFields, generator) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from imagepref.errors import BadInputError
+from imagepref.recipes.commands.settings_help import settings_help_command
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -61,6 +62,12 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
         raise error_line(
             error, model, f"align {method} setting", listing=f"see imagepref align {method} --help"
         ) from None
+
+
+def _settings_help(method: str) -> str:
+    from imagepref.policy.align.config import settings_help
+
+    return settings_help(method)
 
 
 # ----- the commands ------------------------------------------------------------------------
@@ -157,7 +164,7 @@ def _train(
     typer.echo(f"{method}: {result['steps']} steps; adapter in {result['adapter']}, metrics in {out / 'metrics.jsonl'}")
 
 
-@app.command("dpo", context_settings=CONTEXT)
+@app.command("dpo", context_settings=CONTEXT, cls=settings_help_command(lambda: _settings_help("dpo")))
 def dpo(
     context: typer.Context,
     base: Path | None = BASE,
@@ -199,7 +206,7 @@ def dpo(
     )
 
 
-@app.command("grpo", context_settings=CONTEXT)
+@app.command("grpo", context_settings=CONTEXT, cls=settings_help_command(lambda: _settings_help("grpo")))
 def grpo(
     context: typer.Context,
     base: Path | None = BASE,
@@ -240,7 +247,7 @@ def grpo(
     )
 
 
-@app.command("ppo", context_settings=CONTEXT)
+@app.command("ppo", context_settings=CONTEXT, cls=settings_help_command(lambda: _settings_help("ppo")))
 def ppo(
     context: typer.Context,
     base: Path | None = BASE,

@@ -15,6 +15,7 @@ from rich.table import Table
 from imagepref.errors import BadInputError
 from imagepref.files import write_text_atomically
 from imagepref.formats import write_scores
+from imagepref.recipes.commands.settings_help import settings_help_command
 from imagepref.recipes.config import LabelSection
 from imagepref.settings import Seed, option_bounds
 
@@ -45,7 +46,14 @@ def _load_config(config_file: Path | None, overrides: list[str]):
     return config_with_overrides(config, overrides)
 
 
-@app.command("train")
+def _reward_settings_help() -> str:
+    from imagepref.reward.config import RewardConfig
+    from imagepref.settings import settings_listing
+
+    return settings_listing(RewardConfig)
+
+
+@app.command("train", cls=settings_help_command(lambda: _reward_settings_help()))
 def train(
     prefs: Path = typer.Option(
         ..., "--prefs", help="Preference data folder (pairs.parquet) from `imagepref label pull`."

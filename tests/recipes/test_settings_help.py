@@ -1,0 +1,40 @@
+"""`--help` of the commands that take key=value settings lists every one with its default and bounds."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def help_text(*args: str) -> str:
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", *args, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("dpo", ["beta = ", "max_steps = 100 (> 0)", "lr_scheduler_type = 'constant'", "warmup_steps = "]),
+        ("grpo", ["num_generations = ", "learning_rate = 0.0005 (> 0)", "gradient_accumulation_steps = "]),
+    ],
+)
+def test_align_help_lists_every_setting(method, expected):
+    text = help_text("align", method)
+    settings = text.split("Settings, as key=value")[1]
+    for fragment in expected:
+        assert fragment in settings, fragment
+
+
+def test_reward_train_help_lists_reward_config_fields():
+    text = help_text("reward", "train")
+    settings = text.split("Settings, as key=value")[1]
+    assert "lr = " in settings and "members = None (>= 1)" in settings and "backbone = " in settings
