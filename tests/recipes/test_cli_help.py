@@ -1,4 +1,4 @@
-"""`--help` of the commands that take key=value settings lists every one with its default and bounds."""
+"""The command line's help: `--version`, and `--help` of the commands that take key=value settings lists every one with its default and bounds."""
 
 import os
 import subprocess
@@ -38,3 +38,12 @@ def test_reward_train_help_lists_reward_config_fields():
     text = help_text("reward", "train")
     settings = text.split("Settings, as key=value")[1]
     assert "lr = " in settings and "members = None (>= 1)" in settings and "backbone = " in settings
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"imagepref {version('imagepref')}"
