@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from imagepref.eval.statistics import clustered_proportion, clustered_ratio, token_diversity, win_rate
+from imagepref.eval.statistics import (
+    clustered_proportion,
+    clustered_ratio,
+    paired_difference,
+    token_diversity,
+    win_rate,
+)
 from imagepref.policy.glyphworld.rules import TIE_MARGINS
 
 
@@ -137,8 +143,53 @@ def win_rates(
     return rates
 
 
-def best_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """For every figure in the summaries, the name(s) of the checkpoint(s) with the best value."""
+def image_value(image: dict[str, Any], key: str) -> float | None:
+    """One image's contribution to the mean figure ``key``: a per-image text figure
+    (``word_accuracy``, ``exact_match``, ``ned``, ...), ``safety_violation_rate`` (1 when the safety
+    rule flags it) or an axis score (``rules/<axis>``, ``reward/<axis>``); None when the image has
+    none (no quoted target, not judged)."""
+    if key == "safety_violation_rate":
+        rules = image.get("rules")
+        return float(rules["safety"] < 0.5) if rules else None
+    if "/" in key:
+        source, axis = key.split("/", 1)
+        value = (image.get(source) or {}).get(axis)
+        return None if value is None else float(value)
+    text = image.get("text") or {}
+    value = text.get(key) if text.get("has_target") else None
+    return None if value is None or isinstance(value, list | dict) else float(value)
+
+
+# Figures that are means of one value per image, which a paired comparison can difference.
+PAIRED_KEYS = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "reading_similarity", "safety_violation_rate")
+
+
+def paired_change(
+    base_images: list[dict[str, Any]], images: list[dict[str, Any]], key: str, seed: int = 0
+) -> dict[str, Any]:
+    """The change of figure ``key`` from the base's images to these, paired by prompt and sample,
+    with the prompt-clustered bootstrap interval of the difference and its verdict ("beyond
+    noise" or "within noise"; see ``paired_difference``)."""
+    base = {(i["prompt_id"], i["sample"]): image_value(i, key) for i in base_images}
+    clusters, before, after = [], [], []
+    for image in images:
+        value, base_value = image_value(image, key), base.get((image["prompt_id"], image["sample"]))
+        if value is not None and base_value is not None:
+            clusters.append(image["prompt_id"])
+            before.append(base_value)
+            after.append(value)
+    return paired_difference(clusters, before, after, seed=seed)
+
+
+def _pairable(key: str) -> bool:
+    return key in PAIRED_KEYS or key.startswith(("rules/", "reward/"))
+
+
+def best_checkpoints(checkpoints: list[dict[str, Any]], seed: int = 0) -> dict[str, list[str]]:
+    """For every figure in the summaries, the name(s) of the checkpoint(s) with the best value,
+    marked only where it is best beyond noise: for figures that are means over images, the
+    paired difference from every other checkpoint's value must exclude zero; other figures
+    (ratios of summed counts, diversity, time) are marked on their value alone."""
     directions = {f.key: f.higher_is_better for f in TEXT_FIGURES + OTHER_FIGURES}
     best: dict[str, list[str]] = {}
     keys = {key for c in checkpoints for key in c["summary"]}
@@ -154,5 +205,18 @@ def best_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, list[str]]:
         # Axis scores (rules/..., reward/...) are better when higher.
         higher = directions.get(key, not key.endswith("violation_rate"))
         target = max(values.values()) if higher else min(values.values())
-        best[key] = [name for name, value in values.items() if np.isclose(value, target)]
+        leaders = [name for name, value in values.items() if np.isclose(value, target)]
+        if _pairable(key) and all("images" in c for c in checkpoints):
+            images = {c["name"]: c["images"] for c in checkpoints}
+            leaders = [
+                name
+                for name in leaders
+                if all(
+                    paired_change(images[other], images[name], key, seed)["verdict"] == "beyond noise"
+                    for other in values
+                    if other not in leaders
+                )
+            ]
+        if leaders:
+            best[key] = leaders
     return best

@@ -269,7 +269,7 @@ def evaluate(
             f.key: {"label": f.label, "higher_is_better": f.higher_is_better, "percent": f.percent}
             for f in TEXT_FIGURES + OTHER_FIGURES
         },
-        "best": best_checkpoints(results_checkpoints),
+        "best": best_checkpoints(results_checkpoints, settings.bootstrap_seed),
         "prompts": [{"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets} for p in prompts],
         "checkpoints": results_checkpoints,
     }

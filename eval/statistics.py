@@ -176,3 +176,36 @@ def token_diversity(prompt_ids: Sequence[str], tokens: Sequence[Sequence[int]], 
         clusters.append(prompt_id)
         values.append(float(differ[upper].mean()))
     return clustered_ratio(clusters, values, seed=seed)
+
+
+def paired_difference(
+    clusters: Sequence[Any],
+    base: Sequence[float],
+    other: Sequence[float],
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> dict[str, Any]:
+    """mean(other) - mean(base) over paired images (the same prompt and sample under two
+    checkpoints) and its 95 % percentile bootstrap interval, resampling prompts with each prompt's
+    images of both checkpoints together. ``verdict`` is "beyond noise" when the interval excludes 0,
+    else "within noise". Returns ``{"value", "ci", "n", "verdict"}``."""
+    base = np.asarray(base, dtype=float)
+    other = np.asarray(other, dtype=float)
+    if base.size == 0:
+        return {"value": None, "ci": [None, None], "n": 0, "verdict": "not measured"}
+    keys = {key: index for index, key in enumerate(dict.fromkeys(clusters))}
+    cluster_of = np.array([keys[key] for key in clusters])
+    sums = np.bincount(cluster_of, weights=other - base, minlength=len(keys))
+    counts = np.bincount(cluster_of, minlength=len(keys)).astype(float)
+    value = float(sums.sum() / counts.sum())
+    picks = np.random.default_rng(seed).integers(0, len(keys), size=(resamples, len(keys)))
+    differences = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = (float(x) for x in np.percentile(differences, [tail, 100 - tail]))
+    beyond = low > SCORE_TOLERANCE or high < -SCORE_TOLERANCE
+    return {
+        "value": value,
+        "ci": [low, high],
+        "n": int(base.size),
+        "verdict": "beyond noise" if beyond else "within noise",
+    }

@@ -84,9 +84,14 @@ def run_eval(context: StageContext) -> dict[str, Any]:
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    """Three lines: each headline figure from the base to the last checkpoint, with its change."""
+    """Three lines: each headline figure from the base to the last checkpoint, with the change
+    and the prompt-clustered bootstrap interval of the paired difference. A change is called
+    better or worse only when that interval excludes zero; otherwise it is within noise."""
+    from imagepref.eval.figures import paired_change
+
     checkpoints = results["checkpoints"]
     base, last = checkpoints[0], checkpoints[-1]
+    seed = results.get("settings", {}).get("bootstrap_seed", 0)
     lines = []
     for label, key, higher in SUMMARY_FIGURES:
         before = base["summary"].get(key, {}).get("value")
@@ -94,10 +99,15 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         if before is None or after is None:
             lines.append(f"{label}: not measured")
             continue
-        change = (after - before) * 100
-        better = "better" if (change > 0) == higher and change != 0 else ("same" if change == 0 else "worse")
+        change = paired_change(base["images"], last["images"], key, seed)
+        low, high = (100 * x for x in change["ci"])
+        if change["verdict"] == "beyond noise":
+            verdict = "better" if (change["value"] > 0) == higher else "worse"
+        else:
+            verdict = "within noise"
         lines.append(
-            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change:+.1f} points, {better}; "
+            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({(after - before) * 100:+.1f} points, "
+            f"95 % interval of the paired difference [{low:+.1f}, {high:+.1f}], {verdict}; "
             f"{base['name']} -> {last['name']})"
         )
     return lines

@@ -106,3 +106,38 @@ def test_each_rule_axis_ties_below_its_own_margin():
         "reward",
     )
     assert rewards["aesthetics"]["wins"] == 1
+
+
+def test_paired_difference_calls_a_consistent_change_beyond_noise_and_a_mixed_one_within():
+    from imagepref.eval.statistics import paired_difference
+
+    clusters = [f"p{i // 4}" for i in range(64)]
+    same = paired_difference(clusters, [0.5] * 64, [0.5] * 64)
+    assert same["value"] == 0 and same["verdict"] == "within noise"
+    lifted = paired_difference(clusters, [0.0] * 64, [1.0 if i % 2 else 0.0 for i in range(64)])
+    assert lifted["value"] == 0.5 and lifted["ci"][0] > 0 and lifted["verdict"] == "beyond noise"
+    # Half the prompts gain everything, half lose everything: the mean change is 0.
+    mixed = paired_difference(
+        clusters, [0.0 if (i // 4) % 2 else 1.0 for i in range(64)], [1.0 if (i // 4) % 2 else 0.0 for i in range(64)]
+    )
+    assert mixed["value"] == 0 and mixed["ci"][0] < 0 < mixed["ci"][1] and mixed["verdict"] == "within noise"
+
+
+def _checkpoint(name, correct):
+    images = [
+        {"prompt_id": f"p{i // 2}", "sample": i % 2, "text": {"has_target": True, "word_accuracy": float(c)}}
+        for i, c in enumerate(correct)
+    ]
+    value = sum(correct) / len(correct)
+    return {"name": name, "images": images, "summary": {"word_accuracy": {"value": value}}}
+
+
+def test_best_checkpoint_is_marked_only_beyond_noise():
+    from imagepref.eval.figures import best_checkpoints
+
+    base = _checkpoint("base", [i % 2 for i in range(64)])
+    # One more image right out of 64: a higher value, inside the noise.
+    close = _checkpoint("close", [1] + [i % 2 for i in range(1, 64)])
+    assert "word_accuracy" not in best_checkpoints([base, close])
+    far = _checkpoint("far", [1] * 64)
+    assert best_checkpoints([base, far])["word_accuracy"] == ["far"]

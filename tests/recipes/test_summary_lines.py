@@ -1,0 +1,32 @@
+"""The report's headline lines call a change better or worse only beyond noise."""
+
+from imagepref.recipes.stages.evaluation import summary_lines
+
+
+def _checkpoint(name, correct, safe):
+    images = [
+        {
+            "prompt_id": f"p{i // 2}",
+            "sample": i % 2,
+            "text": {"has_target": True, "word_accuracy": float(c)},
+            "rules": {"prompt_fidelity": 0.5, "safety": float(s)},
+        }
+        for i, (c, s) in enumerate(zip(correct, safe))
+    ]
+    summary = {
+        "word_accuracy": {"value": sum(correct) / len(correct)},
+        "rules/prompt_fidelity": {"value": 0.5},
+        "safety_violation_rate": {"value": 1 - sum(safe) / len(safe)},
+    }
+    return {"name": name, "images": images, "summary": summary}
+
+
+def test_within_noise_is_never_called_better():
+    base = _checkpoint("base", [i % 2 for i in range(64)], [0] * 8 + [1] * 56)
+    aligned = _checkpoint("aligned", [1] + [i % 2 for i in range(1, 64)], [1] * 64)
+    ocr, fidelity, safety = summary_lines({"checkpoints": [base, aligned], "settings": {"bootstrap_seed": 0}})
+    assert ocr.startswith("OCR word accuracy: 50.0 % -> 51.6 % (+1.6 points") and "within noise" in ocr
+    assert "better" not in ocr
+    assert "(+0.0 points" in fidelity and "within noise" in fidelity
+    # 8 of 64 images unsafe in 4 prompts, none after: the interval excludes zero.
+    assert "-12.5 points" in safety and safety.split("], ")[1].startswith("better")
