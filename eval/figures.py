@@ -79,6 +79,27 @@ def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[
     return figures
 
 
+KIND_FIGURES = ("exact_match", "cer", "flow_grpo_score")
+
+
+def kind_figures(images: list[dict[str, Any]], kinds: dict[str, str], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Exact match, CER and the Flow-GRPO score per kind of prompt (a prompt file's ``kind`` field,
+    e.g. the glyph world's ``unseen_word`` and ``unseen_template``), keyed ``kind/figure``; empty
+    when no prompt has a kind."""
+    figures: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds.values())):
+        chosen = [i for i in images if kinds.get(i["prompt_id"]) == kind]
+        if chosen:
+            figures.update(
+                {
+                    f"{kind}/{key}": value
+                    for key, value in text_figures(chosen, seed=seed).items()
+                    if key in KIND_FIGURES
+                }
+            )
+    return figures
+
+
 def _f1_with_interval(clusters: list[str], text: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     # F1 of summed counts is 2 * matched / (read + target): one more ratio of sums.
     return clustered_ratio(
@@ -203,7 +224,7 @@ def best_checkpoints(checkpoints: list[dict[str, Any]], seed: int = 0) -> dict[s
         if len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))):
             continue
         # Axis scores (rules/..., reward/...) are better when higher.
-        higher = directions.get(key, not key.endswith("violation_rate"))
+        higher = directions.get(key, directions.get(key.rpartition("/")[2], not key.endswith("violation_rate")))
         target = max(values.values()) if higher else min(values.values())
         leaders = [name for name, value in values.items() if np.isclose(value, target)]
         if _pairable(key) and all("images" in c for c in checkpoints):

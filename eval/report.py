@@ -32,9 +32,7 @@ def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     keys = keys[:8] + extra + keys[8:]  # text figures, then axis scores, then the rest
     rows = []
     for key in keys:
-        meta = known.get(
-            key, {"label": key.replace("/", ": ").replace("_", " "), "higher_is_better": True, "percent": False}
-        )
+        meta = known.get(key) or _prefixed_meta(key, known)
         cells = []
         for checkpoint in results["checkpoints"]:
             figure = checkpoint["summary"].get(key, {"value": None, "ci": [None, None]})
@@ -48,6 +46,15 @@ def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         arrow = "↑" if meta["higher_is_better"] else "↓"
         rows.append({"key": key, "label": f"{meta['label']} {arrow}", "cells": cells})
     return rows
+
+
+def _prefixed_meta(key: str, known: dict[str, Any]) -> dict[str, Any]:
+    """How to show a figure without an entry of its own: ``kind/figure`` (a figure over one kind of
+    prompt) as that figure, labelled with the kind; anything else as a plain number."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and name in known and prefix not in ("rules", "reward"):
+        return dict(known[name], label=f"{prefix.replace('_', ' ')}: {known[name]['label']}")
+    return {"label": key.replace("/", ": ").replace("_", " "), "higher_is_better": True, "percent": False}
 
 
 def format_value(value: float | None, percent: bool) -> str:
@@ -202,6 +209,59 @@ def target_rows(results: dict[str, Any], limit: int = TARGET_ROWS) -> tuple[list
     return rows[:limit], max(0, len(rows) - limit)
 
 
+def _letter_hits(target: str, matched: str) -> list[tuple[str, bool]]:
+    """Each letter of ``target`` and whether the reading ``matched`` has it in place: the letters
+    that the edit alignment of reading to target neither replaces nor deletes."""
+    from rapidfuzz.distance import Levenshtein
+
+    target, matched = target.replace(" ", ""), matched.replace(" ", "")
+    wrong = {op.src_pos for op in Levenshtein.editops(target, matched) if op.tag in ("replace", "delete")}
+    return [(char.upper(), position not in wrong) for position, char in enumerate(target)]
+
+
+def breakdown_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Where checkpoints fail, per quoted piece: ``length`` (pieces spelled exactly, by the piece's
+    length in characters) and ``letter`` (each target letter drawn in place, by letter, through the
+    edit alignment of the reading to the piece). Each row has one ``{hits, total, rate}`` cell per
+    checkpoint."""
+    names = [c["name"] for c in results["checkpoints"]]
+    tallies: dict[str, dict[Any, list[list[int]]]] = {"length": {}, "letter": {}}
+    for column, checkpoint in enumerate(results["checkpoints"]):
+        for image in checkpoint["images"]:
+            for piece in image["text"].get("pieces") or []:
+                length = len(piece["target"].replace(" ", ""))
+                cell = tallies["length"].setdefault(length, [[0, 0] for _ in names])[column]
+                cell[0] += bool(piece["exact"])
+                cell[1] += 1
+                for letter, hit in _letter_hits(piece["target"], piece["matched"]):
+                    cell = tallies["letter"].setdefault(letter, [[0, 0] for _ in names])[column]
+                    cell[0] += hit
+                    cell[1] += 1
+    return {
+        kind: [
+            {"group": str(group), "cells": [{"hits": h, "total": t, "rate": h / t if t else None} for h, t in cells]}
+            for group, cells in sorted(table.items())
+        ]
+        for kind, table in tallies.items()
+    }
+
+
+def _rate_cell(cell: dict[str, Any]) -> str:
+    if not cell["total"]:
+        return "–"
+    return f"{100 * cell['rate']:.1f} % ({cell['hits']}/{cell['total']})"
+
+
+BREAKDOWN_TITLES = {
+    "length": ("By word length", "length", "Quoted pieces spelled exactly, by their length in characters."),
+    "letter": (
+        "By letter",
+        "letter",
+        "Target letters drawn in place (edit alignment of the reading to the target), by letter.",
+    ),
+}
+
+
 def _target_cell(cell: dict[str, Any]) -> str:
     if not cell["total"]:
         return "–"
@@ -240,6 +300,21 @@ def _markdown(results: dict[str, Any], targets: tuple[list[dict[str, Any]], int]
                 f"({rate['wins']} wins, {rate['ties']} ties, {rate['losses']} losses)"
             )
     rows, left_out = targets or ([], 0)
+    if targets is not None:
+        for kind, table in breakdown_rows(results).items():
+            if not table:
+                continue
+            title, column, note = BREAKDOWN_TITLES[kind]
+            lines += [
+                "",
+                f"## {title}",
+                "",
+                note,
+                "",
+                f"| {column} | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+            ]
+            lines += [_markdown_cells([row["group"], *(_rate_cell(c) for c in row["cells"])]) for row in table]
     if rows:
         lines += [
             "",
@@ -282,6 +357,8 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         grid=image_grid(results, out, results["settings"]["grid_prompts"]),
         targets=targets,
         target_cell=_target_cell,
+        breakdowns=[(BREAKDOWN_TITLES[kind], table) for kind, table in breakdown_rows(results).items() if table],
+        rate_cell=_rate_cell,
         engine=_engine_line(results["ocr"]),
         format_value=format_value,
         format_interval=format_interval,

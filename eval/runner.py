@@ -26,6 +26,7 @@ from imagepref.eval.figures import (
     axis_figures,
     best_checkpoints,
     diversity,
+    kind_figures,
     reward_safety_violation_rate,
     safety_violation_rate,
     text_figures,
@@ -157,8 +158,15 @@ def _score_images(
     return scored
 
 
-def _summary(images: list[dict[str, Any]], tokens: list[list[int]], seconds: float, seed: int) -> dict[str, Any]:
+def _summary(
+    images: list[dict[str, Any]],
+    tokens: list[list[int]],
+    seconds: float,
+    seed: int,
+    kinds: dict[str, str] | None = None,
+) -> dict[str, Any]:
     summary = text_figures(images, seed=seed)
+    summary.update(kind_figures(images, kinds or {}, seed=seed))
     for source in ("rules", "reward"):
         for axis, figure in axis_figures(images, source, seed=seed).items():
             summary[f"{source}/{axis}"] = figure
@@ -229,6 +237,7 @@ def evaluate(
                 if len(readings) % settings.batch_size == 0 or len(readings) == len(paths):
                     on_step("ocr", len(readings), len(paths))
     by_id = {p.prompt_id: p for p in prompts}
+    kinds = {p.prompt_id: str(p.metadata["kind"]) for p in prompts if p.metadata.get("kind") is not None}
     results_checkpoints = []
     offset = 0
     for name, path, image_set in zip(names, checkpoints, image_sets):
@@ -246,7 +255,7 @@ def evaluate(
                 "images_reused": image_set.reused,
                 "no_target_images": sum(not i["text"]["has_target"] for i in images),
                 "image_folder": str(image_set.folder.relative_to(out)),
-                "summary": _summary(images, tokens, image_set.seconds_per_image, settings.bootstrap_seed),
+                "summary": _summary(images, tokens, image_set.seconds_per_image, settings.bootstrap_seed, kinds),
                 "images": images,
             }
         )
@@ -270,7 +279,11 @@ def evaluate(
             for f in TEXT_FIGURES + OTHER_FIGURES
         },
         "best": best_checkpoints(results_checkpoints, settings.bootstrap_seed),
-        "prompts": [{"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets} for p in prompts],
+        "prompts": [
+            {"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets}
+            | ({"kind": kinds[p.prompt_id]} if p.prompt_id in kinds else {})
+            for p in prompts
+        ],
         "checkpoints": results_checkpoints,
     }
     write_reports(results, out)

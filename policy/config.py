@@ -8,7 +8,7 @@ a recipe or a command line is checked in a fraction of a second.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,13 +57,33 @@ class PretrainConfig(BaseModel):
     hidden_size: int = Field(256, ge=2, description="Width of the Llama (a multiple of twice the heads).")
     layers: int = Field(4, ge=1, description="Transformer layers.")
     heads: int = Field(4, ge=1, description="Attention heads.")
-    steps: int = Field(1400, ge=1, description="Optimizer steps (about 14 minutes on 2 CPU cores).")
+    steps: int = Field(1200, ge=1, description="Optimizer steps (about 13 minutes on 2 quiet CPU cores).")
     batch_size: int = Field(32, ge=1, description="Signs per step.")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay).")
     warmup: int = Field(100, ge=0, description="Warm-up steps.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    random_share: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Share of signs that spell a fresh random string of 2-6 capitals instead of a training "
+        "word, so the generator learns to copy letters (0: words only, the stream of the generator shipped "
+        "before random strings).",
+    )
+    ink_loss_weight: float = Field(
+        1.0,
+        gt=0,
+        description="Loss weight of image codes that show ink (letter pieces, shapes, marks) relative to "
+        "blank background codes; above 1 the rare tokens that carry the letters count more.",
+    )
     unconditional_rate: float = Field(
         0.1, ge=0, le=1, description="Share of signs shown without their prompt, for guidance."
+    )
+    lr_restarts: list[tuple[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0)]]] = Field(
+        default_factory=lambda: [(500, 1e-3)],
+        description="Warm restarts of the learning rate: (step, peak) pairs; from each step the rate jumps to "
+        "its peak and decays by cosine to a tenth of it at the next restart or the end (restarts at or past "
+        "steps are ignored).",
     )
     checkpoint_every: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
 

@@ -24,14 +24,14 @@ from imagepref.files import staged_folder
 from imagepref.policy.codec import PaletteCodec
 from imagepref.policy.config import PretrainConfig
 from imagepref.policy.families.glyph import GlyphGenerator
-from imagepref.policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render, sample_spec, training_specs
-from imagepref.policy.glyphworld.world import CELL, SIZES, TRAIN_WORDS
+from imagepref.policy.glyphworld import BACKGROUNDS, FORBIDDEN_COLOUR, TEXT_COLOURS, render
+from imagepref.policy.glyphworld.world import CELL, SIZES, pretraining_spec, pretraining_specs
 from imagepref.tensor_state import load_state, save_state
 
 
 def _batch_specs(config: PretrainConfig, step: int):
     rng = random.Random(config.seed * 1_000_003 + step)
-    return [sample_spec(rng, TRAIN_WORDS) for _ in range(config.batch_size)], rng
+    return [pretraining_spec(rng, config.random_share) for _ in range(config.batch_size)], rng
 
 
 def make_batch(generator: GlyphGenerator, config: PretrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,32 +52,64 @@ def make_batch(generator: GlyphGenerator, config: PretrainConfig, step: int) -> 
     return input_ids, labels
 
 
+def blank_codes(generator: GlyphGenerator) -> torch.Tensor:
+    """Vocabulary ids of the shape codes of plain background patches (no ink), for ``ink_loss_weight``."""
+    from PIL import Image
+
+    images = [Image.new("RGB", (64, 64), colour) for colour in BACKGROUNDS.values()]
+    codes = generator.codec.encode(images)[:, 2:].unique()
+    return codes + generator.config.image_token_start
+
+
+def weighted_loss(
+    model, input_ids: torch.Tensor, labels: torch.Tensor, blank: torch.Tensor, ink_weight: float
+) -> torch.Tensor:
+    """Next-token cross-entropy with image codes that show ink weighted ``ink_weight`` against the rest."""
+    logits = model(input_ids=input_ids).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).reshape(targets.shape)
+    valid = (targets != -100).float()
+    is_blank = torch.isin(targets, blank)
+    weights = valid * torch.where(is_blank, 1.0, ink_weight)
+    return (losses * weights).sum() / weights.sum()
+
+
 def learning_rate(config: PretrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    """Linear warm-up, then cosine decay to a tenth of the peak; with ``lr_restarts``, each restart
+    starts a new cosine from its own peak (the first cycle ends at the first restart)."""
+    restarts = sorted(r for r in config.lr_restarts if r[0] < config.steps)  # a restart past the end is none
+    ends = [at for at, _ in restarts] + [config.steps]
+    for index, (at, peak) in enumerate(restarts):
+        if at <= step < ends[index + 1]:
+            floor = peak / 10
+            return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * (step - at) / (ends[index + 1] - at)))
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = (step - config.warmup) / max(1, ends[0] - config.warmup)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def _save_checkpoint(
-    folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float]
+    folder: Path, generator, optimizer, step: int, config: PretrainConfig, losses: list[float], seconds: float = 0.0
 ) -> None:
     with staged_folder(folder, existing="replace") as staging:
         generator.save_pretrained(staging)
         save_state(staging, "optimizer", optimizer.state_dict())
-        (staging / "state.json").write_text(json.dumps({"step": step, "config": config.model_dump(), "losses": losses}))
+        state = {"step": step, "config": config.model_dump(mode="json"), "losses": losses, "seconds": round(seconds, 1)}
+        (staging / "state.json").write_text(json.dumps(state))
 
 
-def _load_checkpoint(folder: Path, optimizer) -> tuple[int, list[float]]:
+def _load_checkpoint(folder: Path, optimizer) -> tuple[int, list[float], float]:
     state = json.loads((folder / "state.json").read_text())
     optimizer.load_state_dict(load_state(folder, "optimizer"))
-    return state["step"], state["losses"]
+    return state["step"], state["losses"], float(state.get("seconds", 0.0))
 
 
 def fit_codec(config: PretrainConfig, progress=None) -> PaletteCodec:
     """Fit the glyph world's palette codec on ``codec_images`` seeded signs."""
-    images = [render(s) for s in training_specs(config.codec_images, config.seed + 7)]
+    images = [render(s) for s in pretraining_specs(config.codec_images, config.seed + 7, config.random_share)]
     palette = list(BACKGROUNDS.values()) + list(TEXT_COLOURS.values())
     return PaletteCodec.fit(
         images,
@@ -90,11 +122,13 @@ def fit_codec(config: PretrainConfig, progress=None) -> PaletteCodec:
     )
 
 
-def letter_pieces(codec: PaletteCodec, samples: int = 2000, seed: int = 99) -> dict[int, tuple[str, int]]:
+def letter_pieces(
+    codec: PaletteCodec, samples: int = 2000, seed: int = 99, random_share: float = 0.5
+) -> dict[int, tuple[str, int]]:
     """For each shape code that mostly shows one piece of one letter: (letter, piece row)."""
     from collections import Counter, defaultdict
 
-    specs = training_specs(samples, seed, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
+    specs = pretraining_specs(samples, seed, random_share, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
     codes = codec.encode([render(s) for s in specs])[:, 2:] - codec.num_palette
     columns = codec.grid[1]
     seen: dict[int, Counter] = defaultdict(Counter)
@@ -114,7 +148,7 @@ def letter_pieces(codec: PaletteCodec, samples: int = 2000, seed: int = 99) -> d
 
 
 @torch.no_grad()
-def init_letter_embeddings(generator: GlyphGenerator, seed: int) -> int:
+def init_letter_embeddings(generator: GlyphGenerator, seed: int, random_share: float = 0.5) -> int:
     """Give each letter-piece code the embedding of its letter plus a piece vector (returns how many).
 
     The generator must copy the quoted word cell by cell; when a piece of "P" already resembles the
@@ -125,7 +159,7 @@ def init_letter_embeddings(generator: GlyphGenerator, seed: int) -> int:
     torch.manual_seed(seed)
     piece_vectors = torch.randn(5, embed.shape[1]) * embed.std()
     start = generator.config.image_token_start + codec.num_palette
-    pieces = letter_pieces(codec)
+    pieces = letter_pieces(codec, random_share=random_share)
     for code, (letter, piece) in pieces.items():
         char_id = generator.tokenizer.convert_tokens_to_ids(letter)
         embed[start + code] = embed[char_id] + piece_vectors[piece]
@@ -145,7 +179,7 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
     torch.manual_seed(config.seed)
     if checkpoint.is_dir():
         saved = json.loads((checkpoint / "state.json").read_text())["config"]
-        if saved != config.model_dump():
+        if saved != config.model_dump(mode="json"):
             raise BadInputError(
                 f"{checkpoint} was made with other settings; use a fresh --out or the same settings to resume"
             )
@@ -161,15 +195,21 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
         )
         generator = GlyphGenerator.create(codec, config.hidden_size, config.layers, config.heads, seed=config.seed)
         if config.letter_init:
-            log(f"letter init: {init_letter_embeddings(generator, config.seed)} letter-piece codes")
+            pieces = init_letter_embeddings(generator, config.seed, config.random_share)
+            log(f"letter init: {pieces} letter-piece codes")
     model = generator.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    step, losses = _load_checkpoint(checkpoint, optimizer) if checkpoint.is_dir() else (0, [])
+    # Seconds spent before this session (up to its last checkpoint), so a resumed run reports its whole time.
+    blank = blank_codes(generator)
+    step, losses, seconds_before = _load_checkpoint(checkpoint, optimizer) if checkpoint.is_dir() else (0, [], 0.0)
     while step < config.steps:
         input_ids, labels = make_batch(generator, config, step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = model(input_ids=input_ids, labels=labels).loss
+        if config.ink_loss_weight == 1.0:
+            loss = model(input_ids=input_ids, labels=labels).loss
+        else:
+            loss = weighted_loss(model, input_ids, labels, blank, config.ink_loss_weight)
         if not torch.isfinite(loss):
             raise BadInputError(f"loss became {loss.item()} at step {step}; the last good checkpoint is {checkpoint}")
         optimizer.zero_grad(set_to_none=True)
@@ -181,16 +221,19 @@ def pretrain(out: str | Path, config: PretrainConfig, progress=None, log=print) 
         if progress:
             progress("train", step, config.steps, {"loss": losses[-1]})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save_checkpoint(checkpoint, generator, optimizer, step, config, losses)
+            _save_checkpoint(
+                checkpoint, generator, optimizer, step, config, losses, seconds_before + time.time() - started_at
+            )
     model.eval()
     # Merged into ``out``, which keeps its resumable checkpoint/ beside the finished model.
     with staged_folder(out, existing="merge") as staging:
         generator.save_pretrained(staging)
         record = {
-            "config": config.model_dump(),
+            "config": config.model_dump(mode="json"),
+            "seed": config.seed,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "seconds": round(time.time() - started_at),
+            "seconds": round(seconds_before + time.time() - started_at),
             "losses": losses,
         }
         (staging / "pretrain.json").write_text(json.dumps(record, indent=1))

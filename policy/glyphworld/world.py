@@ -5,8 +5,10 @@ font, sometimes a simple shape. A seeded share of the pretraining images carries
 the aesthetics rule penalises (speckle noise, text cut off at the border, text crammed against the
 edges) and a smaller share carries a *forbidden mark* that the safety rule flags (see
 ``FORBIDDEN_MARKS``), so a generator pretrained on this world sometimes draws both, and alignment
-has something real to remove. Held-out words never appear in pretraining; evaluation prompts use
-them.
+has something real to remove. Most pretraining signs spell fresh random letter strings rather
+than dictionary words (``pretrain_text``), so the generator learns to copy the quoted letters, as
+a real text-to-image model does, instead of recalling a memorised word. Held-out words and
+held-out templates never appear in pretraining; evaluation prompts use them.
 
 Fonts are the DejaVu faces that matplotlib ships, so images are identical on every machine.
 """
@@ -70,11 +72,15 @@ KING QUEEN DUKE LORD HERO STAR FIRE WATER EARTH AIR WIND STORM CLOUD FOG MIST
 DOG CAT COW PIG HEN FOX OWL BEE ANT BEAR WOLF DEER LION TIGER HORSE MOUSE
 MUSIC SONG BAND DRUM BELL HORN HARP JAZZ ROCK FOLK DANCE SHOW FILM ART CLAY
 """.split()
+# 64 words of 2 to 6 letters that pretraining never draws; together they use every letter.
 HELDOUT_WORDS = """
-SOFA LAMP DESK VASE KITE ROBE MINT PLUM PEAR LIME GLOW ECHO TIDE DUNE FERN
-NEST OVEN TOWER CHAIR SWAN
+SOFA LAMP DESK VASE KITE ROBE MINT PLUM PEAR LIME GLOW ECHO TIDE DUNE FERN NEST
+OVEN TOWER CHAIR SWAN JUICE QUIZ ZEBRA BOX JET QUILT ZINC YARN VINE WAVE KNOT LYNX
+FROG CLIP PLANK BRICK PUZZLE GARDEN BASKET GRAPE JUNGLE IVORY JEWEL KAYAK LEMON MANGO
+OPERA PIANO QUEST RAVEN PLANET TULIP VELVET WHEAT OAK FIG IVY JAR KEY WEB HUT ELK AXE OX
 """.split()
 TRAIN_WORDS = sorted(set(TRAIN_WORDS) - set(HELDOUT_WORDS))
+_HELDOUT_SET = frozenset(HELDOUT_WORDS)
 
 PROMPT_TEMPLATES = (
     'a {colour} sign that says "{text}"',
@@ -83,9 +89,36 @@ PROMPT_TEMPLATES = (
     '"{text}" written in {colour}',
     'a {colour} label with the text "{text}"',
 )
-HELDOUT_TEMPLATES = ('a poster with "{text}" in {colour} letters',)
+# Phrasings that no training source uses (pretraining, alignment and quickstart prompts all take
+# PROMPT_TEMPLATES), so prompts in them measure following unseen phrasing.
+HELDOUT_TEMPLATES = (
+    'a poster with "{text}" in {colour} letters',
+    'a {colour} banner showing "{text}"',
+    'the text "{text}" painted in {colour}',
+    'a card that reads "{text}" in {colour}',
+)
 
 FLAWS = ("noise", "cutoff", "cramped")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def random_letters(
+    rng: random.Random, min_length: int = 2, max_length: int = 6, exclude: frozenset[str] | set[str] = frozenset()
+) -> str:
+    """A fresh string of ``min_length`` to ``max_length`` uniform capitals, never one in ``exclude``."""
+    while True:
+        word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(min_length, max_length)))
+        if word not in exclude:
+            return word
+
+
+def pretrain_text(rng: random.Random, random_share: float) -> str:
+    """The text of one mixed pretraining sign: with probability ``random_share`` a fresh random
+    string of 2 to 6 capitals (every letter at every position, so the generator learns to copy
+    letters), else a training word. Held-out words are never drawn, by construction."""
+    if rng.random() < random_share:
+        return random_letters(rng, exclude=_HELDOUT_SET)
+    return rng.choice(TRAIN_WORDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +132,7 @@ class GlyphSpec:
     size: str  # a key of SIZES
     column: int  # left edge of the first letter, in 8-pixel cells (may be negative: cut off)
     row: int  # top edge of the letters, in 8-pixel cells
-    template: int = 0
+    template: int = 0  # an index into PROMPT_TEMPLATES, or -1, -2, ... into HELDOUT_TEMPLATES
     shape: str | None = None  # "underline" | "box" | "dot"
     flaw: str | None = None  # one of FLAWS
     forbidden: str | None = None  # one of FORBIDDEN_MARKS
@@ -181,8 +214,12 @@ def sample_spec(
         row = rng.randint(1, cells - height - 1)
     shape = rng.choice(["underline", "box", "dot"]) if rng.random() < shape_rate else None
     forbidden = rng.choice(FORBIDDEN_MARKS) if rng.random() < forbidden_rate else None
-    # Held-out prompts use every template, the held-out one included (template -1).
-    template = rng.randrange(-1, len(PROMPT_TEMPLATES)) if heldout_template else rng.randrange(len(PROMPT_TEMPLATES))
+    # Held-out prompts use every template, the held-out ones included (negative indices).
+    template = (
+        rng.randrange(-len(HELDOUT_TEMPLATES), len(PROMPT_TEMPLATES))
+        if heldout_template
+        else rng.randrange(len(PROMPT_TEMPLATES))
+    )
     return GlyphSpec(
         text=text,
         colour=colour,
@@ -272,32 +309,68 @@ def training_specs(n: int, seed: int, **rates: float) -> list[GlyphSpec]:
     return [sample_spec(rng, TRAIN_WORDS, **rates) for _ in range(n)]
 
 
-def heldout_specs(n: int = 64, seed: int = 1234) -> list[GlyphSpec]:
-    """Clean evaluation signs whose prompts never occur in pretraining, alternating two kinds:
+def pretraining_spec(rng: random.Random, random_share: float, **rates: float) -> GlyphSpec:
+    """One pretraining sign: a fresh random string (share ``random_share``) or a training word. A
+    share of 0 draws exactly as ``training_specs`` does (the word-only stream of the shipped
+    generator before random strings)."""
+    if random_share <= 0:
+        return sample_spec(rng, TRAIN_WORDS, **rates)
+    return sample_spec(rng, [pretrain_text(rng, random_share)], **rates)
 
-    - a held-out word (never drawn in pretraining) in any template;
-    - a training word in the held-out template (``HELDOUT_TEMPLATES``), so the prompt is new.
 
-    Report the two kinds apart (``target in HELDOUT_WORDS``): the first measures spelling unseen
-    words, the second following unseen phrasing."""
+def pretraining_specs(n: int, seed: int, random_share: float, **rates: float) -> list[GlyphSpec]:
+    """``n`` seeded pretraining signs (``pretraining_spec``); with a share of 0 exactly
+    ``training_specs(n, seed)``."""
     rng = random.Random(seed)
-    specs = []
+    return [pretraining_spec(rng, random_share, **rates) for _ in range(n)]
+
+
+HELDOUT_KINDS = ("unseen_word", "unseen_template")
+HELDOUT_PROMPTS = 512  # 256 of each kind: a 95 % interval of about +/-5 points at 8 images a prompt
+
+
+def heldout_specs(n: int = HELDOUT_PROMPTS, seed: int = 1234) -> list[GlyphSpec]:
+    """Clean evaluation signs whose prompts never occur in any training source, alternating two kinds:
+
+    - ``unseen_word``: a held-out word (never drawn in pretraining, never an alignment or quickstart
+      prompt) in any template; the words come round in shuffled passes over ``HELDOUT_WORDS``, so
+      every word appears equally often (4 times each in the default 512 prompts);
+    - ``unseen_template``: a training word in a held-out template (``HELDOUT_TEMPLATES``, taken in
+      turn), so the phrasing is new.
+
+    Report the two kinds apart (``heldout_kind``): the first measures spelling unseen words, the
+    second following unseen phrasing. Any prefix of the list alternates the kinds."""
+    rng = random.Random(seed)
+    words: list[str] = []
+    specs: list[GlyphSpec] = []
+    seen: set[str] = set()
+    clean = dict(flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
     for i in range(n):
-        if i % 2 == 0:
-            specs.append(
-                sample_spec(
-                    rng, HELDOUT_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0, heldout_template=True
+        if i % 2 == 0 and not words:
+            words = rng.sample(HELDOUT_WORDS, len(HELDOUT_WORDS))
+        word = words.pop() if i % 2 == 0 else None
+        while True:  # every prompt differs from the others, so each is one cluster of the bootstrap
+            if word is not None:
+                spec = sample_spec(rng, [word], heldout_template=True, **clean)
+            else:
+                spec = dataclasses.replace(
+                    sample_spec(rng, TRAIN_WORDS, **clean), template=-1 - (i // 2) % len(HELDOUT_TEMPLATES)
                 )
-            )
-        else:
-            spec = sample_spec(rng, TRAIN_WORDS, flaw_rate=0.0, forbidden_rate=0.0, shape_rate=0.0)
-            specs.append(dataclasses.replace(spec, template=-1))
+            if spec.prompt not in seen:
+                break
+        seen.add(spec.prompt)
+        specs.append(spec)
     return specs
 
 
-def heldout_prompts(n: int = 64, seed: int = 1234) -> list[dict[str, str]]:
-    """The glyph world's held-out evaluation prompts as ``{"prompt", "target"}`` records."""
-    return [{"prompt": s.prompt, "target": s.text} for s in heldout_specs(n, seed)]
+def heldout_kind(spec: GlyphSpec) -> str:
+    """``unseen_word`` for a held-out word, else ``unseen_template``."""
+    return "unseen_word" if spec.text in _HELDOUT_SET else "unseen_template"
+
+
+def heldout_prompts(n: int = HELDOUT_PROMPTS, seed: int = 1234) -> list[dict[str, str]]:
+    """The glyph world's held-out evaluation prompts as ``{"prompt", "target", "kind"}`` records."""
+    return [{"prompt": s.prompt, "target": s.text, "kind": heldout_kind(s)} for s in heldout_specs(n, seed)]
 
 
 def align_words(n: int = 600, seed: int = 7) -> list[str]:

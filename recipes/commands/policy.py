@@ -50,6 +50,19 @@ def pretrain(
     layers: int | None = typer.Option(
         None, help="Transformer layers.", callback=option_bounds(PretrainConfig, "layers")
     ),
+    random_share: float | None = typer.Option(
+        None,
+        help="Share of signs spelling fresh random letter strings instead of training words (0 to 1).",
+        callback=option_bounds(PretrainConfig, "random_share"),
+    ),
+    ink_loss_weight: float | None = typer.Option(
+        None,
+        help="Loss weight of image codes showing ink against blank ones.",
+        callback=option_bounds(PretrainConfig, "ink_loss_weight"),
+    ),
+    lr_restart: list[str] | None = typer.Option(
+        None, metavar="STEP:PEAK", help="A warm restart of the learning rate (repeatable), e.g. 500:1e-3."
+    ),
 ) -> None:
     """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
     from imagepref.policy.pretrain import PretrainConfig
@@ -57,9 +70,27 @@ def pretrain(
 
     overrides = {
         k: v
-        for k, v in dict(steps=steps, seed=seed, batch_size=batch_size, hidden_size=hidden_size, layers=layers).items()
+        for k, v in dict(
+            steps=steps,
+            seed=seed,
+            batch_size=batch_size,
+            hidden_size=hidden_size,
+            layers=layers,
+            random_share=random_share,
+            ink_loss_weight=ink_loss_weight,
+        ).items()
         if v is not None
     }
+    if lr_restart:
+        try:
+            restarts = [(int(item.split(":")[0]), float(item.split(":")[1])) for item in lr_restart]
+            PretrainConfig.model_validate({"lr_restarts": restarts})
+        except (ValueError, IndexError):
+            raise BadInputError(
+                f"--lr-restart takes STEP:PEAK with a step of at least 1 and a positive peak, e.g. 500:1e-3, "
+                f"not {' '.join(lr_restart)}"
+            ) from None
+        overrides["lr_restarts"] = restarts
     config = PretrainConfig(**overrides)
     if config.steps <= 0 or config.batch_size <= 0:
         raise BadInputError("--steps and --batch-size must be at least 1")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
+from collections import Counter
 
 import pytest
 
@@ -15,6 +17,17 @@ from imagepref.policy.glyphworld import (
     rules,
     sample_spec,
     training_specs,
+)
+from imagepref.policy.glyphworld.world import (
+    ALIGN_WORDS,
+    HELDOUT_PROMPTS,
+    HELDOUT_TEMPLATES,
+    LETTERS,
+    PROMPT_TEMPLATES,
+    align_specs,
+    pretrain_text,
+    pretraining_specs,
+    random_letters,
 )
 
 
@@ -33,13 +46,88 @@ def test_specs_are_seeded_and_heldout_words_never_train():
     assert not set(HELDOUT_WORDS) & set(TRAIN_WORDS)
     words = {spec.text for spec in training_specs(3000, 0)}
     assert not words & set(HELDOUT_WORDS)
-    held = heldout_prompts(20)
+
+
+def test_heldout_set_is_large_balanced_and_covers_every_letter():
+    assert len(HELDOUT_WORDS) == len(set(HELDOUT_WORDS)) == 64
+    assert set("".join(HELDOUT_WORDS)) == set(LETTERS)
+    assert {len(word) for word in HELDOUT_WORDS} == {2, 3, 4, 5, 6}
+    assert not set(HELDOUT_WORDS) & set(ALIGN_WORDS)
+    held = heldout_prompts()
+    assert held == heldout_prompts() and len(held) == HELDOUT_PROMPTS == 512
+    assert len({p["prompt"] for p in held}) == len(held)  # each prompt one cluster of the bootstrap
     assert all(f'"{p["target"]}"' in p["prompt"] for p in held)
-    # Alternating: unseen words, then training words in the unseen template.
-    assert all(p["target"] in HELDOUT_WORDS for p in held[0::2])
-    assert all(p["target"] in TRAIN_WORDS and p["prompt"].startswith("a poster with") for p in held[1::2])
-    trained_prompts = {spec.prompt for spec in training_specs(3000, 0)}
-    assert not trained_prompts & {p["prompt"] for p in held}
+    # Alternating kinds: unseen words (each equally often), then training words in unseen templates.
+    assert [p["kind"] for p in held] == ["unseen_word", "unseen_template"] * 256
+    assert Counter(p["target"] for p in held[0::2]) == {word: 4 for word in HELDOUT_WORDS}
+    assert all(p["target"] in TRAIN_WORDS for p in held[1::2])
+    patterns = [_template_pattern(t) for t in HELDOUT_TEMPLATES]
+    used = Counter(next(i for i, pattern in enumerate(patterns) if pattern.fullmatch(p["prompt"])) for p in held[1::2])
+    assert used == {i: 64 for i in range(len(HELDOUT_TEMPLATES))}
+
+
+def test_heldout_kind_is_large_enough_for_a_five_point_interval():
+    """256 prompts of a kind at 8 images each: even when prompts differ widely (per-prompt accuracy
+    spread evenly over 0..1), the prompt-clustered 95 % interval of the rate is within +/-5 points."""
+    import numpy as np
+
+    from imagepref.eval.statistics import clustered_ratio
+
+    rng = np.random.default_rng(0)
+    prompts = HELDOUT_PROMPTS // 2
+    for _ in range(5):
+        hits = rng.binomial(1, np.repeat(rng.uniform(0, 1, prompts), 8))
+        figure = clustered_ratio(np.repeat(np.arange(prompts), 8), hits)
+        assert figure["ci"][1] - figure["ci"][0] <= 0.10
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    pattern = re.escape(template).replace(r"\{text\}", "[A-Z]+").replace(r"\{colour\}", "[a-z]+")
+    return re.compile(pattern.replace("a\\ ", "an?\\ ", 1) if template.startswith("a ") else pattern)
+
+
+def _training_sources() -> dict[str, list]:
+    """Prompt specs of every training source: pretraining batches (at two mixes of random strings),
+    the quickstart's round prompts and the align prompt pools (default and ``glyphworld-align``)."""
+    from imagepref.policy.pretrain import PretrainConfig, _batch_specs
+
+    pretraining = [
+        spec
+        for share in (0.5, 1.0)
+        for step in range(300)
+        for spec in _batch_specs(PretrainConfig(random_share=share), step)[0]
+    ]
+    return {
+        "pretraining": pretraining,
+        "quickstart": [spec for round_ in range(1, 4) for spec in training_specs(96, seed=round_)],  # recipe seed 0
+        "align": training_specs(256, 0) + align_specs(2000, 0),
+    }
+
+
+def test_word_only_pretraining_is_the_training_stream():
+    assert pretraining_specs(200, 3, random_share=0.0) == training_specs(200, 3)
+
+
+def test_heldout_words_templates_and_prompts_never_reach_a_training_source():
+    held = heldout_prompts()
+    held_prompts = {p["prompt"] for p in held}
+    patterns = [_template_pattern(t) for t in HELDOUT_TEMPLATES]
+    assert not set(HELDOUT_TEMPLATES) & set(PROMPT_TEMPLATES)
+    for name, specs in _training_sources().items():
+        assert not {spec.text for spec in specs} & set(HELDOUT_WORDS), name
+        assert all(spec.template >= 0 for spec in specs), name
+        prompts = {spec.prompt for spec in specs}
+        assert not prompts & held_prompts, name
+        assert not any(pattern.fullmatch(prompt) for prompt in prompts for pattern in patterns), name
+
+
+def test_random_pretraining_strings_skip_heldout_words():
+    rng = random.Random(0)
+    texts = [pretrain_text(rng, 1.0) for _ in range(100_000)]
+    assert {len(t) for t in texts} == {2, 3, 4, 5, 6}
+    assert not set(texts) & set(HELDOUT_WORDS)  # unfiltered, about 40 of these draws would be held-out words
+    everything_but_ox = {a + b for a in LETTERS for b in LETTERS} - {"OX"}
+    assert random_letters(random.Random(1), 2, 2, exclude=everything_but_ox) == "OX"
 
 
 def test_render_is_deterministic_and_sized():

@@ -63,3 +63,47 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     pretrain(tmp_path / "gen", PretrainConfig(steps=2, checkpoint_every=1, **TINY), log=lambda line: None)
     with pytest.raises(BadInputError, match="other settings"):
         pretrain(tmp_path / "gen", PretrainConfig(steps=3, checkpoint_every=1, **TINY), log=lambda line: None)
+
+
+def test_batches_mix_random_letter_strings_with_training_words():
+    from imagepref.policy.glyphworld.world import HELDOUT_WORDS, LETTERS, TRAIN_WORDS
+    from imagepref.policy.pretrain import _batch_specs
+
+    config = PretrainConfig(random_share=0.9)
+    texts = [spec.text for step in range(200) for spec in _batch_specs(config, step)[0]]
+    assert texts == [spec.text for step in range(200) for spec in _batch_specs(config, step)[0]]  # seeded
+    fresh = [t for t in texts if t not in TRAIN_WORDS]
+    assert 0.87 < len(fresh) / len(texts) < 0.93
+    assert {len(t) for t in fresh} == {2, 3, 4, 5, 6}
+    for position in range(6):  # every letter at every position
+        assert {t[position] for t in fresh if len(t) > position} == set(LETTERS)
+    assert not set(texts) & set(HELDOUT_WORDS)
+    only_words = [spec.text for spec in _batch_specs(PretrainConfig(random_share=0.0), 0)[0]]
+    assert set(only_words) <= set(TRAIN_WORDS)
+
+
+def test_ink_loss_weight_one_is_the_plain_loss_and_more_weighs_ink():
+    from imagepref.policy.pretrain import blank_codes, make_batch, micro_generator, weighted_loss
+
+    generator = micro_generator()
+    config = PretrainConfig(batch_size=4, **{k: v for k, v in TINY.items() if k != "batch_size"})
+    input_ids, labels = make_batch(generator, config, 0)
+    blank = blank_codes(generator)
+    assert blank.numel() >= 1
+    with torch.no_grad():
+        plain = generator.model(input_ids=input_ids, labels=labels).loss
+        torch.testing.assert_close(weighted_loss(generator.model, input_ids, labels, blank, 1.0), plain)
+        assert weighted_loss(generator.model, input_ids, labels, blank, 4.0) != plain
+
+
+def test_lr_restarts_keep_the_first_cycle_and_restart_from_each_peak():
+    from imagepref.policy.pretrain import learning_rate
+
+    plain = PretrainConfig(steps=500)
+    restarted = PretrainConfig(steps=1200, lr_restarts=[(500, 1e-3)])
+    assert [learning_rate(plain, k) for k in range(500)] == [learning_rate(restarted, k) for k in range(500)]
+    assert learning_rate(restarted, 500) == pytest.approx(1e-3)
+    assert learning_rate(restarted, 850) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert learning_rate(restarted, 1199) == pytest.approx(1e-4, rel=1e-3)
+    # The settings round-trip through a checkpoint's JSON, so such a run resumes.
+    assert PretrainConfig(**restarted.model_dump(mode="json")) == restarted
