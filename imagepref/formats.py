@@ -145,9 +145,11 @@ def _numbers(
 
 def _choices(frame: pd.DataFrame, path: Path, columns: Iterable[str], allowed: Sequence[str]) -> None:
     for column in columns:
-        bad = frame[column].map(lambda v: not _missing(v) and v not in allowed)
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
+        # A plain list: Series.map on a string-dtype column keeps the string dtype (all-missing
+        # labels before anyone voted), where a reduction such as any() raises.
+        bad = [not _missing(v) and v not in allowed for v in frame[column].tolist()]
+        if any(bad):
+            row = bad.index(True)
             raise _problem(
                 path, column, row, f"is {frame[column].iloc[row]!r}; expected one of {', '.join(allowed)} or empty"
             )

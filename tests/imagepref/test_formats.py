@@ -209,6 +209,18 @@ def test_pairs_and_annotations_read_back_as_written(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
+def test_pairs_nobody_voted_on_yet_write_and_read(tmp_path):
+    # Label columns of pandas' string dtype holding only missing values (a live pull before the
+    # first vote) are valid: no label yet.
+    pairs = pairs_table()
+    for axis in AXES:
+        pairs[f"{axis}_votes_a"] = 0
+        pairs[f"{axis}_votes_b"] = 0
+        pairs[f"{axis}_label"] = pd.Series([None] * len(pairs), dtype="string")
+    write_pairs(pairs, tmp_path)
+    assert read_pairs(tmp_path)[f"{AXES[0]}_label"].isna().all()
+
+
 @pytest.mark.parametrize(
     "change, parts",
     [
