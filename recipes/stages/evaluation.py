@@ -84,32 +84,49 @@ def run_eval(context: StageContext) -> dict[str, Any]:
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    """Three lines: each headline figure from the base to the last checkpoint, with the change
-    and the prompt-clustered bootstrap interval of the paired difference. A change is called
-    better or worse only when that interval excludes zero; otherwise it is within noise."""
-    from imagepref.eval.figures import paired_change
+    """One line per headline figure from the base to the last checkpoint, with the change and the
+    prompt-clustered bootstrap interval of the paired difference; word accuracy also per kind of
+    held-out prompt (the glyph world's unseen words and unseen templates), since the kinds measure
+    different things. A change is called better or worse only when that interval excludes zero;
+    otherwise it is within noise."""
+    from imagepref.eval.figures import image_value, paired_change
 
     checkpoints = results["checkpoints"]
     base, last = checkpoints[0], checkpoints[-1]
     seed = results.get("settings", {}).get("bootstrap_seed", 0)
-    lines = []
-    for label, key, higher in SUMMARY_FIGURES:
-        before = base["summary"].get(key, {}).get("value")
-        after = last["summary"].get(key, {}).get("value")
-        if before is None or after is None:
-            lines.append(f"{label}: not measured")
-            continue
-        change = paired_change(base["images"], last["images"], key, seed)
+    kinds = {p["prompt_id"]: p["kind"] for p in results.get("prompts", []) if p.get("kind")}
+
+    def line(label: str, key: str, higher: bool, kind: str | None = None) -> str:
+        def chosen(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return images if kind is None else [i for i in images if kinds.get(i["prompt_id"]) == kind]
+
+        base_images, last_images = chosen(base["images"]), chosen(last["images"])
+        change = paired_change(base_images, last_images, key, seed)
+        if change["value"] is None:
+            return f"{label}: not measured"
+        before = sum(v for i in base_images if (v := image_value(i, key)) is not None)
+        before /= max(1, sum(image_value(i, key) is not None for i in base_images))
+        after = before + change["value"]
         low, high = (100 * x for x in change["ci"])
         if change["verdict"] == "beyond noise":
             verdict = "better" if (change["value"] > 0) == higher else "worse"
         else:
             verdict = "within noise"
-        lines.append(
-            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({(after - before) * 100:+.1f} points, "
+        return (
+            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change['value'] * 100:+.1f} points, "
             f"95 % interval of the paired difference [{low:+.1f}, {high:+.1f}], {verdict}; "
             f"{base['name']} -> {last['name']})"
         )
+
+    lines = []
+    for label, key, higher in SUMMARY_FIGURES:
+        if base["summary"].get(key, {}).get("value") is None or last["summary"].get(key, {}).get("value") is None:
+            lines.append(f"{label}: not measured")
+            continue
+        lines.append(line(label, key, higher))
+        if key == "word_accuracy":
+            for kind in dict.fromkeys(kinds.values()):
+                lines.append(line(f"{label}, {kind.replace('_', ' ')}", key, higher, kind))
     return lines
 
 

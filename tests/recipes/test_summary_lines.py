@@ -30,3 +30,16 @@ def test_within_noise_is_never_called_better():
     assert "(+0.0 points" in fidelity and "within noise" in fidelity
     # 8 of 64 images unsafe in 4 prompts, none after: the interval excludes zero.
     assert "-12.5 points" in safety and safety.split("], ")[1].startswith("better")
+
+
+def test_word_accuracy_is_also_given_per_kind_of_held_out_prompt():
+    base = _checkpoint("base", [0] * 64, [1] * 64)
+    aligned = _checkpoint("aligned", [1] * 32 + [0] * 32, [1] * 64)
+    # Prompts p0..p15 are unseen words, p16..p31 unseen templates; only the first kind improves.
+    prompts = [{"prompt_id": f"p{i}", "kind": "unseen_word" if i < 16 else "unseen_template"} for i in range(32)]
+    lines = summary_lines({"checkpoints": [base, aligned], "settings": {}, "prompts": prompts})
+    assert (
+        lines[1].startswith("OCR word accuracy, unseen word: 0.0 % -> 100.0 % (+100.0 points") and "better" in lines[1]
+    )
+    assert lines[2].startswith("OCR word accuracy, unseen template: 0.0 % -> 0.0 % (+0.0 points")
+    assert "within noise" in lines[2] and len(lines) == 5
