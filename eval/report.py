@@ -125,7 +125,10 @@ def plots(results: dict[str, Any]) -> list[dict[str, str]]:
         axis.set_ylim(0, 1)
     figure.tight_layout()
     out.append(
-        {"title": "Text rendering per checkpoint (95 % bootstrap intervals over prompts)", "uri": _plot_uri(figure)}
+        {
+            "title": "Text rendering per checkpoint (95 % intervals: bootstrap over prompts, Wilson for shares of images)",
+            "uri": _plot_uri(figure),
+        }
     )
     plt.close(figure)
     steps = [c["step"] for c in checkpoints]
@@ -282,7 +285,7 @@ def _markdown(results: dict[str, Any], targets: tuple[list[dict[str, Any]], int]
         "",
         f"Prompt set `{results['prompt_set']['name']}`: {results['prompt_set']['prompts']} prompts "
         f"({results['prompt_set']['with_target']} with a target), {results['settings']['samples']} images each, "
-        f"seed {results['settings']['seed']}. OCR: {_engine_line(results['ocr'])}. Intervals: 95 % bootstrap over prompts.",
+        f"seed {results['settings']['seed']}. OCR: {_engine_line(results['ocr'])}. Intervals: 95 %, a bootstrap over prompts for means, Wilson on the effective number of images for shares.",
         "",
         "| figure | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
