@@ -8,11 +8,17 @@ import pytest
 
 @pytest.fixture(scope="session")
 def glyph_generator():
-    """An untrained glyph generator around a small fitted codec (its embeddings feed the token backbone)."""
+    """An untrained glyph generator around a small fitted codec (its embeddings feed the token backbone).
+
+    The codec is fitted on signs of the training words only (``random_share=0``), the signs the
+    preference data shows. Fitted on pretraining's default mix (mostly random strings), this small
+    codec (128 shapes from 300 signs) left the token backbone at 59 % held-out fidelity accuracy on
+    these 360 pairs, in one run.
+    """
     from imagepref.policy.families.glyph import GlyphGenerator
     from imagepref.policy.pretrain import PretrainConfig, fit_codec
 
-    codec = fit_codec(PretrainConfig(num_shapes=128, codec_images=300, codec_iterations=3))
+    codec = fit_codec(PretrainConfig(num_shapes=128, codec_images=300, codec_iterations=3, random_share=0.0))
     return GlyphGenerator.create(codec, hidden_size=32, layers=1, heads=2, seed=0)
 
 
