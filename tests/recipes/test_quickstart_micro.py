@@ -97,7 +97,9 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(
     assert (run / outputs["eval"]["report"]).is_file()
     summary = (run / "summary.md").read_text()
     assert "OCR word accuracy" in summary and "r2/align | done" in summary
-    assert "report.html" in out and out.count("points,") == 3
+    # Three headline figures, and word accuracy again for each held-out kind (unseen words, unseen templates).
+    assert "report.html" in out and out.count("points,") == 5
+    assert "OCR word accuracy, unseen word:" in out and "OCR word accuracy, unseen template:" in out
     log = (run / "run.log").read_text()
     # The reward stage trains the pixel default, four members of 2 epochs each.
     for stage in (
