@@ -35,7 +35,7 @@ def test_unchanged_stages_are_skipped_and_changes_rerun_only_downstream(cli, mic
     assert len(list((candidates / "images").glob("*.png"))) == 6
     results = json.loads((run / stages["eval"]["outputs"]["results"]).read_text())
     assert [c["name"] for c in results["checkpoints"]] == ["base"]
-    assert (run / "summary.md").read_text().count("OCR word accuracy") == 1
+    assert (run / "summary.md").read_text().count("OCR word accuracy:") == 1
     assert "[r1/generate] step 6/6" in (run / "run.log").read_text()
     first = _finished(run)
 
