@@ -188,11 +188,12 @@ def paired_difference(
     """mean(other) - mean(base) over paired images (the same prompt and sample under two
     checkpoints) and its 95 % percentile bootstrap interval, resampling prompts with each prompt's
     images of both checkpoints together. ``verdict`` is "beyond noise" when the interval excludes 0,
-    else "within noise". Returns ``{"value", "ci", "n", "verdict"}``."""
+    else "within noise". Returns ``{"value", "ci", "n", "verdict", "base"}``; ``base`` is
+    mean(base) over the same images."""
     base = np.asarray(base, dtype=float)
     other = np.asarray(other, dtype=float)
     if base.size == 0:
-        return {"value": None, "ci": [None, None], "n": 0, "verdict": "not measured"}
+        return {"value": None, "ci": [None, None], "n": 0, "verdict": "not measured", "base": None}
     keys = {key: index for index, key in enumerate(dict.fromkeys(clusters))}
     cluster_of = np.array([keys[key] for key in clusters])
     sums = np.bincount(cluster_of, weights=other - base, minlength=len(keys))
@@ -208,4 +209,5 @@ def paired_difference(
         "ci": [low, high],
         "n": int(base.size),
         "verdict": "beyond noise" if beyond else "within noise",
+        "base": float(base.mean()),
     }

@@ -89,7 +89,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     held-out prompt (the glyph world's unseen words and unseen templates), since the kinds measure
     different things. A change is called better or worse only when that interval excludes zero;
     otherwise it is within noise."""
-    from imagepref.eval.figures import image_value, paired_change
+    from imagepref.eval.figures import paired_change
 
     checkpoints = results["checkpoints"]
     base, last = checkpoints[0], checkpoints[-1]
@@ -104,8 +104,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         change = paired_change(base_images, last_images, key, seed)
         if change["value"] is None:
             return f"{label}: not measured"
-        before = sum(v for i in base_images if (v := image_value(i, key)) is not None)
-        before /= max(1, sum(image_value(i, key) is not None for i in base_images))
+        before = change["base"]
         after = before + change["value"]
         low, high = (100 * x for x in change["ci"])
         if change["verdict"] == "beyond noise":
