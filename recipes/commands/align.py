@@ -20,10 +20,9 @@ app = typer.Typer(no_args_is_help=True)
 def load_settings(method: str, config: Path | None, overrides: list[str], rewards: list[str] | None = None):
     """Settings from an optional YAML file, ``key.path=value`` overrides and ``--reward name=weight``."""
     import yaml
-    from pydantic import ValidationError
 
     from imagepref.policy.align.config import settings_class
-    from imagepref.settings import apply_overrides, error_line
+    from imagepref.settings import apply_overrides, validated
 
     model = settings_class(method)
     raw: dict[str, Any] = {}
@@ -56,12 +55,7 @@ def load_settings(method: str, config: Path | None, overrides: list[str], reward
             except ValueError:
                 raise BadInputError(f"--reward {item!r}: the weight must be a number (for example ocr=1.0)") from None
         raw.setdefault("rewards", {})["weights"] = weights
-    try:
-        return model.model_validate(raw)
-    except ValidationError as error:
-        raise error_line(
-            error, model, f"align {method} setting", listing=f"see imagepref align {method} --help"
-        ) from None
+    return validated(model, raw, f"align {method} setting", listing=f"see imagepref align {method} --help")
 
 
 def _settings_help(method: str) -> str:
