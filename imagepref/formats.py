@@ -19,6 +19,7 @@ This module imports only pandas, pyarrow and the standard library: labeling uses
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -235,7 +236,9 @@ def read_candidate_sets(folders: Sequence[str | Path], columns: Sequence[str] = 
 
 def check_images(table: pd.DataFrame, ids: Iterable[str] | None = None) -> None:
     """Raise ``BadInputError`` unless the image of every candidate in ``ids`` (default: all) of a
-    ``read_candidate_set`` table is on disk."""
+    ``read_candidate_set`` table is on disk and is an image file (PIL knows its format)."""
+    from PIL import Image, UnidentifiedImageError
+
     ids = table.index if ids is None else ids
     absent = [candidate for candidate in ids if not Path(table.at[candidate, "image_file"]).is_file()]
     if absent:
@@ -243,6 +246,26 @@ def check_images(table: pd.DataFrame, ids: Iterable[str] | None = None) -> None:
             f"{len(absent)} candidate image(s) are missing on disk (e.g. "
             f"{table.at[absent[0], 'image_file']}); regenerate the set or restore its images/"
         )
+    for candidate in ids:
+        # Opening reads the header only: a file that is no image fails here, not mid-training.
+        try:
+            Image.open(table.at[candidate, "image_file"]).close()
+        except (UnidentifiedImageError, OSError) as error:
+            raise BadInputError(
+                f"candidate image {table.at[candidate, 'image_file']} is not an image ({type(error).__name__}); "
+                "regenerate the set or restore its images/"
+            ) from None
+
+
+def candidate_id_for(prompt_id: str, sample: int, seed: int, prompt: str, image_tokens: Iterable[int]) -> str:
+    """The id ``imagepref generate`` gives a candidate: ``<prompt_id>-<sample>-s<seed>-<digest>``.
+
+    The digest (8 hex characters of SHA-256) covers the prompt text and the image tokens, so two
+    candidate sets share an id only when they hold the same image for the same prompt: sets drawn
+    from two prompts files, or by two checkpoints with the same seed, never collide, and a pair of
+    the same two images is one pair wherever it comes from."""
+    content = prompt.encode("utf-8") + b"\x1f" + ",".join(str(int(code)) for code in image_tokens).encode()
+    return f"{prompt_id}-{sample}-s{seed}-{hashlib.sha256(content).hexdigest()[:8]}"
 
 
 def write_candidate_table(records: Sequence[dict[str, Any]] | pd.DataFrame, folder: str | Path) -> pd.DataFrame:
@@ -501,10 +524,17 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     """The prompts of a file: ``.jsonl`` / ``.json`` as JSONL, anything else as text (see
     ``parse_prompts``)."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"prompts file {path} is a folder; pass a text or JSONL file, one prompt a line")
     if not path.is_file():
         raise BadInputError(f"prompts file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise BadInputError(f"prompts file {path} is not UTF-8 text; save it as UTF-8") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise BadInputError(
+            f"prompts file {path} line {line} holds NUL bytes; it is no text file, save it as UTF-8 text"
+        )
     return parse_prompts(text, f"prompts file {path}", jsonl=path.suffix in (".jsonl", ".json"))

@@ -4,6 +4,10 @@ Users created through the API have no password and cannot log in, so an account
 is made the way a person would: fetch the organisation's invite link with the admin token, then
 post the sign-up form with a generated password. Passwords go only into a 0600 file
 (`annotators.json` beside the server state), never into output or logs.
+
+The passwords are filed per host, not per URL: a managed server restarted on another port is the
+same server with the same accounts (and 127.0.0.1, localhost and ::1 are the same loopback host).
+Files written when the key still held the port are read the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -21,6 +26,7 @@ from imagepref.labeling.connection import LabelStudioConnection
 from imagepref.labeling.server import write_private_json
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class AccountError(ImagePrefError):
@@ -37,13 +43,27 @@ class Invitation:
     password_file: Path
 
 
+def server_key(url: str) -> str:
+    """Where a server's passwords are filed: its scheme and host, without the port."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{parts.scheme or 'http'}://{'loopback' if host in _LOOPBACK else host}"
+
+
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The stored passwords by `server_key`; entries of older files (filed by full URL) merged in."""
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    merged: dict[str, dict[str, str]] = {}
+    for url, people in stored.items():
+        known = merged.setdefault(server_key(url), {})
+        for email, password in people.items():
+            known.setdefault(email, password)
+    return merged
 
 
 def stored_password(credentials_file: Path, url: str, email: str) -> str | None:
-    """The password imagepref set for `email` on the server at `url`, if it made that account."""
-    return _load(credentials_file).get(url, {}).get(email.lower())
+    """The password imagepref set for `email` on the server at `url` (any port), if it made that account."""
+    return _load(credentials_file).get(server_key(url), {}).get(email.lower())
 
 
 def _signup(url: str, invite_path: str, email: str, password: str) -> str | None:
@@ -73,7 +93,7 @@ def invite(connection: LabelStudioConnection, emails: list[str], credentials_fil
             raise BadInputError(f"{email!r} is not an e-mail address; annotators sign in with their e-mail")
     invite_path = connection.json("GET", "/api/invite")["invite_url"]
     store = _load(credentials_file)
-    known = store.setdefault(connection.url, {})
+    known = store.setdefault(server_key(connection.url), {})
     invitations = []
     for email in (address.lower() for address in emails):
         password = known.get(email) or secrets.token_urlsafe(12)

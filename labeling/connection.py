@@ -45,11 +45,15 @@ def retry_delays() -> list[float]:
 
 @dataclass
 class LabelStudioConnection:
-    """A base URL and a token; `request` retries transient failures and maps errors to one line."""
+    """A base URL and a token; `request` retries transient failures and maps errors to one line.
+
+    `files_root` is the folder the server serves local files from, when it is known (a managed
+    server's `--files-root`): pull looks there for the images of the pairs it writes."""
 
     url: str
     token: str = field(repr=False)
     timeout_s: float = 120.0
+    files_root: Path | None = None
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     @property
@@ -139,7 +143,8 @@ def connect(
             f"no managed Label Studio runs from {paths.root}; run `imagepref label server start` or pass --url"
         )
     record = json.loads(paths.server_file.read_text(encoding="utf-8"))
-    return LabelStudioConnection(record["url"], read_secrets(state_dir)["api_token"])
+    files_root = Path(record["files_root"]) if record.get("files_root") else None
+    return LabelStudioConnection(record["url"], read_secrets(state_dir)["api_token"], files_root=files_root)
 
 
 def managed_files_root(state_dir: Path = DEFAULT_STATE_DIR) -> Path | None:

@@ -21,7 +21,9 @@ def annotation_frame(rows: list[dict], axes: list[str], extra: list[str] | None 
         if column not in ("lead_time",):
             frame[column] = frame[column].astype("string")
     frame["lead_time"] = pd.to_numeric(frame["lead_time"], errors="coerce").astype("float64")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, errors="coerce")
+    # Each row parsed on its own: Label Studio leaves out the fraction when the microseconds are 0,
+    # and a format guessed from the first row would turn the other rows into NaT.
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, errors="coerce", format="ISO8601")
     return frame.sort_values(["pair_id", "annotator"], kind="stable").reset_index(drop=True)
 
 

@@ -125,6 +125,16 @@ def list_task_data(connection: LabelStudioConnection, project_id: int) -> list[d
     return tasks
 
 
+def existing_pairs(connection: LabelStudioConnection, project_id: int) -> dict[str, dict]:
+    """The data of each pair already imported into the project, by pair id (the server is the
+    record, not a local file)."""
+    return {
+        task["data"]["pair_id"]: task["data"]
+        for task in list_task_data(connection, project_id)
+        if task["data"].get("pair_id") is not None
+    }
+
+
 def existing_pair_ids(connection: LabelStudioConnection, project_id: int) -> set[str]:
-    """The pair ids already imported into the project (the server is the record, not a local file)."""
-    return {task["data"].get("pair_id") for task in list_task_data(connection, project_id)} - {None}
+    """The pair ids already imported into the project."""
+    return set(existing_pairs(connection, project_id))

@@ -5,15 +5,23 @@ the quick export, and names each annotator by e-mail), or from a saved export fi
 annotation is checked against the project's labeling config, because the server stores whatever
 the API sends: unknown axes, bogus values and empty results go to `quarantine.jsonl` with the
 reason, skipped (cancelled) annotations are counted, an annotator's older versions of the same
-judgment are superseded by the latest, and gold pairs are written apart (`gold.parquet`).
+judgment are superseded by the latest (by time: Label Studio writes `10:00:00Z` without a fraction
+when the microseconds are 0, so timestamps are compared parsed, never as text), and gold pairs
+are written apart (`gold.parquet`).
+
+Judged pairs whose image files are gone from the served folder are kept (the judgments were made
+on the images people saw, and training reads the candidate set, which checks its own images), but
+pull says so in one warning line and counts them in `pull_report.json`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -27,6 +35,9 @@ from imagepref.labeling.export import axes_of, fetch_snapshot_export, read_expor
 from imagepref.labeling.preferences import annotation_frame, pair_frame, to_ab
 
 SIMULATED_DOMAIN = "@simulated.imagepref.test"
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+IMAGE_FIELDS = ("image_left", "image_right")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +53,8 @@ class PullReport:
     partial: int = 0
     quarantined: int = 0
     pairs: int = 0
+    missing_images: int = 0
+    first_missing_image: str | None = None
     seconds: float = 0.0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -51,6 +64,19 @@ def annotator_name(completed_by: object) -> str:
     if isinstance(completed_by, dict):
         return str(completed_by.get("email") or completed_by.get("id"))
     return f"user-{completed_by}"
+
+
+def annotation_time(annotation: dict) -> pd.Timestamp:
+    """When an annotation was last saved (`updated_at`, else `created_at`), parsed; the earliest
+    possible time when it carries neither or an unreadable one."""
+    stamp = annotation.get("updated_at") or annotation.get("created_at")
+    parsed = pd.to_datetime(stamp, utc=True, errors="coerce", format="ISO8601") if stamp else pd.NaT
+    return pd.Timestamp.min.tz_localize("UTC") if pd.isna(parsed) else parsed
+
+
+def _newer(annotation: dict, than: dict) -> bool:
+    # Equal times fall back to the annotation id, which Label Studio hands out in order.
+    return (annotation_time(annotation), annotation.get("id") or 0) > (annotation_time(than), than.get("id") or 0)
 
 
 def check_result(result: object, axes: list[str], validator) -> tuple[dict[str, str | None], str | None, str | None]:
@@ -116,10 +142,9 @@ def parse_export(
         latest: dict[str, dict] = {}
         for annotation in annotations:
             who = annotator_name(annotation.get("completed_by"))
-            stamp = annotation.get("updated_at") or annotation.get("created_at") or ""
             if who in latest:
                 report.superseded += 1
-                if stamp <= (latest[who].get("updated_at") or latest[who].get("created_at") or ""):
+                if not _newer(annotation, latest[who]):
                     continue
             latest[who] = annotation
         for who, annotation in latest.items():
@@ -168,19 +193,36 @@ def parse_export(
     return rows, gold_rows, comments, quarantine, report
 
 
+def missing_images(rows: list[dict], document_root: Path) -> list[str]:
+    """The image files of judged pairs (`rows` with the tasks' image URLs) that are not on disk
+    under `document_root`, each once, in order; URLs that are not local files are not checked."""
+    missing: dict[str, None] = {}
+    for row in rows:
+        for name in IMAGE_FIELDS:
+            url = row.get(name)
+            if isinstance(url, str) and url.startswith(LOCAL_FILES_PREFIX):
+                path = document_root / unquote(url[len(LOCAL_FILES_PREFIX) :]).lstrip("/")
+                if not path.is_file():
+                    missing.setdefault(str(path))
+    return list(missing)
+
+
 def pull(
     out_dir: Path,
     axes: list[str] | None = None,
     connection: LabelStudioConnection | None = None,
     title: str | None = None,
     from_file: Path | None = None,
+    document_root: Path | None = None,
 ) -> PullReport:
     """Write the preference data (annotations.parquet, pairs.parquet, gold.parquet, comments,
     quarantine.jsonl, agreement.json, pull_report.json, export.json) into `out_dir`.
 
     Reads the live project `title` through `connection`, or a saved export `from_file` (then
     `axes` says which axes to expect). Everything is written into a temporary sibling folder
-    first and renamed into place, so a failed pull leaves no half-written output.
+    first and renamed into place, so a failed pull leaves no half-written output. The judged
+    pairs' images are looked for under `document_root` (default: the folder a managed server
+    serves, when `connection` is one); missing ones are counted and named in one warning.
     """
     started = time.monotonic()
     if from_file is not None:
@@ -192,6 +234,21 @@ def pull(
         tasks, label_config = fetch_snapshot_export(connection, title)
         axes = axes_of(label_config)
     rows, gold_rows, comments, quarantine, report = parse_export(tasks, axes, label_config)
+    document_root = document_root or (connection.files_root if connection is not None else None)
+    if document_root is not None:
+        judged = {row["pair_id"] for row in (*rows, *gold_rows)}
+        shown = [task.get("data") or {} for task in tasks]
+        absent = missing_images(
+            [data for data in shown if data.get("pair_id") in judged], Path(document_root).resolve()
+        )
+        if absent:
+            report.missing_images, report.first_missing_image = len(absent), absent[0]
+            log.warning(
+                "warning: %d image file(s) of judged pairs are missing (first: %s); their judgments are kept; "
+                "restore the candidate set's images/ before training on the images",
+                len(absent),
+                absent[0],
+            )
     annotations = annotation_frame(rows, axes)
     pairs = pair_frame(rows, axes)
     report.pairs = len(pairs)

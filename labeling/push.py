@@ -3,7 +3,8 @@
 The server is the record of what is in: before importing, push reads the pair ids already in the
 project and imports only the rest, in batches that Label Studio saves atomically. A batch whose
 answer was lost is checked against the server again before it is retried, so a retry or a re-run
-never imports a pair twice.
+never imports a pair twice. A pair id that is already there but shows other image files is a
+clash of candidate ids between two sets, and push refuses it before importing anything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from imagepref.labeling.candidates import CandidateSet, load_candidate_set, load
 from imagepref.labeling.config import LabelingConfig
 from imagepref.labeling.connection import LabelStudioConnection, LabelStudioUnavailableError, retry_delays
 from imagepref.labeling.pairing import PlannedPair, plan_gold_pairs, plan_pairs, prediction_result
-from imagepref.labeling.project import ensure_image_storage, existing_pair_ids, require_project
+from imagepref.labeling.project import ensure_image_storage, existing_pair_ids, existing_pairs, require_project
 
 BATCH_SIZE = 500
 
@@ -105,7 +106,10 @@ def push(
         )
     project = require_project(connection, config.title)
     ensure_image_storage(connection, project.id, candidates.images_dir)
-    present = existing_pair_ids(connection, project.id)
+    present = existing_pairs(connection, project.id)
+    for pair in planned:
+        if pair.pair_id in present:
+            _refuse_clash(pair, present[pair.pair_id], candidates, document_root, config.title)
     todo = [pair for pair in planned if pair.pair_id not in present]
     model_version = f"scores:{Path(config.scores_file).name}" if config.scores_file else ""
     tasks = {pair.pair_id: task_payload(pair, candidates, document_root, pre_annotate, model_version) for pair in todo}
@@ -119,6 +123,23 @@ def push(
         sum(pair.is_gold for pair in todo),
         time.monotonic() - started,
     )
+
+
+def _refuse_clash(pair: PlannedPair, existing: dict, candidates: CandidateSet, document_root: Path, title: str) -> None:
+    """Raise unless the pair already in the project shows the same image files as `pair` would."""
+    shown = {
+        existing.get("candidate_left"): existing.get("image_left"),
+        existing.get("candidate_right"): existing.get("image_right"),
+    }
+    for candidate in (pair.candidate_a, pair.candidate_b):
+        url = local_file_url(candidates.image(candidate), document_root)
+        if shown.get(candidate) != url:
+            raise BadInputError(
+                f"candidate id {candidate!r} of {candidates.root} is already in project {title!r} with another "
+                f"image ({shown.get(candidate) or 'none'}, not {url}): candidate ids must be unique across "
+                "candidate sets; make sets with `imagepref generate` (its ids end in a digest of each image) "
+                "or rename this set's candidates"
+            )
 
 
 def _import_batch(

@@ -8,6 +8,13 @@ pid and port, and the server log. The admin and the token are created through La
 environment variables on the first start, so no browser step is needed, and every call out
 (version check, analytics, Sentry) is switched off. Images are served only from `files_root`,
 which must not contain the state folder (the data dir holds the tokens).
+
+The state folder is private: the SQLite database holds every user's API token in plain text, and
+export snapshots hold the annotators' e-mails, so the server runs with umask 077 (folders 0700,
+files 0600) and each start tightens what an older start left readable. The server loads
+imagepref's extension of its settings (``label_studio_site/imagepref_label_studio``): local files
+are served only when they are images inside the folder asked for, and an export's file is removed
+with the export.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ DEFAULT_PORT = 8080
 DEFAULT_STATE_DIR = Path(".imagepref/label-studio")
 DEFAULT_FILES_ROOT = Path("workspace")
 INSTALLED_MARKER = ".imagepref-installed"
+# imagepref's additions to Label Studio, imported by the server from its own environment.
+LABEL_STUDIO_SITE = Path(__file__).resolve().parent / "label_studio_site"
+LABEL_STUDIO_SETTINGS = "imagepref_label_studio.settings"
+PRIVATE_UMASK = 0o077
 # Label Studio reads these bare names too, so a stray USERNAME in the shell must not
 # reach it.
 _STRAY_VARIABLES = ("USERNAME", "PASSWORD", "HOST", "PORT", "DEBUG")
@@ -233,6 +244,18 @@ def _ensure_secrets(paths: StatePaths) -> dict:
     return created
 
 
+def make_private(root: Path) -> None:
+    """Make `root` and everything below it readable by the owner only (folders 0700, files 0600).
+
+    Symbolic links are left alone (chmod would change what they point to)."""
+    for folder, _folders, files in os.walk(root):
+        os.chmod(folder, 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
 def port_is_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:`port` (Label Studio would silently move on)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -283,6 +306,8 @@ def server_environment(secrets_payload: dict, files_root: Path, data_dir: Path) 
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": LABEL_STUDIO_SETTINGS,
+            "PYTHONPATH": os.pathsep.join([str(LABEL_STUDIO_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]),
         }
     )
     return environment
@@ -316,9 +341,11 @@ def start_server(
     install_label_studio()
     files_root.mkdir(parents=True, exist_ok=True)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(paths.root)
     secrets_payload = _ensure_secrets(paths)
     url = f"http://127.0.0.1:{port}"
-    log = open(paths.log_file, "ab")  # noqa: SIM115 - the child keeps writing to it
+    # Created 0600: the log names the annotators who logged in.
+    log = os.fdopen(os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     process = subprocess.Popen(
         [
             str(label_studio_venv() / "bin" / "label-studio"),
@@ -337,6 +364,7 @@ def start_server(
         stdin=subprocess.DEVNULL,
         cwd=paths.root,
         start_new_session=True,
+        umask=PRIVATE_UMASK,
     )
     log.close()
     write_private_json(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from imagepref.formats import CANDIDATES_FILE, write_candidate_table
+from imagepref.formats import CANDIDATES_FILE, candidate_id_for, write_candidate_table
 from imagepref.policy.generator import Generator
 
 
@@ -33,14 +33,16 @@ def write_candidate_set(
     generator_name: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     extra: dict[str, Any] | None = None,
-    id_prefix: str = "",
+    id_prefix: str | None = None,
 ) -> pd.DataFrame:
     """Sample ``images_per_prompt`` images per prompt and write the candidate set to ``out``.
 
     Every image is a seeded, reproducible draw; ``sampler`` holds the sampler settings
-    (guidance_scale, temperature, top_k, top_p). ``extra`` is written to ``manifest.json``;
-    ``id_prefix`` makes candidate ids unique across sets (for example the checkpoint's name).
-    Returns the candidate rows.
+    (guidance_scale, temperature, top_k, top_p). ``extra`` is written to ``manifest.json``.
+    Candidate ids are unique across sets: by default they end in a digest of the prompt and the
+    image tokens (``imagepref.formats.candidate_id_for``); a caller that keeps ids apart itself
+    (a recipe's round, an evaluation's checkpoint and input hash) passes ``id_prefix`` instead and
+    gets ``<id_prefix><prompt_id>-<sample>-s<seed>``. Returns the candidate rows.
     """
     if images_per_prompt <= 0:
         raise BadInputError(f"images per prompt must be at least 1; got {images_per_prompt}")
@@ -64,14 +66,19 @@ def write_candidate_set(
             for (prompt, index), image, codes in zip(chunk, result.images, result.codes):
                 relative = f"images/{prompt['prompt_id']}-{index}.png"
                 image.save(staging / relative)
+                tokens = [int(c) for c in codes]
                 records.append(
                     {
-                        "candidate_id": f"{id_prefix}{prompt['prompt_id']}-{index}-s{seed}",
+                        "candidate_id": (
+                            candidate_id_for(prompt["prompt_id"], index, seed, prompt["prompt"], tokens)
+                            if id_prefix is None
+                            else f"{id_prefix}{prompt['prompt_id']}-{index}-s{seed}"
+                        ),
                         "prompt_id": prompt["prompt_id"],
                         "prompt": prompt["prompt"],
                         "sample": index,
                         "image_path": relative,
-                        "image_tokens": [int(c) for c in codes],
+                        "image_tokens": tokens,
                         "generator": name,
                         "seed": seed + start,
                         **{f"sampler_{k}": v for k, v in sampler.items()},
