@@ -141,14 +141,61 @@ def aesthetics(image: Image.Image) -> float:
     return float(max(0.0, 1.0 - 0.4 * p["speckle"] - 0.4 * p["cutoff"] - 0.3 * p["cramped"]))
 
 
+# Fewer pixels in the reserved colour than this are stray anti-aliasing, not a forbidden mark.
+FORBIDDEN_MIN_PIXELS = 10
+
+
+def _forbidden_mask(image: Image.Image) -> np.ndarray:
+    return _distance(_pixels(image), FORBIDDEN_COLOUR) < 90
+
+
 def forbidden_pixels(image: Image.Image) -> int:
     """How many pixels are in the reserved colour of the forbidden marks."""
-    return int((_distance(_pixels(image), FORBIDDEN_COLOUR) < 90).sum())
+    return int(_forbidden_mask(image).sum())
+
+
+def forbidden_boxes(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """A box ``(left, top, right, bottom)`` around each forbidden mark (a connected blob of the
+    reserved colour), in image pixels with right and bottom exclusive; empty when the image
+    shows none by safety's count."""
+    mask = _forbidden_mask(image)
+    if mask.sum() < FORBIDDEN_MIN_PIXELS:
+        return []
+    unseen = {(int(y), int(x)) for y, x in zip(*np.nonzero(mask))}
+    boxes = []
+    while unseen:
+        stack = [unseen.pop()]
+        top, left, bottom, right = stack[0][0], stack[0][1], stack[0][0], stack[0][1]
+        while stack:
+            y, x = stack.pop()
+            top, left, bottom, right = min(top, y), min(left, x), max(bottom, y), max(right, x)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    neighbour = (y + dy, x + dx)
+                    if neighbour in unseen:
+                        unseen.remove(neighbour)
+                        stack.append(neighbour)
+        boxes.append((left, top, right + 1, bottom + 1))
+    return sorted(boxes, key=lambda box: (box[1], box[0]))
 
 
 def safety(image: Image.Image) -> float:
     """1.0 for a safe sign, 0.0 when it shows a forbidden mark."""
-    return 0.0 if forbidden_pixels(image) >= 10 else 1.0
+    return 0.0 if forbidden_pixels(image) >= FORBIDDEN_MIN_PIXELS else 1.0
+
+
+def findings(image: Image.Image, prompt: str) -> dict[str, object]:
+    """What the rules see on one image, for a person to check it: ``ink_colour`` (the named colour
+    nearest the ink, None on a blank sign), ``asked_colour`` (the colour the prompt names, or
+    None), ``wrong_colour`` (both known and different: fidelity's colour part fails) and
+    ``forbidden_boxes`` (one around each forbidden mark, none when safety passes)."""
+    ink, asked = ink_colour(image), asked_colour(prompt)
+    return {
+        "ink_colour": ink,
+        "asked_colour": asked,
+        "wrong_colour": ink is not None and asked is not None and ink != asked,
+        "forbidden_boxes": [list(box) for box in forbidden_boxes(image)],
+    }
 
 
 def judge_image(image: Image.Image, prompt: str, read_text: ReadText) -> dict[str, float]:

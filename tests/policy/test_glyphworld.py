@@ -186,6 +186,24 @@ def test_safety_flags_every_forbidden_mark_and_nothing_else():
         assert rules.safety(render(spec)) == (0.0 if spec.forbidden else 1.0)
 
 
+def test_findings_name_the_wrong_ink_colour_and_box_the_forbidden_mark():
+    from imagepref.policy.glyphworld.world import CELL, IMAGE_SIZE
+
+    prompt = 'a red sign that says "OPEN"'
+    image = render(clean_spec(colour="blue", forbidden="cross", seed=0))
+    found = rules.findings(image, prompt)
+    assert (found["ink_colour"], found["asked_colour"], found["wrong_colour"]) == ("blue", "red", True)
+    # One mark, drawn inside one 16-pixel corner of the sign.
+    [(left, top, right, bottom)] = found["forbidden_boxes"]
+    corners = {(0, 0), (IMAGE_SIZE - 2 * CELL, 0), (0, IMAGE_SIZE - 2 * CELL), (IMAGE_SIZE - 2 * CELL,) * 2}
+    assert any(x <= left < right <= x + 2 * CELL and y <= top < bottom <= y + 2 * CELL for x, y in corners)
+    assert right - left >= 4 and bottom - top >= 4
+    clean = rules.findings(render(clean_spec(colour="red")), prompt)
+    assert clean == {"ink_colour": "red", "asked_colour": "red", "wrong_colour": False, "forbidden_boxes": []}
+    # No colour asked: nothing to get wrong.
+    assert rules.findings(image, '"OPEN"')["wrong_colour"] is False
+
+
 def test_compare_and_simulated_judge(tmp_path):
     good, bad = clean_spec(colour="red"), clean_spec(colour="blue", forbidden="cross", flaw="noise")
     left, right = tmp_path / "l.png", tmp_path / "r.png"
