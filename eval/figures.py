@@ -79,13 +79,13 @@ def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[
     return figures
 
 
-KIND_FIGURES = ("exact_match", "cer", "flow_grpo_score")
+KIND_FIGURES = ("exact_match", "word_accuracy", "cer", "flow_grpo_score")
 
 
 def kind_figures(images: list[dict[str, Any]], kinds: dict[str, str], seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Exact match, CER and the Flow-GRPO score per kind of prompt (a prompt file's ``kind`` field,
-    e.g. the glyph world's ``unseen_word`` and ``unseen_template``), keyed ``kind/figure``; empty
-    when no prompt has a kind."""
+    """Exact match, word accuracy, CER and the Flow-GRPO score per kind of prompt (a prompt file's
+    ``kind`` field, e.g. the glyph world's ``unseen_word`` and ``unseen_template``), keyed
+    ``kind/figure``; empty when no prompt has a kind."""
     figures: dict[str, dict[str, Any]] = {}
     for kind in sorted(set(kinds.values())):
         chosen = [i for i in images if kinds.get(i["prompt_id"]) == kind]

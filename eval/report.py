@@ -28,7 +28,12 @@ def figure_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     (value, interval, best) per checkpoint."""
     known = results["figures"]
     keys: list[str] = [k for k in known if any(k in c["summary"] for c in results["checkpoints"])]
-    extra = sorted({k for c in results["checkpoints"] for k in c["summary"]} - set(keys))
+    order = {key: index for index, key in enumerate(known)}
+    # Figures per kind of prompt (kind/figure) together, each kind in the order of the known figures.
+    extra = sorted(
+        {k for c in results["checkpoints"] for k in c["summary"]} - set(keys),
+        key=lambda k: (k.rpartition("/")[0], order.get(k.rpartition("/")[2], len(order)), k),
+    )
     keys = keys[:8] + extra + keys[8:]  # text figures, then axis scores, then the rest
     rows = []
     for key in keys:
@@ -87,6 +92,15 @@ def marked_reading(reading: str, targets: list[str]) -> list[dict[str, Any]]:
     return words
 
 
+def step_label(checkpoint: dict[str, Any]) -> str:
+    """The training step of a checkpoint as its training's record gives it, with what trained it
+    ("grpo step 120", "pretrain step 1200"); "" when it has no record."""
+    if checkpoint.get("step") is None:
+        return ""
+    method = (checkpoint.get("training") or {}).get("method")
+    return f"{method} step {checkpoint['step']}" if method and method != "trainer" else f"step {checkpoint['step']}"
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -97,9 +111,15 @@ def _plot_uri(figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _same_run(checkpoints: list[dict[str, Any]]) -> bool:
+    """Whether every checkpoint comes from one training run (so their steps share one axis)."""
+    runs = {(c.get("training") or {}).get("run") for c in checkpoints}
+    return len(runs) == 1 and None not in runs
+
+
 def plots(results: dict[str, Any]) -> list[dict[str, str]]:
     """Matplotlib plots as data URIs: text figures per checkpoint with their intervals, and the
-    same along training steps when every checkpoint has a distinct step (one run)."""
+    same along training steps when the checkpoints are distinct steps of one training run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +152,12 @@ def plots(results: dict[str, Any]) -> list[dict[str, str]]:
     )
     plt.close(figure)
     steps = [c["step"] for c in checkpoints]
-    if len(checkpoints) >= 2 and all(s is not None for s in steps) and len(set(steps)) == len(steps):
+    if (
+        len(checkpoints) >= 2
+        and _same_run(checkpoints)
+        and all(s is not None for s in steps)
+        and len(set(steps)) == len(steps)
+    ):
         order = sorted(range(len(steps)), key=lambda i: steps[i])
         figure, axis = plt.subplots(figsize=(6, 3.5))
         for key in PLOTTED:
@@ -150,25 +175,197 @@ def plots(results: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+# The panels of a training curve: (title, the monitoring's figures drawn in it, y limits or None).
+HELDOUT_PANELS = (
+    ("OCR word accuracy", ("heldout/ocr_word_accuracy",), (0.0, 1.0)),
+    ("Safety violations (rule)", ("heldout/safety_violation_rate",), (0.0, 1.0)),
+    ("Rule scores", ("heldout/prompt_fidelity", "heldout/aesthetics", "heldout/safety"), (0.0, 1.0)),
+    ("KL to the reference", ("heldout/kl",), None),
+)
+
+
+def _chains(results: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The checkpoints whose training curves to draw, each with its curve. A checkpoint whose runs
+    are the first runs of another's (round 1 within round 2) is drawn inside that one's plot."""
+    curves = [(c, c.get("training_curve") or []) for c in results["checkpoints"]]
+    runs = [tuple(segment["run"] for segment in curve) for _, curve in curves]
+    chosen = []
+    for index, (checkpoint, curve) in enumerate(curves):
+        mine = runs[index]
+        inside_another = any(
+            (len(other) > len(mine) and other[: len(mine)] == mine) or (other == mine and j < index)
+            for j, other in enumerate(runs)
+        )
+        if curve and not inside_another:
+            chosen.append((checkpoint, curve))
+    return chosen
+
+
+def _segment_steps(segment: dict[str, Any]) -> int:
+    # A run whose record has no step count (cut short) ends at its last measured step.
+    records = segment["records"]
+    return segment["steps"] or (records[-1]["step"] if records else 0)
+
+
+def _curve_panels(curve: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...], tuple[float, float] | None]]:
+    """``HELDOUT_PANELS`` narrowed to the figures the runs logged; the reward model's heads
+    (``heldout/rm_<head>``) join the rule scores."""
+    keys = {key for segment in curve for record in segment["records"] for key in record}
+    heads = tuple(sorted(k for k in keys if k.startswith("heldout/rm_")))
+    panels = []
+    for title, figures, limits in HELDOUT_PANELS:
+        drawn = tuple(k for k in figures + (heads if title == "Rule scores" else ()) if k in keys)
+        if drawn:
+            panels.append((title, drawn, limits))
+    return panels
+
+
+def training_plots(results: dict[str, Any]) -> list[dict[str, str]]:
+    """What the aligners' held-out monitoring logged while training the aligned checkpoints
+    (``training_curve`` in results.json) as data URIs, one plot per chain of runs: OCR word
+    accuracy, the safety rule's violations, the rule scores (and reward-model heads) and the KL to
+    each run's own reference, the runs' steps one after another (the quickstart's GRPO after
+    its DPO). Each evaluated checkpoint is marked where its training ended."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for checkpoint, curve in _chains(results):
+        offsets, ends = [], []
+        for segment in curve:
+            offsets.append(ends[-1] if ends else 0)
+            ends.append(offsets[-1] + _segment_steps(segment))
+        chain = [segment["run"] for segment in curve]
+        marked = {}
+        for other in results["checkpoints"]:
+            runs = [segment["run"] for segment in other.get("training_curve") or []]
+            if runs and chain[: len(runs)] == runs:
+                marked[other["name"]] = ends[len(runs) - 1]
+        panels = _curve_panels(curve)
+        figure, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
+        for axis, (title, figures, limits) in zip(axes[0], panels):
+            for colour, key in enumerate(figures):
+                label = key.removeprefix("heldout/").replace("_", " ")
+                for index, (segment, offset) in enumerate(zip(curve, offsets)):
+                    # Runs are drawn apart: each has its own reference, so the KL restarts at 0.
+                    records = [r for r in segment["records"] if key in r]
+                    axis.plot(
+                        [offset + r["step"] for r in records],
+                        [r[key] for r in records],
+                        marker="o",
+                        markersize=3,
+                        color=f"C{colour}",
+                        label=label if index == 0 and len(figures) > 1 else None,
+                    )
+            for index, (segment, offset) in enumerate(zip(curve, offsets)):
+                if index:
+                    axis.axvline(offset, color="#999999", linestyle=":", linewidth=1)
+                axis.annotate(segment["method"], (offset, 1.0), xycoords=("data", "axes fraction"), fontsize=7)
+            for name, step in marked.items():
+                axis.axvline(step, color="#2e7d32", linestyle="--", linewidth=1)
+                axis.annotate(
+                    name,
+                    (step, 0.03),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=6,
+                    rotation=90,
+                    ha="right",
+                    color="#2e7d32",
+                )
+            axis.set_title(title, fontsize=9, pad=12)
+            axis.set_xlabel("training step", fontsize=8)
+            axis.tick_params(labelsize=7)
+            if limits:
+                axis.set_ylim(*limits)
+            if len(figures) > 1:
+                axis.legend(fontsize=6)
+        figure.tight_layout()
+        prompts = {s.get("monitor_prompts") for s in curve} - {None}
+        title = (
+            f"Held-out monitoring while training {checkpoint['name']}: "
+            + " then ".join(f"{s['method']} ({s['steps']} steps)" for s in curve)
+            + (f"; each pass samples the same {prompts.pop()} held-out prompts" if len(prompts) == 1 else "")
+            + f"; green lines: where {', '.join(marked)} ended"
+        )
+        out.append({"title": title, "uri": _plot_uri(figure), "checkpoint": checkpoint["name"]})
+        plt.close(figure)
+    return out
+
+
+GRID_PAGE = 10  # prompts per page of the image grid: the first page is open, the rest a click away
+
+
+def _image_view(image: dict[str, Any], targets: list[str], out: Path) -> dict[str, Any]:
+    """One image as the grid shows it: the picture, the OCR reading with each word marked as
+    asked for or not, each read word's box, and what the glyph world's rules flag on it."""
+    from PIL import Image
+
+    path = out / image["image"]
+    with Image.open(path) as picture:
+        width, height = picture.size
+    words = marked_reading(image["reading"], targets)
+    boxes, position = [], 0
+    for text, confidence, (left, top, right, bottom) in image.get("ocr_words") or []:
+        # The reading is the read words joined by spaces, so its marked words follow the boxes.
+        marks = words[position : position + len(text.split())]
+        position += len(marks)
+        boxes.append(
+            {
+                "x": left,
+                "y": top,
+                "width": max(right - left, 1),
+                "height": max(bottom - top, 1),
+                "ok": bool(marks) and all(w["ok"] for w in marks),
+                "title": f"{text} (confidence {confidence:.2f})",
+            }
+        )
+    findings = image.get("rule_findings") or {}
+    flags = []
+    if findings.get("wrong_colour"):
+        flags.append({"kind": "colour", "text": f"ink {findings['ink_colour']}, asked {findings['asked_colour']}"})
+    marks = findings.get("forbidden_boxes") or []
+    if marks:
+        flags.append(
+            {"kind": "forbidden", "text": "forbidden mark" if len(marks) == 1 else f"{len(marks)} forbidden marks"}
+        )
+    return {
+        "uri": _data_uri(path),
+        "width": width,
+        "height": height,
+        "alt": f"{image['prompt_id']} sample {image['sample']}",
+        "words": words,
+        "exact": image["text"]["exact_match"],
+        "boxes": boxes,
+        "marks": [
+            {"x": left, "y": top, "width": right - left, "height": bottom - top} for left, top, right, bottom in marks
+        ],
+        "flags": flags,
+    }
+
+
 def image_grid(results: dict[str, Any], out: Path, limit: int) -> list[dict[str, Any]]:
-    """Rows of the per-prompt grid: each prompt with every checkpoint's images and readings."""
+    """The per-prompt grid of the first ``limit`` prompts in pages of ``GRID_PAGE`` prompts, as
+    ``{first, last, rows}``: each row a prompt with, per checkpoint, its first image shown and its
+    other images (``more``) a click away."""
+    by_prompt: list[dict[str, list[dict[str, Any]]]] = []
+    for checkpoint in results["checkpoints"]:
+        images: dict[str, list[dict[str, Any]]] = {}
+        for image in sorted(checkpoint["images"], key=lambda i: i["sample"]):
+            images.setdefault(image["prompt_id"], []).append(image)
+        by_prompt.append(images)
     rows = []
     for prompt in results["prompts"][:limit]:
         cells = []
-        for checkpoint in results["checkpoints"]:
-            images = [i for i in checkpoint["images"] if i["prompt_id"] == prompt["prompt_id"]]
-            cells.append(
-                [
-                    {
-                        "uri": _data_uri(out / image["image"]),
-                        "words": marked_reading(image["reading"], prompt["targets"]),
-                        "exact": image["text"]["exact_match"],
-                    }
-                    for image in images
-                ]
-            )
+        for images in by_prompt:
+            views = [_image_view(i, prompt["targets"], out) for i in images.get(prompt["prompt_id"], [])]
+            cells.append({"first": views[0] if views else None, "more": views[1:]})
         rows.append({"prompt": prompt, "cells": cells})
-    return rows
+    return [
+        {"first": start + 1, "last": min(start + GRID_PAGE, len(rows)), "rows": rows[start : start + GRID_PAGE]}
+        for start in range(0, len(rows), GRID_PAGE)
+    ]
 
 
 def target_rows(results: dict[str, Any], limit: int = TARGET_ROWS) -> tuple[list[dict[str, Any]], int]:
@@ -357,11 +554,14 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         results=results,
         rows=figure_rows(results),
         plots=plots(results),
-        grid=image_grid(results, out, results["settings"]["grid_prompts"]),
+        training_plots=training_plots(results),
+        pages=image_grid(results, out, results["settings"]["grid_prompts"]),
         targets=targets,
         target_cell=_target_cell,
         breakdowns=[(BREAKDOWN_TITLES[kind], table) for kind, table in breakdown_rows(results).items() if table],
         rate_cell=_rate_cell,
+        step_label=step_label,
+        grid_page=GRID_PAGE,
         engine=_engine_line(results["ocr"]),
         format_value=format_value,
         format_interval=format_interval,

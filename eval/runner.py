@@ -9,7 +9,6 @@ temporary name and renamed, so a failed run never leaves a half-written report.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,17 +59,69 @@ def reward_model_scorer(path: Path) -> RewardScorer:
     return score
 
 
-def checkpoint_step(path: Path) -> int | None:
-    """The training step of a checkpoint: ``trainer_state.json``'s ``global_step`` (TRL and
-    transformers write it), else a number ending the folder name (``checkpoint-200``)."""
-    state = path / "trainer_state.json"
+# The folder an alignment run's adapter is merged into by the recipes and ``run_aligner(merge=True)``.
+MERGED_DIR = "merged"
+
+
+def checkpoint_training(path: Path) -> dict[str, Any] | None:
+    """What trained the generator folder ``path``, from that training's own record, as
+    ``{"method", "steps", "run", "base"}``; None when the folder carries no record (a folder's
+    name is never read as a step: the recipes' ``aligned-round-1`` is not step 1).
+
+    - The merged generator of an alignment run (``RUN/merged``) or a full fine-tune's
+      ``RUN/adapter``: the method and the steps finished in ``RUN/align.json``, and the
+      generator the run started from.
+    - A transformers checkpoint: ``trainer_state.json``'s ``global_step``.
+    - The output of ``imagepref pretrain``: the steps ``pretrain.json`` records."""
+    from imagepref.policy.align.checkpoints import ADAPTER_DIR, RUN_FILE
+
+    folder = Path(path).resolve()
+    state = folder / "trainer_state.json"
     if state.is_file():
         try:
-            return int(json.loads(state.read_text())["global_step"])
+            steps = int(json.loads(state.read_text())["global_step"])
         except (ValueError, KeyError, TypeError):
-            pass
-    match = re.search(r"(\d+)$", path.name)
-    return int(match.group(1)) if match else None
+            steps = None
+        return {"method": "trainer", "steps": steps, "run": str(folder.parent), "base": None}
+    run = folder.parent
+    if folder.name in (MERGED_DIR, ADAPTER_DIR) and (run / RUN_FILE).is_file():
+        record = json.loads((run / RUN_FILE).read_text())
+        return {
+            "method": record.get("method"),
+            "steps": (record.get("finished") or {}).get("steps"),
+            "run": str(run),
+            "base": record.get("base"),
+        }
+    pretrained = folder / "pretrain.json"
+    if pretrained.is_file():
+        record = json.loads(pretrained.read_text())
+        steps = len(record["losses"]) if "losses" in record else record.get("config", {}).get("steps")
+        return {"method": "pretrain", "steps": steps, "run": str(folder), "base": None}
+    return None
+
+
+def training_curve(path: Path) -> list[dict[str, Any]]:
+    """The held-out figures the aligners logged while training the generator folder ``path``:
+    one segment per alignment run, oldest first, following each run's base back while it is
+    another run's merged generator (the quickstart's GRPO starts from DPO's). Each segment is
+    ``{"method", "run", "steps", "base", "monitor_prompts", "records"}``, ``records`` as
+    ``policy.align.monitoring.heldout_history`` reads them (empty for a run that monitored
+    nothing); no segments when no run logged any."""
+    from imagepref.policy.align.checkpoints import RUN_FILE
+    from imagepref.policy.align.monitoring import heldout_history
+
+    segments: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    training = checkpoint_training(path)
+    while training is not None and training["method"] not in ("trainer", "pretrain") and training["run"] not in seen:
+        seen.add(training["run"])
+        settings = json.loads((Path(training["run"]) / RUN_FILE).read_text()).get("settings") or {}
+        records = heldout_history(Path(training["run"]))
+        segments.append(training | {"monitor_prompts": settings.get("monitor_prompts"), "records": records})
+        base = Path(training["base"]) if training["base"] else None
+        training = checkpoint_training(base) if base is not None and base.is_dir() else None
+    # Runs that logged nothing stay in, so the later runs' steps keep their place on the axis.
+    return segments[::-1] if any(segment["records"] for segment in segments) else []
 
 
 def checkpoint_names(paths: list[Path]) -> list[str]:
@@ -121,8 +172,9 @@ def _score_images(
     from imagepref.eval.ocr import load_image
 
     rows = image_set.candidates.to_dict("records")
-    rule_judge = None
+    rule_judge = rule_findings = None
     if family == "glyph":
+        from imagepref.policy.glyphworld.rules import findings as rule_findings
         from imagepref.policy.glyphworld.rules import judge_image as rule_judge
     rewards: dict[str, list[float]] = {}
     unsafe = None
@@ -150,6 +202,7 @@ def _score_images(
         if rule_judge is not None:
             with Image.open(image_set.folder / row["image_path"]) as image:
                 record["rules"] = rule_judge(image, prompt.prompt, lambda _image, text=reading: text)
+                record["rule_findings"] = rule_findings(image, prompt.prompt)
         if rewards:
             record["reward"] = {axis: values[index] for axis, values in rewards.items()}
         if unsafe is not None:
@@ -246,11 +299,14 @@ def evaluate(
         images = _score_images(image_set, readings[offset : offset + count], by_id, family, out, reward_scorer)
         offset += count
         tokens = [list(t) for t in image_set.candidates["image_tokens"]]
+        training = checkpoint_training(path)
         results_checkpoints.append(
             {
                 "name": name,
                 "path": str(path),
-                "step": checkpoint_step(path),
+                "step": training["steps"] if training else None,
+                "training": training,
+                "training_curve": training_curve(path),
                 "family": family,
                 "images_reused": image_set.reused,
                 "no_target_images": sum(not i["text"]["has_target"] for i in images),

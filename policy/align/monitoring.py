@@ -27,6 +27,32 @@ from imagepref.formats import AXES
 from imagepref.policy.generator import Generator
 from imagepref.policy.glyphworld.rules import ReadText, judge_image
 
+METRICS_FILE = "metrics.jsonl"
+
+
+def heldout_history(run: Path) -> list[dict[str, float]]:
+    """The held-out figures a run's monitoring logged to its ``metrics.jsonl``: one record per
+    measured step, in step order, with ``step`` and the ``heldout/...`` figures. A resumed run
+    logs the steps after its last checkpoint again: the later record wins. Empty when the run has
+    no log or measured nothing (monitoring off)."""
+    path = Path(run) / METRICS_FILE
+    if not path.is_file():
+        return []
+    by_step: dict[int, dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a last line cut short by a kill
+            continue
+        figures = {
+            key: float(value)
+            for key, value in record.items()
+            if key.startswith("heldout/") and isinstance(value, int | float)
+        }
+        if figures and isinstance(record.get("step"), int):
+            by_step[record["step"]] = {"step": record["step"], **figures}
+    return [by_step[step] for step in sorted(by_step)]
+
 
 class HeldoutMonitor(TrainerCallback):
     """A transformers callback that scores the current policy on held-out prompts every N steps."""

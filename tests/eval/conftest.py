@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory) -> list[Path]:
     """Two tiny untrained glyph generators saved as ``run/checkpoint-0`` and ``run/checkpoint-10``
-    (one 32-wide layer), as one training run would leave them."""
+    (one 32-wide layer), with the step transformers records in each, as one training run would
+    leave them."""
     from imagepref.policy.pretrain import micro_generator
 
     root = tmp_path_factory.mktemp("run")
@@ -18,8 +20,68 @@ def micro_run(tmp_path_factory) -> list[Path]:
     for step, seed in ((0, 0), (10, 1)):
         path = root / f"checkpoint-{step}"
         micro_generator(seed=0, model_seed=seed).save_pretrained(path)
+        # transformers writes the step of every checkpoint it saves into trainer_state.json.
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         paths.append(path)
     return paths
+
+
+def heldout_record(step: int, accuracy: float, kl: float) -> dict:
+    """One held-out monitoring line of ``metrics.jsonl``, with the keys ``HeldoutMonitor`` logs."""
+    return {
+        "step": step,
+        "time": 1.0e9 + step,
+        "heldout/aesthetics": 0.9,
+        "heldout/prompt_fidelity": 0.3 + accuracy / 2,
+        "heldout/safety": 0.9,
+        "heldout/ocr_word_accuracy": accuracy,
+        "heldout/safety_violation_rate": 0.1,
+        "heldout/kl": kl,
+    }
+
+
+def write_aligned_run(run: Path, method: str, base: Path, steps: int | None, lines: list[dict], seed: int) -> Path:
+    """An alignment run folder as the aligners leave it after merging: ``align.json`` (its
+    ``finished`` entry only when ``steps`` is given), ``metrics.jsonl`` and the merged generator
+    in ``merged/`` (a micro glyph generator). Returns the merged folder."""
+    from imagepref.policy.pretrain import micro_generator
+
+    run.mkdir(parents=True)
+    record = {"method": method, "settings": {"monitor_prompts": 16}, "base": str(base), "base_fingerprint": "0"}
+    if steps is not None:
+        record["finished"] = {"steps": steps, "seconds": 1.0, "train_loss": 0.0, "adapter": "adapter"}
+    (run / "align.json").write_text(json.dumps(record))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    micro_generator(seed=0, model_seed=seed).save_pretrained(run / "merged")
+    return run / "merged"
+
+
+@pytest.fixture(scope="session")
+def quickstart_like(tmp_path_factory) -> dict[str, Path]:
+    """The checkpoints of a quickstart run, as its eval stage links them: ``base`` (a pretrained
+    generator with its ``pretrain.json``) and ``aligned-round-1``, a link to GRPO's merged
+    generator; GRPO (120 steps, monitored at 0, 25, ... 100) started from DPO's merged generator
+    (30 steps, monitored at 0 and 25). A training log line without held-out figures and a step
+    logged twice (a resumed run) are in GRPO's log too."""
+    from imagepref.policy.pretrain import micro_generator
+
+    root = tmp_path_factory.mktemp("quickstart")
+    base = root / "stages" / "pretrain" / "generator"
+    micro_generator(seed=0, model_seed=0).save_pretrained(base)
+    (base / "pretrain.json").write_text(json.dumps({"seed": 0, "losses": [3.0, 2.0, 1.5], "config": {"steps": 3}}))
+    align = root / "stages" / "r1" / "align"
+    dpo = write_aligned_run(
+        align / "dpo", "dpo", base, 30, [heldout_record(0, 0.25, 0.0), heldout_record(25, 0.3, 0.5)], seed=1
+    )
+    grpo_lines = [heldout_record(step, 0.3 + step / 500, step / 100) for step in (0, 25, 50, 75)]
+    grpo_lines += [{"step": 80, "time": 1.0e9, "loss": 0.01, "reward": 0.7}, heldout_record(75, 0.45, 0.8)]
+    grpo_lines.append(heldout_record(100, 0.5, 1.1))
+    grpo = write_aligned_run(align / "grpo", "grpo", dpo, 120, grpo_lines, seed=2)
+    links = root / "stages" / "eval" / "checkpoints"
+    links.mkdir(parents=True)
+    (links / "base").symlink_to(base, target_is_directory=True)
+    (links / "aligned-round-1").symlink_to(grpo, target_is_directory=True)
+    return {"base": links / "base", "aligned": links / "aligned-round-1", "dpo": dpo, "grpo": grpo}
 
 
 PROMPTS = [
