@@ -2,8 +2,9 @@
 
 Push: 1,000 pairs through `labeling.push` (batched import, one server read for idempotency)
 versus one import request per task (the plain SDK loop), timed on 50 tasks and extrapolated.
-Pull: 2,000 annotations through `labeling.pull` (snapshot export, validation, parquet, agreement)
-versus the quick export endpoint alone (download only, no checking).
+Pull: 2,004 annotations (1,002 tasks, each judged by two different people) through `labeling.pull`
+(snapshot export, validation, parquet, agreement), every one of them written, versus the quick
+export endpoint alone (download only, no checking).
 
     .venv/bin/python benchmarks/labeling.py            # fresh server state (first start migrates, ~70 s)
     .venv/bin/python benchmarks/labeling.py --large    # also a 10,000-task project, pushed and pulled
@@ -23,9 +24,10 @@ from pathlib import Path
 from PIL import Image
 
 from imagepref.formats import write_candidate_table
+from imagepref.labeling.accounts import invite, login_token, stored_password
 from imagepref.labeling.candidates import load_candidate_set
 from imagepref.labeling.config import LabelingConfig
-from imagepref.labeling.connection import connect
+from imagepref.labeling.connection import LabelStudioConnection, connect
 from imagepref.labeling.pairing import plan_pairs
 from imagepref.labeling.project import create_project
 from imagepref.labeling.pull import pull
@@ -87,23 +89,30 @@ def main() -> None:
             f"push: {report.added} pairs in {push_seconds:.1f} s ({report.added / push_seconds:.0f} pairs/s); "
             f"one request per task: ~{loop_seconds:.1f} s; ratio {loop_seconds / push_seconds:.1f}x"
         )
-        # Seed 2,000 annotations: the same pairs again, imported with two annotations each.
+        # Seed 2,004 annotations: the same pairs again, imported with two annotations each, by two
+        # different people (one person's second annotation of a task would supersede the first).
         pull_config = LabelingConfig(title="benchmark-pull", pairing="all", overlap=2)
         pull_project = create_project(connection, pull_config)
         admin = connection.check()["id"]
+        credentials = scratch / "annotators.json"
+        (second,) = invite(connection, ["bench-annotator@example.org"], credentials)
+        password = stored_password(credentials, connection.url, second.email)
+        person = LabelStudioConnection(connection.url, login_token(connection.url, second.email, password))
+        other = person.check()["id"]
+        person.close()
         seeded = []
         for pair in plan_pairs(loaded, pull_config):
             task = task_payload(pair, loaded, files, False, "")
             task["annotations"] = [
                 {
-                    "completed_by": admin,
+                    "completed_by": who,
                     "lead_time": 1.0,
                     "result": [
                         {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
                         for axis in config.axes
                     ],
                 }
-                for answer in ("left", "right")
+                for who, answer in ((admin, "left"), (other, "right"))
             ]
             seeded.append(task)
         connection.request("POST", f"/api/projects/{pull_project.id}/import", json=seeded)
@@ -115,10 +124,12 @@ def main() -> None:
         started = time.monotonic()
         connection.request("GET", f"/api/projects/{project.id}/export", params={"exportType": "JSON"})
         quick_seconds = time.monotonic() - started
-        total = pulled.annotations
+        written = pulled.written
         print(
-            f"pull: {total} annotations in {pull_seconds:.1f} s ({total / pull_seconds:.0f} annotations/s, validated and written); "
-            f"quick export download alone: {quick_seconds:.1f} s; ratio {pull_seconds / quick_seconds:.1f}x"
+            f"pull: {written} of {pulled.annotations} annotations validated and written in {pull_seconds:.1f} s "
+            f"({written / pull_seconds:.0f} annotations/s; {pulled.superseded} superseded, "
+            f"{pulled.quarantined} quarantined); quick export download alone: {quick_seconds:.1f} s; "
+            f"ratio {pull_seconds / quick_seconds:.1f}x"
         )
         if "--large" in sys.argv:
             # A 10,002-task project (with a few hundred annotations): push, then pull through the snapshot export.
