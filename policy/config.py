@@ -97,3 +97,36 @@ class PretrainConfig(BaseModel):
                 f"({2 * self.heads}), for example {2 * self.heads * max(1, self.hidden_size // (2 * self.heads))}"
             )
         return self
+
+
+class EditTrainingConfig(BaseModel):
+    """Settings of ``imagepref train-edits``: fine-tuning a glyph-world generator on edit turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: Seed = Field(0, description="Seed of the edit stream (the data order is a function of seed and step).")
+    steps: int = Field(300, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Turns per step.")
+    lr: float = Field(5e-4, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay to a tenth).")
+    warmup: int = Field(20, ge=0, description="Warm-up steps.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    unconditional_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of turns shown without their instruction and with the source as the target: "
+        "the unconditional context of edit guidance means 'keep the source'.",
+    )
+    source_prompt_drop: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Share of turns whose source prompt is left empty, as for a source that was itself an edit.",
+    )
+    replay_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of plain text-to-image signs (the pretraining stream), so the base's first "
+        "image does not fade while it learns to edit.",
+    )

@@ -202,6 +202,19 @@ class Generator(abc.ABC):
 
         return sample(self, prompts, **settings)
 
+    # ----- edits: multi-turn refinement (the turn format is in policy.editing) ------------------
+    can_edit: ClassVar[bool] = False  # whether the family's tokenizer writes edit turns
+    instruction_width: ClassVar[int | None] = None  # instructions padded to this many tokens, if set
+
+    def edit(
+        self, source_codes: torch.Tensor, instructions: list[str], source_prompts: list[str] | None = None, **settings
+    ) -> Samples:
+        """Sample one edited image per source image and instruction with the shared sampler; returns
+        what ``sample`` returns (see ``policy.editing.edit``). Families that cannot edit say so."""
+        from imagepref.policy.editing import edit
+
+        return edit(self, source_codes, instructions, source_prompts, **settings)
+
     @property
     def default_guidance_scale(self) -> float:
         """The guidance scale this generator samples best with (``extra.guidance_scale``, else 3)."""

@@ -46,6 +46,32 @@ class Samples:
     completion_ids: torch.Tensor  # (batch, block length) vocabulary ids of the whole image block
 
 
+class EncodedPrompt(str):
+    """A prompt whose context is already token ids: the text labels the sample, ``ids`` come before
+    the image block and ``unconditional_ids`` are its context for guidance. Edit turns
+    (``policy.editing``) reach the sampler this way, so every decoding path samples them."""
+
+    ids: list[int]
+    unconditional_ids: list[int]
+
+    def __new__(cls, text: str, ids: list[int], unconditional_ids: list[int]) -> EncodedPrompt:
+        prompt = super().__new__(cls, text)
+        prompt.ids, prompt.unconditional_ids = list(ids), list(unconditional_ids)
+        return prompt
+
+
+def context_rows(generator: Generator, prompts: list[str], guided: bool) -> tuple[list[list[int]], list[list[int]]]:
+    """(conditional rows, all rows to prefill): the prompts' ids, then with ``guided`` their
+    unconditional contexts. ``EncodedPrompt``s bring their own ids; the rest the generator encodes."""
+    if all(isinstance(p, EncodedPrompt) for p in prompts):
+        prompt_ids = [p.ids for p in prompts]
+        return prompt_ids, prompt_ids + ([p.unconditional_ids for p in prompts] if guided else [])
+    if any(isinstance(p, EncodedPrompt) for p in prompts):
+        raise BadInputError("a batch mixes edit turns with plain prompts: sample them apart")
+    prompt_ids = generator.encode_prompts(prompts)
+    return prompt_ids, prompt_ids + (generator.encode_prompts(prompts, unconditional=True) if guided else [])
+
+
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token rows; returns (input_ids, attention_mask)."""
     width = max(len(r) for r in rows)
@@ -145,8 +171,7 @@ def _sample_batch(
     device = generator.device
     batch = len(prompts)
     guided = guidance_scale != 1.0 if batch_unconditional is None else batch_unconditional
-    prompt_ids = generator.encode_prompts(prompts)
-    rows = prompt_ids + (generator.encode_prompts(prompts, unconditional=True) if guided else [])
+    prompt_ids, rows = context_rows(generator, prompts, guided)
     pad_id = generator.pad_token_id
     input_ids, mask = left_pad(rows, pad_id, device)
     pos = positions(mask)

@@ -25,7 +25,7 @@ import typer  # noqa: E402
 
 from imagepref.errors import ImagePrefError  # noqa: E402
 from imagepref.known_warnings import silence_known_warnings  # noqa: E402
-from imagepref.recipes.commands import align, evaluate, label, policy, reward, run
+from imagepref.recipes.commands import align, editing, evaluate, label, policy, reward, run
 
 app = typer.Typer(
     name="imagepref",
@@ -54,6 +54,7 @@ def _options(
 
 
 policy.register(app)
+editing.register(app)
 run.register(app)
 app.add_typer(
     label.app, name="label", help="Label Studio: server, projects, push, pull, agreement, simulated annotators."

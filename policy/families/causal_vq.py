@@ -34,6 +34,7 @@ class CausalVQGenerator(Generator):
     """A causal LM with an image-token range and a VQ codec (family ``causal-vq``)."""
 
     family = "causal-vq"
+    can_edit = True  # edit turns: ... {source block}<eoi>{instruction}<boi> (policy.editing)
 
     def __init__(self, model, tokenizer, codec, config: GeneratorConfig):
         self.model = model

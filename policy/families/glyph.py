@@ -3,7 +3,8 @@
 The vocabulary is six special tokens, the 95 printable ASCII characters (one token each, so a
 held-out word is spelled from letters the model has seen), then one token per image code. A
 prompt is written ``<bos>{prompt}<boi>`` and the image block follows; the unconditional context
-for guidance is ``<bos><boi>``, which pretraining shows for a share of the images.
+for guidance is ``<bos><boi>``, which pretraining shows for a share of the images. An edit turn
+continues with ``<eoi>{instruction}<boi>`` and the new image (``policy.editing``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class GlyphGenerator(Generator):
     """The glyph world's generator (family ``glyph``)."""
 
     family = "glyph"
+    can_edit = True
+    # Instructions are padded to 48 characters (policy.editing): a fixed distance from each source
+    # code to the new code at its place. The longest built-in edit instruction has 34.
+    instruction_width = 48
 
     def __init__(
         self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PaletteCodec, config: GeneratorConfig

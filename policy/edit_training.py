@@ -1,0 +1,164 @@
+"""The edit skill: fine-tuning a glyph-world generator on edit turns (``imagepref train-edits``).
+
+Starts from any glyph-world generator folder (the shipped base by default) and trains all its
+weights on seeded edit turns (``policy.glyphworld.edits.training_edit``): the source sign's
+codes, the instruction, and the target sign's codes, with the loss on the target block only
+(``policy.editing.edit_row``). Mixed in, as ``EditTrainingConfig`` sets:
+
+- turns without their instruction whose target is the source itself: the unconditional context
+  of edit guidance ("keep the source");
+- turns with an empty source prompt, as for a source that was itself an edit;
+- plain text-to-image signs from the pretraining stream, so the first image does not fade.
+
+Every step draws its turns from a seed derived from (seed, step), so the data is a function of
+the step. Held-out words and phrasings never occur, by construction of ``training_edit``.
+The output is a generator folder with ``edit_training.json`` (settings, base, losses, time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from imagepref.errors import BadInputError
+from imagepref.files import staged_folder
+from imagepref.policy.config import EditTrainingConfig
+from imagepref.policy.editing import edit_row
+from imagepref.policy.generator import Generator, load_generator
+from imagepref.policy.glyphworld.edits import training_edit
+from imagepref.policy.glyphworld.world import pretraining_spec, render
+
+RECORD_NAME = "edit_training.json"
+
+
+def make_edit_batch(
+    generator: Generator, config: EditTrainingConfig, step: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, labels) of the turns of ``step``; the loss covers each target
+    block and its end."""
+    rng = random.Random(config.seed * 1_000_003 + step)
+    rows: list[tuple[list[int], int]] = []
+    edits, replays = [], []
+    for _ in range(config.batch_size):
+        if rng.random() < config.replay_share:
+            replays.append(pretraining_spec(rng, 0.9))
+        else:
+            edits.append(training_edit(rng))
+    images = [render(e.source) for e in edits] + [render(e.target) for e in edits] + [render(s) for s in replays]
+    codes = generator.encode_images(images) if images else torch.empty(0, generator.num_codes, dtype=torch.long)
+    sources, targets, replay_codes = codes[: len(edits)], codes[len(edits) : 2 * len(edits)], codes[2 * len(edits) :]
+    for edit, source, target in zip(edits, sources, targets):
+        keep = rng.random() < config.unconditional_rate
+        prompt = "" if rng.random() < config.source_prompt_drop else edit.source.prompt
+        rows.append(edit_row(generator, source, None if keep else edit.instruction, source if keep else target, prompt))
+    for spec, spec_codes in zip(replays, replay_codes):
+        row = generator.training_row(spec.prompt, spec_codes)
+        rows.append((row, len(row) - spec_codes.numel() - 2))
+    width = max(len(row) for row, _ in rows)
+    pad = generator.pad_token_id
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    labels = torch.full_like(input_ids, -100)
+    for i, (row, context) in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, context : len(row)] = torch.tensor(row[context:])
+    return input_ids, mask, labels
+
+
+def learning_rate(config: EditTrainingConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train_edits(base: str | Path, out: str | Path, config: EditTrainingConfig, progress=None, log=print) -> Generator:
+    """Fine-tune the glyph generator in ``base`` on edit turns and save it into ``out``.
+
+    ``progress(step, steps, loss)`` is called after every step. Returns the trained generator."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BadInputError(f"{out} exists and is not empty; choose another --out")
+    generator = load_generator(base)
+    if generator.family != "glyph":
+        raise BadInputError(f"edit training draws glyph-world signs; {base} holds a {generator.family} generator")
+    needed = 2 * generator.num_codes + generator.instruction_width + 128
+    if generator.model.config.max_position_embeddings < needed:
+        raise BadInputError(
+            f"an edit turn needs about {needed} positions; this model has "
+            f"{generator.model.config.max_position_embeddings}"
+        )
+    torch.manual_seed(config.seed)
+    started = time.time()
+    model = generator.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    losses: list[float] = []
+    for step in range(config.steps):
+        input_ids, mask, labels = make_edit_batch(generator, config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        if not torch.isfinite(loss):
+            raise BadInputError(f"loss became {loss.item()} at step {step}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(round(loss.item(), 4))
+        if progress:
+            progress(step + 1, config.steps, losses[-1])
+    model.eval()
+    with staged_folder(out) as staging:
+        generator.save_pretrained(staging)
+        record = {
+            "config": config.model_dump(mode="json"),
+            "base": str(base),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "seconds": round(time.time() - started),
+            "losses": losses,
+        }
+        (staging / RECORD_NAME).write_text(json.dumps(record, indent=1))
+    log(f"edit training: {config.steps} steps in {time.time() - started:.0f} s")
+    return generator
+
+
+def score_heldout_edits(
+    generator: Generator,
+    read_text,
+    n: int = 200,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    batch_size: int = 50,
+) -> list[dict]:
+    """Edit the first ``n`` held-out edits (``heldout_edits``) once each and judge them by the edit
+    rules (``judge_edit``): one row per edit with its kind, held-out kind, instruction and scores.
+    The source the generator sees is the source sign's codes; preservation compares the result
+    with their decoded image, the source as the generator saw it."""
+    from imagepref.policy.glyphworld.edits import edit_heldout_kind, heldout_edits, judge_edit
+
+    edits = heldout_edits(n)
+    codes = generator.encode_images([render(e.source) for e in edits])
+    sources = generator.decode(codes)
+    samples = generator.edit(
+        codes,
+        [e.instruction for e in edits],
+        [e.source.prompt for e in edits],
+        seed=seed,
+        guidance_scale=guidance_scale,
+        batch_size=batch_size,
+    )
+    rows = []
+    for edit, source, result in zip(edits, sources, samples.images):
+        scores = judge_edit(edit, source, result, read_text)
+        rows.append(
+            {"kind": edit.kind, "heldout_kind": edit_heldout_kind(edit), "instruction": edit.instruction, **scores}
+        )
+    return rows
