@@ -37,6 +37,7 @@ class LabelStudio:
                     f"which must contain {self.run.files_root}"
                 )
             self.document_root = Path(section.document_root).resolve()
+            self._connection.files_root = self.document_root  # so pull can warn about missing images
         else:
             self.run.files_root.mkdir(parents=True, exist_ok=True)
             status = start_server(self.run.label_studio_dir, section.port, self.run.files_root)
