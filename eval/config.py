@@ -6,10 +6,17 @@ heavy is imported.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field
 
 from imagepref.policy.config import SamplingConfig
 from imagepref.settings import Seed
+
+# The OCR engines imagepref.eval.ocr builds (its ENGINES), named here so that every setting that
+# takes one is checked before anything heavy loads.
+OCR_ENGINES = ("rapidocr", "tesseract")
+OCREngineName = Literal[OCR_ENGINES]
 
 
 class EvalSettings(SamplingConfig):
@@ -19,7 +26,7 @@ class EvalSettings(SamplingConfig):
 
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint (2 or more gives a diversity figure).")
     seed: Seed = Field(0, description="Sampling seed; the same seed, checkpoint and prompts reuse cached images.")
-    ocr_engine: str = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
+    ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
     workers: int | None = Field(None, ge=0, description="OCR processes (None or 0: one per core).")
     baseline: str | None = Field(
         None, description="Checkpoint the win rates are computed against (default: the first)."

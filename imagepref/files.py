@@ -6,13 +6,58 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
 
 FOLDER_MODES = ("new", "replace", "merge")
+
+
+def check_output(
+    path: str | Path,
+    option: str = "--out",
+    inputs: Iterable[str | Path | None] = (),
+    folder: bool = True,
+    may_hold_files: bool = False,
+) -> Path:
+    """Refuse an output path before any work starts, with one line naming ``option`` and the fix:
+    the path is, or lies inside, one of the ``inputs`` (folders a command reads); a folder output
+    is an existing file, or an existing folder with files in it unless ``may_hold_files`` (a
+    command that resumes or reuses what is there); a file output is an existing folder; the path
+    lies below a regular file; or the nearest existing folder cannot be written (probed by
+    creating and removing a folder, which also holds for root and read-only mounts)."""
+    path = Path(path)
+    resolved = path.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source).resolve()
+        if resolved == source or source in resolved.parents:
+            raise BadInputError(
+                f"{option} {path} is inside the input {source}; write the output to a folder outside it"
+            )
+    if path.exists():
+        if folder and not path.is_dir():
+            raise BadInputError(f"{option} {path} is a file; pass the path of a new or empty folder")
+        if not folder and path.is_dir():
+            raise BadInputError(f"{option} {path} is a folder; pass a file path")
+        if folder and not may_hold_files and any(path.iterdir()):
+            raise BadInputError(f"{option} {path} exists and is not empty; choose another {option}")
+    nearest = resolved if path.is_dir() else resolved.parent
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise BadInputError(f"{option} {path} lies below {nearest}, which is a file; choose a path in a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".imagepref-write-check-", dir=nearest))
+    except OSError as error:
+        raise BadInputError(
+            f"cannot write {option} {path}: {nearest} is not writable ({error.strerror}); choose another {option}"
+        ) from None
+    return path
 
 
 @contextlib.contextmanager

@@ -338,6 +338,11 @@ def _check_annotations(annotations: pd.DataFrame, path: Path) -> pd.DataFrame:
 def _read_preference_file(folder: str | Path, name: str) -> tuple[pd.DataFrame, Path]:
     folder = Path(folder)
     path = folder / name
+    if not folder.is_dir():
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise BadInputError(
+            f"preference folder {folder} {state}; pass the folder `imagepref label pull --out DIR` wrote"
+        )
     if not path.is_file():
         raise BadInputError(
             f"{folder} is not preference data ({name} is missing); make it with `imagepref label pull --out DIR`"

@@ -8,11 +8,18 @@ a recipe or a command line is checked in a fraction of a second.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from imagepref.errors import BadInputError
 from imagepref.settings import Seed
+
+# The imagepref part of a generator folder (family, codec, image-token range; see
+# ``policy.generator.GeneratorConfig``).
+GENERATOR_CONFIG = "imagepref.json"
 
 
 class SamplingConfig(BaseModel):
@@ -97,6 +104,38 @@ class PretrainConfig(BaseModel):
                 f"({2 * self.heads}), for example {2 * self.heads * max(1, self.hidden_size // (2 * self.heads))}"
             )
         return self
+
+
+def check_generator_folder(path: str | Path) -> None:
+    """Refuse a generator folder that cannot load, before torch is imported: missing, not a folder,
+    without ``imagepref.json`` and ``config.json``, with an ``imagepref.json`` that is not JSON, or
+    with a missing or damaged ``config.json`` or safetensors weights (its codec's too). Without
+    ``config.json`` transformers would build a default-sized model (a 7B Llama) before failing."""
+    from imagepref.weights import WEIGHTS_FILE, check_model_folder, check_safetensors
+
+    path = Path(path)
+    if not path.is_dir():
+        state = "is not a folder" if path.exists() else "does not exist"
+        raise BadInputError(
+            f"model folder {path} {state}: pass a folder made by `imagepref pretrain` or a family's save"
+        )
+    config_file = path / GENERATOR_CONFIG
+    if not config_file.is_file():
+        if not (path / "config.json").is_file():
+            raise BadInputError(
+                f"{path} is not an imagepref generator folder (no {GENERATOR_CONFIG}); "
+                "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter"
+            )
+        check_model_folder(path, "generator folder")
+        return
+    try:
+        record = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{config_file} is malformed: {str(error).splitlines()[0]}") from None
+    check_model_folder(path, "generator folder")
+    codec = path / str(record.get("codec", "codec")) if isinstance(record, dict) else None
+    if codec is not None and (codec / WEIGHTS_FILE).exists():
+        check_safetensors(codec / WEIGHTS_FILE, codec)
 
 
 class EditTrainingConfig(BaseModel):

@@ -23,12 +23,13 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.policy.config import GENERATOR_CONFIG, check_generator_folder
 
 if TYPE_CHECKING:
     # The sampler imports nothing of this module at run time, so the two never import each other.
     from imagepref.policy.sampler import Samples
 
-CONFIG_NAME = "imagepref.json"
+CONFIG_NAME = GENERATOR_CONFIG
 
 
 class GeneratorConfig(BaseModel):
@@ -261,18 +262,10 @@ def generator_class(family: str) -> type[Generator]:
 def read_config(path: str | Path) -> GeneratorConfig:
     """Read ``imagepref.json`` from a generator folder, with one-line errors for a wrong folder."""
     path = Path(path)
-    if not path.is_dir():
-        raise BadInputError(
-            f"model folder {path} does not exist: pass a folder made by `imagepref pretrain` or a family's save"
-        )
+    check_generator_folder(path)
     config_file = path / CONFIG_NAME
-    if not config_file.is_file() and (path / "config.json").is_file():
-        return _checkpoint_config(path)
     if not config_file.is_file():
-        raise BadInputError(
-            f"{path} is not an imagepref generator folder (no {CONFIG_NAME}); "
-            "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter"
-        )
+        return _checkpoint_config(path)
     try:
         return GeneratorConfig.model_validate(json.loads(config_file.read_text()))
     except (ValueError, json.JSONDecodeError) as error:
@@ -304,9 +297,15 @@ def load_generator(
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    generator = generator_class(config.family).from_pretrained(
-        path, dtype=dtype, device=device, trust_remote_code=trust_remote_code
-    )
+    try:
+        generator = generator_class(config.family).from_pretrained(
+            path, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as error:
+        # What check_generator_folder cannot see (weights of another architecture, a damaged
+        # tokenizer) fails inside transformers; it is still one line naming the folder.
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise BadInputError(f"the generator in {path} does not load ({first}); save it again or pass another") from None
     if generator.codec.num_codes != config.num_image_tokens:
         raise BadInputError(
             f"the codec has {generator.codec.num_codes} codes but the model's image-token range holds "

@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
+from typer._click import exceptions as click_errors  # noqa: E402  (typer's own copy of click)
 
 from imagepref.errors import ImagePrefError  # noqa: E402
 from imagepref.known_warnings import silence_known_warnings  # noqa: E402
@@ -68,13 +69,27 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line; an ``ImagePrefError`` becomes one line on stderr and exit status 2."""
     silence_known_warnings()
     try:
-        app(args=argv, standalone_mode=True)
+        # Not standalone: click's usage errors come here and become one line like every other.
+        status = app(args=argv, standalone_mode=False)
     except ImagePrefError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except click_errors.NoArgsIsHelpError as error:
+        typer.echo(error.ctx.get_help(), err=True)
+        sys.exit(error.exit_code)
+    except click_errors.UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else "imagepref"
+        message = " ".join(error.format_message().split()).rstrip(".")
+        print(f"error: {message}; see {command} --help", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except click_errors.ClickException as error:
+        print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(status, int) and status:
+        sys.exit(status)  # typer.Exit(code) from a command
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_valid
 from imagepref import settings
 from imagepref.dtypes import DTYPE_NAMES
 from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
+from imagepref.eval.config import OCREngineName
 from imagepref.policy.config import PretrainConfig, SamplingConfig
 from imagepref.settings import Seed
 
@@ -140,7 +141,9 @@ class LabelSection(Section):
         0.1, ge=0, le=1, description="Simulated annotators: chance per axis that an answer is flipped."
     )
     judge: str = Field("glyph", description="Simulated judge: 'glyph' (the world's rules) or 'package.module:factory'.")
-    ocr_engine: str = Field("rapidocr", description="OCR engine the glyph judge reads text with (rapidocr, tesseract).")
+    ocr_engine: OCREngineName = Field(
+        "rapidocr", description="OCR engine the glyph judge reads text with (rapidocr, tesseract)."
+    )
     invite: list[str] = Field(default_factory=list, description="Human mode: e-mail addresses to invite.")
     quota: int | None = Field(
         None,
@@ -188,7 +191,7 @@ class AlignSection(Section):
         "glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file."
     )
     num_prompts: int = Field(256, ge=1, description="GRPO/PPO training prompts drawn.")
-    ocr_engine: str = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
+    ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
     monitor: bool = Field(
         True, description="Held-out monitoring passes during training (reward per head, KL, OCR, safety)."
     )
@@ -204,7 +207,7 @@ class EvalSection(Section, SamplingConfig):
     prompts: str = Field("glyphworld-heldout", description="Prompt set: glyphworld-heldout, text-rendering or a file.")
     limit: int = Field(0, ge=0, description="Only the first N prompts (0: all).")
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint.")
-    ocr_engine: str = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
+    ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
     workers: int = Field(0, ge=0, description="OCR processes (0: one per core).")
     use_reward_model: bool = Field(True, description="Add the last reward model's per-axis scores to the report.")
 
@@ -329,6 +332,57 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
     raw = read_recipe_file(path)
     raw = apply_overrides(raw, list(overrides or []))
     return validate_recipe(raw, where=str(path))
+
+
+def _checked_prompts(value: str, key: str, names: tuple[str, ...], where: str) -> None:
+    """A prompts setting names a built-in set or a prompts file that reads (encoding, ids, lines)."""
+    if value in names:
+        return
+    from imagepref.formats import read_prompts
+
+    path = Path(value)
+    if not path.exists() and path.suffix == "" and "/" not in value:
+        raise UnknownNameError(
+            f"{where}: {key}: unknown prompt set {value!r}; choose one of {', '.join(names)} or a file"
+        )
+    try:
+        read_prompts(path)
+    except BadInputError as error:
+        raise BadInputError(f"{where}: {key}: {error}") from None
+
+
+def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
+    """Check what the recipe's stages will read, before the first stage starts (a GPU run would
+    otherwise meet a wrong path hours in): the generator folder and device, every prompts file or
+    set a stage in ``stages`` uses, the labeling instructions, the accelerate config, and that the
+    run folder can be written. The first problem is one line naming its key."""
+    from imagepref.devices import check_device
+    from imagepref.files import check_output
+    from imagepref.policy.config import check_generator_folder
+
+    stages = set(recipe.stages)
+    check_output(recipe.run_path(), "run_dir", may_hold_files=True)
+    if recipe.generator.path is not None:
+        try:
+            check_generator_folder(recipe.generator.path)
+        except BadInputError as error:
+            raise BadInputError(f"{where}: generator.path: {error}") from None
+    if "generate" in stages:
+        _checked_prompts(recipe.generate.prompts, "generate.prompts", ("glyphworld",), where)
+    if "label" in stages and recipe.label.instructions and not Path(recipe.label.instructions).is_file():
+        raise BadInputError(
+            f"{where}: label.instructions: {recipe.label.instructions} does not exist; pass a Markdown file"
+        )
+    if "align" in stages and {"grpo", "ppo"} & set(recipe.align.methods):
+        _checked_prompts(recipe.align.prompts, "align.prompts", ("glyphworld", "glyphworld-align"), where)
+    if "eval" in stages:
+        _checked_prompts(recipe.eval.prompts, "eval.prompts", ("glyphworld-heldout", "text-rendering"), where)
+    accelerate = recipe.launch.accelerate_config
+    if accelerate and ("align" in stages or "reward" in stages) and not Path(accelerate).is_file():
+        raise BadInputError(
+            f"{where}: launch.accelerate_config: {accelerate} does not exist; pass one of recipes/accelerate/*.yaml"
+        )
+    check_device(recipe.generator.device, f"{where}: generator.device")
 
 
 def shipped_recipes() -> list[tuple[Path, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from imagepref.recipes.config import Recipe
+from imagepref.recipes.config import Recipe, check_inputs
 from imagepref.recipes.run_folder import RunFolder
 from imagepref.recipes.runner import Runner
 from imagepref.recipes.services import Services
@@ -30,6 +30,7 @@ def run(
 ) -> RunFolder:
     """Run ``recipe`` in its run folder; ``from_stage`` (a key such as ``r2/generate`` or a kind)
     reruns that stage and every later one. Returns the run folder."""
+    check_inputs(recipe)  # a wrong path or name fails now, not when its stage starts hours in
     runner = Runner(recipe, external_inputs, from_stage=from_stage, continue_labeling=continue_labeling, echo=echo)
     if runner.tell_waiting_runner():
         return runner.folder

@@ -12,27 +12,35 @@ Python API::
 
 ``reward`` imports neither ``eval``, ``labeling`` nor ``recipes``; ``policy`` only lazily (the
 token backbone and the glyph-world data builder).
+
+The names below are imported on first use, so ``reward.config`` (pydantic only) can be imported
+to check settings and saved reward models without importing torch.
 """
 
-from imagepref.reward.config import RewardConfig
-from imagepref.reward.data import PreferenceSet, read_preferences, split_by_prompt
-from imagepref.reward.evaluation import evaluate_reward_model
-from imagepref.reward.losses import outcome_probabilities, preference_loss
-from imagepref.reward.model import RewardModel, load_reward_model, score_candidates
-from imagepref.reward.train import TrainingDivergedError, TrainResult, train_reward_model
+import importlib
 
-__all__ = [
-    "PreferenceSet",
-    "RewardConfig",
-    "RewardModel",
-    "TrainResult",
-    "TrainingDivergedError",
-    "evaluate_reward_model",
-    "load_reward_model",
-    "outcome_probabilities",
-    "preference_loss",
-    "read_preferences",
-    "score_candidates",
-    "split_by_prompt",
-    "train_reward_model",
-]
+_HOMES = {
+    "RewardConfig": "config",
+    "PreferenceSet": "data",
+    "read_preferences": "data",
+    "split_by_prompt": "data",
+    "evaluate_reward_model": "evaluation",
+    "outcome_probabilities": "losses",
+    "preference_loss": "losses",
+    "RewardModel": "model",
+    "load_reward_model": "model",
+    "score_candidates": "model",
+    "TrainingDivergedError": "train",
+    "TrainResult": "train",
+    "train_reward_model": "train",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -8,10 +8,13 @@ exactly as it did when it was trained.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from imagepref.errors import BadInputError
 from imagepref.formats import AXES
 from imagepref.settings import Seed, apply_overrides, validated
 
@@ -214,3 +217,30 @@ def validated_config(data: dict) -> RewardConfig:
     """A ``RewardConfig`` from a dict, with a one-line error naming the bad field (and, for an
     unknown one, the nearest valid field)."""
     return validated(RewardConfig, data, "reward config")
+
+
+def read_model_config(path: str | Path) -> RewardConfig:
+    """The config of a saved reward model folder, checked without torch: ``config.json`` that is
+    JSON and a valid ``RewardConfig`` (an unknown key names the nearest), and whole safetensors
+    weights; any problem is one line naming the folder."""
+    from imagepref.weights import WEIGHTS_FILE, check_safetensors
+
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file() or not (path / WEIGHTS_FILE).exists():
+        raise BadInputError(
+            f"{path} is not a reward model folder (needs config.json and {WEIGHTS_FILE}); "
+            "train one with `imagepref reward train --prefs DIR --out DIR`"
+        )
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{config_file} is not valid JSON ({error}); retrain or restore the folder") from None
+    if not isinstance(data, dict):
+        raise BadInputError(
+            f"{config_file} must hold a JSON object of RewardConfig fields; retrain or restore the folder"
+        )
+    data.setdefault("members", 1)  # a folder saved before ensembles existed holds one network
+    config = validated_config(data)
+    check_safetensors(path / WEIGHTS_FILE, path)
+    return config

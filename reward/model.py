@@ -14,7 +14,6 @@ labeling uses to pick pairs for people.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from torch import nn
 from imagepref.errors import BadInputError
 from imagepref.files import replaced_on_success, write_text_atomically
 from imagepref.reward.backbones import BACKBONES
-from imagepref.reward.config import RewardConfig, validated_config
+from imagepref.reward.config import RewardConfig, read_model_config
 from imagepref.reward.losses import outcome_probabilities
 
 CONFIG_FILE = "config.json"
@@ -295,20 +294,8 @@ class RewardModel(nn.Module):
     ) -> RewardModel:
         """Load a saved reward model folder exactly as it was saved (eval mode)."""
         path = Path(path)
-        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-        if not config_file.is_file() or not weights_file.is_file():
-            raise BadInputError(
-                f"{path} is not a reward model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                "train one with `imagepref reward train --prefs DIR --out DIR`"
-            )
-        try:
-            data = json.loads(config_file.read_text())
-        except json.JSONDecodeError as error:
-            raise BadInputError(
-                f"{config_file} is not valid JSON ({error.msg}); retrain or restore the folder"
-            ) from None
-        data.setdefault("members", 1)  # a folder saved before ensembles existed holds one network
-        model = cls(validated_config(data))
+        weights_file = path / WEIGHTS_FILE
+        model = cls(read_model_config(path))
         state = load_file(str(weights_file))
         if model.config.members == 1 and not any(k.startswith("members.") for k in state):
             state = {f"members.0.{k}": v for k, v in state.items()}  # a folder saved before ensembles existed

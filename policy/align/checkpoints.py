@@ -29,7 +29,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from imagepref.dtypes import dtype_name, torch_dtype
 from imagepref.errors import BadInputError
-from imagepref.files import staged_folder, write_json_atomically, write_text_atomically
+from imagepref.files import check_output, staged_folder, write_json_atomically, write_text_atomically
 from imagepref.policy.align.steps import StepLines
 from imagepref.policy.generator import CONFIG_NAME, Generator, load_generator
 from imagepref.tensor_state import load_state, save_state
@@ -151,7 +151,13 @@ def read_run(run: Path) -> dict:
         raise BadInputError(
             f"{run} is not an alignment run folder (no {RUN_FILE}); pass the --out of `imagepref align`"
         )
-    return json.loads(record.read_text())
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{record} is not JSON ({error}); the run folder is damaged: start a fresh --out") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{record} is not a run record (a JSON object); start a fresh --out")
+    return data
 
 
 def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = False) -> Generator:
@@ -183,9 +189,7 @@ def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = 
 
 def merge_run(run: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
     """Write a merged generator folder (loadable with ``load_generator``) from a run's adapter."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"{out} exists and is not empty; choose another --out")
+    out = check_output(out, inputs=[run])
     generator = load_aligned(run, base, merge=True)
     with staged_folder(out) as staging:
         generator.save_pretrained(staging)

@@ -110,6 +110,71 @@ def run_aligner(
     adapters stay float32: peft upcasts them). ``step_log`` gets a ``StepLine`` per training step
     as it happens (``str(line)``: every metric, for a log; ``line.summary``: the few a person
     reads); without it, ``log`` gets each step's summary."""
+    if method not in METHODS:
+        raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(settings, settings_class(method)):
+        settings = settings_from_mapping(method, settings, where=f"align.{method}")
+    out = Path(out)
+    with _removed_unless_started(out):
+        return _run_aligner(
+            method,
+            base,
+            out,
+            settings,
+            preferences,
+            candidates,
+            reward_model,
+            prompts,
+            num_prompts,
+            ocr_engine,
+            monitor,
+            merge,
+            log,
+            dtype,
+            device,
+            trust_remote_code,
+            step_log,
+        )
+
+
+@contextlib.contextmanager
+def _removed_unless_started(out: Path) -> Iterator[None]:
+    """A run that fails before its first checkpoint leaves nothing behind: its ``align.json`` would
+    make the corrected retry refuse the folder (``--resume`` has nothing to resume), so what this
+    attempt created goes; a folder that held a run or a checkpoint before stays as it was."""
+    from imagepref.policy.align.checkpoints import RUN_FILE
+
+    existed, had_run = out.exists(), (out / RUN_FILE).is_file()
+    try:
+        yield
+    except BaseException:
+        if not had_run and not any(out.glob("checkpoint-*")):
+            if existed:
+                (out / RUN_FILE).unlink(missing_ok=True)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_aligner(
+    method,
+    base,
+    out,
+    settings,
+    preferences,
+    candidates,
+    reward_model,
+    prompts,
+    num_prompts,
+    ocr_engine,
+    monitor,
+    merge,
+    log,
+    dtype,
+    device,
+    trust_remote_code,
+    step_log,
+) -> dict:
     from imagepref.dtypes import dtype_name, torch_dtype
     from imagepref.policy.align import (
         Monitoring,
@@ -124,11 +189,6 @@ def run_aligner(
     from imagepref.policy.align.checkpoints import RUN_FILE
     from imagepref.policy.generator import load_generator
 
-    if method not in METHODS:
-        raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if not isinstance(settings, settings_class(method)):
-        settings = settings_from_mapping(method, settings, where=f"align.{method}")
-    out = Path(out)
     generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
     log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")
     if reward_model is not None:

@@ -13,6 +13,8 @@ import typer
 
 from imagepref.errors import BadInputError
 from imagepref.recipes.commands.settings_help import settings_help_command
+from imagepref.recipes.config import AlignSection
+from imagepref.settings import option_bounds
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -82,7 +84,10 @@ OUT = typer.Option(
 CONFIG = typer.Option(None, "--config", help="YAML file of settings; key=value arguments override it.")
 RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint.")
 OCR = typer.Option(
-    "rapidocr", "--ocr-engine", help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract."
+    "rapidocr",
+    "--ocr-engine",
+    help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract.",
+    callback=option_bounds(AlignSection, "ocr_engine"),
 )
 REWARD_MODEL = typer.Option(None, "--reward-model", help="Reward model folder (for reward_model rewards).")
 PROMPTS = typer.Option(
@@ -119,14 +124,35 @@ def _train(
     preferences=None,
     candidates=None,
 ) -> None:
-    from imagepref.dtypes import torch_dtype
-    from imagepref.policy.align.checkpoints import RUN_FILE, read_run
+    from imagepref.devices import check_device
+    from imagepref.dtypes import check_dtype
+    from imagepref.files import check_output
+    from imagepref.formats import read_candidate_sets, read_pairs, read_prompts
+    from imagepref.policy.config import check_generator_folder
+    from imagepref.reward.config import read_model_config
+
+    # The inputs are checked before the settings: those need TRL's config classes, and torch.
+    check_dtype(dtype, "--dtype")
+    base = _base(base)
+    check_generator_folder(base)
+    if not resume and (out / "align.json").is_file():
+        raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
+    if resume and not (out / "align.json").is_file():
+        raise BadInputError(f"--resume given but {out} holds no run (align.json missing); drop --resume to start one")
+    check_output(out, inputs=[base, preferences, *(candidates or [])], may_hold_files=resume)
+    if preferences is not None:
+        read_pairs(preferences)
+        read_candidate_sets(candidates, ("image_tokens",), "(the image tokens DPO trains on)")
+    elif method != "dpo" and prompts not in ("glyphworld", "glyphworld-align"):
+        read_prompts(prompts)
+    if reward_model is not None:
+        read_model_config(reward_model)
+    check_device(device)
+
+    from imagepref.policy.align.checkpoints import read_run
     from imagepref.policy.align.pipeline import run_aligner
 
-    torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
     settings = load_settings(method, config, list(context.args), rewards)
-    if not resume and (out / RUN_FILE).is_file():
-        raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose a fresh --out")
     if resume:
         # Checked here too (prepare_run checks the base as well) so a wrong folder fails before any loading.
         record = read_run(out)
@@ -140,7 +166,7 @@ def _train(
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
     result = run_aligner(
         method,
-        _base(base),
+        base,
         out,
         settings,
         preferences=[preferences] if preferences else None,
@@ -217,7 +243,9 @@ def grpo(
     ocr_engine: str = OCR,
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
-    num_prompts: int = typer.Option(256, help="Training prompts used."),
+    num_prompts: int = typer.Option(
+        256, help="Training prompts used.", callback=option_bounds(AlignSection, "num_prompts")
+    ),
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
@@ -252,7 +280,9 @@ def ppo(
     ocr_engine: str = OCR,
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
-    num_prompts: int = typer.Option(256, help="Training prompts used."),
+    num_prompts: int = typer.Option(
+        256, help="Training prompts used.", callback=option_bounds(AlignSection, "num_prompts")
+    ),
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
@@ -283,6 +313,14 @@ def merge(
     base: Path | None = typer.Option(None, "--base", help="Base generator (default: the one the run records)."),
 ) -> None:
     """Merge a run's LoRA adapter into its base and write a generator folder (load_generator loads it)."""
+    from imagepref.files import check_output
+
+    check_output(out, inputs=[run])
+    if not (run / "align.json").is_file():
+        raise BadInputError(
+            f"{run} is not an alignment run folder (no align.json); pass the --out of `imagepref align`"
+        )
+
     from imagepref.policy.align import merge_run
 
     typer.echo(f"wrote the merged generator to {merge_run(run, out, base)}")

@@ -48,7 +48,11 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(
             0, help="Evaluate only the first N prompts (0: all).", callback=option_bounds(EvalSection, "limit")
         ),
-        ocr_engine: str = typer.Option("rapidocr", help="OCR engine: rapidocr (default) or tesseract."),
+        ocr_engine: str = typer.Option(
+            "rapidocr",
+            help="OCR engine: rapidocr (default) or tesseract.",
+            callback=option_bounds(EvalSettings, "ocr_engine"),
+        ),
         workers: int = typer.Option(
             0, help="OCR processes (0: one per core).", callback=option_bounds(EvalSettings, "workers")
         ),
@@ -65,18 +69,31 @@ def register(app: typer.Typer) -> None:
             None, "--device", help="torch device to sample on, e.g. cuda (default: the loader's)."
         ),
     ) -> None:
-        from imagepref.dtypes import torch_dtype
+        from imagepref.devices import check_device
+        from imagepref.dtypes import check_dtype
         from imagepref.eval.prompts import load_prompts
-        from imagepref.eval.report import markdown_summary
-        from imagepref.eval.runner import EvalSettings, evaluate, reward_model_scorer
+        from imagepref.files import check_output
+        from imagepref.policy.config import check_generator_folder
+        from imagepref.reward.config import read_model_config
 
-        torch_dtype(dtype, "--dtype")  # a bad name fails before anything loads
-
+        # Every input is checked before torch is imported: a bad one fails in about a second.
+        check_dtype(dtype, "--dtype")
         extra = [Path(arg) for arg in context.args]
         unknown = [str(arg) for arg in extra if str(arg).startswith("-")]
         if unknown:
             raise ImagePrefError(f"unknown option {unknown[0]}; see imagepref eval --help")
+        # The folder may hold an earlier evaluation: its cached images are reused.
+        check_output(out, inputs=[*checkpoints, *extra], may_hold_files=True)
+        for checkpoint in [*checkpoints, *extra]:
+            check_generator_folder(checkpoint)
         prompt_list = load_prompts(prompts)
+        if reward_model is not None:
+            read_model_config(reward_model)
+        check_device(device)
+
+        from imagepref.eval.report import markdown_summary
+        from imagepref.eval.runner import EvalSettings, evaluate, reward_model_scorer
+
         if limit > 0:
             prompt_list = prompt_list[:limit]
         settings = EvalSettings(

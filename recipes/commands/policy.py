@@ -65,8 +65,15 @@ def pretrain(
     ),
 ) -> None:
     """Pretrain the glyph-world generator (codec, then the Llama) on fresh signs, resumably."""
-    from imagepref.policy.pretrain import PretrainConfig
-    from imagepref.policy.pretrain import pretrain as run_pretrain
+    from imagepref.files import check_output
+
+    # A folder of an earlier run (its checkpoint/ or the saved generator) is resumed; any other
+    # folder with files in it is refused before torch is imported.
+    check_output(out, may_hold_files=True)
+    if out.is_dir() and any(out.iterdir()) and not ((out / "checkpoint").exists() or (out / "imagepref.json").exists()):
+        raise BadInputError(
+            f"--out {out} holds other files and is not a generator or pretraining folder; choose a fresh --out"
+        )
 
     overrides = {
         k: v
@@ -94,6 +101,8 @@ def pretrain(
     config = PretrainConfig(**overrides)
     if config.steps <= 0 or config.batch_size <= 0:
         raise BadInputError("--steps and --batch-size must be at least 1")
+    from imagepref.policy.pretrain import pretrain as run_pretrain
+
     with _progress() as progress:
         task = progress.add_task("pretrain", total=config.steps, info="")
         codec_task = progress.add_task("codec k-means", total=config.codec_iterations, info="")
@@ -138,17 +147,23 @@ def generate(
     ),
 ) -> None:
     """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
-    from imagepref.dtypes import torch_dtype
+    from imagepref.devices import check_device
+    from imagepref.dtypes import check_dtype
+    from imagepref.files import check_output
     from imagepref.formats import read_prompts
-    from imagepref.policy.candidates import write_candidate_set
-    from imagepref.policy.generator import load_generator, read_config
+    from imagepref.policy.config import check_generator_folder
 
-    if n <= 0:
-        raise BadInputError(f"--n must be at least 1; got {n}")
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"{out} exists and is not empty; choose another --out")
-    read_config(model)
+    # Every input is checked before torch is imported: a bad one fails in about a second.
+    check_dtype(dtype, "--dtype")
+    check_output(out, inputs=[model])
+    check_generator_folder(model)
     prompt_rows = [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(prompts)]
+    check_device(device)
+
+    from imagepref.dtypes import torch_dtype
+    from imagepref.policy.candidates import write_candidate_set
+    from imagepref.policy.generator import load_generator
+
     generator = load_generator(
         model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code
     )

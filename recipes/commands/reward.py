@@ -75,18 +75,36 @@ def train(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train a multi-head reward model; validation is split by prompt; the best epoch is saved."""
-    from imagepref.reward.train import train_reward_model
+    from imagepref.devices import check_device
+    from imagepref.files import check_output
+    from imagepref.formats import check_images, read_candidate_sets, read_pairs
+    from imagepref.policy.config import check_generator_folder
 
+    # Checked before torch is imported: a bad input fails in about a second.
+    check_output(out, inputs=[prefs, *(candidates or [])])
     overrides = list(override or [])
     if backbone:
         overrides.append(f"backbone={backbone}")
     if backbone_path:
         overrides.append(f"backbone_path={backbone_path}")
     cfg = _load_config(config, overrides)
-    loaded = None
     if cfg.backbone == "token":
         if generator is None:
             raise BadInputError("the token backbone reads a generator's image tokens: pass --generator DIR")
+        check_generator_folder(generator)
+    read_pairs(prefs)
+    default_set = prefs / "candidates"
+    sets = candidates or ([default_set] if (default_set / "candidates.parquet").is_file() else [])
+    token = cfg.backbone == "token"
+    table = read_candidate_sets(sets, ("image_tokens",) if token else (), "(the token backbone reads them)")
+    if not token:
+        check_images(table)
+    check_device(device)
+
+    from imagepref.reward.train import train_reward_model
+
+    loaded = None
+    if cfg.backbone == "token":
         from imagepref.policy.generator import load_generator
 
         loaded = load_generator(generator)
@@ -183,6 +201,17 @@ def score(
 ) -> None:
     """Score every candidate of a set: per candidate, raw per-axis head scores, normalised ones and
     the combined reward; with --pairs, per pair, what labeling's uncertainty pairing ranks by."""
+    from imagepref.devices import check_device
+    from imagepref.files import check_output
+    from imagepref.formats import read_candidate_set
+    from imagepref.reward.config import read_model_config
+
+    # Checked before torch is imported: a bad input fails in about a second.
+    check_output(out, inputs=[model, candidates], folder=False)
+    read_model_config(model)
+    read_candidate_set(candidates)
+    check_device(device)
+
     from imagepref.reward.model import load_reward_model
     from imagepref.reward.scoring import candidate_scores, pair_scores
 
@@ -216,10 +245,18 @@ def glyph_data(
         "(default: the shipped glyph generator, so the tokens are the ones it "
         "writes); 'fresh' fits a small codec now.",
     ),
-    ocr: str = typer.Option("rapidocr", help="OCR engine the simulated annotators read with: rapidocr | tesseract."),
+    ocr: str = typer.Option(
+        "rapidocr",
+        help="OCR engine the simulated annotators read with: rapidocr | tesseract.",
+        callback=option_bounds(LabelSection, "ocr_engine"),
+    ),
     seed: int = typer.Option(0, help="Seed of the signs, variants and annotator errors.", callback=option_bounds(Seed)),
 ) -> None:
     """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
+    from imagepref.files import check_output
+
+    check_output(out)
+
     from imagepref.eval.ocr import text_reader
     from imagepref.reward.synthetic import glyph_preference_data
 
