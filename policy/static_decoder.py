@@ -168,14 +168,35 @@ class StaticDecoder:
         embeds = self.decoder.embed_tokens(token[:, None])
         return self._forward(embeds, position_ids, self.key_mask[..., : self.filled + 1])
 
+    def window(self, tokens: torch.Tensor, position_ids: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """Feed a window of tokens per row at buffer columns of the row's own (``tokens``,
+        ``position_ids``, ``columns``: (rows, width)); returns the logits at every window
+        position, (rows, width, vocab).
+
+        Each query sees the row's prompt and the columns up to its own, so rows may stand at
+        different places in the block (speculative decoding accepts a different number of drafts
+        per row), and columns past a row's accepted prefix are simply written over next time."""
+        if int(columns.max()) >= self.length:
+            raise RuntimeError(f"the static cache holds {self.length} positions")
+        reachable = torch.arange(self.length, device=self.device)[None, None, :] <= columns[:, :, None]
+        mask = self.key_mask.expand(-1, -1, tokens.shape[1], -1)
+        mask = mask.masked_fill(~reachable[:, None], torch.finfo(self.dtype).min)
+        return self._forward(self.decoder.embed_tokens(tokens), position_ids, mask, columns=columns)
+
     def _forward(
-        self, hidden: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor, scatter: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        position_ids: torch.Tensor,
+        mask: torch.Tensor,
+        scatter: torch.Tensor | None = None,
+        columns: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the layers on ``hidden``: one new token per buffer row, or (prefill, ``scatter``
-        given) whole prompts of distinct rows whose keys and values go to buffer rows ``scatter``."""
+        given) whole prompts of distinct rows whose keys and values go to buffer rows ``scatter``,
+        or (``columns`` given) a window per row whose keys and values go to those columns."""
         start, width = self.filled, hidden.shape[1]
         end = start + width
-        if end > self.length or (width > 1 and start):
+        if columns is None and (end > self.length or (width > 1 and start)):
             raise RuntimeError(f"the static cache holds {self.length} positions from a single prefill")
         rows = hidden.shape[0]
         cos, sin = self.decoder.rotary_emb(hidden, position_ids)
@@ -190,7 +211,14 @@ class StaticDecoder:
             )
             v = v.view(rows, width, -1, self.head_dim).transpose(1, 2)
             scaling = layer.self_attn.scaling
-            if scatter is None:
+            if columns is not None:
+                row = torch.arange(rows, device=self.device)[:, None]
+                keys[row, :, columns], values[row, :, columns] = k.transpose(1, 2), v.transpose(1, 2)
+                out = F.scaled_dot_product_attention(
+                    q, keys, values, attn_mask=mask, scale=scaling, enable_gqa=self.heads != self.kv_heads
+                )
+                out = out.transpose(1, 2).reshape(rows, width, -1)
+            elif scatter is None:
                 keys[:, :, start:end], values[:, :, start:end] = k, v
                 out = self._attend_one(q, keys[:, :, :end], values[:, :, :end], mask, scaling)
             else:
@@ -201,6 +229,8 @@ class StaticDecoder:
                 out = out.transpose(1, 2).reshape(rows, width, -1)
             hidden = hidden + dropout(o_proj(out))
             hidden = hidden + dropout(mlp(layer.post_attention_layernorm(hidden)))
+        if columns is not None:
+            return self.head(self.decoder.norm(hidden))
         self.filled = end
         return self.head(self.decoder.norm(hidden[:, -1]))
 
