@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from imagepref.errors import UnknownNameError
+from imagepref.policy.config import Decoding, SpeculativeWindow
 
 METHODS = ("dpo", "grpo", "ppo")
 
@@ -273,6 +274,12 @@ class GRPOFields(AlignFields):
         "policy drift from the base unchecked; every measured GRPO run here used 0.04.",
     )
     rewards: RewardMix = Field(default_factory=RewardMix, description="The rewards and their weights.")
+    decoding: Decoding = Field(
+        "plain",
+        description="How rollouts are sampled: plain, or sjd (speculative Jacobi decoding: the same "
+        "distribution and raw log-probs in fewer forward passes).",
+    )
+    window: SpeculativeWindow = Field(8, description="Draft codes verified per forward pass (decoding sjd).")
 
 
 class PPOFields(GRPOFields):

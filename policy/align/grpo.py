@@ -31,9 +31,27 @@ from imagepref.policy.align.training import (
 from imagepref.policy.generator import Generator
 
 
-def rollout(generator: Generator, prompts: list[str], seed: int, guidance_scale: float, temperature: float) -> dict:
-    """Sample one image per prompt with the shared sampler, in the shape TRL's ``rollout_func`` returns."""
-    samples = generator.sample(prompts, seed=seed, guidance_scale=guidance_scale, temperature=temperature, decode=False)
+def rollout(
+    generator: Generator,
+    prompts: list[str],
+    seed: int,
+    guidance_scale: float,
+    temperature: float,
+    decoding: str = "plain",
+    window: int = 8,
+) -> dict:
+    """Sample one image per prompt with the shared sampler, in the shape TRL's ``rollout_func`` returns.
+
+    ``decoding="sjd"`` draws from the same distribution with the same raw log-probs, in fewer passes."""
+    samples = generator.sample(
+        prompts,
+        seed=seed,
+        guidance_scale=guidance_scale,
+        temperature=temperature,
+        decode=False,
+        decoding=decoding,
+        window=window,
+    )
     layout = generator.block_layout()
     slots = torch.tensor([i for i, t in enumerate(layout) if t is None])
     logprobs = torch.zeros(len(prompts), len(layout))
@@ -133,7 +151,13 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
 
             guidance_scale, temperature = self.rollout_sampling()
             return rollout(
-                policy_of(self, self.generator), [str(p) for p in prompts], seed, guidance_scale, temperature
+                policy_of(self, self.generator),
+                [str(p) for p in prompts],
+                seed,
+                guidance_scale,
+                temperature,
+                decoding=self.settings.decoding,
+                window=self.settings.window,
             )
         finally:
             policy.train(was_training)

@@ -45,6 +45,16 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(
             1.0, help="Sampling temperature.", callback=option_bounds(EvalSettings, "temperature")
         ),
+        decoding: str = typer.Option(
+            "plain",
+            help="plain, or sjd: speculative Jacobi decoding (same distribution, fewer forward passes).",
+            callback=option_bounds(EvalSettings, "decoding"),
+        ),
+        window: int = typer.Option(
+            8,
+            help="Draft codes verified per forward pass (--decoding sjd).",
+            callback=option_bounds(EvalSettings, "window"),
+        ),
         limit: int = typer.Option(
             0, help="Evaluate only the first N prompts (0: all).", callback=option_bounds(EvalSection, "limit")
         ),
@@ -101,6 +111,8 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             guidance_scale=guidance_scale,
             temperature=temperature,
+            decoding=decoding,
+            window=window,
             ocr_engine=ocr_engine,
             workers=workers or None,
             baseline=baseline,

@@ -140,6 +140,16 @@ def generate(
     batch_size: int = typer.Option(
         32, help="Images per sampler batch.", callback=option_bounds(SamplingConfig, "batch_size")
     ),
+    decoding: str = typer.Option(
+        "plain",
+        help="plain, or sjd: speculative Jacobi decoding (same distribution, fewer forward passes).",
+        callback=option_bounds(SamplingConfig, "decoding"),
+    ),
+    window: int = typer.Option(
+        8,
+        help="Draft codes verified per forward pass (--decoding sjd).",
+        callback=option_bounds(SamplingConfig, "window"),
+    ),
     device: str | None = typer.Option(None, help="torch device, e.g. cuda (default: cpu)."),
     dtype: str | None = typer.Option(None, help="Weights dtype: float32, bfloat16 or float16 (default: the family's)."),
     trust_remote_code: bool = typer.Option(
@@ -167,7 +177,14 @@ def generate(
     generator = load_generator(
         model, dtype=torch_dtype(dtype, "--dtype"), device=device, trust_remote_code=trust_remote_code
     )
-    sampler = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+    sampler = SamplingConfig(
+        guidance_scale=guidance_scale,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        decoding=decoding,
+        window=window,
+    ).sampler()
     with _progress() as progress:
         task = progress.add_task("generate", total=len(prompt_rows) * n, info="")
         rows = write_candidate_set(
