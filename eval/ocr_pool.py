@@ -1,8 +1,14 @@
-"""Read many images with one single-threaded OCR process per core (``OCRPool``, ``read_many``).
+"""Read many images with single-threaded OCR processes, one per free core (``OCRPool``,
+``read_many``), or in this process when a pool would not be faster.
 
 One process per core uses the CPU better than onnxruntime's threads at the sizes generators
-produce (``benchmarks/eval.py`` measures it). Workers are started with ``spawn``, so
-a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
+produce, but only on cores that are free: starting a worker (a new interpreter, its imports and
+the models) costs about as much as reading a few dozen images, and on a machine whose cores are
+busy with other work the workers only share the same cores with it. ``choose_workers`` therefore
+counts the cores this process may use that the load average leaves free, and the images each
+worker would get, and reads in this process when fewer than two workers would pay off
+(``benchmarks/eval.py`` measures both). Workers are started with ``spawn``, so a script that
+calls this needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -30,6 +36,51 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Starting a worker costs about as much as reading this many images in this process (a new
+# interpreter, numpy, PIL and onnxruntime imports, the models: 1-2 s on a quiet core), so a worker
+# pays off only with at least this many images to read.
+MIN_IMAGES_PER_WORKER = 48
+
+
+def machine_load() -> float:
+    """The machine's one-minute load average (runnable tasks), or 0 where the system has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Unix
+        return 0.0
+
+
+def choose_workers(
+    images: int | None,
+    cores: int | None = None,
+    load: float | None = None,
+    machine_cores: int | None = None,
+) -> tuple[int, str]:
+    """How many OCR processes to read ``images`` images with, and why, in words.
+
+    ``cores`` are the cores this process may run on (``available_cores``), ``load`` the
+    machine's one-minute load average and ``machine_cores`` all the machine's cores; each is
+    read from the system when not given (tests pass them). The load is shared evenly over the
+    machine's cores, and this process counts once in it (it is working when it asks); what is left
+    of this process's cores, rounded down, are the free ones. A pool gets one worker per free core
+    and per ``MIN_IMAGES_PER_WORKER`` images; with fewer than two the answer is 1: read in this
+    process, which is never slower than a pool of one. ``images=None`` means "many".
+    """
+    cores = available_cores() if cores is None else max(1, cores)
+    machine_cores = max(cores, os.cpu_count() or cores) if machine_cores is None else max(cores, machine_cores)
+    load = machine_load() if load is None else max(0.0, load)
+    others = max(0.0, load - 1.0) * cores / machine_cores
+    free = int(cores - others + 1e-9)
+    by_work = cores if images is None else images // MIN_IMAGES_PER_WORKER
+    workers = min(free, by_work)
+    reason = f"{max(free, 0)} of {cores} cores free (load {load:.1f})"
+    if images is not None:
+        reason += f", {images} images"
+    if workers < 2:
+        return 1, f"in this process: {reason}"
+    return workers, f"{workers} processes: {reason}"
+
+
 _worker_engine: OCREngine | None = None
 
 
@@ -49,20 +100,32 @@ def _read_in_worker(source: ImageSource) -> list[OCRWord]:
 
 
 class OCRPool:
-    """A pool of OCR processes, one single-threaded engine per core, kept alive between calls.
+    """A pool of OCR processes, one single-threaded engine per worker, kept alive between calls.
 
     Use it as a context manager when reading several batches (evaluation, benchmarks): starting
-    the processes and loading the models costs about a second per worker. With ``workers=1`` it
-    reads in this process and starts nothing.
+    the processes and loading the models costs a second or two per worker. ``workers=None``
+    lets ``choose_workers`` decide from the free cores and ``images``, the number of images the
+    pool will read (None: many); ``workers=N`` starts N. With one worker it reads in this process
+    and starts nothing. ``choice`` says in words what was chosen and why.
     """
 
-    def __init__(self, engine: str | OCREngine = DEFAULT_ENGINE, workers: int | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        engine: str | OCREngine = DEFAULT_ENGINE,
+        workers: int | None = None,
+        images: int | None = None,
+        **settings: Any,
+    ) -> None:
         if isinstance(engine, str):
             engine = get_engine(engine, **settings)
         elif settings:
             raise BadInputError("pass OCR settings either to get_engine or to OCRPool, not both")
         self.engine = engine
-        self.workers = max(1, workers if workers is not None else available_cores())
+        if workers is None:
+            self.workers, self.choice = choose_workers(images)
+        else:
+            self.workers = max(1, workers if images is None else min(workers, max(1, images)))
+            self.choice = f"{self.workers} processes, as asked" if self.workers > 1 else "in this process, as asked"
         self._pool: Any = None
 
     def __enter__(self) -> OCRPool:
@@ -100,13 +163,14 @@ def read_many(
     progress: str | None = None,
     **settings: Any,
 ) -> list[list[OCRWord]]:
-    """Read many images (PIL images or file paths) with one OCR process per core, in order.
+    """Read many images (PIL images or file paths) with one OCR process per free core, in order.
 
-    ``workers`` defaults to the cores this process may use; ``workers=1`` reads in this process.
+    ``workers`` defaults to ``choose_workers``'s choice for this many images (in this process when
+    a pool would not be faster); ``workers=1`` reads in this process.
     The engine is given by name plus settings, or as an engine from ``get_engine`` (its settings
     are rebuilt in each worker). ``progress`` is a label for a progress bar, or None for none.
     """
-    with OCRPool(engine, workers=min(workers or available_cores(), max(1, len(sources))), **settings) as pool:
+    with OCRPool(engine, workers=workers or None, images=len(sources), **settings) as pool:
         return pool.read_many(sources, progress=progress)
 
 

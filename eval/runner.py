@@ -280,9 +280,9 @@ def evaluate(
             )
             bar.update(task, completed=len(prompts) * settings.samples)
     paths = [p for s in image_sets for p in s.image_paths()]
-    with OCRPool(engine, workers=settings.workers) as pool:
+    with OCRPool(engine, workers=settings.workers, images=len(paths)) as pool:
         if on_step is None:
-            readings = pool.read_many(paths, progress=f"OCR ({pool.workers} processes)" if progress else None)
+            readings = pool.read_many(paths, progress=f"OCR ({pool.choice})" if progress else None)
         else:
             readings = []
             for reading in pool.iter_read(paths):

@@ -208,7 +208,7 @@ class EvalSection(Section, SamplingConfig):
     limit: int = Field(0, ge=0, description="Only the first N prompts (0: all).")
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint.")
     ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
-    workers: int = Field(0, ge=0, description="OCR processes (0: one per core).")
+    workers: int = Field(0, ge=0, description="OCR processes (0: chosen from the free cores and the images).")
     use_reward_model: bool = Field(True, description="Add the last reward model's per-axis scores to the report.")
 
 

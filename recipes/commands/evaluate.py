@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
             callback=option_bounds(EvalSettings, "ocr_engine"),
         ),
         workers: int = typer.Option(
-            0, help="OCR processes (0: one per core).", callback=option_bounds(EvalSettings, "workers")
+            0,
+            help="OCR processes (0: chosen from the free cores and the images).",
+            callback=option_bounds(EvalSettings, "workers"),
         ),
         baseline: str = typer.Option(None, help="Checkpoint to compute win rates against (default: the first)."),
         reward_model: Path = typer.Option(None, help="Reward model folder for per-axis scores (optional)."),
