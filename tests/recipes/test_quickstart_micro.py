@@ -12,12 +12,22 @@ import yaml
 from imagepref.recipes.config import RECIPES_DIR
 
 MICRO_REWARD = {"settings": {"epochs": 2, "width": 32, "layers": 1, "batch_size": 4}}
+MICRO_MONITOR = {"monitor_every": 1, "monitor_prompts": 4}
 MICRO_ALIGN = {
     "num_prompts": 4,
     "ocr_engine": "tesseract",
-    "monitor": False,
-    "dpo": {"steps": 2, "batch_size": 2, "save_every": 1, "lora_r": 4, "report_to": []},
-    "grpo": {"steps": 2, "batch_size": 2, "num_generations": 2, "save_every": 1, "lora_r": 4, "report_to": []},
+    "monitor": True,
+    # Held-out monitoring after every step on 4 prompts: the report's training curve, cheaply.
+    "dpo": {"steps": 2, "batch_size": 2, "save_every": 1, "lora_r": 4, "report_to": [], **MICRO_MONITOR},
+    "grpo": {
+        "steps": 2,
+        "batch_size": 2,
+        "num_generations": 2,
+        "save_every": 1,
+        "lora_r": 4,
+        "report_to": [],
+        **MICRO_MONITOR,
+    },
 }
 
 
@@ -95,6 +105,19 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(
     assert [c["name"] for c in results["checkpoints"]] == ["base", "aligned-round-1", "aligned-round-2"]
     assert results["prompt_set"]["prompts"] == 3 and "reward/safety" in results["checkpoints"][1]["summary"]
     assert (run / outputs["eval"]["report"]).is_file()
+    # Each checkpoint's step is its training's own: GRPO's 2 steps, not the 1 or 2 of aligned-round-N.
+    assert [(c["training"]["method"], c["step"]) for c in results["checkpoints"][1:]] == [("grpo", 2), ("grpo", 2)]
+    assert results["checkpoints"][0]["training"]["method"] == "pretrain"
+    # The monitoring's curve reaches back through every run: DPO then GRPO, round after round.
+    curve = results["checkpoints"][2]["training_curve"]
+    assert [s["method"] for s in curve] == ["dpo", "grpo", "dpo", "grpo"]
+    assert all([r["step"] for r in s["records"]] == [0, 1, 2] for s in curve)
+    html = (run / outputs["eval"]["report"]).read_text()
+    assert html.count('class="plot training-curve"') == 1  # round 1's runs are the first half of round 2's
+    # Every word OCR read is boxed on its image, and word accuracy is given per held-out kind.
+    words = sum(len(i["ocr_words"]) for c in results["checkpoints"] for i in c["images"])
+    assert html.count('<rect class="box ') == words
+    assert 'data-figure="unseen_word/word_accuracy"' in html and 'data-figure="unseen_template/word_accuracy"' in html
     summary = (run / "summary.md").read_text()
     assert "OCR word accuracy" in summary and "r2/align | done" in summary
     # Three headline figures, and word accuracy again for each held-out kind (unseen words, unseen templates).
