@@ -380,12 +380,12 @@ def _ink_mask(image: Image.Image) -> np.ndarray:
     return foreground(image) & (_distance(_pixels(image), FORBIDDEN_COLOUR) >= 90)
 
 
-def _runs(line: np.ndarray) -> int:
-    """The longest run of True in a 1-D boolean array."""
-    best = current = 0
-    for value in line:
-        current = current + 1 if value else 0
-        best = max(best, current)
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """The longest run of True in each row of a 2-D boolean array."""
+    best = current = np.zeros(mask.shape[0], dtype=np.int64)
+    for column in mask.T:
+        current = np.where(column, current + 1, 0)
+        best = np.maximum(best, current)
     return best
 
 
@@ -394,7 +394,7 @@ def shapes_shown(image: Image.Image) -> dict[str, bool]:
     sit one to a cell with a margin, so no letter makes one). A box has such a line above and
     below the letters joined by vertical sides; an underline is a long line without a partner."""
     ink = _ink_mask(image)
-    long_rows = [y for y in range(ink.shape[0]) if _runs(ink[y]) >= 10]
+    long_rows = np.flatnonzero(_longest_runs(ink) >= 10).tolist()
     if not long_rows:
         return {"underline": False, "box": False}
     top, bottom = long_rows[0], long_rows[-1]

@@ -1,0 +1,135 @@
+"""Multi-turn sessions from Python and from `imagepref chat`, and the edit training stage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.policy.chat import ChatSession, ChatTurn, read_chat_script
+from imagepref.policy.config import EditTrainingConfig
+from imagepref.policy.edit_training import make_edit_batch, train_edits
+from imagepref.policy.generator import load_generator
+from imagepref.policy.pretrain import micro_generator
+
+SCRIPT = """# a session
+prompt: a red sign that says "OPEN"
+ink_colour: blue
+letter: 2=A
+
+instruction: put a box around the text
+"""
+
+
+def _cli(*args, stdin: str | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "imagepref.recipes.cli", *args], capture_output=True, text=True, input=stdin, timeout=300
+    )
+
+
+def test_a_session_saves_every_turn_and_edits_the_last_image(tmp_path):
+    generator = micro_generator(seed=0)
+    session = ChatSession(generator, tmp_path / "chat", seed=2)
+    first = session.prompt('a red sign that says "OPEN"')
+    second = session.instruct("make the ink blue")
+    third = session.turn(ChatTurn("instruction", "add a frame"))
+    assert [p.name for p in (first, second, third)] == ["turn-00.png", "turn-01.png", "turn-02.png"]
+    records = [json.loads(line) for line in (tmp_path / "chat" / "turns.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["prompt", "instruction", "instruction"]
+    # Each turn edits the image before it: the second turn is exactly an edit of the first's codes
+    # with the first prompt as the source prompt; later sources have none.
+    again = generator.edit(torch.tensor([records[0]["codes"]]), ["make the ink blue"], [records[0]["text"]], seed=3)
+    assert again.codes[0].tolist() == records[1]["codes"]
+    again = generator.edit(torch.tensor([records[1]["codes"]]), ["add a frame"], [""], seed=4)
+    assert again.codes[0].tolist() == records[2]["codes"]
+
+
+def test_an_instruction_without_a_source_is_refused(tmp_path):
+    session = ChatSession(micro_generator(seed=0), tmp_path / "chat")
+    with pytest.raises(BadInputError, match="needs a source image"):
+        session.instruct("make the ink blue")
+
+
+def test_scripts_are_read_and_checked(tmp_path):
+    script = tmp_path / "turns.txt"
+    script.write_text(SCRIPT)
+    assert read_chat_script(script) == [
+        ChatTurn("prompt", 'a red sign that says "OPEN"'),
+        ChatTurn("instruction", "make the ink blue"),
+        ChatTurn("instruction", 'change the second letter to "A"'),
+        ChatTurn("instruction", "put a box around the text"),
+    ]
+    script.write_text("prompt: x\nsparkle: 3\n")
+    with pytest.raises(UnknownNameError, match="line 2: unknown edit kind 'sparkle'"):
+        read_chat_script(script)
+    script.write_text("word: SOFA\n")
+    with pytest.raises(BadInputError, match="line 1: an instruction needs a source image"):
+        read_chat_script(script)
+    script.write_text("prompt: x\nink_colour: teal\n")
+    with pytest.raises(BadInputError, match="line 2: ink_colour takes one of"):
+        read_chat_script(script)
+
+
+def test_chat_command_runs_a_script_and_prints_each_image(micro_folder, tmp_path):
+    script = tmp_path / "turns.txt"
+    script.write_text(SCRIPT)
+    out = tmp_path / "chat"
+    done = _cli("chat", "--model", str(micro_folder), "--script", str(script), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout.split()
+    assert printed == [str(out / f"turn-{i:02d}.png") for i in range(4)]
+    assert all((out / f"turn-{i:02d}.png").is_file() for i in range(4))
+
+
+def test_chat_command_reads_turns_from_stdin(micro_folder, tmp_path):
+    out = tmp_path / "chat"
+    done = _cli("chat", "--model", str(micro_folder), "--out", str(out), stdin='a sign that says "GO"\nadd a frame\n')
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(out / "turn-00.png"), str(out / "turn-01.png")]
+
+
+@pytest.mark.parametrize(
+    ("script", "fragments"),
+    [
+        ("prompt: x\nsparkle: 3\n", ("unknown edit kind 'sparkle'",)),
+        ("word: SOFA\n", ("an instruction needs a source image",)),
+    ],
+)
+def test_chat_command_bad_scripts_are_one_line(micro_folder, tmp_path, one_line_error, script, fragments):
+    path = tmp_path / "turns.txt"
+    path.write_text(script)
+    done = _cli("chat", "--model", str(micro_folder), "--script", str(path), "--out", str(tmp_path / "chat"))
+    one_line_error(done, *fragments)
+
+
+def test_edit_batches_train_only_on_the_new_image():
+    generator = micro_generator(seed=0)
+    config = EditTrainingConfig(batch_size=6, replay_share=0.0, unconditional_rate=0.0)
+    input_ids, mask, labels = make_edit_batch(generator, config, step=0)
+    assert torch.equal(make_edit_batch(generator, config, step=0)[0], input_ids)  # a function of the step
+    boi = generator.tokenizer.convert_tokens_to_ids("<boi>")
+    for row, row_mask, row_labels in zip(input_ids, mask, labels):
+        length = int(row_mask.sum())
+        second_boi = [i for i, t in enumerate(row[:length].tolist()) if t == boi][1]
+        trained = (row_labels != -100).nonzero()[:, 0]
+        # Every code of the new image and its end, nothing of the prompt, source or instruction.
+        assert trained.tolist() == list(range(second_boi + 1, length))
+        assert len(trained) == generator.num_codes + 2
+
+
+def test_edit_training_updates_the_weights_and_saves_a_generator(micro_folder, tmp_path):
+    out = tmp_path / "edits"
+    config = EditTrainingConfig(steps=2, batch_size=4, warmup=1)
+    trained = train_edits(micro_folder, out, config, log=lambda line: None)
+    base = load_generator(micro_folder)
+    changed = [not torch.equal(a, b) for a, b in zip(base.model.parameters(), load_generator(out).model.parameters())]
+    assert all(changed)
+    record = json.loads((out / "edit_training.json").read_text())
+    assert len(record["losses"]) == 2 and record["config"]["steps"] == 2
+    assert trained.edit(torch.zeros(1, trained.num_codes, dtype=torch.long), ["add a frame"]).codes.shape[0] == 1
+    with pytest.raises(BadInputError, match="not empty"):
+        train_edits(micro_folder, out, config)
