@@ -130,6 +130,10 @@ class RapidOCREngine(_EngineBase):
         threads: int = 1,
         text_score: float = 0.5,
         horizontal_only: bool = True,
+        det_thresh: float = 0.3,
+        det_box_thresh: float = 0.5,
+        det_unclip_ratio: float = 1.6,
+        pad: float = 0.0,
     ) -> None:
         if det_limit_type not in ("max", "min"):
             raise BadInputError(f"rapidocr det_limit_type must be 'max' or 'min', not {det_limit_type!r}")
@@ -143,6 +147,10 @@ class RapidOCREngine(_EngineBase):
             "threads": threads,
             "text_score": text_score,
             "horizontal_only": horizontal_only,
+            "det_thresh": det_thresh,
+            "det_box_thresh": det_box_thresh,
+            "det_unclip_ratio": det_unclip_ratio,
+            "pad": pad,
         }
         try:
             import onnxruntime  # noqa: F401  rapidocr 3.x does not install it and fails late
@@ -158,6 +166,9 @@ class RapidOCREngine(_EngineBase):
             "Global.text_score": text_score,
             "Det.limit_type": det_limit_type,
             "Det.limit_side_len": det_limit_side_len,
+            "Det.thresh": det_thresh,
+            "Det.box_thresh": det_box_thresh,
+            "Det.unclip_ratio": det_unclip_ratio,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": threads,
         }
@@ -172,7 +183,11 @@ class RapidOCREngine(_EngineBase):
     def read(self, image: Image.Image) -> list[OCRWord]:
         """Read ``image`` into words in reading order (line by line, left to right)."""
         upscaled, scale = _upscaled(image, self.settings["upscale_to"])
-        bgr = np.ascontiguousarray(np.asarray(upscaled)[:, :, ::-1])
+        rgb = np.asarray(upscaled)
+        margin = round(self.settings["pad"] * min(rgb.shape[:2]))
+        if margin:  # a border of the edge pixels, so text near an edge is not cut by the detector
+            rgb = np.pad(rgb, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         result = self._ocr(bgr)
         if not result.txts:
             return []
@@ -180,7 +195,8 @@ class RapidOCREngine(_EngineBase):
         for text, confidence, polygon in zip(result.txts, result.scores, result.boxes):
             if self.settings["horizontal_only"] and _read_sideways(polygon, text):
                 continue
-            words.extend(_split_line(text, float(confidence), _box_from_points(polygon, scale)))
+            box = _box_from_points(np.asarray(polygon, dtype=float) - margin, scale)
+            words.extend(_split_line(text, float(confidence), box))
         return words
 
 

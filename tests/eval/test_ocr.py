@@ -37,6 +37,16 @@ def test_engine_reads_words_with_boxes_in_image_pixels(name):
     assert engine.settings["engine"] == name and engine.settings["version"]
 
 
+def test_rapidocr_margin_and_upscaling_keep_boxes_in_image_pixels():
+    engine = get_engine("rapidocr", pad=0.15, upscale_to=512, det_box_thresh=0.4)
+    assert engine.settings["pad"] == 0.15 and engine.settings["det_box_thresh"] == 0.4
+    words = engine.read(rendered("Fresh Bread 42"))
+    assert [w.text for w in words] == ["Fresh", "Bread", "42"]
+    for word in words:
+        left, top, right, bottom = word.box
+        assert 90 <= top < bottom <= 140 and 0 <= left < right <= 256
+
+
 def test_blank_image_reads_nothing():
     assert get_engine().read(Image.new("RGB", (128, 128), (240, 240, 240))) == []
 
