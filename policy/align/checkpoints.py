@@ -189,7 +189,10 @@ def load_aligned(run: str | Path, base: str | Path | None = None, merge: bool = 
 
 def merge_run(run: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
     """Write a merged generator folder (loadable with ``load_generator``) from a run's adapter."""
-    out = check_output(out, inputs=[run])
+    run = Path(run)
+    # RUN/merged is the layout recipes and run_aligner use: what the merge reads (the adapter and the
+    # checkpoints) is the input; the run folder itself is refused as a non-empty output.
+    out = check_output(out, inputs=[run / "adapter", *sorted(run.glob("checkpoint-*"))])
     generator = load_aligned(run, base, merge=True)
     with staged_folder(out) as staging:
         generator.save_pretrained(staging)
