@@ -188,3 +188,9 @@ class EditTrainingConfig(BaseModel):
         description="Share of plain text-to-image signs (the pretraining stream), so the base's first "
         "image does not fade while it learns to edit.",
     )
+    colour_loss_weight: float = Field(
+        8.0,
+        gt=0,
+        description="Loss weight of each new image's first two codes, the glyph codec's background and ink "
+        "colours: one token each that paints most pixels, against 64 shape codes a sign.",
+    )

@@ -71,6 +71,22 @@ def make_edit_batch(
     return input_ids, mask, labels
 
 
+def weighted_loss(
+    model, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, colour_weight: float
+) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled tokens, the first two of each row (the new
+    image's colour codes) weighted ``colour_weight``."""
+    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).reshape(targets.shape)
+    valid = (targets != -100).float()
+    colours = (valid.cumsum(1) <= 2) & (valid > 0)
+    weights = valid * torch.where(colours, colour_weight, 1.0)
+    return (losses * weights).sum() / weights.sum()
+
+
 def learning_rate(config: EditTrainingConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     if step < config.warmup:
@@ -104,7 +120,7 @@ def train_edits(base: str | Path, out: str | Path, config: EditTrainingConfig, p
         input_ids, mask, labels = make_edit_batch(generator, config, step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss = weighted_loss(model, input_ids, mask, labels, config.colour_loss_weight)
         if not torch.isfinite(loss):
             raise BadInputError(f"loss became {loss.item()} at step {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)

@@ -133,3 +133,23 @@ def test_edit_training_updates_the_weights_and_saves_a_generator(micro_folder, t
     assert trained.edit(torch.zeros(1, trained.num_codes, dtype=torch.long), ["add a frame"]).codes.shape[0] == 1
     with pytest.raises(BadInputError, match="not empty"):
         train_edits(micro_folder, out, config)
+
+
+def test_colour_codes_weigh_more_and_weight_one_is_the_plain_loss():
+    from imagepref.policy.edit_training import weighted_loss
+
+    generator = micro_generator(seed=0)
+    input_ids, mask, labels = make_edit_batch(generator, EditTrainingConfig(batch_size=4), step=1)
+    plain = generator.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    assert torch.allclose(weighted_loss(generator.model, input_ids, mask, labels, 1.0), plain, atol=1e-5)
+    assert not torch.allclose(weighted_loss(generator.model, input_ids, mask, labels, 8.0), plain, atol=1e-3)
+
+
+def test_train_edits_command_trains_and_checks_its_options(micro_folder, tmp_path, one_line_error):
+    out = tmp_path / "edits"
+    done = _cli("train-edits", "--base", str(micro_folder), "--out", str(out), "--steps", "1", "--batch-size", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "edit_training.json").is_file() and load_generator(out).num_codes == load_generator(
+        micro_folder
+    ).num_codes
+    one_line_error(_cli("train-edits", "--out", str(tmp_path / "other"), "--steps", "0"), "--steps")
