@@ -270,6 +270,12 @@ class _StaticWindows:
         """Nothing to do: queries never reach columns past their own."""
 
 
+def accepts(uniform: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The speculative-sampling test: a draft drawn from q is kept with probability min(1, p / q)
+    (``uniform`` in [0, 1); written without the division, so q = 0 is no special case)."""
+    return uniform * q < p
+
+
 def _neighbours(generator: Generator, length: int) -> torch.Tensor:
     """For each block position, the block position of the code above it in the image grid, or -1
     where there is none (the first grid row, codes outside the grid such as the glyph palette)."""
@@ -393,7 +399,7 @@ def _sample_batch_sjd(
         p_draft = probs[:, :drafts].gather(-1, draft_codes)[..., 0]
         q_draft = proposal.gather(-1, draft_codes)[..., 0]
         uniform = torch.rand(batch, drafts, generator=rng, device=device)
-        passed = torch.where(forced[placed], True, uniform * q_draft < p_draft) & in_block[placed]
+        passed = torch.where(forced[placed], True, accepts(uniform, p_draft, q_draft)) & in_block[placed]
         accepted = passed.long().cumprod(1).sum(1)
 
         # The place after the accepted drafts: the residual max(0, p - q) there; past the last
