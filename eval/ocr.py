@@ -113,10 +113,15 @@ class RapidOCREngine(_EngineBase):
     """RapidOCR 3.x (PaddleOCR models on onnxruntime) with the settings we measured best.
 
     No angle classifier (it once flipped a word upside down), detection side limit of type
-    ``max`` at 960, no upscaling (``upscale_to=0``: on the rendered truth set, upscaling 64 and
-    128 px images to 512 made them both less accurate and slower to read; docs/benchmarks.md),
-    lines read sideways dropped (``horizontal_only``, see ``_read_sideways``), and one onnxruntime
-    thread: parallelism comes from one OCR process per core (``read_many``), which uses the CPU better than threads.
+    ``max`` at 960, no upscaling (``upscale_to=0``), RapidOCR's own detector thresholds
+    (``det_thresh``, ``det_box_thresh``, ``det_unclip_ratio``) and no margin (``pad``, a share of
+    the shorter side added around the image from its edge pixels), lines read sideways dropped
+    (``horizontal_only``, see ``_read_sideways``), and one onnxruntime thread: parallelism comes
+    from OCR processes (``read_many``), which use the CPU better than threads. The values were
+    chosen on both truth sets (``eval/ocr_truth.py``): upscaling to 256 or 512 px helped the
+    other renderer's set, cost the DejaVu set's 64 px images more and was slower; lower thresholds
+    and a wider unclip ratio read text on blanks; a margin changed one word (docs/benchmarks.md,
+    OCR).
     """
 
     name = "rapidocr"
