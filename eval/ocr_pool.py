@@ -5,8 +5,9 @@ One process per core uses the CPU better than onnxruntime's threads at the sizes
 produce, but only on cores that are free: starting a worker (a new interpreter, its imports and
 the models) costs about as much as reading a few dozen images, and on a machine whose cores are
 busy with other work the workers only share the same cores with it. ``choose_workers`` therefore
-counts the cores this process may use that the load average leaves free, and the images each
-worker would get, and reads in this process when fewer than two workers would pay off
+counts the cores this process may use that other processes leave free (the load average, bounded
+by the cores busy right now), and the images each worker would get, and reads in this process
+when fewer than two workers would pay off
 (``benchmarks/eval.py`` measures both). Workers are started with ``spawn``, so a script that
 calls this needs the usual ``if __name__ == "__main__":`` guard.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -42,6 +44,13 @@ def available_cores() -> int:
 MIN_IMAGES_PER_WORKER = 48
 
 
+# A core counts as free when others use at most this share of it (the busy cores measured over a
+# quarter of a second are never exactly 0, nor is the load of an idle machine).
+FREE_SHARE_SLACK = 0.25
+# How long ``busy_cores`` watches the machine's CPU counters.
+BUSY_SAMPLE_SECONDS = 0.25
+
+
 def machine_load() -> float:
     """The machine's one-minute load average (runnable tasks), or 0 where the system has none."""
     try:
@@ -50,30 +59,65 @@ def machine_load() -> float:
         return 0.0
 
 
+def _cpu_counters() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[3] + fields[4]  # all time, idle time (idle and waiting for I/O)
+
+
+def busy_cores(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
+    """How many of the machine's cores other processes kept busy over the next ``seconds``
+    (this process waits meanwhile), from Linux's CPU counters; None where there are none."""
+    first = _cpu_counters()
+    if first is None:
+        return None
+    time.sleep(seconds)
+    second = _cpu_counters()
+    if second is None or second[0] <= first[0]:
+        return None
+    busy_share = 1.0 - (second[1] - first[1]) / (second[0] - first[0])
+    return max(0.0, busy_share) * (os.cpu_count() or 1)
+
+
 def choose_workers(
     images: int | None,
     cores: int | None = None,
     load: float | None = None,
     machine_cores: int | None = None,
+    busy: float | None = None,
 ) -> tuple[int, str]:
     """How many OCR processes to read ``images`` images with, and why, in words.
 
     ``cores`` are the cores this process may run on (``available_cores``), ``load`` the
-    machine's one-minute load average and ``machine_cores`` all the machine's cores; each is
-    read from the system when not given (tests pass them). The load is shared evenly over the
-    machine's cores, and this process counts once in it (it is working when it asks); what is left
-    of this process's cores, rounded down, are the free ones. A pool gets one worker per free core
-    and per ``MIN_IMAGES_PER_WORKER`` images; with fewer than two the answer is 1: read in this
-    process, which is never slower than a pool of one. ``images=None`` means "many".
+    machine's one-minute load average, ``machine_cores`` all the machine's cores and ``busy`` the
+    cores other processes keep busy right now (``busy_cores``); each is read from the system when
+    not given (``busy`` only when ``load`` is not given either: tests pass them). The load counts
+    this process once (it is working when it asks) and lags a minute behind: right after this
+    process generated images on every core it still says the machine is full, so the busy cores
+    measured now bound it. The other processes' share of the machine falls on this process's
+    cores in proportion; a core that they use at most a quarter of counts as free. A pool gets one
+    worker per free core and per ``MIN_IMAGES_PER_WORKER`` images; with fewer than two the answer
+    is 1: read in this process, which is never slower than a pool of one. ``images=None`` means
+    "many".
     """
     cores = available_cores() if cores is None else max(1, cores)
     machine_cores = max(cores, os.cpu_count() or cores) if machine_cores is None else max(cores, machine_cores)
-    load = machine_load() if load is None else max(0.0, load)
-    others = max(0.0, load - 1.0) * cores / machine_cores
-    free = int(cores - others + 1e-9)
     by_work = cores if images is None else images // MIN_IMAGES_PER_WORKER
+    if load is None:
+        load = machine_load()
+        if busy is None and by_work >= 2 and cores >= 2:  # only worth the wait when a pool may pay
+            busy = busy_cores()
+    load = max(0.0, load)
+    others = max(0.0, load - 1.0)
+    if busy is not None:
+        others = min(others, max(0.0, busy))
+    free = int(cores - others * cores / machine_cores + FREE_SHARE_SLACK)
     workers = min(free, by_work)
-    reason = f"{max(free, 0)} of {cores} cores free (load {load:.1f})"
+    reason = f"{max(free, 0)} of {cores} cores free (load {load:.1f}"
+    reason += f", {busy:.1f} cores busy now)" if busy is not None else ")"
     if images is not None:
         reason += f", {images} images"
     if workers < 2:

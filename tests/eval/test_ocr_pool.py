@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from imagepref.eval.ocr_pool import MIN_IMAGES_PER_WORKER, OCRPool, available_cores, choose_workers, machine_load
+from imagepref.eval import ocr_pool
+from imagepref.eval.ocr_pool import (
+    MIN_IMAGES_PER_WORKER,
+    OCRPool,
+    available_cores,
+    busy_cores,
+    choose_workers,
+    machine_load,
+)
 
 
 def test_a_quiet_machine_gets_one_worker_per_core():
@@ -42,16 +52,39 @@ def test_small_work_does_not_pay_for_starting_workers():
     assert choose_workers(0, cores=16, load=0.0, machine_cores=16)[0] == 1
 
 
+def test_the_cores_busy_now_bound_a_load_average_that_lags():
+    # Right after this process generated images on both cores the one-minute load still says 3,
+    # but nothing else is running: both cores are free.
+    assert choose_workers(500, cores=2, load=3.0, machine_cores=2, busy=0.1) == (
+        2,
+        "2 processes: 2 of 2 cores free (load 3.0, 0.1 cores busy now), 500 images",
+    )
+    # Others busy now and for the last minute: no pool.
+    assert choose_workers(500, cores=2, load=3.6, machine_cores=2, busy=1.8)[0] == 1
+    # Busy now beyond what the load says: the load (this process counted once) still bounds it.
+    assert choose_workers(500, cores=2, load=1.5, machine_cores=2, busy=2.0)[0] == 1
+    assert choose_workers(1000, cores=8, load=9.0, machine_cores=8, busy=3.0)[0] == 5
+
+
 def test_the_system_is_read_when_nothing_is_injected(monkeypatch):
+    every_core = os.cpu_count() or 1
     monkeypatch.setattr("os.getloadavg", lambda: (40.0, 1.0, 1.0))
+    monkeypatch.setattr(ocr_pool, "busy_cores", lambda: float(every_core))
     assert machine_load() == 40.0
     assert choose_workers(10_000) == (
         1,
-        f"in this process: 0 of {available_cores()} cores free (load 40.0), 10000 images",
+        f"in this process: 0 of {available_cores()} cores free (load 40.0, {every_core:.1f} cores busy now), "
+        "10000 images",
     )
     monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(ocr_pool, "busy_cores", lambda: 0.0)
     expected = available_cores() if available_cores() > 1 else 1
     assert choose_workers(10_000)[0] == expected
+
+
+def test_busy_cores_reads_the_machine():
+    busy = busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1)
 
 
 @pytest.mark.integration
