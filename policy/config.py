@@ -189,8 +189,8 @@ class EditTrainingConfig(BaseModel):
         "image does not fade while it learns to edit.",
     )
     colour_loss_weight: float = Field(
-        8.0,
+        1.0,
         gt=0,
         description="Loss weight of each new image's first two codes, the glyph codec's background and ink "
-        "colours: one token each that paints most pixels, against 64 shape codes a sign.",
+        "colours: one token each that paints most pixels, against 64 shape codes a sign (1: the plain loss).",
     )
