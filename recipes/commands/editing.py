@@ -28,7 +28,7 @@ def chat(
     seed: int = typer.Option(0, help="Sampling seed (turn n samples with seed + n).", callback=option_bounds(Seed)),
     guidance_scale: float | None = typer.Option(
         None,
-        help="Guidance of the first image (default: the generator's own).",
+        help="Guidance of every turn (default: the generator's own).",
         callback=option_bounds(SamplingConfig, "guidance_scale"),
     ),
     edit_guidance_scale: float | None = typer.Option(
