@@ -54,6 +54,16 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
     return advantages, advantages + values
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over every code of the batch: 1 when the value
+    head predicts the returns, 0 when it predicts no better than their mean, below 0 when worse.
+    NaN when the returns do not vary."""
+    spread = returns.float().var()
+    if spread <= 0:
+        return float("nan")
+    return (1 - (returns.float() - values.float()).var() / spread).item()
+
+
 class ImagePPOTrainer(ImageGRPOTrainer):
     """PPO with a value head and GAE on TRL 1.16's GRPOTrainer machinery (see the module docstring)."""
 
@@ -118,6 +128,7 @@ class ImagePPOTrainer(ImageGRPOTrainer):
         metrics["ppo/kl"].append(kl.sum(-1).mean().item())
         metrics["ppo/kl_max"].append(kl.abs().max().item())
         metrics["ppo/value_mean"].append(values.mean().item())
+        metrics["ppo/explained_variance"].append(explained_variance(values, returns))
         output.update(advantages=advantages, returns=returns, old_values=values)
         return output
 

@@ -140,3 +140,13 @@ def test_upstream_hooks(tmp_path, rule_reward):
     result = train_ppo(generator, PROMPTS, [rule_reward(generator)], [1.0], settings, tmp_path / "run")
     assert [h["ppo/value_loss"] for h in result["log_history"] if "ppo/value_loss" in h]
     assert (tmp_path / "run" / "checkpoint-1" / "value_head.safetensors").is_file()
+
+
+
+def test_explained_variance_is_one_for_a_perfect_value_head_and_zero_for_the_mean():
+    from imagepref.policy.align.ppo import explained_variance
+
+    returns = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    assert explained_variance(returns, returns) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(returns, returns.mean()), returns) == pytest.approx(0.0, abs=1e-6)
+    assert explained_variance(-returns, returns) < 0  # worse than predicting the mean
