@@ -110,3 +110,68 @@ def test_bad_decoding_settings_are_one_line_errors():
         generator.sample(PROMPTS, decoding="jacobi")
     with pytest.raises(BadInputError, match="at least one draft"):
         generator.sample(PROMPTS, decoding="sjd", window=0)
+
+
+def test_sampling_settings_name_the_decoding_only_for_sjd():
+    from pydantic import ValidationError
+
+    from imagepref.policy.config import SamplingConfig
+
+    assert "decoding" not in SamplingConfig().sampler()  # plain runs keep their recorded settings
+    assert SamplingConfig(decoding="sjd", window=4).sampler() == {
+        "guidance_scale": None,
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "decoding": "sjd",
+        "window": 4,
+    }
+    for bad in ({"decoding": "jacobi"}, {"window": 0}, {"window": 65}):
+        with pytest.raises(ValidationError):
+            SamplingConfig(**bad)
+
+
+def test_grpo_and_ppo_rollouts_sample_with_the_configured_decoding():
+    from imagepref.policy.align.config import settings_class
+    from imagepref.policy.align.grpo import rollout
+
+    for method in ("grpo", "ppo"):
+        settings = settings_class(method)(decoding="sjd", window=3)
+        assert (settings.decoding, settings.window) == ("sjd", 3)
+    generator = tiny_generator("emu3")
+    out = rollout(generator, PROMPTS, seed=4, guidance_scale=2.0, temperature=1.0, decoding="sjd", window=3)
+    direct = generator.sample(PROMPTS, seed=4, guidance_scale=2.0, decode=False, decoding="sjd", window=3)
+    assert out["completion_ids"] == direct.completion_ids.tolist()
+    slots = [i for i, t in enumerate(generator.block_layout()) if t is None]
+    forced = teacher_forced_logprobs(generator, direct.prompt_ids, direct.codes)
+    torch.testing.assert_close(torch.tensor(out["logprobs"])[:, slots], forced.cpu(), atol=2e-5, rtol=0)
+
+
+def test_generate_command_decodes_with_sjd(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from imagepref.policy.pretrain import micro_generator
+
+    model = tmp_path / "model"
+    micro_generator(seed=0).save_pretrained(model)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text('a red sign that says "OPEN"\n')
+
+    def generate(out: str, *options: str) -> subprocess.CompletedProcess:
+        command = ["generate", "--model", str(model), "--prompts", str(prompts), "--out", str(tmp_path / out)]
+        return subprocess.run(
+            [sys.executable, "-m", "imagepref.recipes.cli", *command, *options],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = generate("sjd", "--decoding", "sjd", "--window", "4")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "sjd" / "manifest.json").read_text())["sampler"]["decoding"] == "sjd"
+    for options, words in ((["--window", "0"], "--window"), (["--decoding", "fast"], "--decoding")):
+        bad = generate("bad", *options)
+        assert bad.returncode == 2 and bad.stderr.startswith("error:") and words in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
