@@ -37,6 +37,17 @@ def test_a_few_steps_lower_the_loss(tmp_path):
     assert not list((tmp_path / "gen").rglob("*.bin")) and not list((tmp_path / "gen").rglob("*.pt"))
 
 
+def test_pretraining_runs_on_one_thread_whatever_the_caller_set(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pretrain(tmp_path / "gen", PretrainConfig(steps=2, checkpoint_every=100, **TINY), log=lambda line: None)
+        assert json.loads((tmp_path / "gen" / "pretrain.json").read_text())["threads"] == 1
+        assert torch.get_num_threads() == 2  # the caller's setting comes back
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_gives_the_same_weights_as_one_run(tmp_path):
     whole = PretrainConfig(steps=8, checkpoint_every=4, **TINY)
     pretrain(tmp_path / "one", whole, log=lambda line: None)
