@@ -14,12 +14,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imagepref.errors import BadInputError
+from imagepref.errors import BadInputError, UnknownNameError
 from imagepref.settings import Seed
 
 # The imagepref part of a generator folder (family, codec, image-token range; see
 # ``policy.generator.GeneratorConfig``).
 GENERATOR_CONFIG = "imagepref.json"
+# The generator families by name, each the class that implements it (``policy.generator`` imports
+# it when a folder of that family loads).
+GENERATOR_FAMILIES: dict[str, str] = {
+    "glyph": "imagepref.policy.families.glyph:GlyphGenerator",
+    "emu3": "imagepref.policy.families.emu3:Emu3Generator",
+    "janus": "imagepref.policy.families.janus:JanusGenerator",
+    "causal-vq": "imagepref.policy.families.causal_vq:CausalVQGenerator",
+}
+
+
+def unknown_family(family: object) -> UnknownNameError:
+    """The one-line error for a family name imagepref does not know."""
+    return UnknownNameError(f"unknown generator family {family!r}; known: {', '.join(sorted(GENERATOR_FAMILIES))}")
 
 
 # How the sampler walks the image block: plain (one forward pass per token) or sjd (speculative
@@ -145,12 +158,13 @@ def check_generator_folder(path: str | Path) -> None:
                 f"{path} is not an imagepref generator folder (no {GENERATOR_CONFIG}); "
                 "run `imagepref pretrain --out DIR` or convert a checkpoint with its family's adapter"
             )
-        check_model_folder(path, "generator folder")
-        return
+        return  # a family's own checkpoint: policy.generator.read_config says which are known
     try:
         record = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInputError(f"{config_file} is malformed: {str(error).splitlines()[0]}") from None
+    if isinstance(record, dict) and record.get("family") not in GENERATOR_FAMILIES:
+        raise unknown_family(record.get("family"))
     check_model_folder(path, "generator folder")
     codec = path / str(record.get("codec", "codec")) if isinstance(record, dict) else None
     if codec is not None and (codec / WEIGHTS_FILE).exists():

@@ -23,7 +23,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from imagepref.errors import BadInputError, UnknownNameError
-from imagepref.policy.config import GENERATOR_CONFIG, check_generator_folder
+from imagepref.policy.config import GENERATOR_CONFIG, GENERATOR_FAMILIES, check_generator_folder, unknown_family
 
 if TYPE_CHECKING:
     # The sampler imports nothing of this module at run time, so the two never import each other.
@@ -185,10 +185,17 @@ class Generator(abc.ABC):
         return out.logits, out.cache
 
     def code_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Raw log-probs of every image code: a log-softmax over the *whole* vocabulary (no mask,
-        no temperature), read at the image-token columns. RL ratios and KL need exactly this."""
+        """Raw log-probs of every image code: a log-softmax over the image-token columns (no
+        guidance, no temperature), the distribution the sampler draws an image code from at
+        guidance 1. RL ratios and KL need exactly this.
+
+        Normalised over the image codes, not the whole vocabulary: the sampler never draws a text
+        token in an image, so mass on text tokens is no part of the policy. Over the whole
+        vocabulary a trainer can move mass onto text tokens unseen: PPO's KL estimate on the
+        micro model went negative (-156 summed over an image, impossible for a KL) and its
+        rewards stopped rising, and DPO's margins grew while the sampled images did not follow."""
         start, end = self.config.image_token_range
-        return torch.log_softmax(logits.float(), dim=-1)[..., start:end]
+        return torch.log_softmax(logits[..., start:end].float(), dim=-1)
 
     # ----- the policy ---------------------------------------------------------------------
     def image_logprobs(self, prompt_ids: list[list[int]], codes: torch.Tensor) -> torch.Tensor:
@@ -238,12 +245,7 @@ class Generator(abc.ABC):
         return self.model
 
 
-FAMILIES: dict[str, str] = {
-    "glyph": "imagepref.policy.families.glyph:GlyphGenerator",
-    "emu3": "imagepref.policy.families.emu3:Emu3Generator",
-    "janus": "imagepref.policy.families.janus:JanusGenerator",
-    "causal-vq": "imagepref.policy.families.causal_vq:CausalVQGenerator",
-}
+FAMILIES: dict[str, str] = GENERATOR_FAMILIES
 # transformers checkpoints (``model_type`` in config.json) that load without an imagepref.json: the
 # family derives the imagepref config from the checkpoint (``config_from_checkpoint``).
 CHECKPOINT_FAMILIES: dict[str, str] = {"emu3": "emu3", "janus": "janus"}
@@ -252,7 +254,7 @@ CHECKPOINT_FAMILIES: dict[str, str] = {"emu3": "emu3", "janus": "janus"}
 def generator_class(family: str) -> type[Generator]:
     """The class that implements ``family``."""
     if family not in FAMILIES:
-        raise UnknownNameError(f"unknown generator family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+        raise unknown_family(family)
     module_name, class_name = FAMILIES[family].split(":")
     import importlib
 

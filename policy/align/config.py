@@ -273,6 +273,12 @@ class GRPOFields(AlignFields):
         description="KL weight to the reference. TRL's 0 drops the KL term and lets the "
         "policy drift from the base unchecked; every measured GRPO run here used 0.04.",
     )
+    num_generations: int = Field(
+        8,
+        ge=2,
+        description="Images per prompt per step (TRL's default). GRPO's advantage is an image's reward "
+        "against its group's, so a group needs at least 2.",
+    )
     rewards: RewardMix = Field(default_factory=RewardMix, description="The rewards and their weights.")
     decoding: Decoding = Field(
         "plain",

@@ -7,13 +7,14 @@ point as the recipe's align stage (imported inside the commands: it brings TRL a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 
 from imagepref.errors import BadInputError
+from imagepref.eval.config import OCREngineName
 from imagepref.recipes.commands.settings_help import settings_help_command
-from imagepref.recipes.config import AlignSection
 from imagepref.settings import option_bounds
 
 app = typer.Typer(no_args_is_help=True)
@@ -68,10 +69,10 @@ def _settings_help(method: str) -> str:
 
 # ----- the commands ------------------------------------------------------------------------
 def _base(base: Path | None) -> Path:
-    from imagepref.policy.glyphworld import shipped_generator
-
     if base is not None:
         return base
+    from imagepref.policy.glyphworld import shipped_generator
+
     if shipped_generator() is not None:
         return shipped_generator()
     raise BadInputError("no --base given and the shipped glyph-world generator is not installed; pass --base DIR")
@@ -87,7 +88,7 @@ OCR = typer.Option(
     "rapidocr",
     "--ocr-engine",
     help="OCR engine of the OCR reward and monitoring: rapidocr or tesseract.",
-    callback=option_bounds(AlignSection, "ocr_engine"),
+    callback=option_bounds(OCREngineName),
 )
 REWARD_MODEL = typer.Option(None, "--reward-model", help="Reward model folder (for reward_model rewards).")
 PROMPTS = typer.Option(
@@ -244,7 +245,7 @@ def grpo(
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
     num_prompts: int = typer.Option(
-        256, help="Training prompts used.", callback=option_bounds(AlignSection, "num_prompts")
+        256, help="Training prompts used.", callback=option_bounds(Annotated[int, Field(ge=1)])
     ),
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
@@ -281,7 +282,7 @@ def ppo(
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
     num_prompts: int = typer.Option(
-        256, help="Training prompts used.", callback=option_bounds(AlignSection, "num_prompts")
+        256, help="Training prompts used.", callback=option_bounds(Annotated[int, Field(ge=1)])
     ),
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
@@ -315,7 +316,7 @@ def merge(
     """Merge a run's LoRA adapter into its base and write a generator folder (load_generator loads it)."""
     from imagepref.files import check_output
 
-    check_output(out, inputs=[run])
+    check_output(out, inputs=[run / "adapter", *sorted(run.glob("checkpoint-*"))])  # RUN/merged is the usual place
     if not (run / "align.json").is_file():
         raise BadInputError(
             f"{run} is not an alignment run folder (no align.json); pass the --out of `imagepref align`"

@@ -158,8 +158,11 @@ def push_command(
     state_dir: Path = StateDir,
 ) -> None:
     """Make pairs from a candidate set and add the ones the project lacks (a second push adds 0)."""
+    from imagepref.formats import read_candidate_set
     from imagepref.labeling.connection import managed_files_root
     from imagepref.labeling.push import push
+
+    read_candidate_set(candidates)  # a wrong folder fails before any server is needed
 
     settings = _config(
         config,

@@ -203,13 +203,15 @@ def score(
     the combined reward; with --pairs, per pair, what labeling's uncertainty pairing ranks by."""
     from imagepref.devices import check_device
     from imagepref.files import check_output
-    from imagepref.formats import read_candidate_set
+    from imagepref.formats import check_images, read_candidate_set
     from imagepref.reward.config import read_model_config
 
     # Checked before torch is imported: a bad input fails in about a second.
     check_output(out, inputs=[model, candidates], folder=False)
-    read_model_config(model)
-    read_candidate_set(candidates)
+    if read_model_config(model).backbone == "token":
+        read_candidate_set(candidates, ("image_tokens",), "(the token backbone reads them)")
+    else:
+        check_images(read_candidate_set(candidates))
     check_device(device)
 
     from imagepref.reward.model import load_reward_model
