@@ -6,9 +6,9 @@ What it does differently from ``transformers`` ``generate(guidance_scale=...)``:
   pass per step (transformers runs the unconditional branch as a second, unbatched pass);
 - logits are restricted to the image-token range, and forced tokens of the block layout (Emu3's
   end-of-row markers) are fed without sampling;
-- it reports the policy's own **raw** log-probs of each sampled code: a log-softmax over the whole
-  vocabulary of the conditional row, before guidance, masking, temperature and top-k/top-p.
-  Those are the numbers RL ratios and KL terms must use;
+- it reports the policy's own **raw** log-probs of each sampled code: a log-softmax over the image
+  codes of the conditional row (``Generator.code_logprobs``), before guidance, temperature and
+  top-k/top-p. Those are the numbers RL ratios and KL terms must use;
 - for Llama-shaped decoders (glyph, Emu3, causal LMs) it decodes over a preallocated key/value
   buffer without transformers' per-step machinery, and runs identical prompt rows (the
   unconditional ones, a prompt asked for several images) once in the prefill

@@ -34,6 +34,22 @@ class TokenDPOTrainer(CheckpointFiles, DPOTrainer):
 
     Checkpoints are pickle-free (``CheckpointFiles``)."""
 
+    def __init__(self, *args, generator: Generator, **kwargs):
+        self.generator = generator
+        self.logprobs_routed = False
+        super().__init__(*args, **kwargs)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        # Upstream hook: DPOTrainer._precompute_ref_logps(dataset, name, batch_size), private in TRL
+        # 1.16, called from __init__ when precompute_ref_log_probs is set, after TRL patched its own
+        # fused log-prob forward and before __init__ returns. Without routing here the precomputed
+        # reference would be TRL's whole-vocabulary log-probs while the policy's come from the
+        # generator interface. tests/policy/test_align_dpo.py::
+        # test_precomputed_reference_gives_the_same_first_losses fails when that happens.
+        route_logprobs(self, self.generator)
+        self.logprobs_routed = True
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         # Upstream hook: DPOTrainer._prepare_dataset(dataset, processing_class, args, dataset_name),
         # private in TRL 1.16, called from __init__ unless the dataset holds images; it extracts
@@ -62,8 +78,10 @@ def build_dpo_trainer(generator: Generator, examples: list[dict], settings: DPOS
         train_dataset=dpo_dataset(examples),
         processing_class=generator.tokenizer,
         peft_config=lora_config(settings, generator) if settings.lora else None,
+        generator=generator,
     )
-    route_logprobs(trainer, generator)
+    if not trainer.logprobs_routed:
+        route_logprobs(trainer, generator)
     return trainer
 
 

@@ -63,9 +63,12 @@ def test_trl_sees_the_policy_raw_log_probs_and_no_reference_copy(tmp_path):
         out = trainer.model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
         )
-        # Independent computation: log-softmax over the whole vocabulary, read at the next token.
+        # Independent computation: log-softmax over the image codes (the distribution the sampler
+        # draws from), read at the next token.
         logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    expected = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    start, end = generator.config.image_token_range
+    codes = (batch["input_ids"][:, 1:] - start).clamp(0, end - start - 1)
+    expected = torch.log_softmax(logits[:, :-1, start:end].float(), -1).gather(-1, codes[..., None])[..., 0]
     mask = batch["completion_mask"][:, 1:].bool()
     assert torch.allclose(out.log_probs[mask], expected[mask], atol=1e-4)
     assert torch.all(out.log_probs[~mask] == 0)
@@ -160,6 +163,13 @@ def test_upstream_dataset_hook(tmp_path, monkeypatch):
 
     parameters = list(inspect.signature(DPOTrainer._prepare_dataset).parameters)
     assert parameters == ["self", "dataset", "processing_class", "args", "dataset_name"]
+    # and the precompute hook TokenDPOTrainer routes log-probs in before TRL computes the reference
+    assert list(inspect.signature(DPOTrainer._precompute_ref_logps).parameters) == [
+        "self",
+        "dataset",
+        "name",
+        "batch_size",
+    ]
     calls = []
     original = TokenDPOTrainer._prepare_dataset
 

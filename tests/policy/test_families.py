@@ -247,7 +247,7 @@ def test_janus_cannot_offer_a_plain_vocabulary_model_and_says_which_can():
         logits = model(input_ids=torch.tensor([prompt + samples.completion_ids[0].tolist()])).logits
     predicting = logits[0, len(prompt) - 1 : -1]  # the logits at position t score token t+1
     slots = [i for i, forced in enumerate(generator.block_layout()) if forced is None]
-    drawn = torch.log_softmax(predicting[slots].float(), dim=-1)[:, start:end].gather(-1, samples.codes[0, :, None])[
+    drawn = torch.log_softmax(predicting[slots][:, start:end].float(), dim=-1).gather(-1, samples.codes[0, :, None])[
         :, 0
     ]
     assert torch.allclose(drawn, samples.logprobs[0], atol=1e-4)

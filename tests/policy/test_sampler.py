@@ -46,7 +46,7 @@ def test_reported_logprobs_equal_teacher_forcing(generator, settings):
     samples = generator.sample(PROMPTS, seed=3, **settings)
     forced = generator.image_logprobs(samples.prompt_ids, samples.codes)
     torch.testing.assert_close(forced, samples.logprobs, atol=1e-4, rtol=0)
-    # Raw log-probs are over the whole vocabulary: never above 0, and not renormalised by the mask.
+    # Raw log-probs are over the image codes: never above 0, and not renormalised by top-k/top-p.
     assert (samples.logprobs <= 0).all()
 
 
