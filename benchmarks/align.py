@@ -159,7 +159,9 @@ def main() -> None:
         f"peak memory x{full['peak_memory_mb'] / lora['peak_memory_mb']:.2f}"
     )
     if "grpo" in figures:
-        print(f"GRPO: {figures['grpo']['steps_per_second']:.3f} steps/s ({args.batch_size} images per step, rule rewards)")
+        print(
+            f"GRPO: {figures['grpo']['steps_per_second']:.3f} steps/s ({args.batch_size} images per step, rule rewards)"
+        )
 
 
 if __name__ == "__main__":

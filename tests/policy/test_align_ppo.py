@@ -142,7 +142,6 @@ def test_upstream_hooks(tmp_path, rule_reward):
     assert (tmp_path / "run" / "checkpoint-1" / "value_head.safetensors").is_file()
 
 
-
 def test_explained_variance_is_one_for_a_perfect_value_head_and_zero_for_the_mean():
     from imagepref.policy.align.ppo import explained_variance
 
