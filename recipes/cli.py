@@ -23,10 +23,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 from typer._click import exceptions as click_errors  # noqa: E402  (typer's own copy of click)
+from typer.core import TyperOption  # noqa: E402
 
 from imagepref.errors import ImagePrefError  # noqa: E402
 from imagepref.known_warnings import silence_known_warnings  # noqa: E402
 from imagepref.recipes.commands import align, editing, evaluate, label, policy, reward, run
+
+
+def _show_flags_without_a_type() -> None:
+    """Typer 0.29's rich help writes ``<bool>`` after every flag (``--resume <bool>``), as if the
+    flag took a value; a flag's help line shows no type, as click's own help does."""
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "hides_flag_types", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.hides_flag_types = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_show_flags_without_a_type()
 
 app = typer.Typer(
     name="imagepref",

@@ -47,3 +47,11 @@ def test_version_prints_the_installed_version():
         [sys.executable, "-m", "imagepref.recipes.cli", "--version"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.strip() == f"imagepref {version('imagepref')}"
+
+
+def test_flags_show_no_value_type_and_options_keep_theirs():
+    text = help_text("eval")
+    quiet = next(line for line in text.splitlines() if "--quiet" in line)
+    samples = next(line for line in text.splitlines() if "--samples" in line)
+    assert "<bool>" not in text, quiet
+    assert "<int>" in samples
