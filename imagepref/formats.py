@@ -350,6 +350,12 @@ def _read_preference_file(folder: str | Path, name: str) -> tuple[pd.DataFrame, 
     return _read_table(path, "preference table"), path
 
 
+def refuse_existing_preferences(folder: str | Path) -> None:
+    """A folder that already holds a pairs table is not overwritten by new preference data."""
+    if (Path(folder) / PAIRS_FILE).exists():
+        raise BadInputError(f"{folder} already holds preference data; choose another --out")
+
+
 def read_pairs(folder: str | Path) -> pd.DataFrame:
     """A checked ``pairs.parquet``: the contract's columns, text ids, unique pair ids, whole
     non-negative vote counts and labels among a / b / tie (or empty). May have no rows."""

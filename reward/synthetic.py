@@ -30,9 +30,9 @@ from imagepref.files import staged_folder
 from imagepref.formats import (
     AXES,
     OUTCOMES,
-    PAIRS_FILE,
     majority,
     pair_columns,
+    refuse_existing_preferences,
     write_annotations,
     write_candidate_table,
     write_pairs,
@@ -102,8 +102,7 @@ def glyph_preference_data(
     if prompts < 1 or variants_per_prompt < 2 or annotators < 1:
         raise BadInputError("need at least 1 prompt, 2 variants per prompt and 1 annotator")
     out = Path(out)
-    if (out / PAIRS_FILE).exists():
-        raise BadInputError(f"{out} already holds preference data; choose another --out")
+    refuse_existing_preferences(out)
     with staged_folder(out) as staging:
         (staging / "candidates" / "images").mkdir(parents=True)
         rng = random.Random(seed)

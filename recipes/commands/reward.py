@@ -256,7 +256,9 @@ def glyph_data(
 ) -> None:
     """Make glyph-world preference data without Label Studio (simulated annotators, the contract's tables)."""
     from imagepref.files import check_output
+    from imagepref.formats import refuse_existing_preferences
 
+    refuse_existing_preferences(out)  # the more telling line for a second run into the same --out
     check_output(out)
 
     from imagepref.eval.ocr import text_reader
