@@ -6,9 +6,9 @@ heavy is imported.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from imagepref.policy.config import SamplingConfig
 from imagepref.settings import Seed
@@ -16,7 +16,15 @@ from imagepref.settings import Seed
 # The OCR engines imagepref.eval.ocr builds (its ENGINES), named here so that every setting that
 # takes one is checked before anything heavy loads.
 OCR_ENGINES = ("rapidocr", "tesseract")
-OCREngineName = Literal[OCR_ENGINES]
+
+
+def _known_engine(name: str) -> str:
+    if name not in OCR_ENGINES:
+        raise ValueError(f"unknown OCR engine {name!r}; choose one of: {', '.join(OCR_ENGINES)}")
+    return name
+
+
+OCREngineName = Annotated[str, AfterValidator(_known_engine)]
 
 
 class EvalSettings(SamplingConfig):
