@@ -96,7 +96,7 @@ class PretrainConfig(BaseModel):
     hidden_size: int = Field(256, ge=2, description="Width of the Llama (a multiple of twice the heads).")
     layers: int = Field(4, ge=1, description="Transformer layers.")
     heads: int = Field(4, ge=1, description="Attention heads.")
-    steps: int = Field(1200, ge=1, description="Optimizer steps (about 13 minutes on 2 quiet CPU cores).")
+    steps: int = Field(1200, ge=1, description="Optimizer steps (the default: about 30 minutes on 2 CPU cores).")
     batch_size: int = Field(32, ge=1, description="Signs per step.")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay).")
     warmup: int = Field(100, ge=0, description="Warm-up steps.")

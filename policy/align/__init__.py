@@ -11,7 +11,7 @@ The names below are imported on first use, so ``policy.align.config`` (pydantic 
 imported to check settings without importing torch and TRL.
 """
 
-import importlib
+from imagepref.lazy import lazy_attributes
 
 _HOMES = {
     "load_aligned": "checkpoints",
@@ -36,10 +36,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -116,25 +116,80 @@ def run_aligner(
         settings = settings_from_mapping(method, settings, where=f"align.{method}")
     out = Path(out)
     with _removed_unless_started(out):
-        return _run_aligner(
-            method,
-            base,
-            out,
-            settings,
-            preferences,
-            candidates,
-            reward_model,
-            prompts,
-            num_prompts,
-            ocr_engine,
-            monitor,
-            merge,
-            log,
-            dtype,
-            device,
-            trust_remote_code,
-            step_log,
+        from imagepref.dtypes import dtype_name, torch_dtype
+        from imagepref.policy.align import (
+            Monitoring,
+            build_rewards,
+            merge_run,
+            on_policy_examples,
+            preference_examples,
+            train_dpo,
+            train_grpo,
+            train_ppo,
         )
+        from imagepref.policy.align.checkpoints import RUN_FILE
+        from imagepref.policy.generator import load_generator
+
+        generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
+        log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")
+        if reward_model is not None:
+            from imagepref.reward import load_reward_model
+
+            reward_model = load_reward_model(Path(reward_model))
+        read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
+        monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
+        resume = (out / RUN_FILE).is_file()
+        common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
+
+        def write_step(line: StepLine) -> None:
+            line = replace(line, prefix=method)
+            if step_log is not None:
+                step_log(line)
+            else:
+                log(line.summary)
+
+        with step_lines_to(write_step):
+            if method == "dpo":
+                if preferences:
+                    examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
+                else:
+                    from imagepref.policy.align.config import guidance_of
+                    from imagepref.policy.align.rewards import scorer
+
+                    pairs = settings.on_policy
+                    weights = {"reward_model": 1.0} if reward_model is not None else pairs.rewards
+                    functions, mixed = build_rewards(weights, generator, read_text, text_reward, reward_model)
+                    examples = on_policy_examples(
+                        generator,
+                        training_prompts(prompts, pairs.prompts, settings.seed),
+                        scorer(functions, mixed),
+                        pairs,
+                        settings.seed,
+                        {"guidance_scale": guidance_of(settings, generator)},
+                    )
+                log(f"dpo: {len(examples)} pairs")
+                result = train_dpo(generator, examples, settings, out, **common)
+            else:
+                functions, mixed = build_rewards(
+                    settings.rewards.weights, generator, read_text, text_reward, reward_model
+                )
+                train = train_grpo if method == "grpo" else train_ppo
+                result = train(
+                    generator,
+                    training_prompts(prompts, num_prompts, settings.seed),
+                    functions,
+                    mixed,
+                    settings,
+                    out,
+                    **common,
+                )
+        if merge:
+            merged = out / "merged"
+            if not (merged / "imagepref.json").is_file():
+                shutil.rmtree(merged, ignore_errors=True)
+                merge_run(out, merged, base=base)
+            result["merged"] = str(merged)
+        return result
 
 
 @contextlib.contextmanager
@@ -154,96 +209,3 @@ def _removed_unless_started(out: Path) -> Iterator[None]:
             else:
                 shutil.rmtree(out, ignore_errors=True)
         raise
-
-
-def _run_aligner(
-    method,
-    base,
-    out,
-    settings,
-    preferences,
-    candidates,
-    reward_model,
-    prompts,
-    num_prompts,
-    ocr_engine,
-    monitor,
-    merge,
-    log,
-    dtype,
-    device,
-    trust_remote_code,
-    step_log,
-) -> dict:
-    from imagepref.dtypes import dtype_name, torch_dtype
-    from imagepref.policy.align import (
-        Monitoring,
-        build_rewards,
-        merge_run,
-        on_policy_examples,
-        preference_examples,
-        train_dpo,
-        train_grpo,
-        train_ppo,
-    )
-    from imagepref.policy.align.checkpoints import RUN_FILE
-    from imagepref.policy.generator import load_generator
-
-    generator = load_generator(base, dtype=torch_dtype(dtype), device=device, trust_remote_code=trust_remote_code)
-    log(f"{method}: {base} loaded in {dtype_name(generator.model.dtype)} on {generator.model.device}")
-    if reward_model is not None:
-        from imagepref.reward import load_reward_model
-
-        reward_model = load_reward_model(Path(reward_model))
-    read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
-    monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
-    resume = (out / RUN_FILE).is_file()
-    common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
-
-    def write_step(line: StepLine) -> None:
-        line = replace(line, prefix=method)
-        if step_log is not None:
-            step_log(line)
-        else:
-            log(line.summary)
-
-    with step_lines_to(write_step):
-        if method == "dpo":
-            if preferences:
-                examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
-            else:
-                from imagepref.policy.align.config import guidance_of
-                from imagepref.policy.align.rewards import scorer
-
-                pairs = settings.on_policy
-                weights = {"reward_model": 1.0} if reward_model is not None else pairs.rewards
-                functions, mixed = build_rewards(weights, generator, read_text, text_reward, reward_model)
-                examples = on_policy_examples(
-                    generator,
-                    training_prompts(prompts, pairs.prompts, settings.seed),
-                    scorer(functions, mixed),
-                    pairs,
-                    settings.seed,
-                    {"guidance_scale": guidance_of(settings, generator)},
-                )
-            log(f"dpo: {len(examples)} pairs")
-            result = train_dpo(generator, examples, settings, out, **common)
-        else:
-            functions, mixed = build_rewards(settings.rewards.weights, generator, read_text, text_reward, reward_model)
-            train = train_grpo if method == "grpo" else train_ppo
-            result = train(
-                generator,
-                training_prompts(prompts, num_prompts, settings.seed),
-                functions,
-                mixed,
-                settings,
-                out,
-                **common,
-            )
-    if merge:
-        merged = out / "merged"
-        if not (merged / "imagepref.json").is_file():
-            shutil.rmtree(merged, ignore_errors=True)
-            merge_run(out, merged, base=base)
-        result["merged"] = str(merged)
-    return result
