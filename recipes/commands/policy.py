@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from imagepref.policy.config import PretrainConfig, SamplingConfig
 from imagepref.settings import Seed, option_bounds
 
 console = Console(stderr=True)
+LOG_EVERY = 50  # pretraining steps between step lines when the console is not a terminal
 
 
 def _progress() -> Progress:
@@ -107,21 +109,48 @@ def pretrain(
         task = progress.add_task("pretrain", total=config.steps, info="")
         codec_task = progress.add_task("codec k-means", total=config.codec_iterations, info="")
 
+        started = time.monotonic()
+
         def update(stage: str, done, total, info: dict) -> None:
             if stage == "codec":
                 progress.advance(codec_task)
-            else:
-                progress.update(task, completed=done, info=f"loss {info.get('loss', 0):.3f}")
+                return
+            progress.update(task, completed=done, info=f"loss {info.get('loss', 0):.3f}")
+            # Redirected to a file, rich draws no bar: a step line now and then tells a reader of
+            # the log how far the run is.
+            if not progress.console.is_terminal and (done % LOG_EVERY == 0 or done == total):
+                progress.console.print(
+                    f"pretrain step {done}/{total} loss {info.get('loss', 0):.3f} ({time.monotonic() - started:.0f} s)",
+                    soft_wrap=True,
+                )
 
         run_pretrain(out, config, progress=update, log=lambda line: progress.console.print(line))
-    console.print(f"saved the generator to {out}")
+    console.print(f"saved the generator to {out}", soft_wrap=True)
 
 
 def generate(
     model: Path = typer.Option(..., "--model", help="Generator folder (imagepref.json inside)."),
-    prompts: Path = typer.Option(..., "--prompts", help='Prompts: JSONL ({"prompt": ...} a line) or text, one a line.'),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help='Prompts: JSONL ({"prompt": ...} a line) or text, one a line.'
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the candidate set (must not exist or be empty)."),
-    n: int = typer.Option(2, "--n", help="Images per prompt.", callback=option_bounds(Annotated[int, Field(ge=1)])),
+    edits: str | None = typer.Option(
+        None,
+        "--edits",
+        help="Edit instead of drawing from prompts: glyphworld-edits (training-like glyph-world edits), "
+        'glyphworld-edits-heldout, or a JSONL file of {"source": CANDIDATE_ID, "instruction": ...} with --sources.',
+    ),
+    sources: Path | None = typer.Option(
+        None, "--sources", help="Candidate set whose candidates an edits file names (their image_tokens are edited)."
+    ),
+    limit: int = typer.Option(
+        0,
+        help="Use only the first N prompts or edits (0: all; glyphworld-edits: 64).",
+        callback=option_bounds(Annotated[int, Field(ge=0)]),
+    ),
+    n: int = typer.Option(
+        2, "--n", help="Images per prompt (per edit).", callback=option_bounds(Annotated[int, Field(ge=1)])
+    ),
     seed: int = typer.Option(0, help="Sampling seed.", callback=option_bounds(Seed)),
     guidance_scale: float | None = typer.Option(
         None,
@@ -156,7 +185,8 @@ def generate(
         False, "--trust-remote-code", help="Allow a family's remote code (off by default)."
     ),
 ) -> None:
-    """Sample N images per prompt and write a candidate set (candidates.parquet + images/)."""
+    """Sample N images per prompt (or N edits of each source with --edits) and write a candidate
+    set (candidates.parquet + images/)."""
     from imagepref.devices import check_device
     from imagepref.dtypes import check_dtype
     from imagepref.files import check_output
@@ -165,9 +195,28 @@ def generate(
 
     # Every input is checked before torch is imported: a bad one fails in about a second.
     check_dtype(dtype, "--dtype")
-    check_output(out, inputs=[model])
+    check_output(out, inputs=[model, *([sources] if sources else [])])
     check_generator_folder(model)
-    prompt_rows = [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(prompts)]
+    if (prompts is None) == (edits is None):
+        raise BadInputError("pass --prompts FILE (images from prompts) or --edits (edited images), one of them")
+    if sources is not None and edits in EDIT_SETS + (None,):
+        raise BadInputError("--sources goes with an edits file (--edits FILE), whose lines name its candidates")
+    prompt_rows, requests, source_table = [], [], None
+    if prompts is not None:
+        prompt_rows = [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in read_prompts(prompts)]
+        prompt_rows = prompt_rows[:limit] if limit else prompt_rows
+    elif edits not in EDIT_SETS:
+        from imagepref.formats import read_candidate_set, read_edit_requests
+
+        if not Path(edits).exists() and "/" not in edits and Path(edits).suffix == "":
+            raise BadInputError(f"unknown edit set {edits!r}; choose one of: {', '.join(EDIT_SETS)}, or pass a file")
+        requests = read_edit_requests(edits)
+        requests = requests[:limit] if limit else requests
+        if sources is None:
+            raise BadInputError(
+                "an edits file names candidates of a source set: pass --sources DIR (a candidate set with image_tokens)"
+            )
+        source_table = read_candidate_set(sources, ["image_tokens"], "(the codes of the images to edit)")
     check_device(device)
 
     from imagepref.dtypes import torch_dtype
@@ -185,6 +234,31 @@ def generate(
         decoding=decoding,
         window=window,
     ).sampler()
+    if edits is not None:
+        from imagepref.policy.candidates import glyph_edit_jobs, source_set_edit_jobs, write_edit_candidate_set
+        from imagepref.policy.editing import check_can_edit
+
+        check_can_edit(generator)
+        if source_table is not None:
+            jobs = source_set_edit_jobs(source_table, requests)
+        else:
+            jobs = glyph_edit_jobs(generator, glyph_edit_set(edits, limit))
+        with _progress() as progress:
+            task = progress.add_task("edit", total=len(jobs) * n, info="")
+            rows = write_edit_candidate_set(
+                generator,
+                jobs,
+                out,
+                images_per_edit=n,
+                seed=seed,
+                sampler=sampler,
+                batch_size=batch_size,
+                generator_name=f"{generator.family}:{model}",
+                on_progress=lambda done, total: progress.update(task, completed=done),
+                extra={"edit_set": str(edits)},
+            )
+        console.print(f"wrote {len(jobs)} source(s) and {len(jobs) * n} edited candidates to {out}")
+        return
     with _progress() as progress:
         task = progress.add_task("generate", total=len(prompt_rows) * n, info="")
         rows = write_candidate_set(
@@ -199,6 +273,26 @@ def generate(
             on_progress=lambda done, total: progress.update(task, completed=done),
         )
     console.print(f"wrote {len(rows)} candidates to {out}")
+
+
+# The built-in glyph-world edit sets of ``generate --edits``, and how many edits each draws by default.
+EDIT_SETS = ("glyphworld-edits", "glyphworld-edits-heldout")
+TRAINING_EDITS = 64
+
+
+def glyph_edit_set(name: str, limit: int = 0) -> list:
+    """The glyph-world edits of a built-in set: ``glyphworld-edits``, seeded edits drawn like the
+    edit training's (``limit`` of them, default ``TRAINING_EDITS``; never a held-out word or
+    phrasing), or ``glyphworld-edits-heldout``, the held-out evaluation edits (the first
+    ``limit``, default 200)."""
+    import random
+
+    from imagepref.policy.glyphworld.edits import heldout_edits, training_edit
+
+    if name == "glyphworld-edits-heldout":
+        return heldout_edits(limit or 200)
+    rng = random.Random("glyphworld-edits")
+    return [training_edit(rng) for _ in range(limit or TRAINING_EDITS)]
 
 
 def register(app: typer.Typer) -> None:

@@ -118,3 +118,24 @@ def test_lr_restarts_keep_the_first_cycle_and_restart_from_each_peak():
     assert learning_rate(restarted, 1199) == pytest.approx(1e-4, rel=1e-3)
     # The settings round-trip through a checkpoint's JSON, so such a run resumes.
     assert PretrainConfig(**restarted.model_dump(mode="json")) == restarted
+
+
+@pytest.mark.slow
+def test_the_command_writes_step_lines_when_its_output_is_a_file(tmp_path):
+    # Redirected to a file, rich draws no progress bar; the step lines are what a log reader sees.
+    import subprocess
+    import sys
+
+    log = tmp_path / "pretrain.log"
+    with log.open("w") as stream:
+        done = subprocess.run(
+            [sys.executable, "-m", "imagepref.recipes.cli", "pretrain", "--out", str(tmp_path / "gen")]
+            + ["--steps", "2", "--batch-size", "2", "--hidden-size", "8", "--layers", "1"],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert "pretrain step 2/2 loss " in text
+    assert f"saved the generator to {tmp_path / 'gen'}" in text
