@@ -7,7 +7,12 @@ Every part hands the next one plain files, so each can be built, tested and repl
 * **preference data**: ``annotations.parquet`` (one judgment per row, screen sides left/right) and
   ``pairs.parquet`` (one pair per row, votes per axis in the stable a/b order);
 * a **scores file**: a reward model's view per pair or per candidate (parquet or CSV);
-* a **prompts file**: one prompt a line, plain text or JSONL.
+* a **prompts file**: one prompt a line, plain text or JSONL;
+* an **edits file**: one instruction a line for a candidate of a source set, JSONL.
+
+Edits travel through the same contracts: an edited image's row in a candidate set names its
+``source_candidate`` (another row of the set) and its ``instruction``, and preference data about
+edits carries both columns too.
 
 Readers check that the file exists, that the columns the contract requires are there and that
 their values have the right types; a problem is one ``BadInputError`` naming the file, the column
@@ -35,6 +40,8 @@ from imagepref.files import replaced_on_success
 
 # The judgment axes of the built-in study, in head order.
 AXES = ("aesthetics", "prompt_fidelity", "safety")
+# The axes of a study that compares edits of one source by one instruction.
+EDIT_AXES = ("instruction_fidelity", "preservation", "aesthetics", "safety")
 # What a pair's axis can come out as, in the stable a/b order.
 OUTCOMES = ("a", "b", "tie")
 # What an annotator answers, in screen sides.
@@ -43,6 +50,9 @@ SIDES = ("left", "right", "tie")
 CANDIDATES_FILE = "candidates.parquet"
 IMAGES_DIR = "images"
 CANDIDATE_COLUMNS = ("candidate_id", "prompt_id", "prompt", "image_path")
+# An edited image's source (a candidate of the same set) and the instruction it followed; present
+# together or not at all, and empty on the rows that are no edit (the sources themselves).
+EDIT_COLUMNS = ("source_candidate", "instruction")
 
 ANNOTATIONS_FILE = "annotations.parquet"
 PAIRS_FILE = "pairs.parquet"
@@ -186,6 +196,7 @@ def _check_candidates(table: pd.DataFrame, path: Path, folder: Path, columns: Se
                     f"is {shown}; expected a list of integers (the generator's "
                     "image tokens); regenerate the set with `imagepref generate`",
                 )
+    table = _check_edit_columns(table, path, set(table["candidate_id"]))
     images = (folder / IMAGES_DIR).resolve()
     for row, relative in enumerate(table["image_path"]):
         if images not in (folder / relative).resolve().parents:
@@ -196,6 +207,47 @@ def _check_candidates(table: pd.DataFrame, path: Path, folder: Path, columns: Se
                 f"{relative!r} lies outside {images}; candidate images must be inside the set's images/ folder",
             )
     return table
+
+
+def _check_edit_columns(table: pd.DataFrame, path: Path, candidates: set[str] | None = None) -> pd.DataFrame:
+    """The edit columns (``EDIT_COLUMNS``), where a table has them: both there, on each row both
+    empty or both text, and, with ``candidates``, each source one of those candidates (not the
+    row itself). Returns the table with the sources as text."""
+    present = [column for column in EDIT_COLUMNS if column in table.columns]
+    if not present:
+        return table
+    _require_columns(table, path, EDIT_COLUMNS, "that an edit needs (its source and its instruction together)")
+    sources, instructions = table["source_candidate"].tolist(), table["instruction"].tolist()
+    own = table["candidate_id"].tolist() if "candidate_id" in table.columns else [None] * len(table)
+    for row, (source, instruction) in enumerate(zip(sources, instructions)):
+        empty_source = _missing(source) or source == ""
+        empty_instruction = _missing(instruction) or (isinstance(instruction, str) and not instruction.strip())
+        if not empty_instruction and not isinstance(instruction, str):
+            raise _problem(path, "instruction", row, f"is {instruction!r}; expected text")
+        if empty_source != empty_instruction:
+            column, what = (
+                ("source_candidate", "an instruction needs a source")
+                if empty_source
+                else (
+                    "instruction",
+                    "a source needs an instruction",
+                )
+            )
+            raise _problem(path, column, row, f"is empty: {what}; give both or neither")
+        if empty_source:
+            sources[row] = None
+            continue
+        if not isinstance(source, (str, Integral)) or isinstance(source, bool):
+            raise _problem(path, "source_candidate", row, f"is {source!r}; expected a candidate id")
+        sources[row] = str(source)
+        if candidates is not None and (sources[row] not in candidates or sources[row] == own[row]):
+            raise _problem(
+                path,
+                "source_candidate",
+                row,
+                f"{sources[row]!r} is not another candidate of this set; an edit's source image must be in the set",
+            )
+    return table.assign(source_candidate=pd.Series(sources, index=table.index, dtype="object"))
 
 
 def read_candidate_set(folder: str | Path, columns: Sequence[str] = (), why: str = "") -> pd.DataFrame:
@@ -283,14 +335,16 @@ def write_candidate_table(records: Sequence[dict[str, Any]] | pd.DataFrame, fold
 # --- preference data ------------------------------------------------------------------------------
 
 
-def annotation_columns(axes: Sequence[str]) -> list[str]:
-    """The columns of annotations.parquet in contract order."""
-    return [*ANNOTATION_COLUMNS, *axes, *ANNOTATION_TAIL]
+def annotation_columns(axes: Sequence[str], edits: bool = False) -> list[str]:
+    """The columns of annotations.parquet in contract order (with ``edits``, the edit columns
+    after the candidates)."""
+    return [*ANNOTATION_COLUMNS[:4], *(EDIT_COLUMNS if edits else ()), *ANNOTATION_COLUMNS[4:], *axes, *ANNOTATION_TAIL]
 
 
-def pair_columns(axes: Sequence[str]) -> list[str]:
-    """The columns of pairs.parquet in contract order."""
-    columns = list(PAIR_COLUMNS)
+def pair_columns(axes: Sequence[str], edits: bool = False) -> list[str]:
+    """The columns of pairs.parquet in contract order (with ``edits``, the edit columns after the
+    candidates)."""
+    columns = [*PAIR_COLUMNS, *(EDIT_COLUMNS if edits else ())]
     for axis in axes:
         columns += [f"{axis}_votes_a", f"{axis}_votes_b", f"{axis}_votes_tie", f"{axis}_label"]
     return columns
@@ -322,7 +376,7 @@ def _check_pairs(pairs: pd.DataFrame, path: Path) -> pd.DataFrame:
         low=0,
     )
     _choices(pairs, path, [f"{axis}_label" for axis in axes if f"{axis}_label" in pairs], OUTCOMES)
-    return pairs
+    return _check_edit_columns(pairs, path)
 
 
 def _check_annotations(annotations: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -332,7 +386,8 @@ def _check_annotations(annotations: pd.DataFrame, path: Path) -> pd.DataFrame:
         ("pair_id", "candidate_left", "candidate_right", "annotator"),
         "that the preference-data contract requires",
     )
-    return _ids(annotations, path, ("pair_id", "candidate_left", "candidate_right", "annotator"))
+    annotations = _ids(annotations, path, ("pair_id", "candidate_left", "candidate_right", "annotator"))
+    return _check_edit_columns(annotations, path)
 
 
 def _read_preference_file(folder: str | Path, name: str) -> tuple[pd.DataFrame, Path]:
@@ -549,3 +604,64 @@ def read_prompts(path: str | Path) -> list[Prompt]:
             f"prompts file {path} line {line} holds NUL bytes; it is no text file, save it as UTF-8 text"
         )
     return parse_prompts(text, f"prompts file {path}", jsonl=path.suffix in (".jsonl", ".json"))
+
+
+# --- edits ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One line of an edits file: its id, the candidate to edit (of the source set) and the
+    instruction."""
+
+    edit_id: str
+    source: str
+    instruction: str
+
+
+def read_edit_requests(path: str | Path) -> list[EditRequest]:
+    """The edits of an edits file: JSONL, one ``{"source": CANDIDATE_ID, "instruction": TEXT}``
+    object a line (``id`` optional, default ``e<line number>``); blank lines and lines starting
+    with ``#`` are skipped, ids must be unique."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"edits file {path} is a folder; pass a JSONL file, one edit a line")
+    if not path.is_file():
+        raise BadInputError(f"edits file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"edits file {path} is not UTF-8 text; save it as UTF-8") from None
+    edits: list[EditRequest] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"edits file {path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BadInputError(f"{where} is not valid JSON ({error.msg}); fix or delete that line") from None
+        if not isinstance(record, dict):
+            raise BadInputError(f'{where} is not a JSON object like {{"source": "...", "instruction": "..."}}')
+        instruction, source = record.get("instruction"), record.get("source")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise BadInputError(f'{where} has no "instruction": say what to change')
+        if not isinstance(source, str) or not source.strip():
+            raise BadInputError(
+                f'{where}: an instruction needs a source: give "source", the candidate id of the image to edit'
+            )
+        extra = set(record) - {"id", "source", "instruction"}
+        if extra:
+            raise BadInputError(
+                f"{where} has an unknown field {sorted(extra)[0]!r}; an edit has id, source, instruction"
+            )
+        edits.append(EditRequest(str(record.get("id") or f"e{number}"), source.strip(), " ".join(instruction.split())))
+    if not edits:
+        raise BadInputError(f'edits file {path} has no edits; write one {{"source": ..., "instruction": ...}} a line')
+    seen: set[str] = set()
+    for edit in edits:
+        if edit.edit_id in seen:
+            raise BadInputError(f"edits file {path}: id {edit.edit_id!r} appears twice; make the ids unique")
+        seen.add(edit.edit_id)
+    return edits

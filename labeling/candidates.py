@@ -44,6 +44,16 @@ class CandidateSet:
         """The absolute path of a candidate's image."""
         return Path(self.table.at[candidate_id, "image_file"])
 
+    @property
+    def has_edits(self) -> bool:
+        """Whether the set holds edited images (rows with a source and an instruction)."""
+        return "instruction" in self.table.columns and bool(self.table["source_candidate"].notna().any())
+
+    @property
+    def edits(self) -> pd.DataFrame:
+        """The rows of edited images (not their sources)."""
+        return self.table[self.table["source_candidate"].notna()]
+
 
 def load_candidate_set(folder: Path) -> CandidateSet:
     """Read and check a candidate set (``imagepref.formats.read_candidate_set``) with every image

@@ -4,7 +4,8 @@ One `LabelingConfig` holds what a project needs: the comparison axes, how many a
 each task (overlap), the annotators' instructions, the gold-pair rate and the pairing strategy.
 `label_config_xml` turns the axes into Label Studio's XML: one required single-choice group per
 axis with left / right / tie, because `<Pairwise>` records only the last of several groups and
-has no tie.
+has no tie. A project of edits (`edits: true`) shows the source image and the instruction above
+the two edited results and asks, by default, about `EDIT_AXES`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Literal
 from xml.sax.saxutils import quoteattr
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imagepref.errors import BadInputError
-from imagepref.formats import AXES, SIDES
+from imagepref.formats import AXES, EDIT_AXES, SIDES
 from imagepref.settings import Seed, validated
 
 CHOICES = SIDES
@@ -28,6 +29,8 @@ DEFAULT_QUESTIONS = {
     "aesthetics": "Aesthetics: which image looks better made (clean, legible, well placed)?",
     "prompt_fidelity": "Prompt fidelity: which image shows what the prompt asks for?",
     "safety": "Safety: which image is safer (no forbidden marks or words)?",
+    "instruction_fidelity": "Instruction fidelity: which result made the change the instruction asks for?",
+    "preservation": "Preservation: which result kept everything else of the source as it was?",
 }
 COMMENT_FIELD = "comment"
 _AXIS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -41,7 +44,17 @@ class LabelingConfig(BaseModel):
     title: str = Field(
         "imagepref comparisons", description="Label Studio project title; push and pull find the project by it."
     )
-    axes: list[str] = Field(list(AXES), description="Comparison axes, one left/right/tie question each.")
+    edits: bool = Field(
+        False,
+        description="Compare edits: show the source image and the instruction above the two results "
+        "(candidate sets with source_candidate and instruction).",
+    )
+    axes: list[str] = Field(
+        list(AXES),
+        description="Comparison axes, one left/right/tie question each (default for edits: "
+        + ", ".join(EDIT_AXES)
+        + ").",
+    )
     questions: dict[str, str] = Field(
         default_factory=dict, description="Question shown per axis; defaults per known axis."
     )
@@ -80,6 +93,12 @@ class LabelingConfig(BaseModel):
         if len(set(axes)) != len(axes):
             raise ValueError("axes must be distinct")
         return axes
+
+    @model_validator(mode="after")
+    def _edit_axes_by_default(self) -> LabelingConfig:
+        if self.edits and "axes" not in self.model_fields_set:
+            self.axes = list(EDIT_AXES)
+        return self
 
     def question(self, axis: str) -> str:
         """The question annotators see for `axis`."""
@@ -129,16 +148,25 @@ class LabelingConfig(BaseModel):
 
 
 def label_config_xml(config: LabelingConfig) -> str:
-    """Label Studio XML for a pair: prompt, two images side by side, one question per axis, a comment.
+    """Label Studio XML for a pair: prompt, two images side by side, one question per axis, a comment
+    (for edits: the instruction, the source prompt and the source image before the two results).
 
     Every axis is a required single-radio `<Choices>` whose stored values are the aliases
     `left`, `right`, `tie`; the first four axes get one hotkey row each (1 2 3, q w e, a s d,
     z x c). The comment is an optional free-text area.
     """
-    parts = [
-        "<View>",
-        '  <Header value="$prompt" size="4"/>',
-        '  <View style="display: flex; gap: 16px;">',
+    if config.edits:
+        # The source and the instruction first: an edit is judged against both.
+        parts = [
+            "<View>",
+            '  <Header value="$instruction" size="4"/>',
+            '  <Text name="source_prompt" value="$prompt"/>',
+            '  <View style="display: flex; gap: 16px;">',
+            '    <View style="flex: 1;"><Header value="Source" size="5"/><Image name="source" value="$image_source" zoom="false"/></View>',
+        ]
+    else:
+        parts = ["<View>", '  <Header value="$prompt" size="4"/>', '  <View style="display: flex; gap: 16px;">']
+    parts += [
         '    <View style="flex: 1;"><Header value="Left" size="5"/><Image name="left" value="$image_left" zoom="false"/></View>',
         '    <View style="flex: 1;"><Header value="Right" size="5"/><Image name="right" value="$image_right" zoom="false"/></View>',
         "  </View>",
@@ -155,3 +183,8 @@ def label_config_xml(config: LabelingConfig) -> str:
     parts.append(f'  <TextArea name="{COMMENT_FIELD}" toName="left" rows="2" maxSubmissions="1" editable="true"/>')
     parts.append("</View>")
     return "\n".join(parts)
+
+
+def shows_edits(label_config: str) -> bool:
+    """Whether a project's labeling config (``label_config_xml``'s) compares edits: it shows a source."""
+    return "$image_source" in label_config

@@ -71,7 +71,8 @@ def plan_pairs(candidates: CandidateSet, config: LabelingConfig, scores: PairSco
     per prompt if set. `max_pairs` caps the total (a seeded sample for random/all, the top for
     uncertainty).
     """
-    table = candidates.table
+    # In a set of edits, the sources are shown beside each pair, never paired themselves.
+    table = candidates.edits if candidates.has_edits else candidates.table
     groups = {prompt_id: sorted(group["candidate_id"]) for prompt_id, group in table.groupby("prompt_id", sort=True)}
     if all(len(ids) < 2 for ids in groups.values()):
         raise BadInputError(

@@ -36,7 +36,7 @@ from imagepref.labeling.preferences import annotation_frame, pair_frame, to_ab
 
 SIMULATED_DOMAIN = "@simulated.imagepref.test"
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
-IMAGE_FIELDS = ("image_left", "image_right")
+IMAGE_FIELDS = ("image_left", "image_right", "image_source")
 log = logging.getLogger(__name__)
 
 
@@ -172,6 +172,11 @@ def parse_export(
                 "candidate_right": data["candidate_right"],
                 "candidate_a": data["candidate_a"],
                 "candidate_b": data["candidate_b"],
+                **(
+                    {"source_candidate": data.get("source_candidate"), "instruction": data["instruction"]}
+                    if "instruction" in data
+                    else {}
+                ),
                 "annotator": who,
                 "source": "simulated" if who.endswith(SIMULATED_DOMAIN) else "human",
                 **choices,
@@ -249,10 +254,14 @@ def pull(
                 len(absent),
                 absent[0],
             )
-    annotations = annotation_frame(rows, axes)
-    pairs = pair_frame(rows, axes)
+    # A project of edits: every pushed task carries its instruction (and the tables their columns).
+    edits = any("instruction" in (task.get("data") or {}) for task in tasks)
+    annotations = annotation_frame(rows, axes, edits=edits)
+    pairs = pair_frame(rows, axes, edits)
     report.pairs = len(pairs)
-    gold = annotation_frame(gold_rows, axes, extra=["candidate_a", "candidate_b", *(f"{axis}_gold" for axis in axes)])
+    gold = annotation_frame(
+        gold_rows, axes, extra=["candidate_a", "candidate_b", *(f"{axis}_gold" for axis in axes)], edits=edits
+    )
     agreement = agreement_report(to_ab(rows, axes), to_ab(gold_rows, axes), axes)
     # A pull replaces the folder whole: the old output is moved aside before the new one is
     # renamed in, so one of them is always whole.

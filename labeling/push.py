@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from imagepref.errors import BadInputError
 from imagepref.labeling.candidates import CandidateSet, load_candidate_set, load_pair_scores
-from imagepref.labeling.config import LabelingConfig
+from imagepref.labeling.config import LabelingConfig, shows_edits
 from imagepref.labeling.connection import LabelStudioConnection, LabelStudioUnavailableError, retry_delays
 from imagepref.labeling.pairing import PlannedPair, plan_gold_pairs, plan_pairs, prediction_result
 from imagepref.labeling.project import ensure_image_storage, existing_pair_ids, existing_pairs, require_project
@@ -61,6 +61,15 @@ def task_payload(
             "gold": pair.gold,
         }
     }
+    if candidates.has_edits:
+        row = candidates.table.loc[pair.candidate_a]
+        task["data"] |= {
+            "image_source": local_file_url(candidates.image(row["source_candidate"]), document_root),
+            "source_candidate": row["source_candidate"],
+            "instruction": row["instruction"],
+            # The glyph world's description of the edit, for judges that check it by its rules.
+            "edit": row["edit"] if isinstance(row.get("edit"), str) else None,
+        }
     if pre_annotate and pair.p_a and not pair.is_gold:
         confidence = sum(max(p, 1.0 - p) for p in pair.p_a.values()) / len(pair.p_a)
         task["predictions"] = [
@@ -105,6 +114,14 @@ def push(
             "move it there or restart the server with --files-root"
         )
     project = require_project(connection, config.title)
+    if candidates.has_edits != shows_edits(project.label_config):
+        raise BadInputError(
+            f"candidate set {candidate_dir} holds edits; push it into a project of edits "
+            "(`imagepref label create --edits`, or edits: true)"
+            if candidates.has_edits
+            else f"candidate set {candidate_dir} holds no edits (no source_candidate and instruction); "
+            f"project {config.title!r} compares edits"
+        )
     ensure_image_storage(connection, project.id, candidates.images_dir)
     present = existing_pairs(connection, project.id)
     for pair in planned:

@@ -3,7 +3,9 @@
 Each simulated annotator has its own account (made through the invite link), logs in with its
 password, downloads the two images the way the browser does, asks the judge, and submits the
 answer with its own token. The judge is any callable `judge(prompt, left, right) -> {axis:
-"left" | "right" | "tie"}` (an axis may be left out); with probability `error_rate` per axis the
+"left" | "right" | "tie"}` (an axis may be left out); on a task of an edit it is called as
+`judge(instruction, left, right, source=SOURCE_IMAGE, edit=EDIT)`, with the source image's file and
+the glyph world's description of the edit (a JSON text, or None). With probability `error_rate` per axis the
 answer is replaced by a different one, seeded per annotator and task so runs repeat. Tasks are
 dealt so that each gets `overlap` different annotators, because open-source Label Studio does not
 assign overlap itself.
@@ -123,7 +125,12 @@ def simulate(
                 left = _download(person, data["image_left"], Path(scratch), images)
                 right = _download(person, data["image_right"], Path(scratch), images)
                 rng = random.Random(f"{seed}:{email}:{data.get('pair_id', task['id'])}")
-                answers = apply_errors(judge(data.get("prompt", ""), left, right) or {}, axes, error_rate, rng)
+                if "instruction" in data:
+                    source = _download(person, data["image_source"], Path(scratch), images)
+                    verdicts = judge(data["instruction"], left, right, source=source, edit=data.get("edit"))
+                else:
+                    verdicts = judge(data.get("prompt", ""), left, right)
+                answers = apply_errors(verdicts or {}, axes, error_rate, rng)
                 result = [
                     {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
                     for axis, answer in answers.items()

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from imagepref.errors import BadInputError, UnknownNameError
+from imagepref.formats import EDIT_AXES
 from imagepref.policy.glyphworld.rules import (
     ReadText,
     _background,
@@ -116,6 +117,9 @@ HELDOUT_EDIT_PHRASINGS: dict[str, tuple[str, ...]] = {
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
 EDIT_HELDOUT_KINDS = ("unseen_phrasing", "unseen_word")
 EDIT_SUCCESS_THRESHOLD = 0.9
+# The score difference below which two results of an edit tie on each axis (``EDIT_AXES``): as for
+# images, 0.1 on the continuous scores and 0.5 on safety's 0-or-1 score.
+EDIT_TIE_MARGINS = {"instruction_fidelity": 0.1, "preservation": 0.1, "aesthetics": 0.1, "safety": 0.5}
 # Pixels within this many pixels of a change belong to it (anti-aliased edges, a letter's margin).
 CHANGE_MARGIN = 2
 
@@ -152,6 +156,38 @@ class GlyphEdit:
     def target(self) -> GlyphSpec:
         """The sign the instruction asks for: the source with that one thing changed."""
         return apply_edit(self.source, self.kind, self.value, self.position)
+
+
+def edit_record(edit: GlyphEdit) -> dict:
+    """The edit as plain JSON values (the source sign's fields, kind, value, position, phrasing):
+    what a candidate set's ``edit`` column and an evaluation's prompts carry, so the rules can
+    judge a result far from the code that drew the edit."""
+    return dataclasses.asdict(edit)
+
+
+def edit_from_record(record: object) -> GlyphEdit:
+    """The ``GlyphEdit`` an ``edit_record`` describes; one-line errors for anything else."""
+    if not isinstance(record, dict) or not isinstance(record.get("source"), dict):
+        raise BadInputError(f"{str(record)[:60]!r} is no glyph-world edit (a JSON object with a source sign)")
+    fields = {f.name for f in dataclasses.fields(GlyphEdit)}
+    source_fields = {f.name for f in dataclasses.fields(GlyphSpec)}
+    unknown = sorted((set(record) - fields) | (set(record["source"]) - source_fields))
+    if unknown:
+        raise BadInputError(f"a glyph-world edit has no field {unknown[0]!r}")
+    try:
+        return GlyphEdit(**{**record, "source": GlyphSpec(**record["source"])})
+    except TypeError as error:
+        raise BadInputError(f"a glyph-world edit lacks a field ({error})") from None
+
+
+def compare_edits(scores_a: dict[str, float], scores_b: dict[str, float], axes=EDIT_AXES) -> dict[str, str]:
+    """Per axis: "a", "b" or "tie" between two results of the same edit (``judge_edit`` scores),
+    with the margins of ``EDIT_TIE_MARGINS``."""
+    verdicts = {}
+    for axis in axes:
+        diff = scores_a[axis] - scores_b[axis]
+        verdicts[axis] = "tie" if abs(diff) < EDIT_TIE_MARGINS[axis] else ("a" if diff > 0 else "b")
+    return verdicts
 
 
 def check_edit(edit: GlyphEdit) -> None:
@@ -501,10 +537,12 @@ def judge_edit(
 
 
 __all__ = [
+    "EDIT_AXES",
     "EDIT_HELDOUT_KINDS",
     "EDIT_KINDS",
     "EDIT_PHRASINGS",
     "EDIT_SUCCESS_THRESHOLD",
+    "EDIT_TIE_MARGINS",
     "FLAWS",
     "FORBIDDEN_MARKS",
     "HELDOUT_EDIT_PHRASINGS",
@@ -513,6 +551,9 @@ __all__ = [
     "applicable_kinds",
     "background_colour",
     "changed_mask",
+    "compare_edits",
+    "edit_from_record",
+    "edit_record",
     "instruction_for",
     "edit_heldout_kind",
     "edit_source",

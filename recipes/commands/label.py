@@ -123,6 +123,12 @@ def create(
         None, help="Annotators per task (default 2).", callback=option_bounds(_labeling_config, "overlap")
     ),
     instructions: Path | None = typer.Option(None, help="Markdown instructions for annotators."),
+    edits: bool = typer.Option(
+        False,
+        "--edits",
+        help="Compare edits: the source image and the instruction above two results, asking instruction "
+        "fidelity, preservation, aesthetics and safety.",
+    ),
     url: str | None = Url,
     token_env: str = TokenEnv,
     state_dir: Path = StateDir,
@@ -130,7 +136,7 @@ def create(
     """Create (or update) the comparison project: prompt, two images, one left/right/tie question per axis."""
     from imagepref.labeling.project import create_project
 
-    settings = _config(config, title=title, overlap=overlap, instructions=instructions)
+    settings = _config(config, title=title, overlap=overlap, instructions=instructions, edits=edits or None)
     project = create_project(_connect(url, token_env, state_dir), settings)
     console.print(
         f"project {project.title!r} (id {project.id}): axes {', '.join(settings.axes)}, overlap {project.overlap}"

@@ -16,6 +16,7 @@ from imagepref.files import staged_folder
 from imagepref.formats import (
     AXES,
     CANDIDATES_FILE,
+    EDIT_AXES,
     GOLD_FILE,
     annotation_columns,
     check_images,
@@ -24,6 +25,7 @@ from imagepref.formats import (
     read_annotations,
     read_candidate_set,
     read_candidate_sets,
+    read_edit_requests,
     read_known_answers,
     read_pairs,
     read_prompts,
@@ -423,6 +425,76 @@ def test_staged_folders_new_replace_and_merge(tmp_path):
         (staging / "b.txt").write_text("3")
     assert [p.name for p in out.iterdir()] == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or previous folder left
+
+
+# --- edits ----------------------------------------------------------------------------------------
+
+
+def edit_rows() -> list[dict]:
+    """A source and two edits of it, as ``imagepref generate --edits`` writes them."""
+    rows = candidate_rows(count=3, prefix="e")
+    rows[0] |= {"prompt_id": "e-source", "source_candidate": None, "instruction": None}
+    for row in rows[1:]:
+        row |= {"prompt_id": "e", "source_candidate": "e0", "instruction": "make the ink blue"}
+    return rows
+
+
+def test_an_edit_set_reads_back_with_its_sources_and_instructions(tmp_path):
+    table = read_candidate_set(candidate_set(tmp_path / "edits", edit_rows(), prefix="e"))
+    assert table["source_candidate"].tolist() == [None, "e0", "e0"]
+    assert table["instruction"].tolist()[1:] == ["make the ink blue"] * 2
+
+
+@pytest.mark.parametrize(
+    "change, parts",
+    [
+        (lambda t: t.assign(source_candidate=[None, None, "e0"]), ["source_candidate, row 1", "needs a source"]),
+        (lambda t: t.assign(instruction=[None, "", "blue"]), ["instruction, row 1", "needs an instruction"]),
+        (lambda t: t.assign(source_candidate=[None, "elsewhere", "e0"]), ["row 1", "not another candidate"]),
+        (lambda t: t.assign(source_candidate=[None, "e1", "e0"]), ["row 1", "not another candidate"]),
+        (lambda t: t.drop(columns="instruction"), ["instruction", "together"]),
+    ],
+)
+def test_a_bad_edit_set_is_one_error_naming_the_row(tmp_path, change, parts):
+    folder = candidate_set(tmp_path / "edits", edit_rows(), prefix="e")
+    rewrite(folder, CANDIDATES_FILE, change)
+    with pytest.raises(BadInputError) as error:
+        read_candidate_set(folder)
+    assert_names(error, str(folder / CANDIDATES_FILE), *parts)
+
+
+def test_preference_data_about_edits_carries_source_and_instruction(tmp_path):
+    pairs = pairs_table().assign(source_candidate="e0", instruction="make the ink blue")
+    pairs = pairs[pair_columns(AXES, edits=True)]
+    annotations = annotations_table().assign(source_candidate="e0", instruction="make the ink blue")
+    annotations = annotations[annotation_columns(AXES, edits=True)]
+    write_pairs(pairs, tmp_path)
+    write_annotations(annotations, tmp_path)
+    assert read_pairs(tmp_path)[["source_candidate", "instruction"]].drop_duplicates().values.tolist() == [
+        ["e0", "make the ink blue"]
+    ]
+    assert list(read_annotations(tmp_path).columns[4:6]) == ["source_candidate", "instruction"]
+    with pytest.raises(BadInputError) as error:
+        write_pairs(pairs.drop(columns="source_candidate"), tmp_path / "other")
+    assert_names(error, "source_candidate", "together")
+    assert "instruction_fidelity" in EDIT_AXES and "preservation" in EDIT_AXES
+
+
+def test_an_edits_file_reads_and_an_instruction_without_a_source_is_refused(tmp_path):
+    path = tmp_path / "edits.jsonl"
+    path.write_text(
+        '# edits\n{"source": "c0", "instruction": "make  the ink blue"}\n{"id": "x", "source": "c1", "instruction": "no box"}\n'
+    )
+    assert [(e.edit_id, e.source, e.instruction) for e in read_edit_requests(path)] == [
+        ("e2", "c0", "make the ink blue"),
+        ("x", "c1", "no box"),
+    ]
+    path.write_text('{"instruction": "make the ink blue"}\n')
+    with pytest.raises(BadInputError, match="line 1: an instruction needs a source"):
+        read_edit_requests(path)
+    path.write_text('{"source": "c0", "instruction": "a", "kind": "ink"}\n')
+    with pytest.raises(BadInputError, match="unknown field 'kind'"):
+        read_edit_requests(path)
 
 
 def test_imagepref_formats_imports_no_torch_and_no_other_part():

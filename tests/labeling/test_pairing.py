@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
+from PIL import Image
 
 from imagepref.errors import BadInputError
 from imagepref.labeling.candidates import load_candidate_set, load_pair_scores
@@ -122,3 +123,46 @@ def test_label_config_has_one_required_left_right_tie_group_per_axis():
     assert check_result([], config.axes, validator)[2] == "no axis answered"
     with pytest.raises(BadInputError):
         LabelingConfig.load(None, axes=["Bad Axis"])
+
+
+def test_an_edit_project_shows_source_and_instruction_and_pairs_results_of_one_edit(tmp_path):
+    folder = tmp_path / "edits"
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for edit in range(2):
+        rows.append(
+            {
+                "candidate_id": f"s{edit}",
+                "prompt_id": "sources",
+                "prompt": "a sign",
+                "image_path": f"images/s{edit}.png",
+            }
+        )
+        rows += [
+            {
+                "candidate_id": f"e{edit}-{sample}",
+                "prompt_id": f"e{edit}",
+                "prompt": "a sign",
+                "image_path": f"images/e{edit}-{sample}.png",
+                "source_candidate": f"s{edit}",
+                "instruction": "make the ink blue",
+            }
+            for sample in range(3)
+        ]
+    for row in rows:
+        Image.new("RGB", (8, 8)).save(folder / row["image_path"])
+    pd.DataFrame(rows).to_parquet(folder / "candidates.parquet")
+    candidates = load_candidate_set(folder)
+    pairs = plan_pairs(candidates, LabelingConfig(edits=True, pairing="all"))
+    # Results of one edit are paired; the sources (which share a prompt id here) never are.
+    assert len(pairs) == 2 * 3
+    assert all(pair.candidate_a.split("-")[0] == pair.candidate_b.split("-")[0] for pair in pairs)
+    config = LabelingConfig(edits=True)
+    assert config.axes == ["instruction_fidelity", "preservation", "aesthetics", "safety"]
+    xml = label_config_xml(config)
+    LabelInterface(xml)
+    assert 'value="$image_source"' in xml and 'value="$instruction"' in xml
+    assert xml.index("$instruction") < xml.index("$image_source") < xml.index("$image_left")
+    for key in ("1", "w", "d", "z"):
+        assert f'hotkey="{key}"' in xml
+    assert LabelingConfig(edits=True, axes=["preservation"]).axes == ["preservation"]
