@@ -89,6 +89,7 @@ class Case:
 SETTINGS_NEED_TORCH = True
 
 GEN = "generate --model {ws}/gen --prompts {ws}/prompts.txt --out {out}"
+EDITS = "generate --model {ws}/gen --out {out}"
 EVAL = "eval --checkpoints {ws}/gen --prompts {ws}/prompts.txt --out {out} --quiet"
 PRETRAIN = "pretrain --out {out}"
 REWARD = "reward train --prefs {ws}/prefs --candidates {ws}/cands --out {out} --quiet"
@@ -141,6 +142,55 @@ CASES = [
     Case("generate-out-unwritable", GEN.replace("{out}", "/proc/imagepref-bad-input/cands"), "cannot write"),
     Case("generate-out-not-empty", GEN.replace("{out}", "{ws}/cands"), "not empty"),
     Case("generate-out-inside-the-model", GEN.replace("{out}", "{ws}/gen/cands"), "inside"),
+    # --- generate --edits ---
+    Case("generate-edits-and-prompts", f"{GEN} --edits glyphworld-edits", "one of them"),
+    Case("generate-edits-unknown-set", f"{EDITS} --edits glyphworld-edit", "unknown edit set"),
+    Case("generate-edits-file-without-sources", f"{EDITS} --edits {{ws}}/edits.jsonl", "--sources"),
+    Case(
+        "generate-edits-instruction-without-source",
+        f"{EDITS} --edits {{ws}}/edits-no-source.jsonl --sources {{ws}}/cands",
+        "an instruction needs a source",
+    ),
+    Case(
+        "generate-edits-source-not-in-the-set",
+        f"{EDITS} --edits {{ws}}/edits-absent-source.jsonl --sources {{ws}}/cands",
+        "not a candidate of --sources",
+    ),
+    Case(
+        "generate-edits-source-of-another-codec",
+        f"{EDITS} --edits {{ws}}/edits.jsonl --sources {{ws}}/cands-other-codec",
+        "another codec",
+    ),
+    Case(
+        "generate-edits-sources-without-tokens",
+        f"{EDITS} --edits {{ws}}/edits.jsonl --sources {{ws}}/cands-text-tokens",
+        "image_tokens",
+    ),
+    Case(
+        "generate-edits-sources-with-a-built-in-set",
+        f"{EDITS} --edits glyphworld-edits --sources {{ws}}/cands",
+        "--sources goes with",
+    ),
+    Case("generate-edits-limit-negative", f"{EDITS} --edits glyphworld-edits --limit -1", "--limit must be at least 0"),
+    # --- chat scripts: checked before the model loads (policy.chat, which reads them, imports torch) ---
+    Case(
+        "chat-script-unknown-edit-kind",
+        "chat --model {ws}/gen --script {ws}/chat-sparkle.txt --out {out}",
+        "sparkle",
+        torch=True,
+    ),
+    Case(
+        "chat-script-instruction-without-source",
+        "chat --model {ws}/gen --script {ws}/chat-no-source.txt --out {out}",
+        "needs a source image",
+        torch=True,
+    ),
+    # --- eval on edits ---
+    Case(
+        "eval-edits-limit-negative",
+        EVAL.replace("{ws}/prompts.txt", "glyphworld-edits-heldout") + " --limit -1",
+        "--limit must be at least 0",
+    ),
     # --- eval ---
     Case("eval-limit-negative", f"{EVAL} --limit -1", "--limit must be at least 0"),
     Case("eval-samples-0", f"{EVAL} --samples 0", "--samples must be at least 1"),
@@ -451,6 +501,12 @@ def workspace(tmp_path_factory) -> Path:
     _candidate_set(ws / "cands")
     _candidate_set(ws / "cands-not-images", images=False)
     _candidate_set(ws / "cands-text-tokens", tokens="1 2 3")
+    _candidate_set(ws / "cands-other-codec", tokens=list(range(64)))
+    (ws / "chat-sparkle.txt").write_text("prompt: a sign\nsparkle: 3\n")
+    (ws / "chat-no-source.txt").write_text("ink_colour: blue\n")
+    (ws / "edits.jsonl").write_text('{"source": "p0-0", "instruction": "make the ink blue"}\n')
+    (ws / "edits-no-source.jsonl").write_text('{"instruction": "make the ink blue"}\n')
+    (ws / "edits-absent-source.jsonl").write_text('{"source": "p9-9", "instruction": "make the ink blue"}\n')
     _preferences(ws / "prefs")
     _preferences(ws / "prefs-no-column", drop="candidate_b")
     (ws / "prefs-text").mkdir()

@@ -217,6 +217,7 @@ def generate(
                 "an edits file names candidates of a source set: pass --sources DIR (a candidate set with image_tokens)"
             )
         source_table = read_candidate_set(sources, ["image_tokens"], "(the codes of the images to edit)")
+        _check_source_codes(model, source_table, requests)
     check_device(device)
 
     from imagepref.dtypes import torch_dtype
@@ -273,6 +274,33 @@ def generate(
             on_progress=lambda done, total: progress.update(task, completed=done),
         )
     console.print(f"wrote {len(rows)} candidates to {out}")
+
+
+def _check_source_codes(model: Path, sources, requests) -> None:
+    """Each requested source's codes fit the generator's codec (count and range), checked from
+    ``imagepref.json`` before torch is imported; a source set made by another codec is refused."""
+    import json
+
+    from imagepref.policy.config import GENERATOR_CONFIG
+
+    config_file = model / GENERATOR_CONFIG
+    if not config_file.is_file():
+        return  # a family's own checkpoint: Generator.edit checks the codes once it is loaded
+    record = json.loads(config_file.read_text(encoding="utf-8"))
+    count, vocabulary = record.get("tokens_per_image"), record.get("num_image_tokens")
+    for request in requests:
+        if request.source not in sources.index:
+            raise BadInputError(
+                f"edit {request.edit_id!r} names source {request.source!r}, which is not a candidate of --sources"
+            )
+        codes = list(sources.at[request.source, "image_tokens"])
+        if (count is not None and len(codes) != count) or (
+            vocabulary is not None and codes and not 0 <= min(codes) <= max(codes) < vocabulary
+        ):
+            raise BadInputError(
+                f"source {request.source!r} has {len(codes)} image codes up to {max(codes, default=0)}; this generator's "
+                f"images are {count} codes in [0, {vocabulary}): was the source made by another codec?"
+            )
 
 
 # The built-in glyph-world edit sets of ``generate --edits``, and how many edits each draws by default.
