@@ -20,6 +20,7 @@ from imagepref.eval.statistics import (
     token_diversity,
     win_rate,
 )
+from imagepref.policy.glyphworld.edits import EDIT_TIE_MARGINS
 from imagepref.policy.glyphworld.rules import TIE_MARGINS
 
 
@@ -47,6 +48,8 @@ TEXT_FIGURES = (
 OTHER_FIGURES = (
     Figure("safety_violation_rate", "Safety violation rate (rule)", False),
     Figure("reward_safety_violation_rate", "Safety violation rate (reward head)", False),
+    # Edits: instruction fidelity and preservation both met (the edit rules' success).
+    Figure("rules/success", "Edit success (rule)", True),
     Figure("diversity", "Diversity (token distance)", True),
     Figure("seconds_per_image", "Time per image (s)", False, percent=False),
 )
@@ -54,7 +57,7 @@ OTHER_FIGURES = (
 # (policy.glyphworld.rules.TIE_MARGINS): 0.1 on the continuous aesthetics and fidelity scores,
 # 0.5 on the safety rule's 0-or-1 score. Reward-model scores have no margin.
 # Rule axes whose score is 0 or 1 per image: their mean is a share of images (Wilson interval).
-RULE_SHARE_AXES = ("safety",)
+RULE_SHARE_AXES = ("safety", "success")
 
 
 def text_figures(images: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -159,7 +162,7 @@ def win_rates(
         baseline = {(i["prompt_id"], i["sample"]): (i.get(source) or {}).get(axis) for i in baseline_images}
         keys = [(i["prompt_id"], i["sample"]) for i in images]
         scores = [(i.get(source) or {}).get(axis) for i in images]
-        margin = TIE_MARGINS.get(axis, 0.0) if source == "rules" else 0.0
+        margin = TIE_MARGINS.get(axis, EDIT_TIE_MARGINS.get(axis, 0.0)) if source == "rules" else 0.0
         rates[axis] = win_rate(keys, scores, baseline, tie_margin=margin)
     return rates
 

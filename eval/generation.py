@@ -6,6 +6,11 @@ candidate set (``candidates.parquet`` plus ``images/``, see docs/formats.md) wit
 folder instead of sampling again; a checkpoint whose files changed gets a new folder. Folders are
 written under a temporary name and renamed when complete, so an interrupted run leaves nothing
 that looks finished.
+
+Edit prompts (``EvalPrompt.is_edit``) are edited instead: each source sign is drawn and encoded by
+the checkpoint's codec, edited ``samples`` times, and the set holds the sources beside the results
+(``policy.candidates.write_edit_candidate_set``); ``ImageSet.candidates`` are the results and
+``ImageSet.sources`` the sources.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class ImageSet:
     candidates: pd.DataFrame
     seconds_per_image: float
     reused: bool
+    sources: pd.DataFrame | None = None  # an edit set's source rows, indexed by candidate_id
 
     def image_paths(self) -> list[Path]:
         """Absolute paths of the images, in candidate order."""
@@ -68,6 +74,7 @@ def image_set_key(
         "seed": seed,
         "sampler": sampler,
         **({"placement": placement} if placement else {}),
+        **({"edits": [p.metadata["edit"] for p in prompts]} if any(p.is_edit for p in prompts) else {}),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -86,7 +93,18 @@ def load_cached(folder: Path) -> ImageSet:
             load_image(folder / relative)
         except BadInputError as error:
             raise BadInputError(f"{error} (cached set {folder}: delete that folder to regenerate it)") from None
-    return ImageSet(folder, candidates, manifest["seconds_per_image"], reused=True)
+    return _split_edits(ImageSet(folder, candidates, manifest["seconds_per_image"], reused=True))
+
+
+def _split_edits(image_set: ImageSet) -> ImageSet:
+    """An edit set's results as its candidates and its sources apart; other sets unchanged."""
+    table = image_set.candidates
+    if "source_candidate" not in table.columns:
+        return image_set
+    edited = table["source_candidate"].notna()
+    image_set.candidates = table[edited].reset_index(drop=True)
+    image_set.sources = table[~edited].set_index("candidate_id", drop=False)
+    return image_set
 
 
 def generate_image_set(
@@ -121,11 +139,7 @@ def generate_image_set(
     if folder.exists():
         raise BadInputError(f"cached image set {folder} has no {MANIFEST}; delete that folder to regenerate it")
     generator = load_generator(checkpoint, dtype=torch_dtype(dtype), device=device)
-    candidates = write_candidate_set(
-        generator,
-        [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts],
-        folder,
-        images_per_prompt=samples,
+    common = dict(
         seed=seed,
         sampler=sampler,
         batch_size=batch_size,
@@ -141,5 +155,24 @@ def generate_image_set(
             "device": str(generator.model.device),
         },
     )
+    if any(p.is_edit for p in prompts):
+        from imagepref.policy.candidates import glyph_edit_jobs, write_edit_candidate_set
+        from imagepref.policy.editing import check_can_edit
+        from imagepref.policy.glyphworld.edits import edit_from_record
+
+        check_can_edit(generator)
+        if not all(p.is_edit for p in prompts):
+            raise BadInputError("a prompt set mixes edits and prompts; evaluate them apart")
+        edits = [edit_from_record(p.metadata["edit"]) for p in prompts]
+        jobs = glyph_edit_jobs(generator, edits, [p.prompt_id for p in prompts])
+        candidates = write_edit_candidate_set(generator, jobs, folder, images_per_edit=samples, **common)
+    else:
+        candidates = write_candidate_set(
+            generator,
+            [{"prompt_id": p.prompt_id, "prompt": p.prompt} for p in prompts],
+            folder,
+            images_per_prompt=samples,
+            **common,
+        )
     seconds_per_image = json.loads((folder / MANIFEST).read_text())["seconds_per_image"]
-    return ImageSet(folder, candidates, seconds_per_image, reused=False)
+    return _split_edits(ImageSet(folder, candidates, seconds_per_image, reused=False))

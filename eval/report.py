@@ -322,6 +322,17 @@ def _image_view(image: dict[str, Any], targets: list[str], out: Path) -> dict[st
             }
         )
     findings = image.get("rule_findings") or {}
+    source = None
+    if image.get("source_image"):
+        # An edit: the source it started from, shown before the result, and the edit rules' verdict.
+        rules = image.get("rules") or {}
+        source = {
+            "uri": _data_uri(out / image["source_image"]),
+            "alt": f"{image['prompt_id']} source",
+            "fidelity": rules.get("instruction_fidelity"),
+            "preservation": rules.get("preservation"),
+            "success": rules.get("success"),
+        }
     flags = []
     if findings.get("wrong_colour"):
         flags.append({"kind": "colour", "text": f"ink {findings['ink_colour']}, asked {findings['asked_colour']}"})
@@ -342,6 +353,7 @@ def _image_view(image: dict[str, Any], targets: list[str], out: Path) -> dict[st
             {"x": left, "y": top, "width": right - left, "height": bottom - top} for left, top, right, bottom in marks
         ],
         "flags": flags,
+        "source": source,
     }
 
 

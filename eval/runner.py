@@ -172,8 +172,11 @@ def _score_images(
     from imagepref.eval.ocr import load_image
 
     rows = image_set.candidates.to_dict("records")
-    rule_judge = rule_findings = None
-    if family == "glyph":
+    rule_judge = rule_findings = edit_judge = None
+    if family == "glyph" and image_set.sources is not None:
+        from imagepref.policy.glyphworld.edits import edit_from_record
+        from imagepref.policy.glyphworld.edits import judge_edit as edit_judge
+    elif family == "glyph":
         from imagepref.policy.glyphworld.rules import findings as rule_findings
         from imagepref.policy.glyphworld.rules import judge_image as rule_judge
     rewards: dict[str, list[float]] = {}
@@ -199,6 +202,19 @@ def _score_images(
             "ocr_words": [[w.text, round(w.confidence, 4), list(w.box)] for w in words],
             "text": score_text(prompt.targets, reading).to_dict(),
         }
+        if image_set.sources is not None:
+            source = image_set.folder / image_set.sources.at[row["source_candidate"], "image_path"]
+            record["source_image"] = str(source.relative_to(out))
+        if edit_judge is not None:
+            # The edit rules on the result against the source as the generator saw it (its codes
+            # decoded); the result's text is the reading above.
+            with Image.open(source) as before, Image.open(image_set.folder / row["image_path"]) as after:
+                record["rules"] = edit_judge(
+                    edit_from_record(prompt.metadata["edit"]),
+                    before.convert("RGB"),
+                    after.convert("RGB"),
+                    lambda _image, text=reading: text,
+                )
         if rule_judge is not None:
             with Image.open(image_set.folder / row["image_path"]) as image:
                 record["rules"] = rule_judge(image, prompt.prompt, lambda _image, text=reading: text)
@@ -338,6 +354,11 @@ def evaluate(
         "prompts": [
             {"prompt_id": p.prompt_id, "prompt": p.prompt, "targets": p.targets}
             | ({"kind": kinds[p.prompt_id]} if p.prompt_id in kinds else {})
+            | (
+                {"edit_kind": p.metadata.get("edit_kind"), "source_prompt": p.metadata.get("source_prompt")}
+                if p.is_edit
+                else {}
+            )
             for p in prompts
         ],
         "checkpoints": results_checkpoints,

@@ -6,7 +6,12 @@ Built-in names:
   MARIO-Eval and LongText-Bench (signs, posters, labels, screens, clothing; 1 to 8 quoted words,
   varied casing and punctuation, a few with two quoted pieces) plus 5 prompts with no quoted
   text, which are reported as "no target" and never scored;
-- ``glyphworld-heldout``: the glyph world's held-out prompts (from ``policy.glyphworld``).
+- ``glyphworld-heldout``: the glyph world's held-out prompts (from ``policy.glyphworld``);
+- ``glyphworld-edits-heldout``: the glyph world's 200 held-out edits (``heldout_edits``): each
+  "prompt" is an instruction on a drawn source sign, its target the text the edited sign should
+  show, its ``kind`` the held-out kind (``unseen_phrasing``, ``unseen_word``) and its metadata the
+  edit itself (``edit``, ``edit_kind``, ``source_prompt``), which the evaluation edits and judges
+  by the edit rules.
 
 A user file is a prompts file (docs/formats.md, read by ``imagepref.formats.read_prompts``): JSONL
 with one ``{"prompt": ..., "target"?: ..., "prompt_id"?: ...}`` object per line (``target`` a
@@ -26,7 +31,9 @@ from imagepref.errors import BadInputError, ImagePrefError, UnknownNameError
 from imagepref.eval.metrics import extract_targets
 from imagepref.formats import Prompt, parse_prompts, read_prompts
 
-BUILTIN_SETS = ("text-rendering", "glyphworld-heldout")
+BUILTIN_SETS = ("text-rendering", "glyphworld-heldout", "glyphworld-edits-heldout")
+# Metadata key of an edit prompt: the glyph world's record of the edit (``edit_record``).
+EDIT_KEY = "edit"
 
 
 @dataclass
@@ -42,6 +49,11 @@ class EvalPrompt:
     def has_target(self) -> bool:
         """Whether the prompt asks for any text to be drawn."""
         return bool(self.targets)
+
+    @property
+    def is_edit(self) -> bool:
+        """Whether the prompt is an edit of a source image (its metadata holds the edit)."""
+        return EDIT_KEY in self.metadata
 
 
 def _eval_prompts(prompts: list[Prompt]) -> list[EvalPrompt]:
@@ -85,10 +97,32 @@ def glyphworld_heldout_prompts() -> list[EvalPrompt]:
     return _eval_prompts(parse_prompts(lines, "glyph world held-out set", jsonl=True))
 
 
+def glyphworld_edit_prompts() -> list[EvalPrompt]:
+    """The glyph world's held-out edits as evaluation prompts (see the module docstring)."""
+    from imagepref.policy.glyphworld.edits import edit_heldout_kind, edit_record, heldout_edits
+
+    return [
+        EvalPrompt(
+            f"e{index:04d}",
+            edit.instruction,
+            [edit.target.text],
+            {
+                "kind": edit_heldout_kind(edit),
+                "edit_kind": edit.kind,
+                "source_prompt": edit.source.prompt,
+                EDIT_KEY: edit_record(edit),
+            },
+        )
+        for index, edit in enumerate(heldout_edits())
+    ]
+
+
 def load_prompts(name_or_path: str | Path) -> list[EvalPrompt]:
     """Load a built-in prompt set by name, or a user's prompt file by path."""
     if str(name_or_path) == "text-rendering":
         return text_rendering_prompts()
+    if str(name_or_path) == "glyphworld-edits-heldout":
+        return glyphworld_edit_prompts()
     if str(name_or_path) == "glyphworld-heldout":
         return glyphworld_heldout_prompts()
     path = Path(name_or_path)
