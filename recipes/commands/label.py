@@ -306,13 +306,18 @@ def simulate_command(
 ) -> None:
     """Scripted judges log in as their own annotator accounts and label through the API like people."""
     from imagepref.eval.judges import load_judge
+    from imagepref.labeling.export import axes_of
+    from imagepref.labeling.project import require_project
     from imagepref.labeling.simulate import simulate
 
     settings = _config(config, title=title)
+    connection = _connect(url, token_env, state_dir)
+    # The judge answers the questions the project asks (a project of edits asks its own).
+    axes = axes_of(require_project(connection, settings.title).label_config)
     report = simulate(
-        _connect(url, token_env, state_dir),
+        connection,
         settings.title,
-        load_judge(judge, settings.axes, setting="--judge"),
+        load_judge(judge, axes, setting="--judge"),
         state_dir / "annotators.json",
         annotators,
         error_rate,

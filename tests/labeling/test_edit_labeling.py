@@ -22,7 +22,6 @@ from imagepref.labeling.config import LabelingConfig
 from imagepref.labeling.project import create_project, list_task_data
 from imagepref.labeling.pull import pull
 from imagepref.labeling.push import push
-from imagepref.labeling.simulate import simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,6 +62,19 @@ def drawn_edit_set(folder: Path) -> Path:
     return folder
 
 
+def label(*args: str) -> str:
+    """`imagepref label ARGS` against the test's managed server; its output."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "imagepref"), "label", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
 def test_simulated_annotators_judge_glyph_edits_by_the_edit_rules(label_server, tmp_path):
     from imagepref.eval.ocr import text_reader
     from imagepref.policy.glyphworld.edits import compare_edits, edit_from_record, judge_edit
@@ -88,28 +100,21 @@ def test_simulated_annotators_judge_glyph_edits_by_the_edit_rules(label_server, 
         timeout=600,
     )
     candidates = read_candidate_set(folder)
-    config = LabelingConfig(title="edits-simulated", edits=True, overlap=2)
-    assert config.axes == list(EDIT_AXES)
-    project = create_project(label_server.connection, config)
-    report = push(label_server.connection, folder, config, label_server.files_root)
-    assert report.added == 4  # one pair per edit: the sources are shown, never paired
-    task = list_task_data(label_server.connection, project.id)[0]["data"]
+    # The path a user takes: create a project of edits, push, simulated annotators, pull.
+    state = ["--state-dir", str(label_server.state_dir)]
+    title = ["--title", "edits-simulated"]
+    label("create", "--edits", "--overlap", "2", *title, *state)
+    assert "pushed 4 new pair(s)" in label("push", str(folder), *title, *state)  # sources are shown, never paired
+    project = next(
+        p for p in label_server.connection.json("GET", "/api/projects/")["results"] if p["title"] == title[1]
+    )
+    task = list_task_data(label_server.connection, project["id"])[0]["data"]
     assert label_server.connection.request("GET", task["image_source"]).headers["content-type"].startswith("image/")
     assert task["source_candidate"] == candidates.at[task["candidate_a"], "source_candidate"]
-
-    from imagepref.eval.judges import load_judge
-
-    simulated = simulate(
-        label_server.connection,
-        config.title,
-        load_judge("glyph", config.axes),
-        label_server.state_dir / "annotators.json",
-        annotators=2,
-        error_rate=0.0,
+    assert "8 judgment(s) submitted" in label(
+        "simulate", "--judge", "glyph", "--annotators", "2", "--error-rate", "0", *title, *state
     )
-    assert simulated.submitted == 8
-    pulled = pull(tmp_path / "prefs", connection=label_server.connection, title=config.title)
-    assert (pulled.written, pulled.quarantined, pulled.pairs) == (8, 0, 4)
+    assert "8 judgment(s) on 4 pair(s)" in label("pull", "--out", str(tmp_path / "prefs"), *title, *state)
     pairs = read_pairs(tmp_path / "prefs")
     annotations = read_annotations(tmp_path / "prefs")
     assert {"source_candidate", "instruction"} <= set(pairs.columns) & set(annotations.columns)
