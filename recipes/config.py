@@ -111,6 +111,11 @@ class GenerateSection(Section, SamplingConfig):
         48, ge=1, description="Prompts per round ('glyphworld': how many to draw; a file: the first N)."
     )
     images_per_prompt: int = Field(4, ge=2, description="Candidates per prompt (pairs are made within a prompt).")
+    edits: Literal["glyphworld-edits"] | None = Field(
+        None,
+        description="'glyphworld-edits': edit seeded glyph-world signs instead of drawing from prompts "
+        "(num_prompts edits, images_per_prompt results each; labeled as edits).",
+    )
 
 
 class LabelSection(Section):
@@ -204,7 +209,10 @@ class AlignSection(Section):
 class EvalSection(Section, SamplingConfig):
     """The sampling settings (guidance_scale, temperature, top_k, top_p, batch_size) come from ``SamplingConfig``."""
 
-    prompts: str = Field("glyphworld-heldout", description="Prompt set: glyphworld-heldout, text-rendering or a file.")
+    prompts: str = Field(
+        "glyphworld-heldout",
+        description="Prompt set: glyphworld-heldout, glyphworld-edits-heldout (edits), text-rendering or a file.",
+    )
     limit: int = Field(0, ge=0, description="Only the first N prompts (0: all).")
     samples: int = Field(2, ge=1, description="Images per prompt and checkpoint.")
     ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine: rapidocr or tesseract.")
@@ -376,7 +384,17 @@ def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
     if "align" in stages and {"grpo", "ppo"} & set(recipe.align.methods):
         _checked_prompts(recipe.align.prompts, "align.prompts", ("glyphworld", "glyphworld-align"), where)
     if "eval" in stages:
-        _checked_prompts(recipe.eval.prompts, "eval.prompts", ("glyphworld-heldout", "text-rendering"), where)
+        _checked_prompts(
+            recipe.eval.prompts,
+            "eval.prompts",
+            ("glyphworld-heldout", "glyphworld-edits-heldout", "text-rendering"),
+            where,
+        )
+    if "generate" in stages and recipe.generate.edits and {"reward", "align"} & stages:
+        raise BadInputError(
+            f"{where}: generate.edits: the reward and align stages do not train on edits yet; "
+            "leave them out of stages (e.g. stages=[generate,label,eval,report])"
+        )
     accelerate = recipe.launch.accelerate_config
     if accelerate and ("align" in stages or "reward" in stages) and not Path(accelerate).is_file():
         raise BadInputError(

@@ -412,6 +412,24 @@ CASES = [
         torch=SETTINGS_NEED_TORCH,
     ),
     Case("run-unknown-stage", f"{RUN} stages=[generat]", "did you mean generate", torch=SETTINGS_NEED_TORCH),
+    Case(
+        "run-generate-edits-with-reward-and-align",
+        f"{RUN} generate.edits=glyphworld-edits",
+        "do not train on edits",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "run-generate-edits-unknown",
+        f"{RUN} generate.edits=glyphworld-edit",
+        "generate.edits",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "run-eval-edit-set-misspelt",
+        f"{RUN} eval.prompts=glyphworld-edits-heldot",
+        "eval.prompts",
+        torch=SETTINGS_NEED_TORCH,
+    ),
     Case("run-seed-beyond-64-bits", f"{RUN} seed={WIDE_SEED}", "seed", torch=SETTINGS_NEED_TORCH),
 ]
 

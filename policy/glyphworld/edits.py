@@ -344,6 +344,13 @@ def training_edit(rng: random.Random, kind: str | None = None) -> GlyphEdit:
     return GlyphEdit(source, kind, value, position, phrasing=rng.randrange(len(EDIT_PHRASINGS[kind])))
 
 
+def training_edits(n: int, seed: int | str = "glyphworld-edits") -> list[GlyphEdit]:
+    """``n`` seeded edits drawn like the edit training's (``training_edit``): what edit candidate
+    sets for labeling are made of."""
+    rng = random.Random(seed)
+    return [training_edit(rng) for _ in range(n)]
+
+
 def heldout_edits(n: int = 200, seed: int = 4321) -> list[GlyphEdit]:
     """``n`` seeded evaluation edits, every kind in turn, alternating ``EDIT_HELDOUT_KINDS``:
 
@@ -563,4 +570,5 @@ __all__ = [
     "preservation",
     "shapes_shown",
     "training_edit",
+    "training_edits",
 ]

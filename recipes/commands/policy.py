@@ -313,14 +313,11 @@ def glyph_edit_set(name: str, limit: int = 0) -> list:
     edit training's (``limit`` of them, default ``TRAINING_EDITS``; never a held-out word or
     phrasing), or ``glyphworld-edits-heldout``, the held-out evaluation edits (the first
     ``limit``, default 200)."""
-    import random
-
-    from imagepref.policy.glyphworld.edits import heldout_edits, training_edit
+    from imagepref.policy.glyphworld.edits import heldout_edits, training_edits
 
     if name == "glyphworld-edits-heldout":
         return heldout_edits(limit or 200)
-    rng = random.Random("glyphworld-edits")
-    return [training_edit(rng) for _ in range(limit or TRAINING_EDITS)]
+    return training_edits(limit or TRAINING_EDITS)
 
 
 def register(app: typer.Typer) -> None:

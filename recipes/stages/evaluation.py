@@ -17,6 +17,14 @@ SUMMARY_FIGURES = (
     ("prompt fidelity (rule)", "rules/prompt_fidelity", True),
     ("safety violations", "safety_violation_rate", False),
 )
+# The same for an evaluation of edits (``glyphworld-edits-heldout``).
+EDIT_SUMMARY_FIGURES = (
+    ("edit success (rule)", "rules/success", True),
+    ("instruction fidelity (rule)", "rules/instruction_fidelity", True),
+    ("preservation (rule)", "rules/preservation", True),
+    ("OCR word accuracy of the result", "word_accuracy", True),
+    ("safety violations", "safety_violation_rate", False),
+)
 
 
 def _link(target: Path, link: Path) -> Path:
@@ -74,7 +82,8 @@ def run_eval(context: StageContext) -> dict[str, Any]:
         on_step=lambda what, done, total: context.step(done, total, {"work": what.replace(" ", ":")}),
     )
     for checkpoint in results["checkpoints"]:
-        figures = {key: checkpoint["summary"].get(key, {}).get("value") for _, key, _ in SUMMARY_FIGURES}
+        headline = EDIT_SUMMARY_FIGURES if any(p.is_edit for p in prompts) else SUMMARY_FIGURES
+        figures = {key: checkpoint["summary"].get(key, {}).get("value") for _, key, _ in headline}
         context.log(f"{checkpoint['name']}: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items() if v is not None))
     return {
         "results": context.relative(out / "results.json"),
@@ -85,9 +94,9 @@ def run_eval(context: StageContext) -> dict[str, Any]:
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """One line per headline figure from the base to the last checkpoint, with the change and the
-    prompt-clustered bootstrap interval of the paired difference; word accuracy also per kind of
-    held-out prompt (the glyph world's unseen words and unseen templates), since the kinds measure
-    different things. A change is called better or worse only when that interval excludes zero;
+    prompt-clustered bootstrap interval of the paired difference; word accuracy (on edits: edit
+    success) also per kind of held-out prompt (the glyph world's unseen words and unseen templates,
+    or unseen phrasings), since the kinds measure different things. A change is called better or worse only when that interval excludes zero;
     otherwise it is within noise."""
     from imagepref.eval.figures import paired_change
 
@@ -118,12 +127,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         )
 
     lines = []
-    for label, key, higher in SUMMARY_FIGURES:
+    edits = any(p.get("edit_kind") for p in results.get("prompts", []))
+    for label, key, higher in EDIT_SUMMARY_FIGURES if edits else SUMMARY_FIGURES:
         if base["summary"].get(key, {}).get("value") is None or last["summary"].get(key, {}).get("value") is None:
             lines.append(f"{label}: not measured")
             continue
         lines.append(line(label, key, higher))
-        if key == "word_accuracy":
+        if key == ("rules/success" if edits else "word_accuracy"):  # the headline figure per held-out kind
             for kind in dict.fromkeys(kinds.values()):
                 lines.append(line(f"{label}, {kind.replace('_', ' ')}", key, higher, kind))
     return lines

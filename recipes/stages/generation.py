@@ -107,6 +107,29 @@ def run_generate(context: StageContext) -> dict[str, Any]:
     if (out / CANDIDATES_FILE).is_file():
         # The set is renamed into place only when complete, so finding it means it is whole.
         context.log("candidate set already complete")
+    elif section.edits:
+        from imagepref.policy.candidates import glyph_edit_jobs, write_edit_candidate_set
+        from imagepref.policy.editing import check_can_edit
+        from imagepref.policy.glyphworld.edits import training_edits
+
+        round_ = context.stage.round or 1
+        generator = load_policy(context, source)
+        check_can_edit(generator)
+        edits = training_edits(section.num_prompts, seed=context.recipe.seed * 1000 + round_)
+        jobs = glyph_edit_jobs(generator, edits, [f"r{round_}e{i}" for i in range(len(edits))])
+        context.log(f"editing {len(jobs)} glyph-world signs x {section.images_per_prompt} results with {source}")
+        write_edit_candidate_set(
+            generator,
+            jobs,
+            out,
+            images_per_edit=section.images_per_prompt,
+            seed=context.recipe.seed * 100_000 + round_ * 1000,
+            sampler=section.sampler(),
+            batch_size=section.batch_size,
+            generator_name=str(source),
+            on_progress=lambda done, total: context.step(done, total, {"images": done}),
+            id_prefix=f"r{context.stage.round}-",
+        )
     else:
         prompts = round_prompts(context)
         generator = load_policy(context, source)

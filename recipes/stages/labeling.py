@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
-from imagepref.formats import AXES, write_scores
+from imagepref.formats import AXES, EDIT_AXES, write_scores
 from imagepref.recipes.runner import StageContext
 
 
@@ -50,11 +50,15 @@ def run_label(context: StageContext) -> dict[str, Any]:
     candidates = context.output("generate", "candidates")
     if candidates is None:
         raise BadInputError(f"stage {context.stage.key} has no candidate set; run generate first")
+    from imagepref.labeling.candidates import load_candidate_set
+
+    edits = load_candidate_set(candidates).has_edits
     connection = label_studio.connection()
     title = project_title(context)
     scores = _reward_scores(context, candidates) if section.flywheel and (context.stage.round or 1) > 1 else None
     settings = LabelingConfig(
         title=title,
+        edits=edits,
         overlap=section.overlap,
         seed=context.recipe.seed + (context.stage.round or 1),
         pairing="uncertainty" if scores is not None else section.pairing,
@@ -72,11 +76,12 @@ def run_label(context: StageContext) -> dict[str, Any]:
     pairs_total = pushed.added + pushed.already_present
     credentials = context.run.label_studio_dir / "annotators.json"
     if section.mode == "simulated":
-        judge = context.services.judge(AXES)
+        judge = context.services.judge(EDIT_AXES if edits else AXES)
         counted = {"done": 0}
 
-        def judge_and_log(prompt, left, right):
-            answers = judge(prompt, left, right)
+        def judge_and_log(prompt, left, right, **edit):
+            # An edit's task also hands over its source image and the edit (labeling.simulate).
+            answers = judge(prompt, left, right, **edit)
             counted["done"] += 1
             context.step(
                 counted["done"], pairs_total * min(section.overlap, section.annotators), {"judgment": counted["done"]}

@@ -43,3 +43,35 @@ def test_word_accuracy_is_also_given_per_kind_of_held_out_prompt():
     )
     assert lines[2].startswith("OCR word accuracy, unseen template: 0.0 % -> 0.0 % (+0.0 points")
     assert "within noise" in lines[2] and len(lines) == 5
+
+
+def test_an_evaluation_of_edits_heads_with_edit_success_fidelity_and_preservation():
+    def checkpoint(name, success):
+        images = [
+            {
+                "prompt_id": f"e{i // 2}",
+                "sample": i % 2,
+                "text": {"has_target": True, "word_accuracy": 1.0},
+                "rules": {"success": float(s), "instruction_fidelity": float(s), "preservation": 1.0, "safety": 1.0},
+            }
+            for i, s in enumerate(success)
+        ]
+        summary = {
+            key: {"value": 0.0}
+            for key in ("rules/success", "rules/instruction_fidelity", "rules/preservation", "word_accuracy")
+        }
+        summary["safety_violation_rate"] = {"value": 0.0}
+        return {"name": name, "images": images, "summary": summary}
+
+    prompts = [{"prompt_id": f"e{i}", "kind": "unseen_word", "edit_kind": "ink_colour"} for i in range(32)]
+    base, edited = checkpoint("base", [0] * 64), checkpoint("edited", [1] * 48 + [0] * 16)
+    lines = summary_lines({"checkpoints": [base, edited], "settings": {}, "prompts": prompts})
+    assert [line.split(":")[0] for line in lines] == [
+        "edit success (rule)",
+        "edit success (rule), unseen word",
+        "instruction fidelity (rule)",
+        "preservation (rule)",
+        "OCR word accuracy of the result",
+        "safety violations",
+    ]
+    assert lines[0].startswith("edit success (rule): 0.0 % -> 75.0 % (+75.0 points") and "better" in lines[0]
