@@ -1,5 +1,6 @@
 """DPO on TRL's DPOTrainer over token ids: the margin rises, log-probs are the policy's raw ones,
-LoRA keeps no reference copy, and the precomputed reference and full fine-tune options work."""
+LoRA keeps no reference copy, the precomputed reference and full fine-tune options work, and DPO
+teaches the shipped base a preference its samples then follow."""
 
 from __future__ import annotations
 
@@ -211,3 +212,76 @@ def test_upstream_fused_forward_hook(tmp_path, monkeypatch):
     generator = micro_generator()
     train_dpo(generator, pairs(generator, 2), settings(steps=1, batch_size=2), tmp_path / "run")
     assert calls  # TRL's log-probs of the one step came through the generator interface
+
+
+# The shipped base reads the colour word in the training templates (every image in the named
+# ink) but not in this held-out one, where it draws the named ink in about one image in six
+# (chance): a preference it does not hold yet, on a model that can read the prompt.
+BANNER = 'a {colour} banner showing "{text}"'
+
+
+def banner_prompts(words):
+    from imagepref.policy.glyphworld import TEXT_COLOURS
+
+    colours = [list(TEXT_COLOURS)[i % len(TEXT_COLOURS)] for i in range(len(words))]
+    return [BANNER.format(colour=c, text=w) for c, w in zip(colours, words)], colours
+
+
+def named_ink_share(generator, words, seed=5):
+    """Share of images, sampled at the generator's default guidance, whose ink (as the prompt
+    fidelity rule reads it from the pixels) is the colour the prompt names."""
+    from imagepref.policy.glyphworld.rules import ink_colour
+
+    prompts, colours = banner_prompts(words)
+    images = generator.sample(prompts, seed=seed).images
+    return sum(ink_colour(image) == colour for image, colour in zip(images, colours)) / len(words)
+
+
+def ink_colour_pairs(generator, words, seed=1):
+    """Per prompt, one base sample with its ink code set to the named colour (chosen) against the
+    same sample in each other colour (rejected): the image blocks differ in that one code."""
+    from imagepref.policy.glyphworld import TEXT_COLOURS
+
+    prompts, colours = banner_prompts(words)
+    samples = generator.sample(prompts, seed=seed, decode=False)
+    first_ink = generator.codec.num_palette - len(TEXT_COLOURS)  # the palette: backgrounds, then inks
+
+    def painted(codes, colour):
+        codes = codes.clone()
+        codes[1] = first_ink + list(TEXT_COLOURS).index(colour)  # [background, ink, shapes...]
+        return generator.codes_to_block(codes[None])[0].tolist()
+
+    return [
+        {"prompt_ids": prompt_ids, "chosen_ids": painted(codes, colour), "rejected_ids": painted(codes, other)}
+        for codes, prompt_ids, colour in zip(samples.codes, samples.prompt_ids, colours)
+        for other in TEXT_COLOURS
+        if other != colour
+    ]
+
+
+@pytest.mark.slow
+def test_dpo_teaches_the_shipped_base_to_follow_the_named_ink_colour(tmp_path):
+    # The end-to-end check of the method: pairs that prefer the named ink colour, and afterwards
+    # the sampled images (default guidance, decoded, read by the fidelity rule) have it. Each of
+    # these, done on purpose, made it fail: the trainer's log-probs read one position early, the
+    # palette codes left out of the summed log-probs, the precomputed reference matched to the
+    # next pair, the guidance mixing the unconditional branch as the conditional one.
+    from imagepref.policy.generator import load_generator
+    from imagepref.policy.glyphworld import SHIPPED_GENERATOR, TRAIN_WORDS
+
+    generator = load_generator(SHIPPED_GENERATOR)
+    words = sorted(TRAIN_WORDS)
+    trained_words, measured_words = words[0::2][:16], words[1::2][:48]  # disjoint
+    before = named_ink_share(generator, measured_words)
+    assert before <= 0.4
+    result = train_dpo(
+        generator,
+        ink_colour_pairs(generator, trained_words),
+        settings(steps=20, batch_size=8, learning_rate=1e-3, beta=0.1, precompute_ref_log_probs=True),
+        tmp_path / "run",
+    )
+    first = next(h for h in result["log_history"] if "rewards/margins" in h)
+    # The precomputed reference is the starting policy's own log-probs: step 1 has no reward yet.
+    assert abs(first["rewards/chosen"]) < 1e-3 and abs(first["rewards/rejected"]) < 1e-3
+    after = named_ink_share(generator, measured_words)
+    assert after >= 0.9, (before, after)
