@@ -27,7 +27,7 @@ import pandas as pd
 
 from imagepref.errors import BadInputError
 from imagepref.files import staged_folder
-from imagepref.formats import GOLD_FILE, write_annotations, write_pairs, write_table
+from imagepref.formats import EDIT_AXES, GOLD_FILE, write_annotations, write_pairs, write_table
 from imagepref.labeling.agreement import agreement_report
 from imagepref.labeling.config import CHOICES, COMMENT_FIELD
 from imagepref.labeling.connection import LabelStudioConnection
@@ -224,7 +224,8 @@ def pull(
     quarantine.jsonl, agreement.json, pull_report.json, export.json) into `out_dir`.
 
     Reads the live project `title` through `connection`, or a saved export `from_file` (then
-    `axes` says which axes to expect). Everything is written into a temporary sibling folder
+    `axes` says which axes to expect; default: the built-in study's, or `EDIT_AXES` when its tasks
+    are edits). Everything is written into a temporary sibling folder
     first and renamed into place, so a failed pull leaves no half-written output. The judged
     pairs' images are looked for under `document_root` (default: the folder a managed server
     serves, when `connection` is one); missing ones are counted and named in one warning.
@@ -232,7 +233,9 @@ def pull(
     started = time.monotonic()
     if from_file is not None:
         tasks, label_config = read_export_file(Path(from_file)), None
-        axes = axes or axes_of(None)
+        # A saved export has no labeling config: its tasks say whether it compared edits.
+        edit_tasks = any("instruction" in (task.get("data") or {}) for task in tasks)
+        axes = axes or (list(EDIT_AXES) if edit_tasks else axes_of(None))
     else:
         if connection is None or title is None:
             raise BadInputError("pull needs a server connection and a project title, or --from-file")

@@ -224,7 +224,7 @@ def write_edit_candidate_set(
                     "source_candidate": None,
                     "instruction": None,
                     "edit": None,
-                    "generator": "source",
+                    "generator": None,  # drawn or taken from its own set, not sampled here
                     "seed": None,
                 }
             )

@@ -211,7 +211,9 @@ def pull_command(
 
     settings = _config(config, title=title)
     if from_file is not None:
-        report = pull(out, axes=settings.axes, from_file=from_file)
+        # Axes the config does not set are the export's own (edits or images).
+        given = "axes" in settings.model_fields_set or settings.edits
+        report = pull(out, axes=settings.axes if given else None, from_file=from_file)
     else:
         report = pull(out, connection=_connect(url, token_env, state_dir), title=settings.title)
     console.print(

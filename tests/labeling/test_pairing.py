@@ -166,3 +166,50 @@ def test_an_edit_project_shows_source_and_instruction_and_pairs_results_of_one_e
     for key in ("1", "w", "d", "z"):
         assert f'hotkey="{key}"' in xml
     assert LabelingConfig(edits=True, axes=["preservation"]).axes == ["preservation"]
+
+
+def test_a_saved_export_of_edits_pulls_with_the_edit_axes_and_columns(tmp_path):
+    import json
+
+    from imagepref.formats import EDIT_AXES, read_annotations, read_pairs
+    from imagepref.labeling.pull import pull
+
+    answers = {"instruction_fidelity": "left", "preservation": "tie", "aesthetics": "right", "safety": "tie"}
+    task = {
+        "id": 1,
+        "data": {
+            "pair_id": "p-1",
+            "prompt": "a sign",
+            "candidate_a": "e0-0",
+            "candidate_b": "e0-1",
+            "candidate_left": "e0-1",
+            "candidate_right": "e0-0",
+            "source_candidate": "s0",
+            "instruction": "make the ink blue",
+        },
+        "annotations": [
+            {
+                "id": 7,
+                "completed_by": {"email": "ann@example.org"},
+                "created_at": "2026-01-01T10:00:00Z",
+                "result": [
+                    {"from_name": axis, "to_name": "left", "type": "choices", "value": {"choices": [answer]}}
+                    for axis, answer in answers.items()
+                ],
+            }
+        ],
+    }
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task]))
+    report = pull(tmp_path / "out", from_file=export)
+    assert (report.written, report.quarantined) == (1, 0)
+    row = read_annotations(tmp_path / "out").iloc[0]
+    assert {axis: row[axis] for axis in EDIT_AXES} == answers
+    pair = read_pairs(tmp_path / "out").iloc[0]
+    assert (pair["source_candidate"], pair["instruction"]) == ("s0", "make the ink blue")
+    # Left was e0-1, which is candidate b: fidelity goes to b.
+    assert (pair["instruction_fidelity_label"], pair["preservation_label"], pair["aesthetics_label"]) == (
+        "b",
+        "tie",
+        "a",
+    )
