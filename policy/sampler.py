@@ -240,7 +240,8 @@ class _CacheWindows:
         self.mask = mask
         return logits[:, -1]
 
-    def window(self, tokens: torch.Tensor, pos: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    def window(self, tokens: torch.Tensor, pos: torch.Tensor, columns: torch.Tensor, valid: torch.Tensor):
+        """Every token runs (``valid`` is not used): ``keep`` masks what lies past the kept ones."""
         self.width = tokens.shape[1]
         self.mask = torch.cat([self.mask, self.mask.new_ones(tokens.shape)], dim=1)
         embeds = self.generator.embed_block(tokens)
@@ -263,8 +264,8 @@ class _StaticWindows:
     def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return self.decoder.prefill(input_ids, mask, pos)
 
-    def window(self, tokens: torch.Tensor, pos: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-        return self.decoder.window(tokens, pos, columns)
+    def window(self, tokens: torch.Tensor, pos: torch.Tensor, columns: torch.Tensor, valid: torch.Tensor):
+        return self.decoder.window(tokens, pos, columns, valid)
 
     def keep(self, kept: torch.Tensor) -> None:
         """Nothing to do: queries never reach columns past their own."""
@@ -289,6 +290,19 @@ def _neighbours(generator: Generator, length: int) -> torch.Tensor:
     return above
 
 
+def draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """One code per distribution of ``probs`` (..., codes), by inverting the cumulative sum with
+    one uniform number each: (..., 1). The same distribution as ``torch.multinomial``, which draws
+    an exponential number per code and so costs as much as a forward pass of this model for a
+    window of drafts."""
+    cumulative = probs.cumsum(-1)
+    total = cumulative[..., -1:]
+    uniform = torch.rand(total.shape, generator=rng, device=probs.device, dtype=probs.dtype) * total
+    # Below the total, the first place the cumulative sum exceeds it is a code of positive mass.
+    uniform = torch.minimum(uniform, total.nextafter(torch.zeros_like(total)))
+    return torch.searchsorted(cumulative, uniform, right=True)
+
+
 def _sample_batch_sjd(
     generator: Generator,
     prompts: list[str],
@@ -303,8 +317,8 @@ def _sample_batch_sjd(
 ):
     """Speculative Jacobi decoding of one batch: the plain sampler's distribution in fewer passes.
 
-    Each forward pass feeds, per row, the last decided token and ``window`` draft tokens, and
-    returns the guided, filtered distribution p at every one of those places, exactly the
+    Each forward pass feeds, per row, the last decided token and up to ``window`` draft tokens,
+    and returns the guided, filtered distribution p at every one of those places, exactly the
     distribution plain sampling draws from wherever the drafts before it are accepted. Drafts are
     accepted left to right with probability min(1, p(d) / q(d)), q being the distribution the
     draft was drawn from (speculative sampling); the first rejected place is drawn from the
@@ -313,8 +327,11 @@ def _sample_batch_sjd(
     anything fixed before the test: a draft is drawn from the distribution the last pass gave
     at its place (the Jacobi iteration), or, for places no pass has reached yet, is the code
     above it in the image grid (a point mass; background repeats down an image), else the last
-    decided code. Forced block tokens are accepted as they are. Each row moves on by its own
-    accepted count; the key/value cache keeps only the accepted prefix.
+    decided code. Forced block tokens are accepted as they are.
+
+    Each row moves on by its own accepted count; the key/value cache keeps only the accepted
+    prefix. A row feeds no drafts past the end of the block, and the static decoder runs only the
+    tokens fed: rows that are done feed none (a batch takes as many passes as its slowest row).
     """
     device = generator.device
     batch = len(prompts)
@@ -326,21 +343,21 @@ def _sample_batch_sjd(
     start, num_codes = generator.config.image_token_start, generator.config.num_image_tokens
     layout = generator.block_layout()
     length = len(layout)
-    drafts = max(1, min(window, length - 1))
-    span = drafts + 1  # tokens fed per row and pass: the last decided one, then the drafts
-    padded = length + span  # block positions plus room for a window reaching past the end
+    most = max(1, min(window, length - 1))  # drafts a row may feed in one pass
+    padded = length + most + 1  # block positions plus room for a window reaching past the end
 
     decoder = StaticDecoder.for_generator(generator, len(rows), input_ids.shape[1], padded) if static_cache else None
     runner = _StaticWindows(decoder) if decoder is not None else _CacheWindows(generator)
     width = input_ids.shape[1]
     block_position = pos[:, -1:] + 1  # position id of block index 0, per row
 
-    forced_ids = torch.tensor([-1 if t is None else t for t in layout] + [-1] * span, device=device)
+    forced_ids = torch.tensor([-1 if t is None else t for t in layout] + [-1] * (most + 1), device=device)
     forced = forced_ids >= 0
     in_block = torch.arange(padded, device=device) < length
-    above = torch.cat([_neighbours(generator, length), torch.full((span,), -1, dtype=torch.long)]).to(device)
-    offsets = torch.arange(span, device=device)
+    above = torch.cat([_neighbours(generator, length), torch.full((most + 1,), -1, dtype=torch.long)]).to(device)
+    offsets = torch.arange(most + 1, device=device)
     every = torch.arange(batch, device=device)
+    columns_per_row = generator.config.grid[1]
 
     def distribution(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(raw conditional code log-probs, the filtered guided probabilities) of the logits."""
@@ -353,63 +370,71 @@ def _sample_batch_sjd(
     logprobs = torch.zeros(batch, padded, device=device)
     cond, probs = distribution(runner.prefill(input_ids, mask, pos))
     if layout[0] is None:
-        code = torch.multinomial(probs, 1, generator=rng)
+        code = draw(probs, rng)
         canvas[:, 0] = code[:, 0] + start
         logprobs[:, 0] = cond.gather(1, code)[:, 0]
     else:
         canvas[:, 0] = layout[0]
     decided = torch.ones(batch, dtype=torch.long, device=device)  # block positions decided, per row
+    drafts = torch.full((batch,), most, dtype=torch.long, device=device)  # drafts each row feeds next
+    guided_rows = (lambda x: torch.cat([x, x])) if guided else (lambda x: x)  # conditional, then unconditional
 
-    def redraft(jacobi: torch.Tensor | None, source: torch.Tensor | None) -> torch.Tensor:
-        """Draft the ``drafts`` places after each row's decided prefix; returns their q.
+    def redraft(count: int, jacobi: torch.Tensor, source: torch.Tensor | None) -> None:
+        """Draft the ``count`` places after each row's decided prefix.
 
         Where ``jacobi`` holds, the draft is drawn from ``source`` (the last pass's p at that
-        place); elsewhere it is the code above (or the last decided code), with q a point mass."""
-        places = decided[:, None] + offsets[:drafts]
-        if jacobi is not None:
-            drawn = torch.multinomial(source.reshape(-1, num_codes), 1, generator=rng).view(batch, drafts) + start
+        place); elsewhere it is the code above (or the last decided code), q a point mass."""
+        places = decided[:, None] + offsets[:count]
+        if source is not None:
+            drawn = draw(source, rng)[..., 0] + start
             canvas.scatter_(1, places, torch.where(jacobi, drawn, canvas.gather(1, places)))
-        fresh = torch.ones_like(places, dtype=torch.bool) if jacobi is None else ~jacobi
         neighbour = above[places]
         last = canvas.gather(1, decided[:, None] - 1).expand_as(places)
         # A code above may itself be a fresh draft of this window: a pass per grid row it can reach.
-        rows_reached = 1 if generator.config.grid[1] >= drafts else -(-drafts // generator.config.grid[1]) + 1
+        rows_reached = 1 if columns_per_row >= count else -(-count // columns_per_row) + 1
         for _ in range(rows_reached):
             copied = torch.where(neighbour >= 0, canvas.gather(1, neighbour.clamp(min=0)), last)
-            canvas.scatter_(1, places, torch.where(fresh, copied, canvas.gather(1, places)))
+            canvas.scatter_(1, places, torch.where(jacobi, canvas.gather(1, places), copied))
         canvas.scatter_(1, places, torch.where(forced[places], forced_ids[places], canvas.gather(1, places)))
-        codes = (canvas.gather(1, places) - start).clamp(0, num_codes - 1)
-        point = torch.nn.functional.one_hot(codes, num_codes).to(probs.dtype)
-        return point if jacobi is None else torch.where(jacobi[..., None], source, point)
 
-    proposal = redraft(None, None)
+    count = most
+    jacobi = torch.zeros(batch, count, dtype=torch.bool, device=device)
+    source = None
+    redraft(count, jacobi, source)
     passes = 1
-    while bool((decided < length).any()):
-        active = decided < length
-        fed = decided[:, None] - 1 + offsets  # block indices fed: the last decided token, the drafts
+    active = decided < length
+    while bool(active.any()):
+        fed = decided[:, None] - 1 + offsets[: count + 1]  # block indices fed: the last decided token, the drafts
+        valid = (offsets[: count + 1] <= drafts[:, None]) & active[:, None]
         tokens = canvas.gather(1, fed)
-        fed_rows = fed.repeat(2, 1) if guided else fed
-        logits = runner.window(tokens.repeat(2, 1) if guided else tokens, block_position + fed_rows, width + fed_rows)
+        fed_rows = guided_rows(fed)
+        logits = runner.window(guided_rows(tokens), block_position + fed_rows, width + fed_rows, guided_rows(valid))
         passes += 1
         cond, probs = distribution(logits)  # place i predicts block position decided + i
 
-        # Verify the drafts left to right: accept d with probability min(1, p(d) / q(d)).
+        # Verify each row's drafts left to right: accept d with probability min(1, p(d) / q(d)).
         placed = fed[:, 1:]
-        draft_codes = (canvas.gather(1, placed) - start).clamp(0, num_codes - 1)[..., None]
-        p_draft = probs[:, :drafts].gather(-1, draft_codes)[..., 0]
-        q_draft = proposal.gather(-1, draft_codes)[..., 0]
-        uniform = torch.rand(batch, drafts, generator=rng, device=device)
-        passed = torch.where(forced[placed], True, accepts(uniform, p_draft, q_draft)) & in_block[placed]
+        draft_codes = (canvas.gather(1, placed) - start).clamp(0, num_codes - 1)
+        p_draft = probs[:, :count].gather(-1, draft_codes[..., None])[..., 0]
+        q_draft = p_draft.new_ones(()) if source is None else source.gather(-1, draft_codes[..., None])[..., 0]
+        q_draft = torch.where(jacobi, q_draft, 1.0)
+        uniform = torch.rand(batch, count, generator=rng, device=device)
+        passed = torch.where(forced[placed], True, accepts(uniform, p_draft, q_draft))
+        passed &= in_block[placed] & (offsets[:count] < drafts[:, None])
         accepted = passed.long().cumprod(1).sum(1)
 
-        # The place after the accepted drafts: the residual max(0, p - q) there; past the last
-        # draft q is zero, so that is p itself.
+        # The place after the accepted drafts: the residual max(0, p - q) there, or p itself
+        # past the row's last draft (q is zero there).
         target = decided + accepted
         p_next = probs[every, accepted]
-        q_next = torch.cat([proposal, proposal.new_zeros(batch, 1, num_codes)], 1)[every, accepted]
-        residual = (p_next - q_next).clamp(min=0)
+        # A rejected point-mass draft leaves p without the draft's code.
+        at = accepted.clamp(max=count - 1)
+        residual = p_next.scatter(1, draft_codes[every, at][:, None], 0.0)
+        if source is not None:
+            residual = torch.where(jacobi[every, at][:, None], (p_next - source[every, at]).clamp(min=0), residual)
+        residual = torch.where((accepted < drafts)[:, None], residual, p_next)
         residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_next)
-        drawn = torch.multinomial(residual, 1, generator=rng)[:, 0] + start
+        drawn = draw(residual, rng)[:, 0] + start
         target_place = target.clamp(max=padded - 1)
         token = torch.where(forced[target_place], forced_ids[target_place], drawn)
         write = active & (target < length)
@@ -418,18 +443,24 @@ def _sample_batch_sjd(
         # Raw conditional log-probs of every token decided in this pass.
         predicted = fed + 1
         codes = (canvas.gather(1, predicted) - start).clamp(0, num_codes - 1)
-        kept = (offsets <= accepted[:, None]) & active[:, None] & in_block[predicted] & ~forced[predicted]
+        kept = (offsets[: count + 1] <= accepted[:, None]) & active[:, None] & in_block[predicted]
+        kept &= ~forced[predicted]
         logprobs.scatter_(
             1, predicted, torch.where(kept, cond.gather(-1, codes[..., None])[..., 0], logprobs.gather(1, predicted))
         )
 
-        runner.keep((accepted + 1).repeat(2) if guided else accepted + 1)
+        runner.keep(guided_rows(accepted + 1))
         decided = torch.where(active, (target + 1).clamp(max=length), decided)
-        # Re-draft: places this pass reached keep its p as their draft distribution.
-        source_index = accepted[:, None] + 1 + offsets[:drafts]
-        jacobi = source_index <= drafts
-        source = probs.gather(1, source_index.clamp(max=drafts)[..., None].expand(-1, -1, num_codes))
-        proposal = redraft(jacobi, source)
+        active = decided < length
+        # Next pass: each row's draft count, then re-draft; places this pass reached keep its p
+        # (computed up to the row's last draft) as their draft distribution.
+        fed_drafts = drafts
+        drafts = (length - 1 - decided).clamp(min=0, max=most)
+        count = max(1, int(drafts.max()))
+        source_index = accepted[:, None] + 1 + offsets[:count]
+        jacobi = source_index <= fed_drafts[:, None]
+        source = probs.gather(1, source_index.clamp(max=probs.shape[1] - 1)[..., None].expand(-1, -1, num_codes))
+        redraft(count, jacobi, source)
 
     slots = torch.tensor([i for i, t in enumerate(layout) if t is None], device=device)
     codes = canvas[:, slots] - start

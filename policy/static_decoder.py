@@ -168,20 +168,74 @@ class StaticDecoder:
         embeds = self.decoder.embed_tokens(token[:, None])
         return self._forward(embeds, position_ids, self.key_mask[..., : self.filled + 1])
 
-    def window(self, tokens: torch.Tensor, position_ids: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    def window(
+        self,
+        tokens: torch.Tensor,
+        position_ids: torch.Tensor,
+        columns: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Feed a window of tokens per row at buffer columns of the row's own (``tokens``,
         ``position_ids``, ``columns``: (rows, width)); returns the logits at every window
         position, (rows, width, vocab).
 
         Each query sees the row's prompt and the columns up to its own, so rows may stand at
         different places in the block (speculative decoding accepts a different number of drafts
-        per row), and columns past a row's accepted prefix are simply written over next time."""
+        per row), and columns past a row's accepted prefix are simply written over next time.
+        ``valid`` (rows, width), when given, marks the tokens to run: the others cost nothing in
+        the projections (rows may feed windows of different lengths, or none), write nothing to
+        the buffer, and get zero logits."""
         if int(columns.max()) >= self.length:
             raise RuntimeError(f"the static cache holds {self.length} positions")
         reachable = torch.arange(self.length, device=self.device)[None, None, :] <= columns[:, :, None]
         mask = self.key_mask.expand(-1, -1, tokens.shape[1], -1)
         mask = mask.masked_fill(~reachable[:, None], torch.finfo(self.dtype).min)
+        if valid is not None and not bool(valid.all()):
+            return self._packed_window(tokens, position_ids, columns, mask, valid)
         return self._forward(self.decoder.embed_tokens(tokens), position_ids, mask, columns=columns)
+
+    def _packed_window(
+        self,
+        tokens: torch.Tensor,
+        position_ids: torch.Tensor,
+        columns: torch.Tensor,
+        mask: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """``window`` over the ``valid`` tokens only: the projections and the MLP run on those
+        tokens packed into one sequence (their cost is what grows with the tokens fed), the
+        attention on the padded (rows, width) layout, whose padding costs little at these sizes."""
+        rows, width = tokens.shape
+        flat = valid.reshape(-1).nonzero()[:, 0]
+        count = flat.shape[0]
+        row_of, column_of = flat // width, columns.reshape(-1)[flat]
+        hidden = self.decoder.embed_tokens(tokens.reshape(-1)[flat])[None]
+        cos, sin = self.decoder.rotary_emb(hidden, position_ids.reshape(-1)[flat][None])
+        state = zip(self.layers, self.dropouts, self.projections, self.keys, self.values)
+        for layer, dropout, (qkv, o_proj, mlp), keys, values in state:
+            q, k, v = qkv(layer.input_layernorm(hidden)).split(self.qkv_sizes, dim=-1)
+            q, k = apply_rotary_pos_emb(
+                q.view(1, count, -1, self.head_dim).transpose(1, 2),
+                k.view(1, count, -1, self.head_dim).transpose(1, 2),
+                cos,
+                sin,
+            )
+            keys[row_of, :, column_of] = k[0].transpose(0, 1)
+            values[row_of, :, column_of] = v.view(count, -1, self.head_dim)
+            queries = q.new_zeros(rows * width, self.heads, self.head_dim).index_copy_(0, flat, q[0].transpose(0, 1))
+            out = F.scaled_dot_product_attention(
+                queries.view(rows, width, self.heads, self.head_dim).transpose(1, 2),
+                keys,
+                values,
+                attn_mask=mask,
+                scale=layer.self_attn.scaling,
+                enable_gqa=self.heads != self.kv_heads,
+            )
+            out = out.transpose(1, 2).reshape(rows * width, -1)[flat][None]
+            hidden = hidden + dropout(o_proj(out))
+            hidden = hidden + dropout(mlp(layer.post_attention_layernorm(hidden)))
+        logits = self.head(self.decoder.norm(hidden))[0]
+        return logits.new_zeros(rows * width, logits.shape[-1]).index_copy_(0, flat, logits).view(rows, width, -1)
 
     def _forward(
         self,

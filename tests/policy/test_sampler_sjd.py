@@ -175,3 +175,50 @@ def test_generate_command_decodes_with_sjd(tmp_path):
         bad = generate("bad", *options)
         assert bad.returncode == 2 and bad.stderr.startswith("error:") and words in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_draw_follows_the_probabilities_and_never_a_code_without_mass():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
+    rng = torch.Generator().manual_seed(0)
+    draws = torch.cat([sampler.draw(probs, rng) for _ in range(4000)], dim=1)  # (3, 4000)
+    counts = torch.nn.functional.one_hot(draws, 5).sum(1).double()
+    assert (counts[probs == 0] == 0).all()
+    assert torch.equal(draws[1], torch.full((4000,), 4)) and torch.equal(draws[2], torch.full((4000,), 1))
+    expected = 4000 * probs[0].double()
+    seen = expected > 0
+    statistic = float(((counts[0] - expected)[seen] ** 2 / expected[seen]).sum())
+    assert statistic < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
+    # The same test tells a different distribution apart.
+    wrong = 4000 * torch.tensor([0.4, 0.0, 0.4, 0.0, 0.2], dtype=torch.double)
+    assert float(((counts[0] - wrong)[seen] ** 2 / wrong[seen]).sum()) > 13.8
+
+
+def test_static_window_runs_only_the_valid_tokens():
+    from imagepref.policy.sampler import context_rows, left_pad, positions
+    from imagepref.policy.static_decoder import StaticDecoder
+
+    generator = tiny_generator("glyph")
+    _, rows = context_rows(generator, PROMPTS, guided=True)
+    input_ids, mask = left_pad(rows, generator.pad_token_id, generator.device)
+    pos = positions(mask)
+    decoders = [StaticDecoder.for_generator(generator, len(rows), input_ids.shape[1], 12) for _ in range(2)]
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(input_ids, mask, pos)
+        start = generator.config.image_token_start
+        tokens = start + torch.randint(
+            0, generator.config.num_image_tokens, (len(rows), 4), generator=torch.Generator().manual_seed(0)
+        )
+        block = pos[:, -1:] + 1 + torch.arange(4)
+        columns = input_ids.shape[1] + torch.arange(4).expand(len(rows), -1)
+        full = decoders[0].window(tokens, block, columns)
+        valid = torch.arange(4) < torch.tensor([4, 2, 0, 1, 3, 4])[:, None]  # windows of their own lengths, one none
+        packed = decoders[1].window(tokens, block, columns, valid)
+    torch.testing.assert_close(packed[valid], full[valid], atol=1e-5, rtol=1e-5)
+    assert (packed[~valid] == 0).all()
+    for written, reference in zip(decoders[1].keys, decoders[0].keys):
+        at = input_ids.shape[1] + torch.arange(4)
+        torch.testing.assert_close(
+            written[..., at, :].transpose(1, 2)[valid], reference[..., at, :].transpose(1, 2)[valid]
+        )
+        assert (written[..., at, :].transpose(1, 2)[~valid] == 0).all()  # nothing written for tokens not run
