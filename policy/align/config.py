@@ -309,13 +309,15 @@ class PPOFields(GRPOFields):
         "4 % of its credit, the rest from a weak value head's differences.",
     )
     value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
-    value_clip: float = Field(0.2, gt=0, description="Clip range of the value update.")
+    value_clip: float = Field(
+        0.2, gt=0, description="Clip range of the value update, in units of the returns' running standard deviation."
+    )
     value_lr: float = Field(
-        1e-4,
+        1e-3,
         gt=0,
-        description="Learning rate of the value head (AdamW). At 1e-3 the linear head "
-        "on ~unit-scale hidden states oscillated on the shipped base (mean value -4.9 to +4, "
-        "returns ~0.9).",
+        description="Learning rate of the critic (its own copy of the trunk and a value head, "
+        "AdamW, on returns standardised by their running spread). On the micro generator over 400 "
+        "steps, 1e-3 took the explained variance to 0.4; at 1e-4 it stayed at 0.",
     )
     guidance_scale: float | None = Field(
         None,
