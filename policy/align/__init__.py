@@ -2,7 +2,7 @@
 
 - ``train_dpo`` (``policy.align.dpo``): TRL's DPOTrainer over token-id pairs;
 - ``train_grpo`` (``policy.align.grpo``): TRL's GRPOTrainer with our sampler as rollout;
-- ``train_ppo`` (``policy.align.ppo``): PPO with a value head and GAE on GRPOTrainer machinery;
+- ``train_ppo`` (``policy.align.ppo``): PPO with a separate value model and GAE on GRPOTrainer machinery;
 - settings (``policy.align.config``), pairs (``policy.align.pairs``), rewards
   (``policy.align.rewards``), run folders, resume and merge (``policy.align.checkpoints``),
   held-out monitoring (``policy.align.monitoring``).

@@ -288,7 +288,7 @@ def ppo(
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
 ) -> None:
-    """PPO (value head, GAE, clipped surrogate, KL penalty) on TRL's GRPOTrainer machinery, LoRA."""
+    """PPO (separate value model, GAE, clipped surrogate, KL penalty) on TRL's GRPOTrainer machinery, LoRA."""
     _train(
         "ppo",
         context,
