@@ -417,6 +417,16 @@ def read_pairs(folder: str | Path) -> pd.DataFrame:
     return _check_pairs(*_read_preference_file(folder, PAIRS_FILE))
 
 
+def refuse_edit_pairs(pairs: pd.DataFrame, what: str) -> None:
+    """One line when preference data compares edits (it has the edit columns) and ``what`` (a
+    trainer) reads it as comparisons of images from prompts: it would train on the wrong context."""
+    if "instruction" in pairs.columns:
+        raise BadInputError(
+            f"this preference data compares edits (source_candidate, instruction); {what} does not train on "
+            "edit turns yet"
+        )
+
+
 def read_annotations(folder: str | Path, name: str = ANNOTATIONS_FILE) -> pd.DataFrame:
     """A checked ``annotations.parquet`` (or ``gold.parquet`` with ``name``): the judgment columns
     and text ids."""

@@ -275,6 +275,7 @@ CASES = [
     Case("dpo-device-cuda", f"{DPO} --device cuda", "cuda", torch=True, without_gpu=True),
     Case("dpo-out-is-the-prefs", DPO.replace("{out}", "{ws}/prefs"), "inside"),
     Case("dpo-out-existing-file", DPO.replace("{out}", "{ws}/prompts.txt"), "is a file"),
+    Case("dpo-preferences-of-edits", DPO.replace("/prefs ", "/prefs-edits "), "compares edits"),
     # --- align grpo / ppo ---
     Case("grpo-one-generation", f"{GRPO} num_generations=1", "num_generations", torch=SETTINGS_NEED_TORCH),
     # Fails after the run folder was made (the base is loaded first): the failed attempt leaves
@@ -462,7 +463,7 @@ def _candidate_set(folder: Path, tokens=None, images: bool = True) -> None:
     pd.DataFrame(rows).to_parquet(folder / "candidates.parquet", index=False)
 
 
-def _preferences(folder: Path, drop: str | None = None) -> None:
+def _preferences(folder: Path, drop: str | None = None, edits: bool = False) -> None:
     from imagepref.formats import AXES, pair_columns
 
     folder.mkdir(parents=True)
@@ -480,6 +481,8 @@ def _preferences(folder: Path, drop: str | None = None) -> None:
     pairs = pd.DataFrame(rows, columns=pair_columns(AXES))
     if drop:
         pairs = pairs.drop(columns=[drop])
+    if edits:
+        pairs = pairs.assign(source_candidate="p0-0", instruction="make the ink blue")
     pairs.to_parquet(folder / "pairs.parquet", index=False)
 
 
@@ -527,6 +530,7 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "edits-absent-source.jsonl").write_text('{"source": "p9-9", "instruction": "make the ink blue"}\n')
     _preferences(ws / "prefs")
     _preferences(ws / "prefs-no-column", drop="candidate_b")
+    _preferences(ws / "prefs-edits", edits=True)
     (ws / "prefs-text").mkdir()
     (ws / "prefs-text" / "pairs.parquet").write_text("pair_id,candidate_a\n")
     (ws / "prefs-text" / "annotations.parquet").write_text("pair_id,annotator\n")

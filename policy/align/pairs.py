@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from imagepref.errors import BadInputError
-from imagepref.formats import PAIRS_FILE, read_candidate_sets, read_pairs
+from imagepref.formats import PAIRS_FILE, read_candidate_sets, read_pairs, refuse_edit_pairs
 from imagepref.policy.align.config import OnPolicyPairs, PairPolicy
 from imagepref.policy.generator import Generator
 
@@ -84,6 +84,7 @@ def preference_examples(
     the error names the first one that is not."""
     pairs_file = Path(preferences) / PAIRS_FILE
     pairs = read_pairs(preferences)
+    refuse_edit_pairs(pairs, "DPO")
     candidates = read_candidates(candidate_sets)
     examples = []
     for row in pairs.to_dict("records"):

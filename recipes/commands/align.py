@@ -128,7 +128,7 @@ def _train(
     from imagepref.devices import check_device
     from imagepref.dtypes import check_dtype
     from imagepref.files import check_output
-    from imagepref.formats import read_candidate_sets, read_pairs, read_prompts
+    from imagepref.formats import read_candidate_sets, read_pairs, read_prompts, refuse_edit_pairs
     from imagepref.policy.config import check_generator_folder
     from imagepref.reward.config import read_model_config
 
@@ -142,7 +142,7 @@ def _train(
         raise BadInputError(f"--resume given but {out} holds no run (align.json missing); drop --resume to start one")
     check_output(out, inputs=[base, preferences, *(candidates or [])], may_hold_files=resume)
     if preferences is not None:
-        read_pairs(preferences)
+        refuse_edit_pairs(read_pairs(preferences), "DPO")
         read_candidate_sets(candidates, ("image_tokens",), "(the image tokens DPO trains on)")
     elif method != "dpo" and prompts not in ("glyphworld", "glyphworld-align"):
         read_prompts(prompts)
