@@ -157,6 +157,16 @@ def check_inputs(checkpoints: list[Path], prompts: list[EvalPrompt], settings: E
             settings.baseline = names[checkpoints.index(baseline)]
         else:
             raise BadInputError(f"baseline {settings.baseline!r} is not one of the checkpoints ({', '.join(names)})")
+    if any(p.is_edit for p in prompts):
+        # Every checkpoint must edit: a family that cannot is refused before any image is drawn.
+        import importlib
+
+        from imagepref.policy.config import GENERATOR_FAMILIES
+        from imagepref.policy.editing import check_can_edit
+
+        for path in checkpoints:
+            module, _, name = GENERATOR_FAMILIES[read_config(path).family].partition(":")
+            check_can_edit(getattr(importlib.import_module(module), name))  # the family's class says
     get_engine(settings.ocr_engine)  # an unknown engine or a missing package fails here, not after sampling
     return names
 

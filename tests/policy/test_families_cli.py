@@ -163,3 +163,35 @@ def test_an_emu3_folder_without_imagepref_json_gets_the_processor_default_grid(f
     assert generator.config.image_size == (720, 720)
     assert len(generator.block_layout()) == 90 * 91 + 3
     assert generator.config.extra["negative_prompt"].startswith("lowres")
+
+
+@pytest.mark.slow
+def test_families_that_cannot_edit_are_refused_by_the_edit_commands(folders, tmp_path, one_line_error):
+    out = tmp_path / "out"
+    for family in ("emu3", "janus"):
+        done = run(
+            "generate",
+            "--model",
+            str(folders[family]),
+            "--edits",
+            "glyphworld-edits",
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+        )
+        one_line_error(done, f"the {family} family cannot edit images")
+        evaluated = run(
+            "eval",
+            "--checkpoints",
+            str(folders[family]),
+            "--prompts",
+            "glyphworld-edits-heldout",
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        )
+        one_line_error(evaluated, f"the {family} family cannot edit images")
+        assert not out.exists() or not any((out / "images").glob("*")), "nothing drawn before the refusal"
