@@ -177,9 +177,9 @@ class EditTrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: Seed = Field(0, description="Seed of the edit stream (the data order is a function of seed and step).")
-    steps: int = Field(300, ge=1, description="Optimizer steps.")
+    steps: int = Field(500, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Turns per step.")
-    lr: float = Field(5e-4, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay to a tenth).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW, linear warm-up, cosine decay to a tenth).")
     warmup: int = Field(20, ge=0, description="Warm-up steps.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     unconditional_rate: float = Field(
@@ -202,8 +202,16 @@ class EditTrainingConfig(BaseModel):
         description="Share of plain text-to-image signs (the pretraining stream), so the base's first "
         "image does not fade while it learns to edit.",
     )
+    first_code_spread: float = Field(
+        8.0,
+        ge=1,
+        description="Before training, the output-layer rows of the background codes (what an image's first "
+        "code takes) are spread this many times further from their mean. Pretraining never asked for a "
+        "particular background, so those rows are nearly equal and learning to copy the source's background "
+        "starts on a plateau (1: unchanged).",
+    )
     colour_loss_weight: float = Field(
-        1.0,
+        8.0,
         gt=0,
         description="Loss weight of each new image's first two codes, the glyph codec's background and ink "
         "colours: one token each that paints most pixels, against 64 shape codes a sign (1: the plain loss).",

@@ -2,17 +2,24 @@
 
 A turn continues the sequence that made the source image with an instruction, then a new image:
 
-    {prompt template around the source prompt}{source image block}<eoi>{instruction}<boi>
+    {prompt template around the source prompt}{source image block}<eoi>{instruction}<boi>{lead}
 
-that is, for the glyph family ``<bos>{prompt}<boi>{codes}<eoi>{instruction}<boi>``, and the new
-image's codes follow. The source prompt is the prompt that made the source, or empty when it is
+that is, for the glyph family ``<bos>{prompt}<boi>{codes}<eoi>{instruction}<boi>{background}``,
+and the new image's codes follow. ``{lead}`` is the source's first ``Generator.edit_lead_codes``
+codes (none for most families; the glyph family's source background code), written as context
+and not part of the new image. Why the glyph family needs it: its first code is the background,
+which no prompt names, so pretraining taught the position after ``<boi>`` a fixed uniform guess
+over the backgrounds that no context moves; trained to copy the source's background from there,
+the loss stayed at log 4 for hundreds of steps. Read at the source's own background code, the
+new background is "this code, unless the instruction changes it", learned within a hundred
+steps. The source prompt is the prompt that made the source, or empty when it is
 not known (an image that was itself an edit: the chat passes its first prompt on the first turn
 only). The glyph family pads the instruction with spaces to a fixed ``instruction_width``
 characters, so every code of the new image sits at the same distance from the source code at its
 place, whatever the instruction: copying what is kept is one fixed attention offset.
 
 The unconditional context for guidance on an edit keeps the source and drops the instruction:
-``{source prompt}{source block}<eoi><boi>`` (the glyph family's padded blank instruction). Edit
+``{source prompt}{source block}<eoi><boi>{lead}`` (the glyph family's padded blank instruction). Edit
 training shows it with the source as the target, so it means "the source, unchanged", and
 guidance ``cond + (g - 1) * (cond - uncond)`` pushes the new image towards what the instruction
 changes while the source holds everything else (the image-conditioned guidance of instruction
@@ -106,7 +113,8 @@ def encode_edit_turns(
     blocks = generator.codes_to_block(codes).tolist()
     texts = [template.format(instruction=instruction_text(generator, "" if unconditional else i)) for i in instructions]
     tails = generator.tokenizer(texts, add_special_tokens=False).input_ids
-    return [head + block + tail for head, block, tail in zip(heads, blocks, tails)]
+    lead = generator.edit_lead_codes
+    return [head + block + tail + block[:lead] for head, block, tail in zip(heads, blocks, tails)]
 
 
 def edit_prompts(generator: Generator, source_codes, instructions: list[str], source_prompts: list[str] | None = None):

@@ -213,6 +213,8 @@ class Generator(abc.ABC):
     # ----- edits: multi-turn refinement (the turn format is in policy.editing) ------------------
     can_edit: ClassVar[bool] = False  # whether the family's tokenizer writes edit turns
     instruction_width: ClassVar[int | None] = None  # instructions padded to this many tokens, if set
+    # An edit turn's context ends with this many of the source's first codes (policy.editing).
+    edit_lead_codes: ClassVar[int] = 0
 
     def edit(
         self, source_codes: torch.Tensor, instructions: list[str], source_prompts: list[str] | None = None, **settings

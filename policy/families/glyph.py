@@ -65,6 +65,9 @@ class GlyphGenerator(Generator):
     # Instructions are padded to 48 characters (policy.editing): a fixed distance from each source
     # code to the new code at its place. The longest built-in edit instruction has 34.
     instruction_width = 48
+    # The turn's context ends with the source's background code, so the new background is
+    # predicted at an image code (see policy.editing for why).
+    edit_lead_codes = 1
 
     def __init__(
         self, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, codec: PaletteCodec, config: GeneratorConfig

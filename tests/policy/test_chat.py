@@ -116,8 +116,9 @@ def test_edit_batches_train_only_on_the_new_image():
         length = int(row_mask.sum())
         second_boi = [i for i, t in enumerate(row[:length].tolist()) if t == boi][1]
         trained = (row_labels != -100).nonzero()[:, 0]
-        # Every code of the new image and its end, nothing of the prompt, source or instruction.
-        assert trained.tolist() == list(range(second_boi + 1, length))
+        # Every code of the new image and its end, nothing of the prompt, source, instruction or
+        # the source's lead codes after the second <boi>.
+        assert trained.tolist() == list(range(second_boi + 1 + generator.edit_lead_codes, length))
         assert len(trained) == generator.num_codes + 2
 
 

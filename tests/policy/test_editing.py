@@ -25,12 +25,13 @@ def source(glyph):
     return glyph.sample([PROMPT, PROMPT], seed=1, guidance_scale=1.0)
 
 
-def test_glyph_turn_is_prompt_source_block_padded_instruction_then_boi(glyph, source):
+def test_glyph_turn_is_prompt_source_block_padded_instruction_boi_then_source_background(glyph, source):
     (turn,) = encode_edit_turns(glyph, source.codes[:1], ["make the ink blue"], [PROMPT])
     block = glyph.codes_to_block(source.codes[:1])[0].tolist()
     head = glyph.encode_prompts([PROMPT])[0]
     assert turn[: len(head)] == head and turn[len(head) : len(head) + len(block)] == block
-    tail = glyph.tokenizer.decode(turn[len(head) + len(block) :])
+    assert turn[-1] == block[0]  # the source's background code: the new background is read there
+    tail = glyph.tokenizer.decode(turn[len(head) + len(block) : -1])
     assert tail == "<eoi>" + "make the ink blue".ljust(glyph.instruction_width) + "<boi>"
     assert glyph.tokenizer.decode(head) == f"<bos>{PROMPT}<boi>"
 
@@ -41,7 +42,8 @@ def test_the_unconditional_turn_keeps_the_source_and_drops_the_instruction(glyph
     assert len(blank) == len(conditional)  # the padded instruction keeps every offset
     context = len(glyph.encode_prompts([PROMPT])[0]) + glyph.num_codes
     assert blank[:context] == conditional[:context]
-    assert glyph.tokenizer.decode(blank[context:]) == "<eoi>" + " " * glyph.instruction_width + "<boi>"
+    assert glyph.tokenizer.decode(blank[context:-1]) == "<eoi>" + " " * glyph.instruction_width + "<boi>"
+    assert blank[-1] == conditional[-1] == conditional[len(glyph.encode_prompts([PROMPT])[0])]
 
 
 def test_instruction_longer_than_the_width_is_one_line(glyph, source):
