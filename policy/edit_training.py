@@ -12,7 +12,8 @@ codes, the instruction, and the target sign's codes, with the loss on the target
 
 Every step draws its turns from a seed derived from (seed, step), so the data is a function of
 the step. Held-out words and phrasings never occur, by construction of ``training_edit``.
-The output is a generator folder with ``edit_training.json`` (settings, base, losses, time).
+The output is a generator folder with ``edit_training.json`` (settings, base, losses, time, and
+the base's own record when it was edit-trained too).
 """
 
 from __future__ import annotations
@@ -167,10 +168,17 @@ def train_edits(base: str | Path, out: str | Path, config: EditTrainingConfig, p
             "threads": torch.get_num_threads(),
             "seconds": round(time.time() - started),
             "losses": losses,
+            # A base that was itself edit-trained passes its record on: the whole history in one file.
+            "base_record": _record(Path(base)),
         }
         (staging / RECORD_NAME).write_text(json.dumps(record, indent=1))
     log(f"edit training: {config.steps} steps in {time.time() - started:.0f} s")
     return generator
+
+
+def _record(folder: Path) -> dict | None:
+    path = folder / RECORD_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def score_heldout_edits(

@@ -92,6 +92,12 @@ def train_edits(
     ),
     lr: float | None = typer.Option(None, help="Peak learning rate.", callback=option_bounds(EditTrainingConfig, "lr")),
     seed: int | None = typer.Option(None, help="Seed of the edit stream.", callback=option_bounds(Seed)),
+    first_code_spread: float | None = typer.Option(
+        None,
+        help="Spread of the background codes' output rows before training (1 when continuing from an edit-trained "
+        "generator, whose rows are spread already).",
+        callback=option_bounds(EditTrainingConfig, "first_code_spread"),
+    ),
 ) -> None:
     """Teach a glyph-world generator to edit by instruction: fine-tune it on seeded edit turns."""
     from imagepref.errors import BadInputError
@@ -104,7 +110,7 @@ def train_edits(
         base = shipped_generator()
         if base is None:
             raise BadInputError("no shipped glyph generator in this install: pass --base")
-    overrides = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    overrides = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, first_code_spread=first_code_spread)
     config = EditTrainingConfig(**{k: v for k, v in overrides.items() if v is not None})
     from imagepref.policy.edit_training import train_edits as run
 

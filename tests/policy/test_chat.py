@@ -154,3 +154,38 @@ def test_train_edits_command_trains_and_checks_its_options(micro_folder, tmp_pat
         micro_folder
     ).num_codes
     one_line_error(_cli("train-edits", "--out", str(tmp_path / "other"), "--steps", "0"), "--steps")
+
+
+def test_the_shipped_edit_generator_records_how_it_was_made_and_keeps_the_source_background():
+    from imagepref.policy.glyphworld import shipped_edit_generator, shipped_generator
+    from imagepref.policy.glyphworld.edits import heldout_edits
+    from imagepref.policy.glyphworld.world import render
+
+    folder = shipped_edit_generator()
+    record = json.loads((folder / "edit_training.json").read_text())
+    assert record["base"] == "policy/glyphworld/pretrained" and record["threads"] == 1
+    assert len(record["losses"]) == record["config"]["steps"]
+    generator = load_generator(folder)
+    assert generator.num_codes == load_generator(shipped_generator()).num_codes
+    # Edits that do not touch the background keep the source's (the base copies it by chance).
+    edits = [e for e in heldout_edits(60) if e.kind not in ("background", "word", "letter")][:24]
+    codes = generator.encode_images([render(e.source) for e in edits])
+    result = generator.edit(codes, [e.instruction for e in edits], [e.source.prompt for e in edits], seed=0)
+    assert (result.codes[:, 0] == codes[:, 0]).float().mean() >= 0.8
+
+
+def test_train_edits_from_the_shipped_edit_generator_runs_and_moves_the_weights(tmp_path):
+    from imagepref.policy.glyphworld import shipped_edit_generator
+
+    base, out = shipped_edit_generator(), tmp_path / "more"
+    done = _cli(
+        "train-edits", "--base", str(base), "--out", str(out), "--steps", "1", "--batch-size", "2",
+        "--first-code-spread", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = load_generator(base).model.state_dict(), load_generator(out).model.state_dict()
+    assert all(not torch.equal(before[name], after[name]) for name in before)
+    record = json.loads((out / "edit_training.json").read_text())
+    assert (
+        record["config"]["first_code_spread"] == 1 and record["base_record"]["base"] == "policy/glyphworld/pretrained"
+    )
