@@ -390,11 +390,16 @@ def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
             ("glyphworld-heldout", "glyphworld-edits-heldout", "text-rendering"),
             where,
         )
-    if "generate" in stages and recipe.generate.edits and {"reward", "align"} & stages:
+    if "generate" in stages and recipe.generate.edits and "align" in stages:
         raise BadInputError(
-            f"{where}: generate.edits: the reward and align stages do not train on edits yet; "
-            "leave them out of stages (e.g. stages=[generate,label,eval,report])"
+            f"{where}: generate.edits: the align stage's DPO and GRPO do not train on edits yet; "
+            "leave it out of stages (e.g. stages=[generate,label,reward,eval,report])"
         )
+    if "generate" in stages and recipe.generate.edits and "reward" in stages:
+        # A reward model of edits reads the source's image tokens; only the token backbone does.
+        from imagepref.reward.config import refuse_edits_on
+
+        refuse_edits_on(recipe.reward.settings.backbone)
     accelerate = recipe.launch.accelerate_config
     if accelerate and ("align" in stages or "reward" in stages) and not Path(accelerate).is_file():
         raise BadInputError(

@@ -258,6 +258,14 @@ class TokenBackbone(nn.Module):
         self.reader = PromptReader(
             width, config.layers, config.heads, config.dropout, config.max_prompt_length, config.tokens_per_image
         )
+        if config.edits:
+            # An edit model sees at each place the source's code next to the result's, and whether
+            # they are the same code: preservation is "the same where the instruction asks for no
+            # change", which the result alone cannot show.
+            self.source_project = nn.Sequential(
+                nn.LayerNorm(config.embedding_dim), nn.Linear(config.embedding_dim, width)
+            )
+            self.kept = nn.Embedding(2, width)
 
     @torch.no_grad()
     def copy_generator_embeddings(self, generator) -> None:
@@ -277,12 +285,31 @@ class TokenBackbone(nn.Module):
             if isinstance(token, int) and token != unknown and 0 <= token < table.shape[0]:
                 self.text.weight[byte] = table[token]
 
-    def prepare(self, images=None, prompts: list[str] = (), tokens=None) -> dict[str, torch.Tensor]:
+    def prepare(
+        self, images=None, prompts: list[str] = (), tokens=None, source_tokens=None, instructions=None
+    ) -> dict[str, torch.Tensor]:
+        """Prepared tensors; an edit model (``config.edits``) reads ``source_tokens`` and
+        ``instructions`` too, the instruction in place of the prompt."""
         if tokens is None:
             raise BadInputError(
                 "the token reward model reads image tokens; pass tokens (the candidate set's "
                 "image_tokens), or use a pixel reward model for images"
             )
+        codes = self._codes(tokens)
+        if not self.config.edits:
+            ids, mask = prompt_bytes(list(prompts), self.config.max_prompt_length)
+            return {"codes": codes, "text": ids, "text_mask": mask}
+        source = self._codes(source_tokens)
+        if len(source) != len(codes) or len(instructions) != len(codes):
+            raise BadInputError(
+                f"got {len(codes)} results but {len(source)} sources and {len(instructions)} instructions; "
+                "pass one source and one instruction per result"
+            )
+        ids, mask = prompt_bytes(list(instructions), self.config.max_prompt_length)
+        return {"codes": codes, "source_codes": source, "text": ids, "text_mask": mask}
+
+    def _codes(self, tokens) -> torch.Tensor:
+        """Image tokens as a checked (images, tokens_per_image) long tensor."""
         codes = (
             tokens.long().cpu()
             if torch.is_tensor(tokens)
@@ -298,12 +325,19 @@ class TokenBackbone(nn.Module):
                 f"image tokens must lie in [0, {self.config.num_image_tokens}); got "
                 f"{int(codes.min())}..{int(codes.max())}: were they made by another generator?"
             )
-        ids, mask = prompt_bytes(list(prompts), self.config.max_prompt_length)
-        return {"codes": codes, "text": ids, "text_mask": mask}
+        return codes
 
-    def forward(self, codes: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, codes: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, source_codes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # Project the two small tables once, then look rows up: cheaper than projecting every token.
         image = nn.functional.embedding(codes, self.project(self.image_embeddings.weight))
+        if self.config.edits:
+            image = (
+                image
+                + nn.functional.embedding(source_codes, self.source_project(self.image_embeddings.weight))
+                + self.kept((codes == source_codes).long())
+            )
         return self.reader(image, nn.functional.embedding(text, self.project(self.text.weight)), text_mask)
 
 

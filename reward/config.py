@@ -110,6 +110,11 @@ class RewardConfig(BaseModel):
     num_image_tokens: int = Field(0, ge=0, description="token: image codes in the generator's vocabulary.")
     tokens_per_image: int = Field(0, ge=0, description="token: codes per image.")
     embedding_dim: int = Field(0, ge=0, description="token: the generator's embedding width.")
+    edits: bool = Field(
+        False,
+        description="Set by training from the data: the model scores edits, reading each result with "
+        "its source image's tokens and the instruction (in place of the prompt); token backbone only.",
+    )
 
     ties: Literal["davidson", "rao-kupper", "none"] = Field("davidson", description="How tie votes are modelled.")
     loss_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
@@ -190,6 +195,17 @@ class RewardConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _edits_need_the_token_backbone(self) -> RewardConfig:
+        # The token backbone reads the source's codes next to the result's at each place; the
+        # pixel and CLIP backbones have no source input yet.
+        if self.edits and self.backbone != "token":
+            raise ValueError(
+                f"a reward model of edits reads the source image's tokens: use backbone=token "
+                f"(the {self.backbone} backbone does not read a source image)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _named_axes_exist(self) -> RewardConfig:
         for field in ("loss_weights", "mix_weights"):
             unknown = set(getattr(self, field)) - set(self.axes)
@@ -244,3 +260,27 @@ def read_model_config(path: str | Path) -> RewardConfig:
     config = validated_config(data)
     check_safetensors(path / WEIGHTS_FILE, path)
     return config
+
+
+def refuse_edits_on(backbone: str) -> None:
+    """One line for preference data about edits and a backbone that has no source image input."""
+    if backbone != "token":
+        raise BadInputError(
+            f"this preference data compares edits, which the {backbone} reward backbone cannot read (it has no "
+            "source image input): train with --backbone token --generator DIR"
+        )
+
+
+def check_scored_set(config: RewardConfig, edit_set: bool) -> None:
+    """One line when a candidate set and a reward model disagree about edits: a model of edits
+    scores edit results (with their source and instruction), an image model images."""
+    if config.edits and not edit_set:
+        raise BadInputError(
+            "this reward model scores edits, and the candidate set holds no edits (no source_candidate and "
+            "instruction columns); make one with `imagepref generate --edits`"
+        )
+    if not config.edits and edit_set:
+        raise BadInputError(
+            "this candidate set holds edits, and the reward model scores images without their source and "
+            "instruction; train a reward model on preference data about edits"
+        )

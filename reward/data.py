@@ -62,6 +62,19 @@ class PreferenceSet:
                 images.append(image.convert("RGB"))
         return images
 
+    @property
+    def edits(self) -> bool:
+        """Whether the pairs compare edits (results of one instruction on one source)."""
+        return "instruction" in self.pairs.columns
+
+    def instructions(self, ids: Sequence[str]) -> list[str]:
+        """The instruction each of candidates ``ids`` followed (edit results only)."""
+        return [str(self.candidates.at[c, "instruction"]) for c in ids]
+
+    def source_tokens(self, ids: Sequence[str]) -> list[list[int]]:
+        """The image tokens of the source each of candidates ``ids`` edited (edit results only)."""
+        return self.tokens([str(self.candidates.at[c, "source_candidate"]) for c in ids])
+
     def tokens(self, ids: Sequence[str]) -> list[list[int]]:
         """The image tokens of candidates ``ids``."""
         if "image_tokens" not in self.candidates:
@@ -70,6 +83,16 @@ class PreferenceSet:
                 "regenerate them with `imagepref generate` or use backbone=pixel"
             )
         return [list(self.candidates.at[c, "image_tokens"]) for c in ids]
+
+
+def check_axes(found: Sequence[str], axes: Sequence[str]) -> None:
+    """One line when preference data has axes (``found``) a model of ``axes`` lacks."""
+    extra = [a for a in found if a not in axes]
+    if extra:
+        raise BadInputError(
+            f"preference data has axes the model lacks: {', '.join(extra)} (model axes: "
+            f"{', '.join(axes)}); train with axes=[...] including them"
+        )
 
 
 def read_preferences(
@@ -90,12 +113,7 @@ def read_preferences(
     pairs = read_pairs(prefs_dir)
     found = pair_axes(pairs)
     if axes is not None:
-        extra = [a for a in found if a not in axes]
-        if extra:
-            raise BadInputError(
-                f"preference data has axes the model lacks: {', '.join(extra)} (model axes: "
-                f"{', '.join(axes)}); train with axes=[...] including them"
-            )
+        check_axes(found, axes)
     if not found:
         raise BadInputError(f"{pairs_path} has no <axis>_votes_a columns: it carries no votes")
     if len(pairs) == 0:

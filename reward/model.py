@@ -104,15 +104,37 @@ class RewardModel(nn.Module):
 
     # ----- scoring -------------------------------------------------------------------------
     def prepare(
-        self, images: Sequence[Image.Image] | None, prompts: Sequence[str], tokens=None
+        self,
+        images: Sequence[Image.Image] | None,
+        prompts: Sequence[str],
+        tokens=None,
+        source_tokens=None,
+        instructions: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Inputs to the backbone's tensors (CPU); see ``forward``."""
+        """Inputs to the backbone's tensors (CPU); see ``forward``. An edit model reads each result
+        with its source's tokens and its instruction (in place of the prompt)."""
+        self.check_edit_inputs(source_tokens, instructions)
+        if self.config.edits:
+            return self.backbone.prepare(None, [], tokens, source_tokens, list(instructions))
         count = len(images) if images is not None else len(tokens) if tokens is not None else 0
         if count != len(prompts):
             raise BadInputError(
                 f"got {count} images or token rows but {len(prompts)} prompts; pass one prompt per image"
             )
         return self.backbone.prepare(list(images) if images is not None else None, list(prompts), tokens)
+
+    def check_edit_inputs(self, source_tokens, instructions) -> None:
+        """One line when an edit model lacks the source or the instruction, or an image model gets them."""
+        if self.config.edits and (source_tokens is None or instructions is None):
+            raise BadInputError(
+                "this reward model scores edits: pass the results' tokens with source_tokens (the source "
+                "images' image tokens) and instructions"
+            )
+        if not self.config.edits and (source_tokens is not None or instructions is not None):
+            raise BadInputError(
+                "this reward model scores images, not edits (it was trained on preference data without "
+                "instructions); train one on preference data about edits to score edits"
+            )
 
     def member_scores(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Each member's raw head scores (members, batch, axes) for prepared inputs."""
@@ -128,17 +150,32 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def raw_scores(
-        self, images=None, prompts: Sequence[str] = (), tokens=None, batch_size: int = 256, per_member: bool = False
+        self,
+        images=None,
+        prompts: Sequence[str] = (),
+        tokens=None,
+        batch_size: int = 256,
+        per_member: bool = False,
+        source_tokens=None,
+        instructions: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Raw scores (batch, axes) on CPU, computed in batches; ``per_member``: (members, batch, axes)."""
+        """Raw scores (batch, axes) on CPU, computed in batches; ``per_member``: (members, batch, axes).
+        An edit model needs ``source_tokens`` and ``instructions`` (one per result; ``prompts`` may
+        then be left out); an image model refuses them."""
+        self.check_edit_inputs(source_tokens, instructions)
         was_training = self.training
         self.eval()
-        count = len(prompts)
+        count = len(instructions) if self.config.edits else len(prompts)
         out = []
         for start in range(0, count, batch_size):
-            chunk_images = images[start : start + batch_size] if images is not None else None
-            chunk_tokens = tokens[start : start + batch_size] if tokens is not None else None
-            inputs = self.prepare(chunk_images, prompts[start : start + batch_size], chunk_tokens)
+            chunk = slice(start, start + batch_size)
+            inputs = self.prepare(
+                images[chunk] if images is not None else None,
+                prompts[chunk],
+                tokens[chunk] if tokens is not None else None,
+                source_tokens[chunk] if source_tokens is not None else None,
+                instructions[chunk] if instructions is not None else None,
+            )
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             out.append((self.member_scores(**inputs) if per_member else self(**inputs)).cpu())
         self.train(was_training)
@@ -155,13 +192,18 @@ class RewardModel(nn.Module):
         tokens=None,
         batch_size: int = 256,
         normalised: bool = False,
+        source_tokens=None,
+        instructions: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Per-axis scores ``{axis: (batch,) tensor}`` of images (or image tokens) for their prompts.
+        """Per-axis scores ``{axis: (batch,) tensor}`` of images (or image tokens) for their prompts,
+        or for an edit model of results (``tokens``) for their ``source_tokens`` and ``instructions``.
 
         Raw head scores by default (differences are BT log-odds); ``normalised=True`` subtracts each
         head's training mean and divides by its scale, which makes heads comparable and mixable.
         """
-        scores = self.raw_scores(images, list(prompts), tokens, batch_size)
+        scores = self.raw_scores(
+            images, list(prompts), tokens, batch_size, source_tokens=source_tokens, instructions=instructions
+        )
         if normalised:
             scores = self.normalise(scores)
         return {axis: scores[:, i] for i, axis in enumerate(self.config.axes)}
@@ -210,11 +252,18 @@ class RewardModel(nn.Module):
         prompts: Sequence[str] = (),
         tokens=None,
         batch_size: int = 256,
+        source_tokens=None,
+        instructions: Sequence[str] | None = None,
     ) -> torch.Tensor:
         """One reward per image for RL: the normalised non-safety heads mixed with ``mix_weights``,
         then safety applied as a gate (an unsafe image gets ``gate_reward`` whatever else it scores)
-        or as a penalty (``safety_penalty`` x P(unsafe)), per ``safety_mode``."""
-        return self.combined_from_scores(self.raw_scores(images, list(prompts), tokens, batch_size))
+        or as a penalty (``safety_penalty`` x P(unsafe)), per ``safety_mode``. An edit model takes
+        ``source_tokens`` and ``instructions`` as ``score`` does."""
+        return self.combined_from_scores(
+            self.raw_scores(
+                images, list(prompts), tokens, batch_size, source_tokens=source_tokens, instructions=instructions
+            )
+        )
 
     def pair_probabilities(self, scores_a: torch.Tensor, scores_b: torch.Tensor) -> torch.Tensor:
         """(pairs, axes, 3): P(a wins), P(b wins), P(tie) under the trained tie model."""
@@ -330,9 +379,20 @@ def load_reward_model(
 
 def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256, per_member: bool = False) -> torch.Tensor:
     """Raw scores (len(ids), axes) of candidates of a ``PreferenceSet``: their image tokens for the
-    token backbone, their images otherwise; (members, len(ids), axes) with ``per_member``."""
+    token backbone, their images otherwise; (members, len(ids), axes) with ``per_member``. An edit
+    model reads each result with its source's tokens and its instruction."""
     ids = list(ids)
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
+    if model.config.edits:
+        return model.raw_scores(
+            None,
+            prompts,
+            prefs.tokens(ids),
+            batch_size,
+            per_member=per_member,
+            source_tokens=prefs.source_tokens(ids),
+            instructions=prefs.instructions(ids),
+        )
     if model.config.backbone == "token" or not ids:
         return model.raw_scores(None, prompts, prefs.tokens(ids) if ids else [], batch_size, per_member=per_member)
     chunks = [

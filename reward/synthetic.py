@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -171,3 +172,132 @@ def glyph_preference_data(
         write_annotations(pd.DataFrame(annotation_rows), staging)
         write_pairs(pd.DataFrame(pair_rows, columns=pair_columns(AXES)), staging)
     return {"candidates": len(candidates), "pairs": len(pair_rows), "annotations": len(annotation_rows)}
+
+
+def _edit_result(edit, rng: random.Random, defect_rate: float):
+    """A result of ``edit`` with a seeded mix of the ways an edit goes wrong (maybe none): the
+    instruction ignored (the source kept), another attribute of the sign changed too (which only
+    the source shows), or a flaw drawn in."""
+    from imagepref.policy.glyphworld.world import BACKGROUNDS, FLAWS, TEXT_COLOURS
+
+    spec = edit.source if rng.random() < defect_rate else edit.target
+    changes = {}
+    if rng.random() < defect_rate:
+        # Changed where nothing was asked: the ink or the background (when the edit is not about it).
+        asked = {"ink_colour": "colour", "background": "background"}.get(edit.kind)
+        attribute = rng.choice([name for name in ("colour", "background") if name != asked])
+        options = TEXT_COLOURS if attribute == "colour" else BACKGROUNDS
+        changes[attribute] = rng.choice([c for c in options if c != getattr(spec, attribute)])
+    if rng.random() < defect_rate / 2 and spec.flaw is None:
+        changes["flaw"] = FLAWS[0]  # noise: drawn on the sign wherever it sits
+    changes["seed"] = rng.randrange(2**31)
+    return dataclasses.replace(spec, **changes)
+
+
+def glyph_edit_preference_data(
+    out: str | Path,
+    codec,
+    read_text: Callable[[Image.Image], str],
+    edits: int = 100,
+    results_per_edit: int = 3,
+    annotators: int = 2,
+    error_rate: float = 0.1,
+    defect_rate: float = 0.4,
+    seed: int = 0,
+    generator_name: str = "glyph-codec",
+) -> dict:
+    """Write a glyph-world edit candidate set (``<out>/candidates``: each source once, then
+    ``results_per_edit`` results naming their ``source_candidate`` and ``instruction``) and
+    preference data about them (``<out>``), with the edit axes.
+
+    The edits are the edit training's (``training_edits``); every image goes through the codec,
+    as a generated one would. Each pair of one edit's results is judged by ``annotators``
+    simulated people applying the edit rules (``judge_edit`` on the decoded source and results,
+    ``compare_edits``), each answer flipped to another outcome with probability ``error_rate``.
+    Returns counts."""
+    from imagepref.formats import EDIT_AXES, EDIT_COLUMNS
+    from imagepref.policy.glyphworld import render
+    from imagepref.policy.glyphworld.edits import compare_edits, edit_record, judge_edit, training_edits
+
+    if edits < 1 or results_per_edit < 2 or annotators < 1:
+        raise BadInputError("need at least 1 edit, 2 results per edit and 1 annotator")
+    out = Path(out)
+    refuse_existing_preferences(out)
+    with staged_folder(out) as staging:
+        (staging / "candidates" / "images").mkdir(parents=True)
+        rng = random.Random(seed)
+        records, images, drawn = [], [], training_edits(edits, seed=f"reward-edits-{seed}")
+        for e, edit in enumerate(drawn):
+            source_id = f"s{seed}-e{e}"
+            specs = [edit.source, *(_edit_result(edit, rng, defect_rate) for _ in range(results_per_edit))]
+            for r, spec in enumerate(specs):
+                images.append(render(spec))
+                record = {
+                    "candidate_id": source_id if r == 0 else f"g{seed}-e{e}-r{r}",
+                    "prompt_id": f"s{e}" if r == 0 else f"e{e}",
+                    "prompt": edit.source.prompt,
+                    "sample": r,
+                    "image_path": f"images/e{e}-{r}.png",
+                    "generator": generator_name,
+                    "seed": spec.seed,
+                    "source_candidate": None if r == 0 else source_id,
+                    "instruction": None if r == 0 else edit.instruction,
+                    "edit": None if r == 0 else json.dumps(edit_record(edit)),
+                }
+                records.append(record)
+        codes = codec.encode(images).reshape(len(images), -1)
+        decoded = codec.decode(codes)
+        for record, image, row in zip(records, decoded, codes):
+            image.save(staging / "candidates" / record["image_path"])
+            record["image_tokens"] = [int(c) for c in row]
+        write_candidate_table(records, staging / "candidates")
+
+        reader = _cached(read_text)
+        by_id = {record["candidate_id"]: (record, image) for record, image in zip(records, decoded)}
+        annotation_rows, pair_rows = [], []
+        now = datetime.now(UTC)
+        for e, edit in enumerate(drawn):
+            source = by_id[f"s{seed}-e{e}"][1]
+            results = [by_id[f"g{seed}-e{e}-r{r}"] for r in range(1, results_per_edit + 1)]
+            scores = {record["candidate_id"]: judge_edit(edit, source, image, reader) for record, image in results}
+            for (a, _), (b, _) in itertools.combinations(results, 2):
+                truth = compare_edits(scores[a["candidate_id"]], scores[b["candidate_id"]])
+                pair_id = f"{a['candidate_id']}~{b['candidate_id']}"
+                pair = {
+                    "pair_id": pair_id,
+                    "prompt": a["prompt"],
+                    "candidate_a": a["candidate_id"],
+                    "candidate_b": b["candidate_id"],
+                    **{column: a[column] for column in EDIT_COLUMNS},
+                    **{f"{axis}_votes_{o}": 0 for axis in EDIT_AXES for o in OUTCOMES},
+                }
+                for k in range(annotators):
+                    left, right = (a, b) if rng.random() < 0.5 else (b, a)
+                    verdict = {}
+                    for axis in EDIT_AXES:
+                        outcome = truth[axis]
+                        if rng.random() < error_rate:
+                            outcome = rng.choice([o for o in OUTCOMES if o != outcome])
+                        pair[f"{axis}_votes_{outcome}"] += 1
+                        side = {"a": a, "b": b}.get(outcome)
+                        verdict[axis] = "tie" if side is None else ("left" if side is left else "right")
+                    annotation_rows.append(
+                        {
+                            "pair_id": pair_id,
+                            "prompt": a["prompt"],
+                            "candidate_left": left["candidate_id"],
+                            "candidate_right": right["candidate_id"],
+                            **{column: a[column] for column in EDIT_COLUMNS},
+                            "annotator": f"sim-{k:02d}",
+                            "source": "simulated",
+                            **verdict,
+                            "lead_time": 0.0,
+                            "created_at": now,
+                        }
+                    )
+                for axis in EDIT_AXES:
+                    pair[f"{axis}_label"] = majority({o: pair[f"{axis}_votes_{o}"] for o in OUTCOMES})
+                pair_rows.append(pair)
+        write_annotations(pd.DataFrame(annotation_rows), staging)
+        write_pairs(pd.DataFrame(pair_rows, columns=pair_columns(EDIT_AXES, edits=True)), staging)
+    return {"candidates": len(records), "pairs": len(pair_rows), "annotations": len(annotation_rows)}

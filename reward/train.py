@@ -30,9 +30,15 @@ import torch
 import imagepref.reward.losses as losses
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import write_text_atomically
+from imagepref.formats import EDIT_AXES
 from imagepref.reward.backbones import edit_quoted_letter
-from imagepref.reward.config import RewardConfig, default_prompt_matching_weight
-from imagepref.reward.data import PreferenceSet, read_preferences, split_by_prompt
+from imagepref.reward.config import (
+    RewardConfig,
+    default_prompt_matching_weight,
+    refuse_edits_on,
+    validated_config,
+)
+from imagepref.reward.data import PreferenceSet, check_axes, read_preferences, split_by_prompt
 from imagepref.reward.model import RewardModel
 from imagepref.tensor_state import load_newest_state, save_numbered_state
 
@@ -62,9 +68,23 @@ class TrainResult:
 def prepared_candidates(model: RewardModel, prefs: PreferenceSet, ids: Sequence[str]) -> dict[str, torch.Tensor]:
     """The backbone's input tensors for every candidate in ``ids``, in that order (computed once)."""
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
+    if model.config.edits:
+        return model.prepare(None, prompts, prefs.tokens(ids), prefs.source_tokens(ids), prefs.instructions(ids))
     if model.config.backbone == "token":
         return model.prepare(None, prompts, prefs.tokens(ids))
     return model.prepare(prefs.load_images(ids), prompts)
+
+
+def edit_config(config: RewardConfig, prefs: PreferenceSet) -> RewardConfig:
+    """``config`` for the data: on preference data about edits, a model of edits (``edits``) whose
+    heads default to the edit axes; one line when its backbone cannot read a source image."""
+    if not prefs.edits:
+        return config.model_copy(update={"edits": False})
+    refuse_edits_on(config.backbone)
+    update = {"edits": True}
+    if "axes" not in config.model_fields_set:
+        update["axes"] = list(EDIT_AXES)
+    return validated_config({**config.model_dump(), **update})
 
 
 def head_statistics(scores: torch.Tensor, axes: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -178,7 +198,9 @@ def train_reward_model(
     config = config or RewardConfig()
     started = time.perf_counter()
     out = Path(out)
-    prefs = read_preferences(prefs_dir, candidates_dirs, axes=config.axes, need_images=config.backbone != "token")
+    prefs = read_preferences(prefs_dir, candidates_dirs, need_images=config.backbone != "token")
+    config = edit_config(config, prefs)
+    check_axes(prefs.axes, config.axes)
     if config.backbone == "token" and "image_tokens" not in prefs.candidates:
         prefs.tokens([])  # raises the one-line error
     train, val = split_by_prompt(prefs, config.val_fraction, config.seed)

@@ -248,6 +248,7 @@ CASES = [
     Case("reward-train-out-is-the-prefs", REWARD.replace("{out}", "{ws}/prefs"), "inside"),
     Case("reward-train-out-inside-the-prefs", REWARD.replace("{out}", "{ws}/prefs/model"), "inside"),
     Case("reward-train-out-existing-file", REWARD.replace("{out}", "{ws}/prompts.txt"), "is a file"),
+    Case("reward-train-edits-pixel-backbone", REWARD.replace("/prefs ", "/prefs-edits "), "cannot read"),
     # --- reward score ---
     Case("reward-score-model-missing", SCORE.replace("/rm ", "/absent "), "reward model"),
     Case("reward-score-weights-truncated", SCORE.replace("/rm ", "/rm-truncated "), "rm-truncated"),
@@ -257,6 +258,8 @@ CASES = [
     Case("reward-score-images-not-images", SCORE.replace("/cands ", "/cands-not-images "), "not an image"),
     Case("reward-score-out-is-a-folder", SCORE.replace("{out}/scores.parquet", "{ws}/empty-folder"), "is a folder"),
     Case("reward-score-out-below-a-file", SCORE.replace("{out}", "{ws}/prompts.txt"), "is a file"),
+    Case("reward-score-image-model-on-edits", SCORE.replace("/cands ", "/cands-edits "), "holds edits"),
+    Case("reward-score-edit-model-on-images", SCORE.replace("/rm ", "/rm-edits "), "scores edits"),
     Case("reward-score-device-cuda", f"{SCORE} --device cuda", "cuda", torch=True, without_gpu=True),
     Case("reward-glyph-data-error-rate-2", "reward glyph-data --out {out} --error-rate 2", "--error-rate"),
     Case("reward-glyph-data-ocr-unknown", "reward glyph-data --out {out} --ocr tesserakt", "rapidocr"),
@@ -420,6 +423,12 @@ CASES = [
         torch=SETTINGS_NEED_TORCH,
     ),
     Case(
+        "run-generate-edits-reward-pixel-backbone",
+        f"{RUN} generate.edits=glyphworld-edits stages=[generate,label,reward]",
+        "cannot read",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
         "run-generate-edits-unknown",
         f"{RUN} generate.edits=glyphworld-edit",
         "generate.edits",
@@ -523,6 +532,12 @@ def workspace(tmp_path_factory) -> Path:
     _candidate_set(ws / "cands-not-images", images=False)
     _candidate_set(ws / "cands-text-tokens", tokens="1 2 3")
     _candidate_set(ws / "cands-other-codec", tokens=list(range(64)))
+    _candidate_set(ws / "cands-edits")
+    edits = pd.read_parquet(ws / "cands-edits" / "candidates.parquet")
+    edited = edits["candidate_id"].str.endswith("-1")
+    edits["source_candidate"] = edits["candidate_id"].str.replace("-1", "-0").where(edited)
+    edits["instruction"] = pd.Series("make the ink blue", index=edits.index).where(edited)
+    edits.to_parquet(ws / "cands-edits" / "candidates.parquet", index=False)
     (ws / "chat-sparkle.txt").write_text("prompt: a sign\nsparkle: 3\n")
     (ws / "chat-no-source.txt").write_text("ink_colour: blue\n")
     (ws / "edits.jsonl").write_text('{"source": "p0-0", "instruction": "make the ink blue"}\n')
@@ -539,6 +554,9 @@ def workspace(tmp_path_factory) -> Path:
     from imagepref.reward.model import RewardModel
 
     RewardModel(RewardConfig()).save_pretrained(ws / "rm")
+    RewardModel(
+        RewardConfig(backbone="token", edits=True, num_image_tokens=128, tokens_per_image=66, embedding_dim=8)
+    ).save_pretrained(ws / "rm-edits")
     config = RewardConfig().model_dump(mode="json")
     for name, text in (
         ("rm-truncated", json.dumps(config)),

@@ -79,6 +79,7 @@ def train(
     from imagepref.files import check_output
     from imagepref.formats import check_images, read_candidate_sets, read_pairs
     from imagepref.policy.config import check_generator_folder
+    from imagepref.reward.config import refuse_edits_on
 
     # Checked before torch is imported: a bad input fails in about a second.
     check_output(out, inputs=[prefs, *(candidates or [])])
@@ -92,7 +93,8 @@ def train(
         if generator is None:
             raise BadInputError("the token backbone reads a generator's image tokens: pass --generator DIR")
         check_generator_folder(generator)
-    read_pairs(prefs)
+    if "instruction" in read_pairs(prefs).columns:
+        refuse_edits_on(cfg.backbone)
     default_set = prefs / "candidates"
     sets = candidates or ([default_set] if (default_set / "candidates.parquet").is_file() else [])
     token = cfg.backbone == "token"
@@ -204,14 +206,17 @@ def score(
     from imagepref.devices import check_device
     from imagepref.files import check_output
     from imagepref.formats import check_images, read_candidate_set
-    from imagepref.reward.config import read_model_config
+    from imagepref.reward.config import check_scored_set, read_model_config
 
     # Checked before torch is imported: a bad input fails in about a second.
     check_output(out, inputs=[model, candidates], folder=False)
-    if read_model_config(model).backbone == "token":
-        read_candidate_set(candidates, ("image_tokens",), "(the token backbone reads them)")
+    model_config = read_model_config(model)
+    if model_config.backbone == "token":
+        table = read_candidate_set(candidates, ("image_tokens",), "(the token backbone reads them)")
     else:
-        check_images(read_candidate_set(candidates))
+        table = read_candidate_set(candidates)
+        check_images(table)
+    check_scored_set(model_config, "instruction" in table.columns)
     check_device(device)
 
     from imagepref.reward.model import load_reward_model

@@ -92,7 +92,7 @@ def _evaluate(context: StageContext, model, preferences: Path, candidates: list[
     from imagepref.files import write_text_atomically
     from imagepref.reward import evaluate_reward_model, read_preferences, split_by_prompt
 
-    prefs = read_preferences(preferences, candidates, axes=config.axes)
+    prefs = read_preferences(preferences, candidates, axes=model.axes)
     _, held_out = split_by_prompt(prefs, config.val_fraction, config.seed)
     report = evaluate_reward_model(model, held_out if len(held_out.pairs) else prefs, seed=config.seed)
     write_text_atomically(context.out / "eval.json", json.dumps(report, indent=1, default=float))
