@@ -244,3 +244,69 @@ def best_checkpoints(checkpoints: list[dict[str, Any]], seed: int = 0) -> dict[s
         if leaders:
             best[key] = leaders
     return best
+
+
+# The headline lines of a comparison: (label, summary key, higher is better).
+SUMMARY_FIGURES = (
+    ("OCR word accuracy", "word_accuracy", True),
+    ("prompt fidelity (rule)", "rules/prompt_fidelity", True),
+    ("aesthetics (rule)", "rules/aesthetics", True),
+    ("safety violations", "safety_violation_rate", False),
+)
+# The same for an evaluation of edits (``glyphworld-edits-heldout``).
+EDIT_SUMMARY_FIGURES = (
+    ("edit success (rule)", "rules/success", True),
+    ("instruction fidelity (rule)", "rules/instruction_fidelity", True),
+    ("preservation (rule)", "rules/preservation", True),
+    ("OCR word accuracy of the result", "word_accuracy", True),
+    ("safety violations", "safety_violation_rate", False),
+)
+
+
+def summary_lines(
+    results: dict[str, Any], base: dict[str, Any] | None = None, last: dict[str, Any] | None = None
+) -> list[str]:
+    """One line per headline figure from ``base`` (default: the first checkpoint) to ``last``
+    (default: the last one), with the change and the
+    prompt-clustered bootstrap interval of the paired difference; word accuracy (on edits: edit
+    success) also per kind of held-out prompt (the glyph world's unseen words and unseen templates,
+    or unseen phrasings), since the kinds measure different things. A change is called better or worse only when that interval excludes zero;
+    otherwise it is within noise."""
+    checkpoints = results["checkpoints"]
+    base = checkpoints[0] if base is None else base
+    last = checkpoints[-1] if last is None else last
+    seed = results.get("settings", {}).get("bootstrap_seed", 0)
+    kinds = {p["prompt_id"]: p["kind"] for p in results.get("prompts", []) if p.get("kind")}
+
+    def line(label: str, key: str, higher: bool, kind: str | None = None) -> str:
+        def chosen(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return images if kind is None else [i for i in images if kinds.get(i["prompt_id"]) == kind]
+
+        base_images, last_images = chosen(base["images"]), chosen(last["images"])
+        change = paired_change(base_images, last_images, key, seed)
+        if change["value"] is None:
+            return f"{label}: not measured"
+        before = change["base"]
+        after = before + change["value"]
+        low, high = (100 * x for x in change["ci"])
+        if change["verdict"] == "beyond noise":
+            verdict = "better" if (change["value"] > 0) == higher else "worse"
+        else:
+            verdict = "within noise"
+        return (
+            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change['value'] * 100:+.1f} points, "
+            f"95 % interval of the paired difference [{low:+.1f}, {high:+.1f}], {verdict}; "
+            f"{base['name']} -> {last['name']})"
+        )
+
+    lines = []
+    edits = any(p.get("edit_kind") for p in results.get("prompts", []))
+    for label, key, higher in EDIT_SUMMARY_FIGURES if edits else SUMMARY_FIGURES:
+        if base["summary"].get(key, {}).get("value") is None or last["summary"].get(key, {}).get("value") is None:
+            lines.append(f"{label}: not measured")
+            continue
+        lines.append(line(label, key, higher))
+        if key == ("rules/success" if edits else "word_accuracy"):  # the headline figure per held-out kind
+            for kind in dict.fromkeys(kinds.values()):
+                lines.append(line(f"{label}, {kind.replace('_', ' ')}", key, higher, kind))
+    return lines

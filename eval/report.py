@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from imagepref.eval.figures import summary_lines
 from imagepref.eval.metrics import DEFAULT_NORMALIZATION
 from imagepref.files import write_text_atomically
 
@@ -481,6 +482,17 @@ def _target_cell(cell: dict[str, Any]) -> str:
     return text + (f" · {cell['misreading']} ×{cell['misread']}" if cell["misread"] else "")
 
 
+def paired_changes(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """For each checkpoint but the baseline, its headline lines against the baseline: the change,
+    the interval of the paired difference and whether it is beyond noise
+    (``figures.summary_lines``)."""
+    checkpoints = results["checkpoints"]
+    baseline = next((c for c in checkpoints if c["name"] == results["settings"].get("baseline")), None)
+    if baseline is None or not all("images" in c for c in checkpoints):
+        return []
+    return [(c["name"], summary_lines(results, baseline, c)) for c in checkpoints if c is not baseline]
+
+
 def markdown_summary(results: dict[str, Any], by_target: bool = True) -> str:
     """The summary table as markdown, the best value of each figure in bold, the win rates, and
     (``by_target``) the table by target."""
@@ -511,6 +523,9 @@ def _markdown(results: dict[str, Any], targets: tuple[list[dict[str, Any]], int]
                 f"{format_value(rate['value'], True)} {format_interval(rate['ci'], True)} "
                 f"({rate['wins']} wins, {rate['ties']} ties, {rate['losses']} losses)"
             )
+    for name, changes in paired_changes(results):
+        lines += ["", f"## {name} against {baseline}: paired differences", ""]
+        lines += [f"- {line}" for line in changes]
     rows, left_out = targets or ([], 0)
     if targets is not None:
         for kind, table in breakdown_rows(results).items():
@@ -572,6 +587,7 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
         target_cell=_target_cell,
         breakdowns=[(BREAKDOWN_TITLES[kind], table) for kind, table in breakdown_rows(results).items() if table],
         rate_cell=_rate_cell,
+        paired=paired_changes(results),
         step_label=step_label,
         grid_page=GRID_PAGE,
         engine=_engine_line(results["ocr"]),

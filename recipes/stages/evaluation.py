@@ -11,21 +11,6 @@ from imagepref.files import write_text_atomically
 from imagepref.recipes.runner import StageContext
 from imagepref.recipes.stages.generation import base_generator
 
-# The three lines of the summary: (label, summary key, higher is better).
-SUMMARY_FIGURES = (
-    ("OCR word accuracy", "word_accuracy", True),
-    ("prompt fidelity (rule)", "rules/prompt_fidelity", True),
-    ("safety violations", "safety_violation_rate", False),
-)
-# The same for an evaluation of edits (``glyphworld-edits-heldout``).
-EDIT_SUMMARY_FIGURES = (
-    ("edit success (rule)", "rules/success", True),
-    ("instruction fidelity (rule)", "rules/instruction_fidelity", True),
-    ("preservation (rule)", "rules/preservation", True),
-    ("OCR word accuracy of the result", "word_accuracy", True),
-    ("safety violations", "safety_violation_rate", False),
-)
-
 
 def _link(target: Path, link: Path) -> Path:
     # Checkpoints are linked under readable names (base, round-1, ...) so the report's columns
@@ -82,6 +67,8 @@ def run_eval(context: StageContext) -> dict[str, Any]:
         on_step=lambda what, done, total: context.step(done, total, {"work": what.replace(" ", ":")}),
     )
     for checkpoint in results["checkpoints"]:
+        from imagepref.eval.figures import EDIT_SUMMARY_FIGURES, SUMMARY_FIGURES
+
         headline = EDIT_SUMMARY_FIGURES if any(p.is_edit for p in prompts) else SUMMARY_FIGURES
         figures = {key: checkpoint["summary"].get(key, {}).get("value") for _, key, _ in headline}
         context.log(f"{checkpoint['name']}: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items() if v is not None))
@@ -92,58 +79,13 @@ def run_eval(context: StageContext) -> dict[str, Any]:
     }
 
 
-def summary_lines(results: dict[str, Any]) -> list[str]:
-    """One line per headline figure from the base to the last checkpoint, with the change and the
-    prompt-clustered bootstrap interval of the paired difference; word accuracy (on edits: edit
-    success) also per kind of held-out prompt (the glyph world's unseen words and unseen templates,
-    or unseen phrasings), since the kinds measure different things. A change is called better or worse only when that interval excludes zero;
-    otherwise it is within noise."""
-    from imagepref.eval.figures import paired_change
-
-    checkpoints = results["checkpoints"]
-    base, last = checkpoints[0], checkpoints[-1]
-    seed = results.get("settings", {}).get("bootstrap_seed", 0)
-    kinds = {p["prompt_id"]: p["kind"] for p in results.get("prompts", []) if p.get("kind")}
-
-    def line(label: str, key: str, higher: bool, kind: str | None = None) -> str:
-        def chosen(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return images if kind is None else [i for i in images if kinds.get(i["prompt_id"]) == kind]
-
-        base_images, last_images = chosen(base["images"]), chosen(last["images"])
-        change = paired_change(base_images, last_images, key, seed)
-        if change["value"] is None:
-            return f"{label}: not measured"
-        before = change["base"]
-        after = before + change["value"]
-        low, high = (100 * x for x in change["ci"])
-        if change["verdict"] == "beyond noise":
-            verdict = "better" if (change["value"] > 0) == higher else "worse"
-        else:
-            verdict = "within noise"
-        return (
-            f"{label}: {before * 100:.1f} % -> {after * 100:.1f} % ({change['value'] * 100:+.1f} points, "
-            f"95 % interval of the paired difference [{low:+.1f}, {high:+.1f}], {verdict}; "
-            f"{base['name']} -> {last['name']})"
-        )
-
-    lines = []
-    edits = any(p.get("edit_kind") for p in results.get("prompts", []))
-    for label, key, higher in EDIT_SUMMARY_FIGURES if edits else SUMMARY_FIGURES:
-        if base["summary"].get(key, {}).get("value") is None or last["summary"].get(key, {}).get("value") is None:
-            lines.append(f"{label}: not measured")
-            continue
-        lines.append(line(label, key, higher))
-        if key == ("rules/success" if edits else "word_accuracy"):  # the headline figure per held-out kind
-            for kind in dict.fromkeys(kinds.values()):
-                lines.append(line(f"{label}, {kind.replace('_', ' ')}", key, higher, kind))
-    return lines
-
-
 def run_report(context: StageContext) -> dict[str, Any]:
     """Write ``<run>/summary.md`` (gains, stage times, where everything is) and print the summary."""
     results_path = context.output("eval", "results")
     report_path = context.output("eval", "report")
     results = json.loads(results_path.read_text())
+    from imagepref.eval.figures import summary_lines
+
     lines = summary_lines(results)
     stages = context.run.manifest["stages"]
     table = ["| stage | status | seconds |", "|---|---|---|"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from markupsafe import escape as html_escape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,6 +74,16 @@ def test_writes_three_outputs_with_consistent_numbers(evaluated):
     assert rate["value"] == pytest.approx((rate["wins"] + 0.5 * rate["ties"]) / 10)
     assert results["checkpoints"][0]["win_rates"] == {}
     assert "summary.md" in result.stdout and "| Exact match" in result.stdout
+    # The change against the baseline, with the interval of the paired difference and its verdict,
+    # in the console, summary.md and the report alike.
+    from imagepref.eval.figures import summary_lines
+
+    changes = summary_lines(results, results["checkpoints"][0], second)
+    assert changes[0].startswith("OCR word accuracy: ") and "interval of the paired difference" in changes[0]
+    assert "## checkpoint-10 against checkpoint-0: paired differences" in summary
+    for line in changes:
+        assert f"- {line}" in summary and f"- {line}" in result.stdout
+        assert html_escape(line) in html
     # By target: every image with a target counted once under its prompt's pieces; two-piece
     # targets are escaped so the markdown table keeps its columns.
     from imagepref.eval.report import target_rows
