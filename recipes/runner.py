@@ -116,7 +116,12 @@ def plan(recipe: Recipe) -> list[PlannedStage]:
                     f"r{r}/reward",
                     "reward",
                     r,
-                    [*(f"r{i}/generate" for i in range(1, r + 1)), *(f"r{i}/label" for i in range(1, r + 1))],
+                    # pretrain: the token backbone reads the base generator's embeddings.
+                    [
+                        "pretrain",
+                        *(f"r{i}/generate" for i in range(1, r + 1)),
+                        *(f"r{i}/label" for i in range(1, r + 1)),
+                    ],
                 )
             )
         if "align" in wanted:

@@ -7,6 +7,8 @@ Python API::
     scores = model.score(images=images, prompts=prompts)      # {axis: (batch,) tensor}, raw
     rewards = model.combined_reward(images=images, prompts=prompts)   # normalised, mixed, safety-gated
     unsure = model.uncertainty({"images": a, "prompts": p}, {"images": b, "prompts": p})
+    # a model of edits (trained on preference data about edits; token backbone) reads the source too:
+    scores = model.score(tokens=results, source_tokens=sources, instructions=instructions)
     from imagepref.reward.scoring import pair_scores
     table = pair_scores(model, ["workspace/candidates"])     # per pair: P(a wins), uncertainty, disagreement
 

@@ -1,5 +1,6 @@
 """The edit quickstart recipe in miniature: edit candidates, a real Label Studio whose simulated
-annotators compare edits by the edit rules, and the evaluation on held-out edits."""
+annotators compare edits by the edit rules, a reward model of edits, and the evaluation on
+held-out edits."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     recipe["stages"] = ["pretrain", *shipped["stages"]]
     recipe["generate"] = {**shipped["generate"], "num_prompts": 3}
     recipe["label"] = {**shipped["label"], "port": unused_port, "ocr_engine": "tesseract"}
-    recipe["eval"] = {**micro["eval"], "prompts": "glyphworld-edits-heldout", "limit": 4}
+    recipe["eval"] = {
+        **micro["eval"],
+        "prompts": "glyphworld-edits-heldout",
+        "limit": 4,
+        "use_reward_model": shipped["eval"]["use_reward_model"],
+    }
     path = tmp_path / "edit-quickstart-micro.yaml"
     path.write_text(yaml.safe_dump(recipe))
     run = tmp_path / "run"
@@ -34,7 +40,7 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     assert code == 0, err
     manifest = json.loads((run / "manifest.json").read_text())
     assert {key: entry["status"] for key, entry in manifest["stages"].items()} == {
-        key: "done" for key in ["pretrain", "r1/generate", "r1/label", "eval", "report"]
+        key: "done" for key in ["pretrain", "r1/generate", "r1/label", "r1/reward", "eval", "report"]
     }
     outputs = {key: entry["outputs"] for key, entry in manifest["stages"].items()}
     candidates = read_candidate_set(run / outputs["r1/generate"]["candidates"])
@@ -47,6 +53,9 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     assert pairs["instruction"].tolist() == [candidates.at[a, "instruction"] for a in pairs["candidate_a"]]
     for axis in EDIT_AXES:
         assert set(annotations[axis]) <= {"left", "right", "tie"}
+    # The reward model of edits: one head per edit axis, reading the source and the instruction.
+    reward_config = json.loads((run / outputs["r1/reward"]["model"] / "config.json").read_text())
+    assert reward_config["edits"] and reward_config["axes"] == list(EDIT_AXES)
     evaluation = json.loads((run / outputs["eval"]["results"]).read_text())
     assert [c["name"] for c in evaluation["checkpoints"]] == ["base"]
     assert all(
