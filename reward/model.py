@@ -25,7 +25,7 @@ from torch import nn
 from imagepref.errors import BadInputError
 from imagepref.files import replaced_on_success, write_text_atomically
 from imagepref.reward.backbones import BACKBONES
-from imagepref.reward.config import RewardConfig, read_model_config
+from imagepref.reward.config import RewardConfig, check_scored_set, read_model_config
 from imagepref.reward.losses import outcome_probabilities
 
 CONFIG_FILE = "config.json"
@@ -383,6 +383,9 @@ def score_candidates(model: RewardModel, prefs, ids, batch_size: int = 256, per_
     model reads each result with its source's tokens and its instruction."""
     ids = list(ids)
     prompts = [str(prefs.candidates.at[c, "prompt"]) for c in ids]
+    if ids:
+        edits = prefs.candidates.loc[ids, "instruction"].notna() if "instruction" in prefs.candidates else None
+        check_scored_set(model.config, edits is not None and bool(edits.all() if model.config.edits else edits.any()))
     if model.config.edits:
         return model.raw_scores(
             None,

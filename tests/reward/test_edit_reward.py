@@ -141,6 +141,8 @@ def test_an_image_model_refuses_a_source_and_an_edit_set(glyph_generator, edit_p
         model.score(tokens=tokens, prompts=["a sign"], source_tokens=tokens, instructions=["make the ink blue"])
     with pytest.raises(BadInputError, match="holds edits"):
         candidate_scores(model, [edit_prefs / "candidates"])
+    with pytest.raises(BadInputError, match="holds edits"):
+        evaluate_reward_model(model, read_preferences(edit_prefs, need_images=False))
 
 
 def test_edit_data_and_a_backbone_without_a_source_input_are_refused(edit_prefs, tmp_path):
