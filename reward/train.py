@@ -30,7 +30,7 @@ import torch
 import imagepref.reward.losses as losses
 from imagepref.errors import BadInputError, ImagePrefError
 from imagepref.files import write_text_atomically
-from imagepref.formats import EDIT_AXES
+from imagepref.formats import AXES, EDIT_AXES
 from imagepref.reward.backbones import edit_quoted_letter
 from imagepref.reward.config import (
     RewardConfig,
@@ -77,12 +77,13 @@ def prepared_candidates(model: RewardModel, prefs: PreferenceSet, ids: Sequence[
 
 def edit_config(config: RewardConfig, prefs: PreferenceSet) -> RewardConfig:
     """``config`` for the data: on preference data about edits, a model of edits (``edits``) whose
-    heads default to the edit axes; one line when its backbone cannot read a source image."""
+    heads are the edit axes unless ``axes`` names others than the image default; one line when
+    its backbone cannot read a source image."""
     if not prefs.edits:
         return config.model_copy(update={"edits": False})
     refuse_edits_on(config.backbone)
     update = {"edits": True}
-    if "axes" not in config.model_fields_set:
+    if config.axes == list(AXES):  # the default heads, of images, become the edit axes
         update["axes"] = list(EDIT_AXES)
     return validated_config({**config.model_dump(), **update})
 

@@ -151,3 +151,47 @@ def test_edit_data_and_a_backbone_without_a_source_input_are_refused(edit_prefs,
     assert not (tmp_path / "model").exists()
     with pytest.raises(ValueError, match="backbone=token"):
         RewardConfig(edits=True)
+
+
+def test_train_eval_and_score_edits_through_the_cli(edit_prefs, glyph_generator, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def reward(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "imagepref.recipes.cli", "reward", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    glyph_generator.save_pretrained(tmp_path / "generator")
+    model = tmp_path / "rm"
+    done = reward(
+        "train",
+        "--prefs",
+        str(edit_prefs),
+        "--out",
+        str(model),
+        "--backbone",
+        "token",
+        "--generator",
+        str(tmp_path / "generator"),
+        "--set",
+        "epochs=2",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads((model / "config.json").read_text())
+    assert config["edits"] and config["axes"] == list(EDIT_AXES)
+    assert "preservation" in done.stderr  # the validation figures name the edit axes
+    done = reward("eval", "--model", str(model), "--prefs", str(edit_prefs), "--out", str(tmp_path / "eval.json"))
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads((tmp_path / "eval.json").read_text())["axes"]) == set(EDIT_AXES)
+    out = tmp_path / "pairs.parquet"
+    done = reward(
+        "score", "--model", str(model), "--candidates", str(edit_prefs / "candidates"), "--out", str(out), "--pairs"
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_parquet(out)) == 150 * 3
