@@ -120,8 +120,9 @@ def test_micro_quickstart_runs_every_stage_with_real_label_studio(
     assert 'data-figure="unseen_word/word_accuracy"' in html and 'data-figure="unseen_template/word_accuracy"' in html
     summary = (run / "summary.md").read_text()
     assert "OCR word accuracy" in summary and "r2/align | done" in summary
-    # Three headline figures, and word accuracy again for each held-out kind (unseen words, unseen templates).
-    assert "report.html" in out and out.count("points,") == 5
+    # Four headline figures, and word accuracy again for each held-out kind (unseen words, unseen templates).
+    assert "report.html" in out and out.count("points,") == 6
+    assert "aesthetics (rule):" in out
     assert "OCR word accuracy, unseen word:" in out and "OCR word accuracy, unseen template:" in out
     log = (run / "run.log").read_text()
     # The reward stage trains the pixel default, four members of 2 epochs each.
