@@ -373,8 +373,10 @@ def heldout_prompts(n: int = HELDOUT_PROMPTS, seed: int = 1234) -> list[dict[str
     return [{"prompt": s.prompt, "target": s.text, "kind": heldout_kind(s)} for s in heldout_specs(n, seed)]
 
 
-def align_words(n: int = 600, seed: int = 7) -> list[str]:
-    """Seeded letter strings of 2 to 5 capitals that are neither training nor held-out words.
+def align_words(n: int = 600, seed: int = 7, longest: int = 6) -> list[str]:
+    """Seeded letter strings of 2 to ``longest`` capitals that are neither training nor held-out
+    words. Six letters, as long as the held-out words go: with at most five, the aligned generator
+    never trained to write the sixth letter and left it off.
 
     RL on training words teaches little (the pretrained model already spells them), and RL on the
     held-out words would be test leakage; fresh strings make the OCR reward teach the skill the
@@ -383,7 +385,7 @@ def align_words(n: int = 600, seed: int = 7) -> list[str]:
     taken = set(TRAIN_WORDS) | set(HELDOUT_WORDS)
     words: list[str] = []
     while len(words) < n:
-        word = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(2, 5)))
+        word = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(2, longest)))
         if word not in taken:
             taken.add(word)
             words.append(word)

@@ -20,7 +20,8 @@ def test_align_words_are_fresh_letter_strings():
     assert len(ALIGN_WORDS) == len(set(ALIGN_WORDS)) >= 500
     assert not set(ALIGN_WORDS) & set(HELDOUT_WORDS)
     assert not set(ALIGN_WORDS) & set(TRAIN_WORDS)
-    assert all(re.fullmatch(r"[A-Z]{2,5}", word) for word in ALIGN_WORDS)
+    assert all(re.fullmatch(r"[A-Z]{2,6}", word) for word in ALIGN_WORDS)
+    assert max(map(len, ALIGN_WORDS)) == 6  # as long as the longest held-out words
 
 
 def test_align_prompt_pool_is_disjoint_from_the_heldout_set():
