@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepref.errors import BadInputError
-from imagepref.policy.glyphworld import shipped_generator
+from imagepref.policy.glyphworld import shipped_edit_generator, shipped_generator
 from imagepref.recipes.runner import StageContext
 
 
@@ -21,16 +21,23 @@ def load_policy(context: StageContext, path: Path):
     )
 
 
+def _shipped(recipe) -> Path | None:
+    """The shipped glyph generator a recipe starts from: for a loop of edits, the one taught to edit."""
+    return shipped_edit_generator() if recipe.generate.edits else shipped_generator()
+
+
 def base_generator(context: StageContext) -> Path:
     """The generator the loop starts from: the pretrain stage's output, else the recipe's path,
-    else the shipped one; an error when none exists."""
+    else the shipped one (for a loop of edits, the shipped edit-trained one); an error when none
+    exists."""
     found = context.output("pretrain", "generator")
     if found is not None:
         return found
     if context.recipe.generator.path:
         return Path(context.recipe.generator.path)
-    if context.recipe.pretrain.reuse_shipped and shipped_generator() is not None:
-        return shipped_generator()
+    shipped = _shipped(context.recipe)
+    if context.recipe.pretrain.reuse_shipped and shipped is not None:
+        return shipped
     raise BadInputError(
         "no generator to start from: add pretrain to stages, set generator.path=DIR, "
         "or install imagepref with its shipped glyph generator"
@@ -51,7 +58,7 @@ def pretrain_inputs(recipe) -> dict[str, Any]:
     (it arriving or leaving changes the stage), and the given generator's config file."""
     given = Path(recipe.generator.path) / "imagepref.json" if recipe.generator.path else None
     return {
-        "shipped": shipped_generator() is not None and recipe.pretrain.reuse_shipped,
+        "shipped": _shipped(recipe) is not None and recipe.pretrain.reuse_shipped,
         "given": given.read_text() if given is not None and given.is_file() else None,
     }
 
@@ -66,9 +73,10 @@ def run_pretrain(context: StageContext) -> dict[str, Any]:
         read_config(recipe.generator.path)
         context.log(f"using the given generator {recipe.generator.path}")
         return {"generator": str(Path(recipe.generator.path).resolve()), "source": "given"}
-    if recipe.pretrain.reuse_shipped and shipped_generator() is not None:
-        context.log(f"using the shipped pretrained generator {shipped_generator()}")
-        return {"generator": str(shipped_generator()), "source": "shipped"}
+    shipped = _shipped(recipe)
+    if recipe.pretrain.reuse_shipped and shipped is not None:
+        context.log(f"using the shipped generator {shipped}")
+        return {"generator": str(shipped), "source": "shipped"}
     config = recipe.pretrain.settings  # checked when the recipe loaded
     out = context.out / "generator"
     context.log(f"pretraining the glyph generator for {config.steps} steps into {context.relative(out)}")

@@ -122,3 +122,15 @@ def test_recipes_list_and_show(cli):
     assert code == 0 and "label.annotators" in out and "Simulated annotators." in out
     code, out, _ = cli("run", "--help")
     assert code == 0 and "quickstart.yaml" in out and "pretrain, generate, label" in out
+
+
+def test_a_loop_of_edits_starts_from_the_shipped_generator_taught_to_edit():
+    from imagepref.policy.generator import read_config
+    from imagepref.policy.glyphworld import shipped_edit_generator, shipped_generator
+    from imagepref.recipes.stages.generation import _shipped, pretrain_inputs
+
+    edits = load_recipe(RECIPES_DIR / "edit-quickstart.yaml")
+    assert _shipped(edits) == shipped_edit_generator() and pretrain_inputs(edits)["shipped"]
+    assert "edit_training" in str(sorted(p.name for p in shipped_edit_generator().iterdir()))
+    read_config(shipped_edit_generator())  # a generator folder the loop can load
+    assert _shipped(load_recipe(RECIPES_DIR / "quickstart.yaml")) == shipped_generator()
