@@ -286,6 +286,8 @@ def summary_lines(
         change = paired_change(base_images, last_images, key, seed)
         if change["value"] is None:
             return f"{label}: not measured"
+        if base is last:  # one checkpoint: its figures, nothing to compare
+            return f"{label}: {change['base'] * 100:.1f} % ({base['name']})"
         before = change["base"]
         after = before + change["value"]
         low, high = (100 * x for x in change["ci"])

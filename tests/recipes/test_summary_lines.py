@@ -93,3 +93,9 @@ def test_every_checkpoint_gets_its_paired_differences_against_the_baseline():
     assert changes["base"][0].startswith("OCR word accuracy: 100.0 % -> 0.0 % (-100.0 points")
     assert "worse; first -> base" in changes["base"][0]
     assert changes["second"][0].startswith("OCR word accuracy: 100.0 % -> 50.0 %")
+
+
+def test_a_single_checkpoint_gets_its_figures_without_a_comparison():
+    base = _checkpoint("base", [i % 2 for i in range(64)], [1] * 64)
+    ocr, *_ = summary_lines({"checkpoints": [base], "settings": {}})
+    assert ocr == "OCR word accuracy: 50.0 % (base)"
