@@ -20,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from imagepref.errors import BadInputError
 from imagepref.policy.align.checkpoints import CheckpointFiles, lora_config, prepare_run, run_record
 from imagepref.policy.align.config import GRPOSettings, guidance_of
+from imagepref.policy.align.edit_turns import EditSources
 from imagepref.policy.align.training import (
     Monitoring,
     attach_monitor,
@@ -39,12 +40,14 @@ def rollout(
     temperature: float,
     decoding: str = "plain",
     window: int = 8,
+    edit_sources: EditSources | None = None,
 ) -> dict:
     """Sample one image per prompt with the shared sampler, in the shape TRL's ``rollout_func`` returns.
 
-    ``decoding="sjd"`` draws from the same distribution with the same raw log-probs, in fewer passes."""
-    samples = generator.sample(
-        prompts,
+    ``decoding="sjd"`` draws from the same distribution with the same raw log-probs, in fewer passes.
+    With ``edit_sources``, the prompts are edit records and each image is an edit of its source
+    (``Generator.edit``)."""
+    settings = dict(
         seed=seed,
         guidance_scale=guidance_scale,
         temperature=temperature,
@@ -52,6 +55,12 @@ def rollout(
         decoding=decoding,
         window=window,
     )
+    if edit_sources is not None:
+        # An edit turn: the source sign's codes, its instruction and prompt (``edit_turns``); the
+        # completion is the new image's block, scored again on the whole turn (``prompt_ids``).
+        samples = generator.edit(*edit_sources.turns(prompts), **settings)
+    else:
+        samples = generator.sample(prompts, **settings)
     layout = generator.block_layout()
     slots = torch.tensor([i for i, t in enumerate(layout) if t is None])
     logprobs = torch.zeros(len(prompts), len(layout))
@@ -110,9 +119,11 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
         train_dataset: Dataset,
         ref_model: torch.nn.Module | None = None,
         want_hidden: bool = False,
+        edit_sources: EditSources | None = None,
     ):
         self.generator = generator
         self.settings = settings
+        self.edit_sources = edit_sources
         beta = args.beta
         if ref_model is not None:
             args.beta = 0.0  # keeps TRL from loading a reference by name; restored below
@@ -158,6 +169,7 @@ class ImageGRPOTrainer(CheckpointFiles, GRPOTrainer):
                 temperature,
                 decoding=self.settings.decoding,
                 window=self.settings.window,
+                edit_sources=self.edit_sources,
             )
         finally:
             policy.train(was_training)
@@ -197,14 +209,24 @@ def train_grpo(
     base_path: str | None = None,
     resume: bool = False,
     monitoring: Monitoring | None = None,
+    edit_sources: EditSources | None = None,
 ) -> dict:
-    """Run GRPO on ``prompts`` with the given rewards (see ``policy.align.rewards.build_rewards``)."""
+    """Run GRPO on ``prompts`` with the given rewards (see ``policy.align.rewards.build_rewards``).
+
+    With ``edit_sources``, ``prompts`` are edit records (``policy.align.edit_turns``) and the
+    rollouts are edit turns of their sources."""
     out = Path(out)
     resume_from = prepare_run(out, run_record("grpo", settings, base_path, generator), resume)
     args = grpo_arguments(settings, out, generator, reward_weights)
     torch.manual_seed(settings.seed)  # the LoRA initialisation
     trainer = ImageGRPOTrainer(
-        generator, settings, reward_funcs, args, prompt_dataset(prompts), ref_model=reference_copy(generator, settings)
+        generator,
+        settings,
+        reward_funcs,
+        args,
+        prompt_dataset(prompts),
+        ref_model=reference_copy(generator, settings),
+        edit_sources=edit_sources,
     )
     attach_monitor(trainer, generator, settings, out, monitoring)
     return run_training(trainer, generator, settings, out, resume_from)

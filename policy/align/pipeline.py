@@ -45,7 +45,12 @@ def ocr_measures(engine: str) -> tuple[Callable, Callable, Callable]:
 
 def training_prompts(prompts: str, count: int, seed: int) -> list[str]:
     """``glyphworld`` (training-word prompts of the glyph world), ``glyphworld-align`` (mostly fresh
-    letter strings, disjoint from the held-out prompts) or a prompts file."""
+    letter strings, disjoint from the held-out prompts), ``glyphworld-edits`` (seeded training
+    edits as edit records, ``policy.align.edit_turns``) or a prompts file."""
+    if prompts == "glyphworld-edits":
+        from imagepref.policy.align.edit_turns import training_edit_prompts
+
+        return training_edit_prompts(count)
     if prompts == "glyphworld":
         from imagepref.policy.glyphworld import training_specs
 
@@ -114,6 +119,9 @@ def run_aligner(
         raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not isinstance(settings, settings_class(method)):
         settings = settings_from_mapping(method, settings, where=f"align.{method}")
+    edits = prompts == "glyphworld-edits"
+    if edits and method != "grpo":
+        refuse_edit_turns(method)
     out = Path(out)
     with _removed_unless_started(out):
         from imagepref.dtypes import dtype_name, torch_dtype
@@ -137,7 +145,8 @@ def run_aligner(
 
             reward_model = load_reward_model(Path(reward_model))
         read_text, text_reward, word_accuracy = ocr_measures(ocr_engine)
-        monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor else None
+        # The held-out monitoring draws text-to-image prompts: nothing an edit run trains.
+        monitoring = Monitoring(read_text=read_text, word_accuracy=word_accuracy) if monitor and not edits else None
         resume = (out / RUN_FILE).is_file()
         common = dict(base_path=str(base), resume=resume, monitoring=monitoring)
 
@@ -170,9 +179,14 @@ def run_aligner(
                 log(f"dpo: {len(examples)} pairs")
                 result = train_dpo(generator, examples, settings, out, **common)
             else:
+                from imagepref.policy.align.edit_turns import EditSources
+
+                edit_sources = EditSources(generator) if edits else None
                 functions, mixed = build_rewards(
-                    settings.rewards.weights, generator, read_text, text_reward, reward_model
+                    settings.rewards.weights, generator, read_text, text_reward, reward_model, edit_sources
                 )
+                if edits:
+                    common["edit_sources"] = edit_sources
                 train = train_grpo if method == "grpo" else train_ppo
                 result = train(
                     generator,
@@ -190,6 +204,11 @@ def run_aligner(
                 merge_run(out, merged, base=base)
             result["merged"] = str(merged)
         return result
+
+
+def refuse_edit_turns(method: str) -> None:
+    """One line: only GRPO trains on edit turns (DPO on edits is refused, as for edit pairs)."""
+    raise BadInputError(f"{method} cannot train on edit turns (--prompts glyphworld-edits); use imagepref align grpo")
 
 
 @contextlib.contextmanager

@@ -15,6 +15,18 @@ refuses ids outside its image range) and decode the pixels once per batch for al
 - ``reward_model``: the reward model's combined reward; ``reward_model:<head>``: one head. A
   token-space reward model (``backbone: token``) scores the codes directly, with no decode.
 
+On edit turns (GRPO on ``glyphworld-edits``, whose prompts are edit records, see
+``policy.align.edit_turns``), the edit rules judge each result against its source as the
+generator saw it (``edits.judge_edit``, reading word and letter edits by OCR):
+
+- ``edit_rules``: the mean of instruction fidelity and preservation (dense: either one moves it);
+- ``edit_success``: 1 when both reach the success threshold, else 0;
+- ``edit_fidelity``, ``edit_preservation``: one of them;
+
+with ``rule_aesthetics`` and ``rule_safety`` on the result. The rewards that read a text prompt
+(``ocr``, ``rule_prompt_fidelity``, ``rule_ink_colour``) or score single images (``reward_model``)
+are refused there.
+
 TRL mixes them with ``reward_weights``; OCR readings are shared between ``ocr`` and
 ``rule_prompt_fidelity`` within a batch.
 """
@@ -37,24 +49,43 @@ RULES = {
     "rule_safety": "safety",
     "rule_ink_colour": "ink_colour",
 }
-REWARD_NAMES = "ocr, " + ", ".join(RULES) + ", reward_model or reward_model:<head>"
+EDIT_REWARDS = ("edit_rules", "edit_success", "edit_fidelity", "edit_preservation")
+# What an edit turn may be rewarded by: the edit rules and the rules that read the result alone.
+EDIT_TURN_REWARDS = (*EDIT_REWARDS, "rule_aesthetics", "rule_safety")
+REWARD_NAMES = (
+    "ocr, " + ", ".join(RULES) + ", reward_model or reward_model:<head>; on edit turns " + ", ".join(EDIT_TURN_REWARDS)
+)
 
 
 def known_reward(name: str) -> bool:
     """Whether ``name`` is a reward this module can build (reward-model heads are checked on load)."""
-    return name in ("ocr", "reward_model") or name in RULES or name.startswith("reward_model:")
+    return name in ("ocr", "reward_model") or name in RULES or name in EDIT_REWARDS or name.startswith("reward_model:")
+
+
+def check_edit_turn_rewards(names, edits: bool) -> None:
+    """One line for a reward that cannot score what the run draws: a text-prompt or single-image
+    reward on edit turns, an edit rule without them."""
+    for name in names:
+        if edits and name not in EDIT_TURN_REWARDS:
+            raise BadInputError(
+                f"reward {name!r} cannot score an edit turn; on edit turns use {', '.join(EDIT_TURN_REWARDS)}"
+            )
+        if not edits and name in EDIT_REWARDS:
+            raise BadInputError(f"reward {name!r} judges edits: train on edit turns (--prompts glyphworld-edits)")
 
 
 class DecodedBatch:
     """Decodes a batch of completions once and reads each image once, whichever rewards ask."""
 
-    def __init__(self, generator: Generator, read_text: rules.ReadText | None):
+    def __init__(self, generator: Generator, read_text: rules.ReadText | None, edit_sources: Any = None):
         self.generator = generator
         self.read_text = read_text
+        self.edit_sources = edit_sources
         self._key: Any = None
         self._codes: torch.Tensor | None = None
         self._images: list | None = None
         self._readings: dict[int, str] = {}
+        self._judged: dict[int, dict[str, float]] = {}
 
     def codes(self, completion_ids: list[list[int]]) -> torch.Tensor:
         """The image codes of the completions (the generator refuses ids outside its image range)."""
@@ -62,7 +93,7 @@ class DecodedBatch:
         if key != self._key:
             block = torch.as_tensor(completion_ids, dtype=torch.long)
             self._codes, self._images = self.generator.block_to_codes(block), None
-            self._key, self._readings = key, {}
+            self._key, self._readings, self._judged = key, {}, {}
         return self._codes
 
     def images(self, completion_ids: list[list[int]]) -> list:
@@ -70,6 +101,22 @@ class DecodedBatch:
         if self._images is None:
             self._images = self.generator.decode(codes)
         return self._images
+
+    def edit_judgments(self, prompts: list[str], completion_ids: list[list[int]]) -> list[dict[str, float]]:
+        """The edit rules' scores (``edits.judge_edit``) of each completion against its source."""
+        from imagepref.policy.glyphworld.edits import judge_edit
+
+        images = self.images(completion_ids)
+        for i, prompt in enumerate(prompts):
+            if i not in self._judged:
+                sources = self.edit_sources
+                self._judged[i] = judge_edit(
+                    sources.edit(prompt),
+                    sources.source_image(prompt),
+                    images[i],
+                    read_text=None if self.read_text is None else (lambda _image, i=i: self.reading(i)),
+                )
+        return [self._judged[i] for i in range(len(prompts))]
 
     def reading(self, index: int) -> str:
         if self.read_text is None:
@@ -90,13 +137,28 @@ def build_rewards(
     read_text: rules.ReadText | None = None,
     text_reward: Callable[[str, str], float | None] | None = None,
     reward_model: Any = None,
+    edit_sources: Any = None,
 ) -> tuple[list[Callable], list[float]]:
-    """Reward functions and their weights, in the same order, for TRL's ``reward_funcs``/``reward_weights``."""
-    batch = DecodedBatch(generator, read_text)
+    """Reward functions and their weights, in the same order, for TRL's ``reward_funcs``/``reward_weights``.
+
+    ``edit_sources`` (``policy.align.edit_turns.EditSources``): the run draws edit turns, whose
+    prompts are edit records; only ``EDIT_TURN_REWARDS`` apply."""
+    check_edit_turn_rewards(weights, edit_sources is not None)
+    batch = DecodedBatch(generator, read_text, edit_sources)
     functions, mixed = [], []
     heads = reward_heads(reward_model) if reward_model is not None else []
     for name, weight in weights.items():
-        if name == "ocr":
+        if name in EDIT_REWARDS:
+
+            def edit_reward(prompts, completions, completion_ids, _name=name, **kw):
+                judged = batch.edit_judgments(list(prompts), completion_ids)
+                if _name == "edit_rules":
+                    return [(j["instruction_fidelity"] + j["preservation"]) / 2 for j in judged]
+                key = {"edit_success": "success", "edit_fidelity": "instruction_fidelity"}.get(_name, "preservation")
+                return [float(j[key]) for j in judged]
+
+            functions.append(_named(name, edit_reward))
+        elif name == "ocr":
             if text_reward is None or read_text is None:
                 raise BadInputError("the ocr reward needs an OCR engine and a text metric; pass --ocr-engine")
 

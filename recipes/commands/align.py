@@ -95,7 +95,8 @@ PROMPTS = typer.Option(
     "glyphworld",
     "--prompts",
     help="Training prompts: glyphworld (training words), glyphworld-align "
-    "(fresh letter strings, disjoint from the held-out set) or a prompts file.",
+    "(fresh letter strings, disjoint from the held-out set), glyphworld-edits (GRPO on edit turns of "
+    "seeded training edits; rewards edit_rules, edit_success, ...) or a prompts file.",
 )
 NO_MONITOR = typer.Option(False, "--no-monitor", help="Skip the held-out monitoring passes.")
 DTYPE = typer.Option(
@@ -144,8 +145,12 @@ def _train(
     if preferences is not None:
         refuse_edit_pairs(read_pairs(preferences), "DPO")
         read_candidate_sets(candidates, ("image_tokens",), "(the image tokens DPO trains on)")
-    elif method != "dpo" and prompts not in ("glyphworld", "glyphworld-align"):
+    elif method != "dpo" and prompts not in ("glyphworld", "glyphworld-align", "glyphworld-edits"):
         read_prompts(prompts)
+    if prompts == "glyphworld-edits" and method != "grpo":
+        from imagepref.policy.align.pipeline import refuse_edit_turns
+
+        refuse_edit_turns(method)
     if reward_model is not None:
         read_model_config(reward_model)
     check_device(device)
@@ -165,6 +170,10 @@ def _train(
     from imagepref.policy.align.config import check_reward_names
 
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
+    if method != "dpo":
+        from imagepref.policy.align.rewards import check_edit_turn_rewards
+
+        check_edit_turn_rewards(settings.rewards.weights, edits=prompts == "glyphworld-edits")
     result = run_aligner(
         method,
         base,
@@ -238,7 +247,7 @@ def grpo(
         "--reward",
         help="name=weight, repeatable: ocr, rule_aesthetics, "
         "rule_prompt_fidelity, rule_safety, rule_ink_colour, "
-        "reward_model[:head].",
+        "reward_model[:head]; on edit turns edit_rules, edit_success, edit_fidelity, edit_preservation.",
     ),
     resume: bool = RESUME,
     ocr_engine: str = OCR,
