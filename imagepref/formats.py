@@ -600,20 +600,25 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     """The prompts of a file: ``.jsonl`` / ``.json`` as JSONL, anything else as text (see
     ``parse_prompts``)."""
     path = Path(path)
+    text = read_text_file(path, "prompts file", "a text or JSONL file, one prompt a line")
+    return parse_prompts(text, f"prompts file {path}", jsonl=path.suffix in (".jsonl", ".json"))
+
+
+def read_text_file(path: Path, what: str, expected: str) -> str:
+    """The UTF-8 text of a user's input file (``what``: "prompts file", ...), refused in one line
+    when it is a folder, missing, not UTF-8 or holds NUL bytes; ``expected`` says what to pass."""
     if path.is_dir():
-        raise BadInputError(f"prompts file {path} is a folder; pass a text or JSONL file, one prompt a line")
+        raise BadInputError(f"{what} {path} is a folder; pass {expected}")
     if not path.is_file():
-        raise BadInputError(f"prompts file {path} does not exist")
+        raise BadInputError(f"{what} {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise BadInputError(f"prompts file {path} is not UTF-8 text; save it as UTF-8") from None
+        raise BadInputError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise BadInputError(
-            f"prompts file {path} line {line} holds NUL bytes; it is no text file, save it as UTF-8 text"
-        )
-    return parse_prompts(text, f"prompts file {path}", jsonl=path.suffix in (".jsonl", ".json"))
+        raise BadInputError(f"{what} {path} line {line} holds NUL bytes; it is no text file, save it as UTF-8 text")
+    return text
 
 
 # --- edits ----------------------------------------------------------------------------------------
@@ -634,14 +639,7 @@ def read_edit_requests(path: str | Path) -> list[EditRequest]:
     object a line (``id`` optional, default ``e<line number>``); blank lines and lines starting
     with ``#`` are skipped, ids must be unique."""
     path = Path(path)
-    if path.is_dir():
-        raise BadInputError(f"edits file {path} is a folder; pass a JSONL file, one edit a line")
-    if not path.is_file():
-        raise BadInputError(f"edits file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BadInputError(f"edits file {path} is not UTF-8 text; save it as UTF-8") from None
+    text = read_text_file(path, "edits file", "a JSONL file, one edit a line")
     edits: list[EditRequest] = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

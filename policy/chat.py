@@ -61,13 +61,9 @@ def parse_chat_line(line: str, number: int = 1) -> ChatTurn | None:
 def read_chat_script(path: str | Path) -> list[ChatTurn]:
     """The turns of a chat script file, checked before any model loads: the first turn must be a
     prompt (an instruction needs a source image)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"chat script {path} does not exist")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise BadInputError(f"chat script {path} is not UTF-8 text") from None
+    from imagepref.formats import read_text_file
+
+    lines = read_text_file(Path(path), "chat script", "a text file, one turn a line").splitlines()
     turns = []
     for number, line in enumerate(lines, 1):
         turn = parse_chat_line(line, number)
