@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
@@ -564,15 +564,21 @@ def _prompt(record: dict[str, Any], number: int, where: str) -> Prompt:
     return Prompt(prompt_id, text.strip(), target, metadata)
 
 
+def content_lines(text: str) -> Iterator[tuple[int, str]]:
+    """The numbered lines of a user's file (numbers from 1) that say something: stripped, blank
+    lines and lines starting with ``#`` skipped."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield number, line
+
+
 def parse_prompts(text: str, source: str, jsonl: bool) -> list[Prompt]:
     """The prompts of a prompts file's text: JSONL (one ``{"prompt": ...}`` object a line) when
     ``jsonl``, else one prompt a line, where a line that starts with ``{`` is read as such an
     object. Blank lines and lines starting with ``#`` are skipped; ids must be unique."""
     prompts: list[Prompt] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in content_lines(text):
         where = f"{source} line {number}"
         if jsonl or line.startswith("{"):
             try:
@@ -641,10 +647,7 @@ def read_edit_requests(path: str | Path) -> list[EditRequest]:
     path = Path(path)
     text = read_text_file(path, "edits file", "a JSONL file, one edit a line")
     edits: list[EditRequest] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in content_lines(text):
         where = f"edits file {path} line {number}"
         try:
             record = json.loads(line)

@@ -26,6 +26,40 @@ from imagepref.formats import CANDIDATES_FILE, candidate_id_for, write_candidate
 from imagepref.policy.generator import Generator
 
 
+def _check_new_set(out: str | Path, images_per: int, per: str, empty: bool, nothing: str) -> Path:
+    """Refuse, before any image is drawn, a set of no images per ``per`` (prompt, edit), nothing
+    to draw (``empty``, said by ``nothing``) or an ``out`` that already holds a candidate set."""
+    if images_per <= 0:
+        raise BadInputError(f"images per {per} must be at least 1; got {images_per}")
+    if empty:
+        raise BadInputError(nothing)
+    out = Path(out)
+    if (out / CANDIDATES_FILE).exists():
+        raise BadInputError(f"{out} already holds a candidate set; choose another --out or delete it")
+    return out
+
+
+def _write_set_files(
+    staging: Path,
+    records: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    started: float,
+    images: int,
+    extra: dict[str, Any] | None,
+) -> pd.DataFrame:
+    """Write the candidate table and ``manifest.json`` (``manifest`` with the time per image and
+    the creation time, then ``extra``) into the staging folder; returns the candidate rows."""
+    candidates = write_candidate_table(records, staging)
+    manifest = {
+        **manifest,
+        "seconds_per_image": (time.perf_counter() - started) / images,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return candidates
+
+
 def write_candidate_set(
     generator: Generator,
     prompts: Sequence[dict[str, str]],
@@ -48,13 +82,7 @@ def write_candidate_set(
     (a recipe's round, an evaluation's checkpoint and input hash) passes ``id_prefix`` instead and
     gets ``<id_prefix><prompt_id>-<sample>-s<seed>``. Returns the candidate rows.
     """
-    if images_per_prompt <= 0:
-        raise BadInputError(f"images per prompt must be at least 1; got {images_per_prompt}")
-    if not prompts:
-        raise BadInputError("no prompts to generate from")
-    out = Path(out)
-    if (out / CANDIDATES_FILE).exists():
-        raise BadInputError(f"{out} already holds a candidate set; choose another --out or delete it")
+    out = _check_new_set(out, images_per_prompt, "prompt", not prompts, "no prompts to generate from")
     sampler = dict(sampler or {})
     name = generator_name or generator.family
     rows = [(p, s) for p in prompts for s in range(images_per_prompt)]
@@ -90,18 +118,8 @@ def write_candidate_set(
                 )
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(rows)), len(rows))
-        candidates = write_candidate_table(records, staging)
-        manifest = {
-            "generator": name,
-            "images_per_prompt": images_per_prompt,
-            "seed": seed,
-            "sampler": sampler,
-            "seconds_per_image": (time.perf_counter() - started) / len(rows),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **(extra or {}),
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return candidates
+        manifest = {"generator": name, "images_per_prompt": images_per_prompt, "seed": seed, "sampler": sampler}
+        return _write_set_files(staging, records, manifest, started, len(rows), extra)
 
 
 @dataclass(frozen=True)
@@ -178,13 +196,7 @@ def write_edit_candidate_set(
     ``instruction`` (docs/formats.md). A result's ``prompt_id`` is its edit's id, so comparisons
     pair results of the same edit only; its ``prompt`` is the source's prompt. Ids as in
     ``write_candidate_set`` (the digest covers the instruction too). Returns the candidate rows."""
-    if images_per_edit <= 0:
-        raise BadInputError(f"images per edit must be at least 1; got {images_per_edit}")
-    if not jobs:
-        raise BadInputError("no edits to draw")
-    out = Path(out)
-    if (out / CANDIDATES_FILE).exists():
-        raise BadInputError(f"{out} already holds a candidate set; choose another --out or delete it")
+    out = _check_new_set(out, images_per_edit, "edit", not jobs, "no edits to draw")
     import torch
 
     from imagepref.policy.editing import source_codes_tensor
@@ -265,16 +277,11 @@ def write_edit_candidate_set(
                 )
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(rows)), len(rows))
-        candidates = write_candidate_table(records, staging)
         manifest = {
             "generator": name,
             "edits": len(jobs),
             "images_per_edit": images_per_edit,
             "seed": seed,
             "sampler": sampler,
-            "seconds_per_image": (time.perf_counter() - started) / len(rows),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **(extra or {}),
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return candidates
+        return _write_set_files(staging, records, manifest, started, len(rows), extra)

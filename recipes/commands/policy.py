@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -244,36 +245,25 @@ def generate(
             jobs = source_set_edit_jobs(source_table, requests)
         else:
             jobs = glyph_edit_jobs(generator, glyph_edit_set(edits, limit))
-        with _progress() as progress:
-            task = progress.add_task("edit", total=len(jobs) * n, info="")
-            rows = write_edit_candidate_set(
-                generator,
-                jobs,
-                out,
-                images_per_edit=n,
-                seed=seed,
-                sampler=sampler,
-                batch_size=batch_size,
-                generator_name=f"{generator.family}:{model}",
-                on_progress=lambda done, total: progress.update(task, completed=done),
-                extra={"edit_set": str(edits)},
-            )
-        console.print(f"wrote {len(jobs)} source(s) and {len(jobs) * n} edited candidates to {out}")
-        return
+        task_name, total = "edit", len(jobs) * n
+        draw = partial(
+            write_edit_candidate_set, generator, jobs, out, images_per_edit=n, extra={"edit_set": str(edits)}
+        )
+        wrote = f"{len(jobs)} source(s) and {len(jobs) * n} edited candidates"
+    else:
+        task_name, total = "generate", len(prompt_rows) * n
+        draw = partial(write_candidate_set, generator, prompt_rows, out, images_per_prompt=n)
+        wrote = f"{total} candidates"
     with _progress() as progress:
-        task = progress.add_task("generate", total=len(prompt_rows) * n, info="")
-        rows = write_candidate_set(
-            generator,
-            prompt_rows,
-            out,
-            images_per_prompt=n,
+        task = progress.add_task(task_name, total=total, info="")
+        draw(
             seed=seed,
             sampler=sampler,
             batch_size=batch_size,
             generator_name=f"{generator.family}:{model}",
             on_progress=lambda done, total: progress.update(task, completed=done),
         )
-    console.print(f"wrote {len(rows)} candidates to {out}")
+    console.print(f"wrote {wrote} to {out}")
 
 
 def _check_source_codes(model: Path, sources, requests) -> None:
