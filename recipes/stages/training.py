@@ -3,6 +3,7 @@ far, then move the generator with each configured aligner in turn (LoRA, merged 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +214,9 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
     with open(log_file, "ab") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
-        tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise ImagePrefError(
-            f"{spec['method']} under accelerate launch failed (status {done.returncode}: {tail[0][:200]}); "
-            f"see {log_file}"
+            f"{spec['method']} under accelerate launch failed (status {done.returncode}: "
+            f"{failure_line(log_file.read_text(errors='replace'))[:300]}); see {log_file}"
         )
     if not (merged / "imagepref.json").is_file():
         import shutil
@@ -224,3 +224,16 @@ def launched_aligner(context: StageContext, spec: dict[str, Any], merged: Path) 
         shutil.rmtree(merged, ignore_errors=True)
         merge_run(out, merged, base=spec["base"])
     return {"steps": read_run(out).get("finished", {}).get("steps"), "merged": str(merged)}
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*|error: .*)$")
+
+
+def failure_line(log: str) -> str:
+    """The line of a failed launch's log that says what went wrong: the last exception a process
+    raised (``ValueError: ...``, with torch's ``[rankN]:`` prefix dropped) or an ``error:`` line,
+    rather than the launcher's closing banner; else the last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    causes = [m.group(1) for line in lines if (m := _EXCEPTION_LINE.match(line))]
+    causes = [c for c in causes if not c.startswith(("torch.distributed.elastic", "ChildFailedError"))]
+    return (causes or lines or ["no output"])[-1]

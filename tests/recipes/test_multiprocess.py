@@ -7,6 +7,7 @@ import json
 import pytest
 
 from imagepref.recipes.config import RECIPES_DIR
+from imagepref.recipes.stages.training import failure_line
 
 
 @pytest.mark.slow
@@ -38,8 +39,12 @@ def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, mic
         },
     )
     code, out, err = cli("run", path)
-    assert code == 0, err
     run = tmp_path / "run"
+    # On a failure, show what each process printed: the launch logs lie in the test's temp folder.
+    assert code == 0, err + "".join(
+        f"\n--- {log}\n{log.read_text(errors='replace')[-4000:]}"
+        for log in sorted(run.glob("stages/*/align/*/launch.log"))
+    )
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["r1/align"]["status"] == "done"
     for method, steps in (("dpo", 3), ("grpo", 2)):
@@ -64,3 +69,19 @@ def test_two_processes_see_different_data_and_end_with_the_same_weights(cli, mic
     log = (run / "run.log").read_text()
     assert [log.count(f"[r1/align] dpo step {s}/3 ") for s in (1, 2, 3)] == [1, 1, 1]
     assert [log.count(f"[r1/align] grpo step {s}/2 ") for s in (1, 2)] == [1, 1]
+
+
+def test_a_failed_launch_is_reported_by_the_error_a_process_raised():
+    log = """dpo: 28 pairs
+[rank1]: Traceback (most recent call last):
+[rank1]:   File "launch.py", line 3, in <module>
+[rank1]: RuntimeError: Connection reset by peer
+E1203 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 1)
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+imagepref.recipes.launch FAILED
+============================================================
+"""
+    assert failure_line(log) == "RuntimeError: Connection reset by peer"
+    assert failure_line("dpo: 28 pairs\nKilled\n") == "Killed"
+    assert failure_line("") == "no output"
