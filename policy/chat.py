@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagepref.errors import BadInputError, UnknownNameError
-from imagepref.policy.generator import Generator
+
+if TYPE_CHECKING:  # reading a script stays torch-free: it is checked before the model loads
+    from imagepref.policy.generator import Generator
 
 TURN_KEYS = ("prompt", "instruction")
 

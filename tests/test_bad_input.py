@@ -172,18 +172,16 @@ CASES = [
         "--sources goes with",
     ),
     Case("generate-edits-limit-negative", f"{EDITS} --edits glyphworld-edits --limit -1", "--limit must be at least 0"),
-    # --- chat scripts: checked before the model loads (policy.chat, which reads them, imports torch) ---
+    # --- chat scripts: checked before the model loads, without torch ---
     Case(
         "chat-script-unknown-edit-kind",
         "chat --model {ws}/gen --script {ws}/chat-sparkle.txt --out {out}",
         "sparkle",
-        torch=True,
     ),
     Case(
         "chat-script-instruction-without-source",
         "chat --model {ws}/gen --script {ws}/chat-no-source.txt --out {out}",
         "needs a source image",
-        torch=True,
     ),
     # --- eval on edits ---
     Case(
