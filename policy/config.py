@@ -216,3 +216,10 @@ class EditTrainingConfig(BaseModel):
         description="Loss weight of each new image's first two codes, the glyph codec's background and ink "
         "colours: one token each that paints most pixels, against 64 shape codes a sign (1: the plain loss).",
     )
+    kept_code_weight: float = Field(
+        1.0,
+        gt=0,
+        description="Loss weight of the new image's other codes that equal the source's code in the same "
+        "place (what the edit keeps). A result meets preservation only when nearly every kept code is "
+        "copied, so a weight above 1 asks for the copy more surely (1: the plain loss).",
+    )

@@ -38,13 +38,13 @@ from imagepref.policy.glyphworld.world import BACKGROUNDS, pretraining_spec, ren
 RECORD_NAME = "edit_training.json"
 
 
-def make_edit_batch(
-    generator: Generator, config: EditTrainingConfig, step: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_edit_batch(generator: Generator, config: EditTrainingConfig, step: int, with_kept: bool = False):
     """(input_ids, attention_mask, labels) of the turns of ``step``; the loss covers each target
-    block and its end."""
+    block and its end. With ``with_kept``, a fourth tensor marks the labelled codes that equal the
+    source's code in the same place (what the edit keeps)."""
     rng = random.Random(config.seed * 1_000_003 + step)
     rows: list[tuple[list[int], int]] = []
+    kept_places: list[list[bool]] = []
     edits, replays = [], []
     for _ in range(config.batch_size):
         if rng.random() < config.replay_share:
@@ -57,10 +57,13 @@ def make_edit_batch(
     for edit, source, target in zip(edits, sources, targets):
         keep = rng.random() < config.unconditional_rate
         prompt = "" if rng.random() < config.source_prompt_drop else edit.source.prompt
-        rows.append(edit_row(generator, source, None if keep else edit.instruction, source if keep else target, prompt))
+        new = source if keep else target
+        rows.append(edit_row(generator, source, None if keep else edit.instruction, new, prompt))
+        kept_places.append((source == new).tolist())
     for spec, spec_codes in zip(replays, replay_codes):
         row = generator.training_row(spec.prompt, spec_codes)
         rows.append((row, len(row) - spec_codes.numel() - 2))
+        kept_places.append([])
     width = max(len(row) for row, _ in rows)
     pad = generator.pad_token_id
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -70,14 +73,28 @@ def make_edit_batch(
         input_ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
         labels[i, context : len(row)] = torch.tensor(row[context:])
-    return input_ids, mask, labels
+    if not with_kept:
+        return input_ids, mask, labels
+    kept = torch.zeros_like(input_ids, dtype=torch.bool)
+    slots = [i for i, token in enumerate(generator.block_layout()) if token is None]
+    for i, ((_, context), places) in enumerate(zip(rows, kept_places)):
+        for slot, same in zip(slots, places):
+            kept[i, context + slot] = same
+    return input_ids, mask, labels, kept
 
 
 def weighted_loss(
-    model, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, colour_weight: float
+    model,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    colour_weight: float,
+    kept: torch.Tensor | None = None,
+    kept_weight: float = 1.0,
 ) -> torch.Tensor:
     """Next-token cross-entropy over the labelled tokens, the first two of each row (the new
-    image's colour codes) weighted ``colour_weight``."""
+    image's colour codes) weighted ``colour_weight`` and the other codes that ``kept`` marks (as
+    ``make_edit_batch(..., with_kept=True)`` returns) ``kept_weight``."""
     logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
     targets = labels[:, 1:]
     losses = torch.nn.functional.cross_entropy(
@@ -86,6 +103,8 @@ def weighted_loss(
     valid = (targets != -100).float()
     colours = (valid.cumsum(1) <= 2) & (valid > 0)
     weights = valid * torch.where(colours, colour_weight, 1.0)
+    if kept is not None and kept_weight != 1:
+        weights = torch.where(kept[:, 1:] & ~colours, weights * kept_weight, weights)
     return (losses * weights).sum() / weights.sum()
 
 
@@ -145,10 +164,10 @@ def train_edits(base: str | Path, out: str | Path, config: EditTrainingConfig, p
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     losses: list[float] = []
     for step in range(config.steps):
-        input_ids, mask, labels = make_edit_batch(generator, config, step)
+        input_ids, mask, labels, kept = make_edit_batch(generator, config, step, with_kept=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = weighted_loss(model, input_ids, mask, labels, config.colour_loss_weight)
+        loss = weighted_loss(model, input_ids, mask, labels, config.colour_loss_weight, kept, config.kept_code_weight)
         if not torch.isfinite(loss):
             raise BadInputError(f"loss became {loss.item()} at step {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)

@@ -98,6 +98,11 @@ def train_edits(
         "generator, whose rows are spread already).",
         callback=option_bounds(EditTrainingConfig, "first_code_spread"),
     ),
+    kept_code_weight: float | None = typer.Option(
+        None,
+        help="Loss weight of the new image's codes that equal the source's (what the edit keeps; 1: the plain loss).",
+        callback=option_bounds(EditTrainingConfig, "kept_code_weight"),
+    ),
 ) -> None:
     """Teach a glyph-world generator to edit by instruction: fine-tune it on seeded edit turns."""
     from imagepref.errors import BadInputError
@@ -110,7 +115,14 @@ def train_edits(
         base = shipped_generator()
         if base is None:
             raise BadInputError("no shipped glyph generator in this install: pass --base")
-    overrides = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, first_code_spread=first_code_spread)
+    overrides = dict(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        first_code_spread=first_code_spread,
+        kept_code_weight=kept_code_weight,
+    )
     config = EditTrainingConfig(**{k: v for k, v in overrides.items() if v is not None})
     from imagepref.policy.edit_training import train_edits as run
 

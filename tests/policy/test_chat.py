@@ -146,6 +146,35 @@ def test_colour_codes_weigh_more_and_weight_one_is_the_plain_loss():
     assert not torch.allclose(weighted_loss(generator.model, input_ids, mask, labels, 8.0), plain, atol=1e-3)
 
 
+def test_kept_codes_are_the_new_codes_equal_to_the_source_and_weigh_more():
+    from imagepref.policy.edit_training import weighted_loss
+
+    generator = micro_generator(seed=0)
+    # Without an instruction the target is the source itself: every code of the new image is kept.
+    keep_all = EditTrainingConfig(batch_size=3, replay_share=0.0, unconditional_rate=1.0)
+    input_ids, mask, labels, kept = make_edit_batch(generator, keep_all, step=0, with_kept=True)
+    assert kept.sum(1).tolist() == [generator.num_codes] * 3
+    assert (labels[kept] != -100).all()
+    # Plain signs from the pretraining stream have no source: nothing is kept.
+    replays = EditTrainingConfig(batch_size=3, replay_share=1.0)
+    assert not make_edit_batch(generator, replays, step=0, with_kept=True)[3].any()
+    # An edit turn: kept exactly where the new code equals the source's code in the same place.
+    edits = EditTrainingConfig(batch_size=4, replay_share=0.0, unconditional_rate=0.0)
+    input_ids, mask, labels, kept = make_edit_batch(generator, edits, step=1, with_kept=True)
+    assert torch.equal(make_edit_batch(generator, edits, step=1)[2], labels)
+    for row, row_labels, row_kept in zip(input_ids, labels, kept):
+        trained = (row_labels != -100).nonzero()[:, 0]
+        new = row[trained[: generator.num_codes]]
+        # The source block sits between the first two <boi>s.
+        boi = (row == generator.tokenizer.convert_tokens_to_ids("<boi>")).nonzero()[:, 0]
+        source = row[boi[0] + 1 : boi[0] + 1 + generator.num_codes]
+        assert torch.equal(row_kept[trained[: generator.num_codes]], new == source)
+        assert 0 < int(row_kept.sum()) < generator.num_codes
+    plain = weighted_loss(generator.model, input_ids, mask, labels, 8.0)
+    assert torch.allclose(weighted_loss(generator.model, input_ids, mask, labels, 8.0, kept, 1.0), plain)
+    assert not torch.allclose(weighted_loss(generator.model, input_ids, mask, labels, 8.0, kept, 3.0), plain, atol=1e-3)
+
+
 def test_train_edits_command_trains_and_checks_its_options(micro_folder, tmp_path, one_line_error):
     out = tmp_path / "edits"
     done = _cli("train-edits", "--base", str(micro_folder), "--out", str(out), "--steps", "1", "--batch-size", "2")
