@@ -37,19 +37,29 @@ from imagepref.eval.ocr import drop_noise, get_engine
 from imagepref.eval.ocr_pool import OCRPool
 from imagepref.eval.prompts import EvalPrompt
 
-# A reward scorer: (images, prompts) -> {axis: one score per image}; ``reward_model_scorer`` makes one.
-RewardScorer = Callable[[list[Any], list[str]], dict[str, list[float]]]
+# A reward scorer: (images, prompts, tokens, source_tokens, instructions) -> {axis: one score per
+# image}; the last two are None for images. ``reward_model_scorer`` makes one.
+RewardScorer = Callable[..., dict[str, list[float]]]
 
 
 def reward_model_scorer(path: Path) -> RewardScorer:
     """The reward model in the folder ``path`` as a scorer: each head's raw score per image, plus
-    under ``UNSAFE_KEY`` whether its safety head calls the image unsafe (when it has one)."""
+    under ``UNSAFE_KEY`` whether its safety head calls the image unsafe (when it has one). A token
+    reward model reads the images' codes, a model of edits each result with its source's codes and
+    its instruction."""
     from imagepref.reward import load_reward_model
 
     model = load_reward_model(path)
+    reads_tokens = model.config.backbone == "token"
 
-    def score(images, prompts):
-        raw = model.raw_scores(images, prompts)
+    def score(images, prompts, tokens, source_tokens=None, instructions=None):
+        raw = model.raw_scores(
+            None if reads_tokens else images,
+            prompts,
+            tokens if reads_tokens else None,
+            source_tokens=source_tokens,
+            instructions=instructions,
+        )
         scores = {axis: [float(v) for v in raw[:, i]] for i, axis in enumerate(model.axes)}
         unsafe = model.unsafe_from_scores(raw)
         if unsafe is not None:
@@ -193,9 +203,17 @@ def _score_images(
     unsafe = None
     if reward_scorer is not None:
         images = [load_image(p) for p in image_set.image_paths()]
+        tokens = [list(r["image_tokens"]) for r in rows]
+        edits = {}
+        if image_set.sources is not None:
+            sources = image_set.sources["image_tokens"]
+            edits = {
+                "source_tokens": [list(sources.at[r["source_candidate"]]) for r in rows],
+                "instructions": [r["instruction"] for r in rows],
+            }
         rewards = {
             axis: [float(v) for v in values]
-            for axis, values in reward_scorer(images, [r["prompt"] for r in rows]).items()
+            for axis, values in reward_scorer(images, [r["prompt"] for r in rows], tokens, **edits).items()
         }
         unsafe = rewards.pop(UNSAFE_KEY, None)
     scored = []

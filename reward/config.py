@@ -271,16 +271,19 @@ def refuse_edits_on(backbone: str) -> None:
         )
 
 
-def check_scored_set(config: RewardConfig, edit_set: bool) -> None:
-    """One line when a candidate set and a reward model disagree about edits: a model of edits
-    scores edit results (with their source and instruction), an image model images."""
+def check_scored_set(
+    config: RewardConfig,
+    edit_set: bool,
+    what: str = "the candidate set",
+    make_edits: str = "make one with `imagepref generate --edits`",
+) -> None:
+    """One line when what is scored and a reward model disagree about edits: a model of edits
+    scores edit results (with their source and instruction), an image model images. ``what``
+    names what is scored and ``make_edits`` how to get edits, in the message."""
     if config.edits and not edit_set:
-        raise BadInputError(
-            "this reward model scores edits, and the candidate set holds no edits (no source_candidate and "
-            "instruction columns); make one with `imagepref generate --edits`"
-        )
+        raise BadInputError(f"this reward model scores edits, and {what} holds no edits; {make_edits}")
     if not config.edits and edit_set:
         raise BadInputError(
-            "this candidate set holds edits, and the reward model scores images without their source and "
+            f"{what} holds edits, and the reward model scores images without their source and "
             "instruction; train a reward model on preference data about edits"
         )

@@ -205,6 +205,12 @@ CASES = [
     Case("eval-checkpoint-weights-truncated", EVAL.replace("/gen ", "/gen-truncated "), "gen-truncated"),
     Case("eval-second-checkpoint-missing", EVAL.replace("/gen ", "/gen {ws}/absent "), "absent"),
     Case("eval-reward-model-missing", f"{EVAL} --reward-model {{ws}}/absent", "reward model"),
+    Case("eval-edit-reward-model-on-images", f"{EVAL} --reward-model {{ws}}/rm-edits", "scores edits, and --prompts"),
+    Case(
+        "eval-image-reward-model-on-edits",
+        EVAL.replace("{ws}/prompts.txt", "glyphworld-edits-heldout") + " --reward-model {ws}/rm",
+        "--prompts holds edits",
+    ),
     Case("eval-device-cuda", f"{EVAL} --device cuda", "cuda", torch=True, without_gpu=True),
     Case("eval-dtype-unknown", f"{EVAL} --dtype half", "--dtype must be one of"),
     Case("eval-out-existing-file", EVAL.replace("{out}", "{ws}/prompts.txt"), "is a file"),

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from imagepref.eval.prompts import load_prompts
         from imagepref.files import check_output
         from imagepref.policy.config import check_generator_folder
-        from imagepref.reward.config import read_model_config
+        from imagepref.reward.config import check_scored_set, read_model_config
 
         # Every input is checked before torch is imported: a bad one fails in about a second.
         check_dtype(dtype, "--dtype")
@@ -100,7 +100,12 @@ def register(app: typer.Typer) -> None:
             check_generator_folder(checkpoint)
         prompt_list = load_prompts(prompts)
         if reward_model is not None:
-            read_model_config(reward_model)
+            check_scored_set(
+                read_model_config(reward_model),
+                any(p.is_edit for p in prompt_list),
+                what="--prompts",
+                make_edits="evaluate it on edits (--prompts glyphworld-edits-heldout)",
+            )
         check_device(device)
 
         from imagepref.eval.report import markdown_summary

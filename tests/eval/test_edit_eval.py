@@ -129,3 +129,33 @@ def test_the_report_shows_source_and_result_side_by_side_in_chromium(edit_eval):
     assert success_row == 1
     # Side by side: the source sits left of the result.
     assert len(layout) == 2 and layout[0] < layout[1]
+
+
+def test_a_reward_model_of_edits_scores_each_result_with_its_source_and_instruction(tmp_path):
+    """With --reward-model, a (tiny, untrained) token reward model of edits scores every result
+    with its source's codes and its instruction: results.json holds what the model gives them."""
+    from imagepref.formats import read_candidate_set
+    from imagepref.policy.generator import load_generator
+    from imagepref.reward import RewardConfig, RewardModel, load_reward_model
+
+    model_dir = tmp_path / "edit-reward"
+    config = RewardConfig(backbone="token", edits=True, width=16, layers=1, heads=2)
+    RewardModel.create(config, generator=load_generator(SHIPPED)).save_pretrained(model_dir)
+    out = tmp_path / "eval"
+    command = [str(Path(sys.executable).parent / "imagepref"), "eval", "--quiet", "--workers", "1"]
+    command += ["--checkpoints", str(SHIPPED), "--prompts", "glyphworld-edits-heldout", "--limit", "3"]
+    command += ["--samples", "2", "--reward-model", str(model_dir), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    checkpoint = json.loads((out / "results.json").read_text())["checkpoints"][0]
+    table = read_candidate_set(out / checkpoint["image_folder"])
+    results = [table.loc[image["candidate_id"]] for image in checkpoint["images"]]
+    assert len(results) == 6 and all(isinstance(r["instruction"], str) and r["instruction"] for r in results)
+    model = load_reward_model(model_dir)
+    expected = model.score(
+        tokens=[list(r["image_tokens"]) for r in results],
+        source_tokens=[list(table.at[r["source_candidate"], "image_tokens"]) for r in results],
+        instructions=[r["instruction"] for r in results],
+    )
+    for axis in model.axes:
+        scores = [image["reward"][axis] for image in checkpoint["images"]]
+        assert scores == pytest.approx(expected[axis].tolist(), abs=1e-5)

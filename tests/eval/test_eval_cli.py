@@ -208,3 +208,28 @@ def test_reward_model_scores_and_safety_head_violation_rate(micro_run, prompts_f
     assert rate == pytest.approx(sum(flags) / len(flags))
     assert "reward/safety" in checkpoint["summary"]
     assert "Safety violation rate (reward head)" in (out / "report.html").read_text()
+
+
+def test_a_token_reward_model_scores_the_images_codes(micro_run, prompts_file, tmp_path):
+    """A token reward model reads each image's codes from the candidate set (it has no pixel input):
+    the scores in results.json are the model's scores of those codes for their prompts."""
+    from imagepref.formats import read_candidate_set
+    from imagepref.policy.generator import load_generator
+    from imagepref.reward import RewardConfig, RewardModel, load_reward_model
+
+    model_dir = tmp_path / "reward"
+    generator = load_generator(micro_run[0])
+    RewardModel.create(
+        RewardConfig(backbone="token", width=16, layers=1, heads=2), generator=generator
+    ).save_pretrained(model_dir)
+    out = tmp_path / "eval"
+    args = ["--checkpoints", str(micro_run[0]), "--prompts", str(prompts_file), "--samples", "2"]
+    result = run_eval(*args, "--reward-model", str(model_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    checkpoint = json.loads((out / "results.json").read_text())["checkpoints"][0]
+    images = checkpoint["images"]
+    candidates = read_candidate_set(out / checkpoint["image_folder"])
+    tokens = [list(candidates.at[i["candidate_id"], "image_tokens"]) for i in images]
+    prompts = [candidates.at[i["candidate_id"], "prompt"] for i in images]
+    expected = load_reward_model(model_dir).score(tokens=tokens, prompts=prompts)
+    assert [i["reward"]["aesthetics"] for i in images] == pytest.approx(expected["aesthetics"].tolist(), abs=1e-5)
