@@ -417,14 +417,10 @@ def read_pairs(folder: str | Path) -> pd.DataFrame:
     return _check_pairs(*_read_preference_file(folder, PAIRS_FILE))
 
 
-def refuse_edit_pairs(pairs: pd.DataFrame, what: str) -> None:
-    """One line when preference data compares edits (it has the edit columns) and ``what`` (a
-    trainer) reads it as comparisons of images from prompts: it would train on the wrong context."""
-    if "instruction" in pairs.columns:
-        raise BadInputError(
-            f"this preference data compares edits (source_candidate, instruction); {what} does not train on "
-            "edit turns yet"
-        )
+def compares_edits(pairs: pd.DataFrame) -> bool:
+    """Whether preference data compares edits: its pairs carry the edit columns (``EDIT_COLUMNS``),
+    so a trainer must read each pair in its edit turn, not as images from a prompt."""
+    return "instruction" in pairs.columns
 
 
 def read_annotations(folder: str | Path, name: str = ANNOTATIONS_FILE) -> pd.DataFrame:

@@ -37,19 +37,33 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The pair policy's default weights, for images and for edits (where what was asked outweighs
+# what was kept, as prompt fidelity outweighs aesthetics for images).
+IMAGE_PAIR_WEIGHTS = {"prompt_fidelity": 0.7, "aesthetics": 0.3}
+EDIT_PAIR_WEIGHTS = {"instruction_fidelity": 0.6, "preservation": 0.4}
+
+
 class PairPolicy(Strict):
     """How three per-axis verdicts become one chosen/rejected pair (see ``policy.align.pairs``)."""
 
     safety_first: bool = Field(True, description="A pair with a safety verdict is decided by safety alone.")
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"prompt_fidelity": 0.7, "aesthetics": 0.3},
-        description="Weights of the other axes: +w when a wins the axis, -w when b does.",
+        default_factory=lambda: dict(IMAGE_PAIR_WEIGHTS),
+        description="Weights of the other axes: +w when a wins the axis, -w when b does "
+        f"(on preference data about edits the image default becomes {EDIT_PAIR_WEIGHTS}).",
     )
     margin: float = Field(0.0, description="A weighted score with |score| <= margin is a tie.")
     ties: str = Field(
         "drop", description="drop: ties leave the data; downweight: kept at tie_weight, chosen by score sign."
     )
     tie_weight: float = Field(0.25, description="Weight of a kept tie (ties=downweight).")
+
+    def for_edits(self) -> PairPolicy:
+        """The policy for preference data about edits: the image default weights (axes that data
+        has none of) become the edit default; weights set to anything else stay."""
+        if self.weights == IMAGE_PAIR_WEIGHTS:
+            return self.model_copy(update={"weights": dict(EDIT_PAIR_WEIGHTS)})
+        return self
 
 
 class RewardMix(Strict):
@@ -64,6 +78,12 @@ class RewardMix(Strict):
     reward_model: str | None = Field(None, description="Reward model folder (needed by reward_model names).")
 
 
+# On-policy DPO's default ranking rewards, for images and for edit turns (the edit mix of the
+# documented GRPO run on edit turns).
+IMAGE_RANKING_REWARDS = {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0}
+EDIT_RANKING_REWARDS = {"edit_rules": 1.0, "edit_success": 0.5, "rule_safety": 0.25}
+
+
 class OnPolicyPairs(Strict):
     """Iterative DPO: sample fresh candidates, rank them by the rewards, keep best and worst."""
 
@@ -71,10 +91,18 @@ class OnPolicyPairs(Strict):
     images_per_prompt: int = Field(4, description="Candidates per prompt; best vs worst becomes a pair.")
     min_gap: float = Field(0.05, description="Pairs whose best-worst reward gap is below this are dropped.")
     rewards: dict[str, float] = Field(
-        default_factory=lambda: {"rule_prompt_fidelity": 1.0, "rule_safety": 1.0},
+        default_factory=lambda: dict(IMAGE_RANKING_REWARDS),
         description="Rewards that rank the candidates when no reward model is given "
-        "(names as for GRPO; with --reward-model its combined reward ranks them).",
+        "(names as for GRPO; with --reward-model its combined reward ranks them; on edit turns "
+        f"the default becomes {EDIT_RANKING_REWARDS}).",
     )
+
+    def reward_weights(self, edits: bool) -> dict[str, float]:
+        """The rewards that rank the candidates: on edit turns (``--prompts glyphworld-edits``) the
+        image default, which cannot score an edit, becomes the edit rules' default."""
+        if edits and self.rewards == IMAGE_RANKING_REWARDS:
+            return dict(EDIT_RANKING_REWARDS)
+        return dict(self.rewards)
 
 
 class AlignFields(Strict):

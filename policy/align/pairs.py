@@ -12,6 +12,13 @@ Collapsing three axes into one chosen/rejected (``PairPolicy``), in order:
 
 Each DPO example holds the generator's token ids: ``prompt_ids`` (the prompt as the generator
 writes it before the image) and ``chosen_ids``/``rejected_ids`` (the whole image block).
+
+Pairs that compare edits (preference data with ``source_candidate`` and ``instruction``, or
+on-policy pairs on edit turns) are edit turns: ``prompt_ids`` is the whole turn context that
+``Generator.edit`` samples the result after (``policy.editing.encode_edit_turns``: the source's
+prompt, the source's image block, the instruction and the family's lead codes), so the trainer,
+its precomputed reference and its guided samples all score the result in its turn. The pair
+policy's image default weights become the edit axes' (``PairPolicy.for_edits``).
 """
 
 from __future__ import annotations
@@ -19,13 +26,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from imagepref.errors import BadInputError
-from imagepref.formats import PAIRS_FILE, read_candidate_sets, read_pairs, refuse_edit_pairs
+from imagepref.formats import PAIRS_FILE, compares_edits, pair_axes, read_candidate_sets, read_pairs
 from imagepref.policy.align.config import OnPolicyPairs, PairPolicy
+from imagepref.policy.editing import encode_edit_turns
 from imagepref.policy.generator import Generator
+
+if TYPE_CHECKING:
+    from imagepref.policy.align.edit_turns import EditSources
 
 
 def collapse_verdicts(row: dict, policy: PairPolicy) -> tuple[str, float] | None:
@@ -81,10 +93,15 @@ def preference_examples(
     """DPO examples (prompt_ids, chosen_ids, rejected_ids, weight, pair_id) from a preference folder.
 
     Every candidate must be found in ``candidate_sets`` with image tokens in the generator's range;
-    the error names the first one that is not."""
+    the error names the first one that is not. Pairs about edits are read in their edit turn
+    (``edit_turn_ids``); the recipe's align stage and ``imagepref align dpo --preferences`` both
+    come here, so edit preference data needs nothing else."""
     pairs_file = Path(preferences) / PAIRS_FILE
     pairs = read_pairs(preferences)
-    refuse_edit_pairs(pairs, "DPO")
+    edits = compares_edits(pairs)
+    if edits:
+        policy = policy.for_edits()
+        _check_weighted_axes(policy, pair_axes(pairs), pairs_file)
     candidates = read_candidates(candidate_sets)
     examples = []
     for row in pairs.to_dict("records"):
@@ -102,11 +119,16 @@ def preference_examples(
                 )
             ids[key] = generator.codes_to_block(_tokens(candidates[candidate_id], candidate_id, generator))[0].tolist()
         chosen, rejected = (ids["a"], ids["b"]) if side == "a" else (ids["b"], ids["a"])
+        edit_pair = edits and row.get("source_candidate") is not None
         examples.append(
             {
                 "pair_id": str(row["pair_id"]),
                 "prompt": str(row["prompt"]),
-                "prompt_ids": generator.encode_prompts([str(row["prompt"])])[0],
+                "prompt_ids": (
+                    edit_turn_ids(row, candidates, generator)
+                    if edit_pair
+                    else generator.encode_prompts([str(row["prompt"])])[0]
+                ),
                 "chosen_ids": chosen,
                 "rejected_ids": rejected,
                 "weight": weight,
@@ -120,6 +142,40 @@ def preference_examples(
     return examples
 
 
+def edit_turn_ids(row: dict, candidates: dict[str, dict], generator: Generator) -> list[int]:
+    """The turn context of a pair about an edit: the ids ``Generator.edit`` sampled its results
+    after (``encode_edit_turns``) from the pair's source candidate (its image tokens and its
+    prompt, the prompt ``generate --edits`` passed with it) and instruction. Both results must be
+    edits of that source by that instruction where their rows say what they edited."""
+    pair, source, instruction = row["pair_id"], str(row["source_candidate"]), str(row["instruction"])
+    if source not in candidates:
+        raise BadInputError(
+            f"pair {pair} edits source candidate {source}, which none of the candidate sets holds; "
+            "pass the candidate set the edits were generated into with --candidates"
+        )
+    for key in ("a", "b"):
+        result = candidates[str(row[f"candidate_{key}"])]
+        said = (result.get("source_candidate"), result.get("instruction"))
+        if isinstance(said[0], str) and said != (source, instruction):  # sources are text, else no edit
+            raise BadInputError(
+                f"pair {pair} compares edits of {source} by {instruction!r}, but its candidate "
+                f"{row[f'candidate_{key}']} is an edit of {said[0]} by {said[1]!r}; pair the results of one edit"
+            )
+    codes = _tokens(candidates[source], source, generator)
+    return encode_edit_turns(generator, codes, [instruction], [str(candidates[source]["prompt"])])[0]
+
+
+def _check_weighted_axes(policy: PairPolicy, axes: Sequence[str], pairs_file: Path) -> None:
+    """One line when the pair policy weighs an axis the preference data does not have (its verdicts
+    would count as ties, and the pairs be decided by the other axes alone)."""
+    missing = [axis for axis in policy.weights if axis not in axes]
+    if missing:
+        raise BadInputError(
+            f"pairs.weights weighs {missing[0]!r}, which {pairs_file} does not judge (its axes: "
+            f"{', '.join(axes)}); set pairs.weights over those axes"
+        )
+
+
 def on_policy_examples(
     generator: Generator,
     prompts: Sequence[str],
@@ -127,15 +183,24 @@ def on_policy_examples(
     settings: OnPolicyPairs,
     seed: int,
     sampler: dict,
+    edit_sources: EditSources | None = None,
 ) -> list[dict]:
     """Iterative DPO pairs: sample ``images_per_prompt`` candidates per prompt with the current
     policy, score them with ``score(completion_ids, prompts)`` (see ``rewards.scorer``), and pair
-    the best with the worst."""
+    the best with the worst.
+
+    With ``edit_sources`` the prompts are edit records (``policy.align.edit_turns``, as for GRPO on
+    edit turns): each candidate is an edit of its source through ``Generator.edit`` (its guidance
+    against the edit's unconditional context), the pair's ``prompt_ids`` the whole turn, and
+    ``score`` gets the edit records (the edit rules judge each result against its source)."""
     per = settings.images_per_prompt
     if per < 2:
         raise BadInputError("on-policy pairs need at least 2 images per prompt")
     repeated = [p for p in prompts for _ in range(per)]
-    samples = generator.sample(repeated, seed=seed, decode=False, **sampler)
+    if edit_sources is not None:
+        samples = generator.edit(*edit_sources.turns(repeated), seed=seed, decode=False, **sampler)
+    else:
+        samples = generator.sample(repeated, seed=seed, decode=False, **sampler)
     rewards = torch.as_tensor(score(samples.completion_ids.tolist(), repeated), dtype=torch.float32).view(
         len(prompts), per
     )

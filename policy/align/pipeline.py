@@ -119,8 +119,13 @@ def run_aligner(
         raise BadInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not isinstance(settings, settings_class(method)):
         settings = settings_from_mapping(method, settings, where=f"align.{method}")
-    edits = prompts == "glyphworld-edits"
-    if edits and method != "grpo":
+    if preferences:  # preference data says itself whether it compares edits
+        from imagepref.formats import compares_edits, read_pairs
+
+        edits = compares_edits(read_pairs(preferences[-1]))
+    else:
+        edits = prompts == "glyphworld-edits"
+    if edits and method == "ppo":
         refuse_edit_turns(method)
     out = Path(out)
     with _removed_unless_started(out):
@@ -163,11 +168,15 @@ def run_aligner(
                     examples = preference_examples(preferences[-1], candidates or [], generator, settings.pairs)
                 else:
                     from imagepref.policy.align.config import guidance_of
+                    from imagepref.policy.align.edit_turns import EditSources
                     from imagepref.policy.align.rewards import scorer
 
                     pairs = settings.on_policy
-                    weights = {"reward_model": 1.0} if reward_model is not None else pairs.rewards
-                    functions, mixed = build_rewards(weights, generator, read_text, text_reward, reward_model)
+                    edit_sources = EditSources(generator) if edits else None  # edit records as prompts
+                    weights = {"reward_model": 1.0} if reward_model is not None else pairs.reward_weights(edits)
+                    functions, mixed = build_rewards(
+                        weights, generator, read_text, text_reward, reward_model, edit_sources
+                    )
                     examples = on_policy_examples(
                         generator,
                         training_prompts(prompts, pairs.prompts, settings.seed),
@@ -175,6 +184,7 @@ def run_aligner(
                         pairs,
                         settings.seed,
                         {"guidance_scale": guidance_of(settings, generator)},
+                        edit_sources,
                     )
                 log(f"dpo: {len(examples)} pairs")
                 result = train_dpo(generator, examples, settings, out, **common)
@@ -207,8 +217,10 @@ def run_aligner(
 
 
 def refuse_edit_turns(method: str) -> None:
-    """One line: only GRPO trains on edit turns (DPO on edits is refused, as for edit pairs)."""
-    raise BadInputError(f"{method} cannot train on edit turns (--prompts glyphworld-edits); use imagepref align grpo")
+    """One line: GRPO and DPO train on edit turns; PPO's trainer takes no edit sources."""
+    raise BadInputError(
+        f"{method} cannot train on edit turns (--prompts glyphworld-edits); use imagepref align grpo or dpo"
+    )
 
 
 @contextlib.contextmanager

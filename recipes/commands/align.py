@@ -95,8 +95,8 @@ PROMPTS = typer.Option(
     "glyphworld",
     "--prompts",
     help="Training prompts: glyphworld (training words), glyphworld-align "
-    "(fresh letter strings, disjoint from the held-out set), glyphworld-edits (GRPO on edit turns of "
-    "seeded training edits; rewards edit_rules, edit_success, ...) or a prompts file.",
+    "(fresh letter strings, disjoint from the held-out set), glyphworld-edits (GRPO or on-policy DPO on edit "
+    "turns of seeded training edits; rewards edit_rules, edit_success, ...) or a prompts file.",
 )
 NO_MONITOR = typer.Option(False, "--no-monitor", help="Skip the held-out monitoring passes.")
 DTYPE = typer.Option(
@@ -129,7 +129,7 @@ def _train(
     from imagepref.devices import check_device
     from imagepref.dtypes import check_dtype
     from imagepref.files import check_output
-    from imagepref.formats import read_candidate_sets, read_pairs, read_prompts, refuse_edit_pairs
+    from imagepref.formats import read_candidate_sets, read_pairs, read_prompts
     from imagepref.policy.config import check_generator_folder
     from imagepref.reward.config import read_model_config
 
@@ -143,11 +143,11 @@ def _train(
         raise BadInputError(f"--resume given but {out} holds no run (align.json missing); drop --resume to start one")
     check_output(out, inputs=[base, preferences, *(candidates or [])], may_hold_files=resume)
     if preferences is not None:
-        refuse_edit_pairs(read_pairs(preferences), "DPO")
+        read_pairs(preferences)
         read_candidate_sets(candidates, ("image_tokens",), "(the image tokens DPO trains on)")
     elif method != "dpo" and prompts not in ("glyphworld", "glyphworld-align", "glyphworld-edits"):
         read_prompts(prompts)
-    if prompts == "glyphworld-edits" and method != "grpo":
+    if prompts == "glyphworld-edits" and method == "ppo":
         from imagepref.policy.align.pipeline import refuse_edit_turns
 
         refuse_edit_turns(method)
@@ -170,10 +170,13 @@ def _train(
     from imagepref.policy.align.config import check_reward_names
 
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
-    if method != "dpo":
-        from imagepref.policy.align.rewards import check_edit_turn_rewards
+    from imagepref.policy.align.rewards import check_edit_turn_rewards
 
-        check_edit_turn_rewards(settings.rewards.weights, edits=prompts == "glyphworld-edits")
+    edits = prompts == "glyphworld-edits"
+    if method != "dpo":
+        check_edit_turn_rewards(settings.rewards.weights, edits=edits)
+    elif preferences is None and reward_model is None:  # on-policy pairs ranked by the rewards
+        check_edit_turn_rewards(settings.on_policy.reward_weights(edits), edits=edits)
     result = run_aligner(
         method,
         base,
