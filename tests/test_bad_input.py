@@ -313,9 +313,27 @@ CASES = [
         torch=SETTINGS_NEED_TORCH,
     ),
     Case(
-        "grpo-ocr-on-edit-turns",
-        GRPO.replace("{ws}/prompts.txt", "glyphworld-edits") + " --reward ocr=1",
+        "grpo-prompt-fidelity-on-edit-turns",
+        GRPO.replace("{ws}/prompts.txt", "glyphworld-edits") + " --reward rule_prompt_fidelity=1",
         "cannot score an edit turn",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "grpo-image-reward-model-on-edit-turns",
+        GRPO.replace("{ws}/prompts.txt", "glyphworld-edits") + " --reward reward_model=1 --reward-model {ws}/rm",
+        "holds edits, and the reward model scores images",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "grpo-edit-reward-model-on-prompts",
+        f"{GRPO} --reward reward_model:preservation=1 --reward-model {{ws}}/rm-edits",
+        "scores edits, and the run's prompt set holds no edits",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "dpo-on-policy-edit-reward-model-on-prompts",
+        "align dpo --base {ws}/gen --prompts {ws}/prompts.txt --reward-model {ws}/rm-edits --out {out} --no-monitor",
+        "scores edits, and the run's prompt set holds no edits",
         torch=SETTINGS_NEED_TORCH,
     ),
     Case("grpo-edit-rule-on-prompts", f"{GRPO} --reward edit_success=1", "judges edits", torch=SETTINGS_NEED_TORCH),
@@ -434,9 +452,22 @@ CASES = [
     ),
     Case("run-unknown-stage", f"{RUN} stages=[generat]", "did you mean generate", torch=SETTINGS_NEED_TORCH),
     Case(
-        "run-generate-edits-with-reward-and-align",
-        f"{RUN} generate.edits=glyphworld-edits",
-        "do not train on edits",
+        "run-generate-edits-grpo-on-image-prompts",
+        f"{RUN} generate.edits=glyphworld-edits reward.settings.backbone=token",
+        "set align.prompts: glyphworld-edits",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "run-generate-edits-ppo",
+        f"{RUN} generate.edits=glyphworld-edits reward.settings.backbone=token align.methods=[ppo] "
+        "align.prompts=glyphworld-edits",
+        "ppo does not train on edit turns",
+        torch=SETTINGS_NEED_TORCH,
+    ),
+    Case(
+        "run-edit-turn-prompts-in-a-loop-of-images",
+        f"{RUN} align.methods=[grpo] align.prompts=glyphworld-edits",
+        "this loop draws images",
         torch=SETTINGS_NEED_TORCH,
     ),
     Case(

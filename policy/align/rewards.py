@@ -23,9 +23,12 @@ generator saw it (``edits.judge_edit``, reading word and letter edits by OCR):
 - ``edit_success``: 1 when both reach the success threshold, else 0;
 - ``edit_fidelity``, ``edit_preservation``: one of them;
 
-with ``rule_aesthetics`` and ``rule_safety`` on the result. The rewards that read a text prompt
-(``ocr``, ``rule_prompt_fidelity``, ``rule_ink_colour``) or score single images (``reward_model``)
-are refused there.
+with ``rule_aesthetics`` and ``rule_safety`` on the result; ``ocr``, the reading of the result
+against the text the edited sign should show (``edit.target``'s prompt quotes it), by the same
+text reward; and ``reward_model``/``reward_model:<head>`` from a reward model of edits
+(``edits: true``), which reads each result with its source's codes and its instruction. The rules
+that read a text prompt (``rule_prompt_fidelity``, ``rule_ink_colour``) are refused there, as is
+an image reward model (and a reward model of edits on text prompts): ``check_reward_model_turns``.
 
 TRL mixes them with ``reward_weights``; OCR readings are shared between ``ocr`` and
 ``rule_prompt_fidelity`` within a batch.
@@ -50,10 +53,15 @@ RULES = {
     "rule_ink_colour": "ink_colour",
 }
 EDIT_REWARDS = ("edit_rules", "edit_success", "edit_fidelity", "edit_preservation")
-# What an edit turn may be rewarded by: the edit rules and the rules that read the result alone.
-EDIT_TURN_REWARDS = (*EDIT_REWARDS, "rule_aesthetics", "rule_safety")
+# What an edit turn may be rewarded by: the edit rules, the rules that read the result alone, OCR
+# of the result against the edited sign's text and a reward model of edits (and its heads).
+EDIT_TURN_REWARDS = (*EDIT_REWARDS, "rule_aesthetics", "rule_safety", "ocr", "reward_model")
 REWARD_NAMES = (
-    "ocr, " + ", ".join(RULES) + ", reward_model or reward_model:<head>; on edit turns " + ", ".join(EDIT_TURN_REWARDS)
+    "ocr, "
+    + ", ".join(RULES)
+    + ", reward_model or reward_model:<head>; on edit turns "
+    + ", ".join(EDIT_TURN_REWARDS)
+    + " or reward_model:<head>"
 )
 
 
@@ -66,12 +74,33 @@ def check_edit_turn_rewards(names, edits: bool) -> None:
     """One line for a reward that cannot score what the run draws: a text-prompt or single-image
     reward on edit turns, an edit rule without them."""
     for name in names:
-        if edits and name not in EDIT_TURN_REWARDS:
+        if edits and name not in EDIT_TURN_REWARDS and not uses_reward_model(name):
             raise BadInputError(
-                f"reward {name!r} cannot score an edit turn; on edit turns use {', '.join(EDIT_TURN_REWARDS)}"
+                f"reward {name!r} cannot score an edit turn; on edit turns use "
+                f"{', '.join(EDIT_TURN_REWARDS)} or reward_model:<head>"
             )
         if not edits and name in EDIT_REWARDS:
             raise BadInputError(f"reward {name!r} judges edits: train on edit turns (--prompts glyphworld-edits)")
+
+
+def uses_reward_model(name: str) -> bool:
+    """Whether the reward ``name`` is the reward model's (combined, or one head)."""
+    return name == "reward_model" or name.startswith("reward_model:")
+
+
+def check_reward_model_turns(config: Any, edits: bool) -> None:
+    """One line when the reward model cannot score what the run draws: an image model on edit
+    turns (it sees neither the source nor the instruction), a model of edits on text prompts.
+    ``config``: the model's ``RewardConfig`` (``reward.config.read_model_config`` reads it
+    without torch, so the command line checks before loading anything)."""
+    from imagepref.reward.config import check_scored_set
+
+    check_scored_set(
+        config,
+        edits,
+        what="the run's prompt set",
+        make_edits="train on edit turns (--prompts glyphworld-edits), or pass a reward model of images",
+    )
 
 
 class DecodedBatch:
@@ -164,6 +193,10 @@ def build_rewards(
 
             def ocr(prompts, completions, completion_ids, **kw):
                 batch.images(completion_ids)
+                if edit_sources is not None:
+                    # An edit turn's result is read against the sign the instruction asks for,
+                    # whose prompt quotes the text it should show.
+                    prompts = [edit_sources.edit(p).target.prompt for p in prompts]
                 scores = [text_reward(p, batch.reading(i)) for i, p in enumerate(prompts)]
                 return [None if s is None else float(s) for s in scores]
 
@@ -186,23 +219,33 @@ def build_rewards(
                 return out
 
             functions.append(_named(name, rule))
-        elif name == "reward_model" or name.startswith("reward_model:"):
+        elif uses_reward_model(name):
             if reward_model is None:
                 raise BadInputError(f"reward {name!r} needs a reward model; pass --reward-model DIR")
+            check_reward_model_turns(reward_model.config, edit_sources is not None)
             head = name.partition(":")[2]
             if head and head not in heads:
                 raise UnknownNameError(f"the reward model has no head {head!r}; its heads are: {', '.join(heads)}")
 
             def model_reward(prompts, completions, completion_ids, _head=head, **kw):
                 # A token-space reward model reads the codes themselves: no pixel decode at all.
-                inputs = (
-                    {"tokens": batch.codes(completion_ids)}
-                    if reads_tokens(reward_model)
-                    else {"images": batch.images(completion_ids)}
-                )
+                if edit_sources is not None:
+                    # A reward model of edits reads each result with its source's codes and its
+                    # instruction (in place of the prompt).
+                    inputs = {
+                        "tokens": batch.codes(completion_ids),
+                        "source_tokens": edit_sources.codes(list(prompts)),
+                        "instructions": [edit_sources.edit(p).instruction for p in prompts],
+                    }
+                else:
+                    inputs = {"prompts": list(prompts)} | (
+                        {"tokens": batch.codes(completion_ids)}
+                        if reads_tokens(reward_model)
+                        else {"images": batch.images(completion_ids)}
+                    )
                 if _head:
-                    return [float(v) for v in reward_model.score(prompts=list(prompts), **inputs)[_head]]
-                return [float(v) for v in reward_model.combined_reward(prompts=list(prompts), **inputs)]
+                    return [float(v) for v in reward_model.score(**inputs)[_head]]
+                return [float(v) for v in reward_model.combined_reward(**inputs)]
 
             functions.append(_named(name, model_reward))
         else:

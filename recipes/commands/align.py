@@ -151,8 +151,7 @@ def _train(
         from imagepref.policy.align.pipeline import refuse_edit_turns
 
         refuse_edit_turns(method)
-    if reward_model is not None:
-        read_model_config(reward_model)
+    reward_config = read_model_config(reward_model) if reward_model is not None else None
     check_device(device)
 
     from imagepref.policy.align.checkpoints import read_run
@@ -170,13 +169,18 @@ def _train(
     from imagepref.policy.align.config import check_reward_names
 
     check_reward_names(settings.on_policy.rewards if method == "dpo" else settings.rewards.weights)
-    from imagepref.policy.align.rewards import check_edit_turn_rewards
+    from imagepref.policy.align.rewards import check_edit_turn_rewards, check_reward_model_turns, uses_reward_model
 
     edits = prompts == "glyphworld-edits"
     if method != "dpo":
         check_edit_turn_rewards(settings.rewards.weights, edits=edits)
     elif preferences is None and reward_model is None:  # on-policy pairs ranked by the rewards
         check_edit_turn_rewards(settings.on_policy.reward_weights(edits), edits=edits)
+    # The reward model scores what the run draws (on-policy DPO ranks by it): a model of edits on
+    # edit turns, a model of images on text prompts; checked before the generator loads.
+    model_used = preferences is None if method == "dpo" else any(map(uses_reward_model, settings.rewards.weights))
+    if reward_config is not None and model_used:
+        check_reward_model_turns(reward_config, edits=edits)
     result = run_aligner(
         method,
         base,
@@ -250,7 +254,9 @@ def grpo(
         "--reward",
         help="name=weight, repeatable: ocr, rule_aesthetics, "
         "rule_prompt_fidelity, rule_safety, rule_ink_colour, "
-        "reward_model[:head]; on edit turns edit_rules, edit_success, edit_fidelity, edit_preservation.",
+        "reward_model[:head]; on edit turns edit_rules, edit_success, edit_fidelity, edit_preservation, "
+        "rule_aesthetics, rule_safety, ocr (the result against the edited sign's text) and a reward "
+        "model of edits.",
     ),
     resume: bool = RESUME,
     ocr_engine: str = OCR,

@@ -64,7 +64,7 @@ def test_edit_rewards_are_the_edit_rules_against_the_source_as_the_generator_saw
 def test_text_prompt_rewards_are_refused_on_edit_turns_and_edit_rules_without_them():
     generator = micro_generator()
     with pytest.raises(BadInputError, match="cannot score an edit turn"):
-        build_rewards({"ocr": 1.0}, generator, edit_sources=EditSources(generator))
+        build_rewards({"rule_prompt_fidelity": 1.0}, generator, edit_sources=EditSources(generator))
     with pytest.raises(BadInputError, match="judges edits"):
         build_rewards({"edit_rules": 1.0}, generator)
 
@@ -101,3 +101,135 @@ def test_grpo_on_edit_turns_raises_the_reward_it_trains(tmp_path, rule_reward):
     logged = [h for h in result["log_history"] if "reward" in h]
     assert len(logged) == 6 and all("rewards/edit_rules/mean" in h for h in logged)
     assert measured() > before + 0.05
+
+
+@pytest.fixture(scope="module")
+def edit_reward_model(tmp_path_factory):
+    """A reward model of edits (token backbone, ``edits: true``) trained on glyph-world edit
+    preference data drawn through the micro generator's codec, so it reads that generator's codes."""
+    from imagepref.eval.ocr import get_engine
+    from imagepref.reward import RewardConfig
+    from imagepref.reward.synthetic import glyph_edit_preference_data
+    from imagepref.reward.train import train_reward_model
+
+    generator = micro_generator()
+    root = tmp_path_factory.mktemp("edit-reward")
+    glyph_edit_preference_data(root / "prefs", generator.codec, get_engine("tesseract").read_text, edits=40, seed=3)
+    config = RewardConfig(backbone="token", val_fraction=0.25)
+    return train_reward_model(
+        root / "prefs", [], root / "model", config, generator=generator, show_progress=False, log=lambda _: None
+    ).model
+
+
+def test_ocr_on_an_edit_turn_reads_the_result_against_the_edited_signs_text():
+    from imagepref.eval.metrics import score_text
+    from imagepref.policy.align.pipeline import ocr_measures
+
+    generator = micro_generator()
+    sources = EditSources(generator)
+    prompts = training_edit_prompts(40)
+    word = next(p for p in prompts if sources.edit(p).kind == "word")
+    prompts = [word, *[p for p in prompts if sources.edit(p).kind != "word"][:3]]
+    new_text = sources.edit(word).target.text
+    assert new_text != sources.edit(word).source.text
+    reads = []
+
+    def read_text(image):  # the reading of every result: the word edit's new text
+        reads.append(image)
+        return new_text
+
+    _, text_reward, _ = ocr_measures("tesseract")  # the image ocr reward's measure: reading similarity
+    samples = generator.edit(*sources.turns(prompts), seed=4)
+    functions, _ = build_rewards(
+        {"ocr": 1.0, "edit_rules": 0.0}, generator, read_text, text_reward, edit_sources=sources
+    )
+    ocr, edit_rules = (f(prompts, None, samples.completion_ids.tolist()) for f in functions)
+    expected = [score_text(sources.edit(p).target.text, new_text).reading_similarity for p in prompts]
+    assert ocr == pytest.approx(expected)
+    assert ocr[0] == 1.0  # the word edit's result shows the new word: full marks
+    # Against the source's text the same reading would not score full marks: the target is read.
+    assert score_text(sources.edit(word).source.text, new_text).reading_similarity < 1.0
+    assert all(value < 1.0 for value in ocr[1:]), ocr  # the other signs keep their own text
+    assert len(reads) == len(prompts)  # one OCR reading per result, shared with the edit rules
+    assert len(edit_rules) == len(prompts)
+
+
+def test_a_reward_model_of_edits_scores_each_result_with_its_source_and_instruction(edit_reward_model):
+    generator = micro_generator()
+    sources = EditSources(generator)
+    prompts = training_edit_prompts(6)
+    samples = generator.edit(*sources.turns(prompts), seed=2, decode=False)
+    functions, weights = build_rewards(
+        {"reward_model": 1.0, "reward_model:preservation": 0.5},
+        generator,
+        reward_model=edit_reward_model,
+        edit_sources=sources,
+    )
+    combined, preservation = (f(prompts, None, samples.completion_ids.tolist()) for f in functions)
+    inputs = {
+        "tokens": samples.codes,
+        "source_tokens": sources.codes(prompts),
+        "instructions": [sources.edit(p).instruction for p in prompts],
+    }
+    assert weights == [1.0, 0.5]
+    assert combined == pytest.approx(edit_reward_model.combined_reward(**inputs).tolist())
+    assert preservation == pytest.approx(edit_reward_model.score(**inputs)["preservation"].tolist())
+    # The source is read: the same results against other sources score otherwise.
+    other = edit_reward_model.score(**(inputs | {"source_tokens": inputs["source_tokens"].roll(1, 0)}))
+    assert not torch.allclose(other["preservation"], torch.tensor(preservation))
+
+
+def test_the_reward_model_must_score_what_the_run_draws(edit_reward_model, tmp_path):
+    from imagepref.reward import RewardConfig
+    from imagepref.reward.model import RewardModel
+
+    generator = micro_generator()
+    image_model = RewardModel.create(RewardConfig(backbone="token"), generator)
+    with pytest.raises(BadInputError, match="holds edits, and the reward model scores images"):
+        build_rewards({"reward_model": 1.0}, generator, reward_model=image_model, edit_sources=EditSources(generator))
+    with pytest.raises(BadInputError, match="scores edits, and the run's prompt set holds no edits"):
+        build_rewards({"reward_model:preservation": 1.0}, generator, reward_model=edit_reward_model)
+
+
+@pytest.mark.slow
+def test_grpo_on_edit_turns_raises_a_reward_model_of_edits(tmp_path, edit_reward_model):
+    from imagepref.policy.align.pipeline import ocr_measures
+
+    generator = micro_generator()
+    sources = EditSources(generator)
+    prompts = training_edit_prompts(4) * 2
+    functions, weights = build_rewards(
+        {"reward_model:preservation": 1.0, "reward_model": 0.0, "ocr": 0.0},
+        generator,
+        read_text=lambda image: "ABC",
+        text_reward=ocr_measures("tesseract")[1],
+        reward_model=edit_reward_model,
+        edit_sources=sources,
+    )
+
+    # The head, not the combined reward: the untrained generator's edits are nearly all below the
+    # safety cut, where the combined reward is the gate's constant and no group has a spread.
+    def measured() -> float:  # the preservation head's mean on the same 32 seeded edits
+        samples = generator.edit(*sources.turns(prompts * 4), seed=123, guidance_scale=1.0, decode=False)
+        values = functions[0](prompts * 4, None, samples.completion_ids.tolist())
+        return sum(values) / len(values)
+
+    before = measured()
+    settings = GRPOSettings(
+        steps=6,
+        batch_size=16,
+        num_generations=8,
+        learning_rate=1e-2,
+        guidance_scale=1.0,
+        lora=False,
+        save_every=100,
+        monitor_every=0,
+        report_to=[],
+    )
+    result = train_grpo(generator, prompts, functions, weights, settings, tmp_path / "run", edit_sources=sources)
+    logged = [h for h in result["log_history"] if "reward" in h]
+    names = ("rewards/reward_model_preservation/mean", "rewards/reward_model/mean", "rewards/ocr/mean")
+    assert len(logged) == 6 and all(all(name in h for name in names) for h in logged)
+    after = measured()
+    print(f"preservation head of the reward model of edits: {before:.3f} -> {after:.3f}")
+    assert after > before + 0.1
