@@ -193,7 +193,9 @@ class AlignSection(Section):
         "reward model was trained this round (a method's own rewards setting wins).",
     )
     prompts: str = Field(
-        "glyphworld", description="GRPO/PPO training prompts: glyphworld (training words) or a prompts file."
+        "glyphworld",
+        description="GRPO/PPO training prompts: glyphworld (training words), glyphworld-edits (edit turns: "
+        "the loop of edits, generate.edits) or a prompts file.",
     )
     num_prompts: int = Field(256, ge=1, description="GRPO/PPO training prompts drawn.")
     ocr_engine: OCREngineName = Field("rapidocr", description="OCR engine of the OCR reward and of monitoring.")
@@ -359,6 +361,28 @@ def _checked_prompts(value: str, key: str, names: tuple[str, ...], where: str) -
         raise BadInputError(f"{where}: {key}: {error}") from None
 
 
+def _check_edit_alignment(recipe: Recipe, stages: list[str], where: str) -> None:
+    """A loop of edits (generate.edits) aligns on edit turns: DPO on the pulled preferences about
+    edits, GRPO on ``glyphworld-edits``; PPO does not train on edits. A loop of images does not
+    train GRPO on edit turns."""
+    section = recipe.align
+    edits = bool(recipe.generate.edits) if "generate" in stages else section.prompts == "glyphworld-edits"
+    if edits and "ppo" in section.methods:
+        raise BadInputError(
+            f"{where}: align.methods: ppo does not train on edit turns; use dpo and grpo in a loop of edits"
+        )
+    if edits and "grpo" in section.methods and section.prompts != "glyphworld-edits":
+        raise BadInputError(
+            f"{where}: align.prompts: a loop of edits (generate.edits) trains GRPO on edit turns; "
+            "set align.prompts: glyphworld-edits"
+        )
+    if not edits and section.prompts == "glyphworld-edits" and {"grpo", "ppo"} & set(section.methods):
+        raise BadInputError(
+            f"{where}: align.prompts: glyphworld-edits trains on edit turns, and this loop draws images; "
+            "set generate.edits: glyphworld-edits, or align.prompts: glyphworld"
+        )
+
+
 def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
     """Check what the recipe's stages will read, before the first stage starts (a GPU run would
     otherwise meet a wrong path hours in): the generator folder and device, every prompts file or
@@ -382,7 +406,9 @@ def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
             f"{where}: label.instructions: {recipe.label.instructions} does not exist; pass a Markdown file"
         )
     if "align" in stages and {"grpo", "ppo"} & set(recipe.align.methods):
-        _checked_prompts(recipe.align.prompts, "align.prompts", ("glyphworld", "glyphworld-align"), where)
+        _checked_prompts(
+            recipe.align.prompts, "align.prompts", ("glyphworld", "glyphworld-align", "glyphworld-edits"), where
+        )
     if "eval" in stages:
         _checked_prompts(
             recipe.eval.prompts,
@@ -390,11 +416,8 @@ def check_inputs(recipe: Recipe, where: str = "recipe") -> None:
             ("glyphworld-heldout", "glyphworld-edits-heldout", "text-rendering"),
             where,
         )
-    if "generate" in stages and recipe.generate.edits and "align" in stages:
-        raise BadInputError(
-            f"{where}: generate.edits: the align stage's DPO and GRPO do not train on edits yet; "
-            "leave it out of stages (e.g. stages=[generate,label,reward,eval,report])"
-        )
+    if "align" in stages:
+        _check_edit_alignment(recipe, stages, where)
     if "generate" in stages and recipe.generate.edits and "reward" in stages:
         # A reward model of edits reads the source's image tokens; only the token backbone does.
         from imagepref.reward.config import refuse_edits_on

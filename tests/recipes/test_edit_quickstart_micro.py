@@ -1,6 +1,6 @@
 """The edit quickstart recipe in miniature: edit candidates, a real Label Studio whose simulated
-annotators compare edits by the edit rules, a reward model of edits, and the evaluation on
-held-out edits."""
+annotators compare edits by the edit rules, a reward model of edits, DPO then GRPO on edit turns,
+and the evaluation of base and aligned on held-out edits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import shutil
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from imagepref.formats import EDIT_AXES, read_annotations, read_candidate_set, read_pairs
 from imagepref.recipes.config import RECIPES_DIR
@@ -25,6 +27,14 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     recipe["stages"] = ["pretrain", *shipped["stages"]]
     recipe["generate"] = {**shipped["generate"], "num_prompts": 3}
     recipe["label"] = {**shipped["label"], "port": unused_port, "ocr_engine": "tesseract"}
+    grpo = {**shipped["align"]["grpo"], "steps": 2, "batch_size": 4, "num_generations": 2, "report_to": []}
+    recipe["align"] = {
+        **shipped["align"],
+        "num_prompts": 4,
+        "ocr_engine": "tesseract",
+        "dpo": {"steps": 2, "batch_size": 2, "report_to": []},
+        "grpo": grpo,
+    }
     recipe["eval"] = {
         **micro["eval"],
         "prompts": "glyphworld-edits-heldout",
@@ -40,7 +50,7 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     assert code == 0, err
     manifest = json.loads((run / "manifest.json").read_text())
     assert {key: entry["status"] for key, entry in manifest["stages"].items()} == {
-        key: "done" for key in ["pretrain", "r1/generate", "r1/label", "r1/reward", "eval", "report"]
+        key: "done" for key in ["pretrain", "r1/generate", "r1/label", "r1/reward", "r1/align", "eval", "report"]
     }
     outputs = {key: entry["outputs"] for key, entry in manifest["stages"].items()}
     candidates = read_candidate_set(run / outputs["r1/generate"]["candidates"])
@@ -56,10 +66,15 @@ def test_micro_edit_quickstart_runs_every_stage_with_real_label_studio(
     # The reward model of edits: one head per edit axis, reading the source and the instruction.
     reward_config = json.loads((run / outputs["r1/reward"]["model"] / "config.json").read_text())
     assert reward_config["edits"] and reward_config["axes"] == list(EDIT_AXES)
+    # DPO trained on the pulled pairs about edits, GRPO on edit turns from DPO's generator: each moved it.
+    align = run / "stages" / "r1" / "align"
+    base = load_file(run / outputs["pretrain"]["generator"] / "model.safetensors")
+    dpo, grpo = (load_file(align / method / "merged" / "model.safetensors") for method in ("dpo", "grpo"))
+    assert any(not torch.equal(base[name], dpo[name]) for name in base)
+    assert any(not torch.equal(dpo[name], grpo[name]) for name in dpo)
     evaluation = json.loads((run / outputs["eval"]["results"]).read_text())
-    assert [c["name"] for c in evaluation["checkpoints"]] == ["base"]
-    assert all(
-        image["source_image"] and "success" in image["rules"] for image in evaluation["checkpoints"][0]["images"]
-    )
+    assert [c["name"] for c in evaluation["checkpoints"]] == ["base", "aligned-round-1"]
+    for checkpoint in evaluation["checkpoints"]:
+        assert all(image["source_image"] and "success" in image["rules"] for image in checkpoint["images"])
     summary = (run / "summary.md").read_text()
     assert "edit success (rule)" in summary or "edit success (rule)" in out
