@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as error:
         print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     if isinstance(status, int) and status:

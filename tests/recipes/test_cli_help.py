@@ -55,3 +55,16 @@ def test_flags_show_no_value_type_and_options_keep_theirs():
     samples = next(line for line in text.splitlines() if "--samples" in line)
     assert "<bool>" not in text, quiet
     assert "<int>" in samples
+
+
+def test_help_into_a_pipe_closed_early_ends_without_a_traceback():
+    """`imagepref run --help | head -1`: the reader goes away; the command stops quietly."""
+    command = [sys.executable, "-m", "imagepref.recipes.cli", "run", "--help"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "80"}
+    )
+    process.stdout.readline()
+    process.stdout.close()  # like head after its first line
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=300)
+    assert "Traceback" not in stderr, stderr
