@@ -282,7 +282,16 @@ CASES = [
     Case("dpo-device-cuda", f"{DPO} --device cuda", "cuda", torch=True, without_gpu=True),
     Case("dpo-out-is-the-prefs", DPO.replace("{out}", "{ws}/prefs"), "inside"),
     Case("dpo-out-existing-file", DPO.replace("{out}", "{ws}/prompts.txt"), "is a file"),
-    Case("dpo-preferences-of-edits", DPO.replace("/prefs ", "/prefs-edits "), "compares edits"),
+    # Edit pairs judged on the image axes: the edit default weights find none of theirs.
+    Case(
+        "dpo-preferences-of-edits-on-image-axes", DPO.replace("/prefs ", "/prefs-edits "), "does not judge", torch=True
+    ),
+    Case(
+        "dpo-preferences-of-edits-source-absent",
+        DPO.replace("/prefs ", "/prefs-edits-absent-source ") + " pairs.weights.prompt_fidelity=1",
+        "none of the candidate sets holds",
+        torch=True,
+    ),
     # --- align grpo / ppo ---
     Case("grpo-one-generation", f"{GRPO} num_generations=1", "num_generations", torch=SETTINGS_NEED_TORCH),
     # Fails after the run folder was made (the base is loaded first): the failed attempt leaves
@@ -339,9 +348,10 @@ CASES = [
     Case("grpo-edit-rule-on-prompts", f"{GRPO} --reward edit_success=1", "judges edits", torch=SETTINGS_NEED_TORCH),
     Case("ppo-on-edit-turns", PPO.replace("{ws}/prompts.txt", "glyphworld-edits"), "cannot train on edit turns"),
     Case(
-        "dpo-on-edit-turns",
-        "align dpo --base {ws}/gen --prompts glyphworld-edits --out {out} --no-monitor",
-        "cannot train on edit turns",
+        "dpo-on-policy-ink-rule-on-edit-turns",
+        "align dpo --base {ws}/gen --prompts glyphworld-edits --out {out} --no-monitor on_policy.rewards.rule_ink_colour=1",
+        "cannot score an edit turn",
+        torch=SETTINGS_NEED_TORCH,
     ),
     Case("ppo-lora-r-0", f"{PPO} lora_r=0", "lora_r", torch=SETTINGS_NEED_TORCH),
     Case("ppo-unknown-key", f"{PPO} vf_coeff=0.1", "unknown key", torch=SETTINGS_NEED_TORCH),
@@ -520,7 +530,7 @@ def _candidate_set(folder: Path, tokens=None, images: bool = True) -> None:
     pd.DataFrame(rows).to_parquet(folder / "candidates.parquet", index=False)
 
 
-def _preferences(folder: Path, drop: str | None = None, edits: bool = False) -> None:
+def _preferences(folder: Path, drop: str | None = None, edits: bool = False, source: str = "p0-0") -> None:
     from imagepref.formats import AXES, pair_columns
 
     folder.mkdir(parents=True)
@@ -539,7 +549,7 @@ def _preferences(folder: Path, drop: str | None = None, edits: bool = False) -> 
     if drop:
         pairs = pairs.drop(columns=[drop])
     if edits:
-        pairs = pairs.assign(source_candidate="p0-0", instruction="make the ink blue")
+        pairs = pairs.assign(source_candidate=source, instruction="make the ink blue")
     pairs.to_parquet(folder / "pairs.parquet", index=False)
 
 
@@ -594,6 +604,7 @@ def workspace(tmp_path_factory) -> Path:
     _preferences(ws / "prefs")
     _preferences(ws / "prefs-no-column", drop="candidate_b")
     _preferences(ws / "prefs-edits", edits=True)
+    _preferences(ws / "prefs-edits-absent-source", edits=True, source="p9-9")
     (ws / "prefs-text").mkdir()
     (ws / "prefs-text" / "pairs.parquet").write_text("pair_id,candidate_a\n")
     (ws / "prefs-text" / "annotations.parquet").write_text("pair_id,annotator\n")
