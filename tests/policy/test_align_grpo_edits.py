@@ -15,6 +15,22 @@ from imagepref.policy.pretrain import micro_generator
 from imagepref.policy.sampler import teacher_forced_logprobs
 
 
+def six_full_steps():
+    """Six GRPO steps of a full fine-tune at a high rate, as the prompt GRPO test: the one-layer
+    micro model moves too slowly under LoRA for a few-step test."""
+    return GRPOSettings(
+        steps=6,
+        batch_size=16,
+        num_generations=8,
+        learning_rate=1e-2,
+        guidance_scale=1.0,
+        lora=False,
+        save_every=100,
+        monitor_every=0,
+        report_to=[],
+    )
+
+
 def test_edit_rollouts_are_edit_turns_with_the_policys_raw_log_probs():
     generator = micro_generator()
     sources = EditSources(generator)
@@ -83,17 +99,7 @@ def test_grpo_on_edit_turns_raises_the_reward_it_trains(tmp_path, rule_reward):
         return sum(values) / len(values)
 
     before = measured()
-    settings = GRPOSettings(
-        steps=6,
-        batch_size=16,
-        num_generations=8,
-        learning_rate=1e-2,
-        guidance_scale=1.0,
-        lora=False,  # as the prompt GRPO test: the one-layer micro model moves too slowly under LoRA
-        save_every=100,
-        monitor_every=0,
-        report_to=[],
-    )
+    settings = six_full_steps()
     # The edit rules ride along at weight 0: TRL calls them on every edit turn and logs them.
     result = train_grpo(
         generator, prompts, [reward, *edit_rules], [1.0, 0.0], settings, tmp_path / "run", edit_sources=sources
@@ -215,17 +221,7 @@ def test_grpo_on_edit_turns_raises_a_reward_model_of_edits(tmp_path, edit_reward
         return sum(values) / len(values)
 
     before = measured()
-    settings = GRPOSettings(
-        steps=6,
-        batch_size=16,
-        num_generations=8,
-        learning_rate=1e-2,
-        guidance_scale=1.0,
-        lora=False,
-        save_every=100,
-        monitor_every=0,
-        report_to=[],
-    )
+    settings = six_full_steps()
     result = train_grpo(generator, prompts, functions, weights, settings, tmp_path / "run", edit_sources=sources)
     logged = [h for h in result["log_history"] if "reward" in h]
     names = ("rewards/reward_model_preservation/mean", "rewards/reward_model/mean", "rewards/ocr/mean")
