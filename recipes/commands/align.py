@@ -98,6 +98,7 @@ PROMPTS = typer.Option(
     "(fresh letter strings, disjoint from the held-out set), glyphworld-edits (GRPO or on-policy DPO on edit "
     "turns of seeded training edits; rewards edit_rules, edit_success, ...) or a prompts file.",
 )
+NUM_PROMPTS = typer.Option(256, help="Training prompts used.", callback=option_bounds(Annotated[int, Field(ge=1)]))
 NO_MONITOR = typer.Option(False, "--no-monitor", help="Skip the held-out monitoring passes.")
 DTYPE = typer.Option(
     None,
@@ -262,9 +263,7 @@ def grpo(
     ocr_engine: str = OCR,
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
-    num_prompts: int = typer.Option(
-        256, help="Training prompts used.", callback=option_bounds(Annotated[int, Field(ge=1)])
-    ),
+    num_prompts: int = NUM_PROMPTS,
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
@@ -299,9 +298,7 @@ def ppo(
     ocr_engine: str = OCR,
     reward_model: Path | None = REWARD_MODEL,
     prompts: str = PROMPTS,
-    num_prompts: int = typer.Option(
-        256, help="Training prompts used.", callback=option_bounds(Annotated[int, Field(ge=1)])
-    ),
+    num_prompts: int = NUM_PROMPTS,
     no_monitor: bool = NO_MONITOR,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
