@@ -10,6 +10,15 @@ import subprocess
 
 import pytest
 
+from imagepref.known_warnings import silence_known_warnings
+
+
+def pytest_configure(config):
+    # The tests call the library as the command line does, so the third-party warnings the
+    # command line silences (nothing wrong, see imagepref.known_warnings) stay out of the summary;
+    # tests/imagepref/test_known_warnings.py checks that they are still raised upstream.
+    silence_known_warnings()
+
 
 def assert_one_line_error(outcome, *fragments: str) -> str:
     """Bad input ended the command the way the command line promises: exit status 2, and stderr

@@ -124,7 +124,7 @@ def test_emu3_matches_transformers_generation_with_forced_tokens_and_guidance():
     assert out[0, ids.shape[1] :].tolist() == samples.completion_ids[0].tolist()
     rows, columns = generator.config.grid
     theirs = generator.model.decode_image_tokens(image_tokens=samples.completion_ids, height=rows, width=columns)
-    ours = torch.from_numpy(np.asarray(generator.decode(samples.codes)[0])).float()
+    ours = torch.from_numpy(np.array(generator.decode(samples.codes)[0])).float()
     expected = ((theirs[0].permute(1, 2, 0).clamp(-1, 1) + 1) / 2 * 255).round()
     assert (ours - expected).abs().max() <= 1
 
@@ -148,7 +148,7 @@ def test_janus_matches_transformers_generation_with_its_unconditional_convention
     )
     assert out.tolist() == samples.codes.tolist()
     theirs = ((model.decode_image_tokens(samples.codes)[0].clamp(-1, 1) + 1) / 2 * 255).round()
-    ours = torch.from_numpy(np.asarray(generator.decode(samples.codes)[0])).float()
+    ours = torch.from_numpy(np.array(generator.decode(samples.codes)[0])).float()
     assert (ours - theirs).abs().max() <= 1
 
 
