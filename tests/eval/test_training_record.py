@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from imagepref.eval.report import image_grid, step_label, training_plots
+from imagepref.eval.plots import training_plots
+from imagepref.eval.report import image_grid, step_label
 from imagepref.eval.runner import checkpoint_training, training_curve
 
 
