@@ -11,10 +11,25 @@ from typing import Any
 PLOTTED = ("exact_match", "word_accuracy", "ned", "flow_grpo_score", "cer")
 
 
+def png_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URI (the report embeds its plots and images so it opens from disk)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def _plot_uri(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_uri(buffer.getvalue())
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported when a report draws, not before)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _same_run(checkpoints: list[dict[str, Any]]) -> bool:
@@ -26,10 +41,7 @@ def _same_run(checkpoints: list[dict[str, Any]]) -> bool:
 def plots(results: dict[str, Any]) -> list[dict[str, str]]:
     """Matplotlib plots as data URIs: text figures per checkpoint with their intervals, and the
     same along training steps when the checkpoints are distinct steps of one training run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     checkpoints = results["checkpoints"]
     names = [c["name"] for c in checkpoints]
@@ -132,10 +144,7 @@ def training_plots(results: dict[str, Any]) -> list[dict[str, str]]:
     accuracy, the safety rule's violations, the rule scores (and reward-model heads) and the KL to
     each run's own reference, the runs' steps one after another (the quickstart's GRPO after
     its DPO). Each evaluated checkpoint is marked where its training ended."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     out = []
     for checkpoint, curve in _chains(results):

@@ -6,7 +6,6 @@ embedded as base64 ``data:`` URIs, and the styles are inline.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import Counter
 from importlib import resources
@@ -17,7 +16,7 @@ import jinja2
 
 from imagepref.eval.figures import summary_lines
 from imagepref.eval.metrics import DEFAULT_NORMALIZATION
-from imagepref.eval.plots import plots, training_plots
+from imagepref.eval.plots import plots, png_uri, training_plots
 from imagepref.files import write_text_atomically
 
 TARGET_ROWS = 60  # the "By target" table shows the baseline's worst targets first, up to this many
@@ -102,7 +101,7 @@ def step_label(checkpoint: dict[str, Any]) -> str:
 
 
 def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return png_uri(path.read_bytes())
 
 
 GRID_PAGE = 10  # prompts per page of the image grid: the first page is open, the rest a click away
